@@ -1,0 +1,25 @@
+# mmext: the commands the README names.
+#   make install   the pinned OpenMMLab stack + mmext (editable) into $(VENV); skipped when done
+#   make demo      install if needed, then the main job on embedded data
+#   make test      install if needed, then the tests
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: install data demo test lint bench
+
+install:
+	@bash tools/install.sh $(VENV)
+
+data: install
+	$(PY) tools/data/make_fashion_scenes.py
+
+demo: install
+	$(PY) tools/demo.py
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
