@@ -1,0 +1,1 @@
+"""Hooks, loops and runner helpers."""

@@ -1,0 +1,1 @@
+"""Metrics that OpenMMLab lacks."""

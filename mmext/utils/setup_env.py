@@ -1,0 +1,83 @@
+"""Process set-up shared by the tools: safe checkpoint loading and distributed runs on the CPU."""
+from __future__ import annotations
+
+import os
+import pickle
+
+import torch
+from mmengine.config import Config
+
+
+def _history_buffer_getattr(obj, name: str):
+    """Stands in for ``builtins.getattr`` while a checkpoint is unpickled with ``weights_only``.
+
+    Python's pickle protocol 2 (torch.save's default) stores a method such as
+    ``HistoryBuffer.min`` as ``getattr(HistoryBuffer, 'min')``; mmengine's message hub holds a
+    few of those. Allowing the real ``getattr`` would let a crafted file reach any method of any
+    allowed class, so only HistoryBuffer's statistics methods resolve.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    allowed = {'min', 'max', 'current', 'mean'} | set(HistoryBuffer._statistics_methods)
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'the checkpoint asks for getattr({obj!r}, {name!r}); weights_only loading allows only '
+        'the statistics methods of mmengine\'s HistoryBuffer. Load it with weights_only=False '
+        'only if you trust the file.')
+
+
+def _checkpoint_globals() -> list:
+    """The classes and functions that mmengine's own checkpoints pickle beside the tensors.
+
+    A runner checkpoint holds the message hub (``HistoryBuffer`` objects of numpy arrays and
+    scalars, with references to their statistics methods) and optimizer / scheduler states.
+    """
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    multiarray = np._core.multiarray
+    allowed = [HistoryBuffer, np.ndarray, np.dtype,
+               (multiarray._reconstruct, 'numpy._core.multiarray._reconstruct'),
+               (multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
+               (multiarray.scalar, 'numpy._core.multiarray.scalar'),
+               (multiarray.scalar, 'numpy.core.multiarray.scalar'),
+               (_history_buffer_getattr, 'builtins.getattr')]
+    # numpy >= 1.25 pickles dtypes as instances of numpy.dtypes.*DType classes.
+    allowed += [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith('DType')]
+    return allowed
+
+
+def register_checkpoint_safe_globals() -> None:
+    """Let ``torch.load(weights_only=True)`` (torch's default) read mmengine checkpoints.
+
+    mmengine 0.10 calls ``torch.load`` without ``weights_only``; since torch 2.6 that means
+    ``weights_only=True``, which refuses the few mmengine and numpy objects in a runner
+    checkpoint. Allowing exactly these is narrower than ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``,
+    which turns the protection off for every file.
+    """
+    torch.serialization.add_safe_globals(_checkpoint_globals())
+
+
+def prepare_distributed(cfg: Config, launcher: str) -> None:
+    """Make ``launcher`` runs work on machines without a GPU (gloo over CPU processes).
+
+    mmengine's PyTorch launcher calls ``torch.cuda.set_device`` and wraps the model in DDP with
+    ``device_ids=[LOCAL_RANK]``; both fail without CUDA. Here the process group is started with
+    gloo before the runner looks (it then skips its own start) and DDP gets ``device_ids=None``.
+    With a GPU nothing changes.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    if launcher != 'pytorch':
+        raise ValueError(f"on a machine without a GPU only --launcher pytorch (torchrun) is "
+                         f"supported, got {launcher!r}")
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo', rank=int(os.environ['RANK']),
+                                world_size=int(os.environ['WORLD_SIZE']))
+    wrapper = dict(type='MMDistributedDataParallel', broadcast_buffers=False,
+                   find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper.update(cfg.get('model_wrapper_cfg') or {})
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
