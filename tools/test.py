@@ -1,0 +1,98 @@
+"""Test (evaluate) a checkpoint with the stock mmengine Runner, for mmdet, mmseg and mmpretrain.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show-dir DIR]
+                                           [--cfg-options k=v ...] [--launcher pytorch]
+
+``--show-dir`` saves the predictions drawn on the images (each library's visualization hook).
+``--out`` dumps the raw predictions, e.g. for mmdet's analysis_tools/analyze_results.py.
+"""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.evaluator import DumpResults
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+import mmext  # noqa: F401  (registries, safe checkpoint loading)
+from mmext.utils import prepare_distributed
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Test (and eval) a model with the stock runner')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save the file containing evaluation metrics')
+    parser.add_argument('--out', help='dump predictions to a pickle file')
+    parser.add_argument('--show', action='store_true', help='show prediction results')
+    parser.add_argument('--show-dir', help='directory where painted images will be saved; '
+                        'relative paths are taken inside the work dir, as in mmdet')
+    parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings of the config, key=value pairs')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def trigger_visualization_hook(cfg: Config, args) -> None:
+    """Switch on the library's visualization hook; its option names differ per library."""
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None:
+        raise RuntimeError('--show / --show-dir need `default_hooks.visualization` in the config')
+    scope = cfg.get('default_scope', 'mmdet')
+    if scope == 'mmpretrain':
+        hook['enable'] = True
+        if args.show_dir:
+            hook['out_dir'] = args.show_dir
+    else:
+        hook['draw'] = True
+        if args.show_dir and scope == 'mmseg':
+            cfg.visualizer['save_dir'] = args.show_dir
+        elif args.show_dir:
+            hook['test_out_dir'] = args.show_dir
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+
+
+def main():
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
+    cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        trigger_visualization_hook(cfg, args)
+
+    prepare_distributed(cfg, args.launcher)
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+    if args.out is not None:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise ValueError(f'--out must be a .pkl or .pickle file, got {args.out}')
+        if cfg.get('default_scope') == 'mmdet':
+            from mmdet.evaluation import DumpDetResults
+            runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+        else:
+            runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()
