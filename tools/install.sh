@@ -95,18 +95,21 @@ elif install_mmcv_from "$CACHE/wheels/torch-$TORCH_VERSION"; then
 else
     say "building mmcv $MMCV_VERSION with its ops from the sdist (about 33 minutes on 2 cores; once per machine)"
     work=$(mktemp -d)
-    "${PIP[@]}" download -q --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$work"
+    # (no build isolation: an isolated build env gets setuptools>=81, which lacks the
+    # pkg_resources that mmcv's setup.py imports)
+    "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation \
+        "mmcv==$MMCV_VERSION" -d "$work"
     tar xzf "$work/mmcv-$MMCV_VERSION.tar.gz" -C "$work"
     src="$work/mmcv-$MMCV_VERSION"
-    # torch >= 2.10 headers need C++20; mmcv hard-codes -std=c++17 after CXXFLAGS.
+    # torch 2.14's headers need C++20; mmcv hard-codes -std=c++17 after CXXFLAGS.
     sed -i "s/'-std=c++17'/'-std=c++20'/g" "$src/setup.py"
     MMCV_WITH_OPS=1 FORCE_CUDA=${FORCE_CUDA:-0} MAX_JOBS=${MAX_JOBS:-$(nproc)} \
         "${PIP[@]}" wheel --no-build-isolation --no-deps "$src" -w "$work/built"
     # Strip debug symbols: 32 MB -> 1.4 MB, ops unchanged.
-    "$VENV/bin/python" -m wheel unpack "$work"/built/mmcv-*.whl -d "$work/unpacked"
+    "$VENV/bin/python" -m wheel unpack "$work"/built/mmcv-*.whl --dest "$work/unpacked"
     find "$work/unpacked" -name '_ext*.so' -exec strip --strip-debug {} + || true
     mkdir -p "$CACHE/wheels/torch-$TORCH_VERSION"
-    "$VENV/bin/python" -m wheel pack "$work"/unpacked/mmcv-* -d "$CACHE/wheels/torch-$TORCH_VERSION"
+    "$VENV/bin/python" -m wheel pack "$work"/unpacked/mmcv-* --dest-dir "$CACHE/wheels/torch-$TORCH_VERSION"
     rm -rf "$work"
     install_mmcv_from "$CACHE/wheels/torch-$TORCH_VERSION"
 fi

@@ -1,0 +1,56 @@
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / 'configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py'
+
+
+@pytest.fixture(autouse=True)
+def quiet_mmengine():
+    from mmengine.logging import MMLogger
+    MMLogger.get_current_instance().setLevel(logging.WARNING)
+
+
+@pytest.fixture(scope='session')
+def fashion_mnist_root():
+    """The folder of the real Fashion-MNIST files; `make install` installs them (as root)."""
+    from mmext.datasets.fashion_mnist import HOW_TO_GET, fashion_mnist_root
+    root = fashion_mnist_root()
+    if not (root / 'train-images-idx3-ubyte.gz').is_file():
+        pytest.skip(f'Fashion-MNIST not installed. {HOW_TO_GET}')
+    return root
+
+
+@pytest.fixture(scope='session')
+def tiny_scenes(tmp_path_factory, fashion_mnist_root):
+    """A Fashion Scenes set of 16 train and 8 val canvases."""
+    from mmext.datasets import SceneConfig, make_fashion_scenes
+    out = tmp_path_factory.mktemp('scenes')
+    return make_fashion_scenes(out, SceneConfig(num_train=16, num_val=8), progress=False)
+
+
+def scene_cfg_options(scenes: Path, iters: int = 2) -> list[str]:
+    """--cfg-options that point the demo config at a small set and a few iterations."""
+    ann = scenes / 'annotations/instances_val.json'
+    opts = [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+            f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=1',
+            f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}']
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        opts += [f'{loader}.dataset.data_root={scenes}', f'{loader}.batch_size=2',
+                 f'{loader}.num_workers=0', f'{loader}.persistent_workers=False']
+    return opts
+
+
+def run_tool(*args, timeout=600, env=None) -> subprocess.CompletedProcess:
+    """Run a command from the repo root with this interpreter; output in .stdout."""
+    full_env = dict(os.environ, HF_HUB_OFFLINE='1', PYTHONWARNINGS='ignore',
+                    PYTHON=sys.executable, **(env or {}))
+    cmd = [sys.executable, *args] if str(args[0]).endswith('.py') else list(args)
+    return subprocess.run([str(a) for a in cmd], cwd=REPO, env=full_env, timeout=timeout,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
