@@ -1,14 +1,4 @@
 #!/usr/bin/env bash
 # Distributed training with torchrun: tools/dist_train.sh CONFIG NPROC [train.py options]
-# Without a GPU the processes talk over gloo on the CPU (see mmext.utils.prepare_distributed).
-CONFIG=$1
-NPROC=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-
-PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
-"${PYTHON:-python}" -m torch.distributed.run --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$NPROC" --master_port="$PORT" \
-    "$(dirname "$0")/train.py" "$CONFIG" --launcher pytorch "${@:3}"
+# NNODES, NODE_RANK, PORT, MASTER_ADDR and PYTHON are read from the environment.
+exec "$(dirname "$0")/dist_run.sh" "$(dirname "$0")/train.py" "$2" "$1" "${@:3}"

@@ -65,7 +65,6 @@ val_evaluator = dict(
     backend_args=backend_args)
 test_evaluator = val_evaluator
 
-embed_dims = 256
 model = dict(
     num_queries=25,
     backbone=dict(
@@ -77,7 +76,7 @@ model = dict(
         norm_eval=True,
         init_cfg=dict(type='mmext.TorchvisionPretrained',
                       checkpoint='torchvision://mobilenet_v2')),
-    neck=dict(in_channels=[96], out_channels=embed_dims),
+    neck=dict(in_channels=[96]),
     encoder=dict(num_layers=3),
     decoder=dict(num_layers=3),
     bbox_head=dict(num_classes=10),

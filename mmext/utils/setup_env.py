@@ -59,6 +59,24 @@ def register_checkpoint_safe_globals() -> None:
     torch.serialization.add_safe_globals(_checkpoint_globals())
 
 
+def load_tool_config(config: str, cfg_options: dict | None = None, work_dir: str | None = None,
+                     launcher: str = 'none') -> Config:
+    """The config as ``tools/train.py`` and ``tools/test.py`` use it (mmdet's rules).
+
+    ``cfg_options`` are merged in; the work dir is ``work_dir``, else the config's, else
+    ``./work_dirs/<config name>``.
+    """
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = os.path.join('./work_dirs', os.path.splitext(os.path.basename(config))[0])
+    return cfg
+
+
 def prepare_distributed(cfg: Config, launcher: str) -> None:
     """Make ``launcher`` runs work on machines without a GPU (gloo over CPU processes).
 
