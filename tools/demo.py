@@ -32,24 +32,54 @@ def run(step: str, *args: str) -> float:
 
 
 def read_scalars(run_dir: Path) -> list[dict]:
-    """The entries of mmengine's LocalVisBackend log (``vis_data/scalars.json``) of a run."""
+    """The entries of mmengine's LocalVisBackend log (``vis_data/scalars.json``) of a train run."""
     files = sorted(run_dir.glob('*/vis_data/scalars.json'))
     if not files:
         raise FileNotFoundError(f'no vis_data/scalars.json under {run_dir}')
     return [json.loads(line) for line in files[-1].read_text().splitlines() if line.strip()]
 
 
+def read_test_metrics(run_dir: Path) -> dict:
+    """The metrics a tools/test.py run wrote to ``<timestamp>/<timestamp>.json``."""
+    files = sorted(p for p in run_dir.glob('*/*.json') if p.stem == p.parent.name)
+    if not files:
+        raise FileNotFoundError(f'no <timestamp>/<timestamp>.json under {run_dir}')
+    return {k: v for k, v in json.loads(files[-1].read_text()).items() if k in METRICS}
+
+
 def learning_curve(entries: list[dict]) -> list[dict]:
-    """Validation mAP per evaluated iteration, with the training minutes spent to reach it."""
+    """Validation mAP after each evaluated iteration, with the training minutes spent to reach it.
+
+    Training entries carry ``step`` (the iteration) and ``time`` (mean seconds per iteration);
+    validation entries of an iteration-based loop carry no useful step, so they take the
+    iteration of the training entry before them.
+    """
     curve, seconds, last_step = [], 0.0, 0
     for entry in entries:
-        if 'loss' in entry:  # a training log line: `time` is the mean seconds per iteration
+        if 'loss' in entry:
             seconds += entry['time'] * (entry['step'] - last_step)
             last_step = entry['step']
         elif 'coco/bbox_mAP' in entry:
-            curve.append(dict(iteration=entry['step'], train_minutes=round(seconds / 60, 1),
+            curve.append(dict(iteration=last_step, train_minutes=round(seconds / 60, 1),
                               **{k: entry[k] for k in METRICS}))
     return curve
+
+
+def summarize(work: Path, checkpoint: str) -> dict:
+    """Print the learning curve and the test metrics of a demo run; return them."""
+    curve = learning_curve(read_scalars(work / 'train'))
+    final = read_test_metrics(work / 'test')
+    table = Table(title='Learning curve on the val canvases (tools/train.py)')
+    for col in ('iteration', 'train min', 'bbox mAP', 'mAP_50', 'mAP_75'):
+        table.add_column(col, justify='right')
+    for row in curve:
+        table.add_row(str(row['iteration']), f"{row['train_minutes']:.1f}",
+                      *(f'{row[k]:.3f}' for k in METRICS))
+    console.print(table)
+    console.print(f'[bold]tools/test.py on {checkpoint}[/]: COCO bbox mAP (0.5:0.95) '
+                  f"[bold green]{final['coco/bbox_mAP']:.3f}[/], mAP_50 "
+                  f"{final['coco/bbox_mAP_50']:.3f}, mAP_75 {final['coco/bbox_mAP_75']:.3f}")
+    return dict(config=CONFIG, checkpoint=checkpoint, curve=curve, test=final)
 
 
 def main():
@@ -69,25 +99,12 @@ def main():
                  str(work / 'test'), '--show-dir', 'detections', *options)
     total_s = time.perf_counter() - start
 
-    curve = learning_curve(read_scalars(work / 'train'))
-    final = {k: v for k, v in read_scalars(work / 'test')[-1].items() if k in METRICS}
-
-    table = Table(title='Learning curve on the val canvases (tools/train.py)')
-    for col in ('iteration', 'train min', 'bbox mAP', 'mAP_50', 'mAP_75'):
-        table.add_column(col, justify='right')
-    for row in curve:
-        table.add_row(str(row['iteration']), f"{row['train_minutes']:.1f}",
-                      *(f'{row[k]:.3f}' for k in METRICS))
-    console.print(table)
-    console.print(f'[bold]tools/test.py on {checkpoint}[/]: COCO bbox mAP (0.5:0.95) '
-                  f"[bold green]{final['coco/bbox_mAP']:.3f}[/], mAP_50 "
-                  f"{final['coco/bbox_mAP_50']:.3f}, mAP_75 {final['coco/bbox_mAP_75']:.3f}")
+    summary = summarize(work, checkpoint)
     console.print(f'wall time: data {data_s / 60:.1f} min, train {train_s / 60:.1f} min, '
                   f'test {test_s / 60:.1f} min, total {total_s / 60:.1f} min')
-    console.print(f"drawn detections: {work / 'test'}/*/detections/")
-    summary = dict(config=CONFIG, checkpoint=checkpoint, curve=curve, test=final,
-                   minutes=dict(data=data_s / 60, train=train_s / 60, test=test_s / 60,
-                                total=total_s / 60))
+    console.print(f"drawn detections: {work / 'test'}/<timestamp>/detections/")
+    summary['minutes'] = dict(data=data_s / 60, train=train_s / 60, test=test_s / 60,
+                              total=total_s / 60)
     (work / 'demo_summary.json').write_text(json.dumps(summary, indent=2))
 
 

@@ -32,8 +32,9 @@ check_fashion_mnist() {
     fi
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         say "installing Fashion-MNIST from Debian (dataset-fashion-mnist)"
-        apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null
-        return
+        if apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; then
+            return
+        fi
     fi
     cat <<MSG
 [mmext install] Fashion-MNIST is missing (looked in $dir). Get it with either:
