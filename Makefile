@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install data demo test lint bench
+.PHONY: install data demo test lint
 
 install:
 	@bash tools/install.sh $(VENV)
