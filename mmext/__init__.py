@@ -22,6 +22,7 @@ def register_all_modules() -> None:
     import mmext.engine  # noqa: F401
     import mmext.evaluation  # noqa: F401
     import mmext.models  # noqa: F401
+    import mmext.quant  # noqa: F401
 
 
 __all__ = ['SCOPE', '__version__', 'register_all_modules']

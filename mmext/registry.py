@@ -75,4 +75,4 @@ FUNCTIONS = _child('function', MMENGINE_FUNCTIONS, _DATA)
 INFERENCERS = _child('inferencer', MMENGINE_INFERENCERS, _MODELS)
 
 # New in mmext: quantizers and binarizers (no mmengine parent).
-QUANTIZERS = Registry('quantizer', scope=SCOPE, locations=_MODELS)
+QUANTIZERS = Registry('quantizer', scope=SCOPE, locations=['mmext.quant'])

@@ -1,0 +1,364 @@
+"""Fake quantizers and binarizers (registry ``QUANTIZERS``).
+
+Each module maps a float tensor to a float tensor that takes only the values of a b-bit grid
+(or of {-a, +a} for 1 bit), with straight-through gradients, so that quantization-aware training
+runs in ordinary float arithmetic. Definitions follow the project's method reference
+(``methods.md`` §1.1):
+
+- :class:`LSQQuantizer` (weights, symmetric): ``w_q = s * round_ste(clamp(w / s, Qn, Qp))``,
+  learnable step ``s`` per tensor or per channel, gradient scale ``1 / sqrt(numel * Qp)``,
+  ``s0 = 2 mean|w| / sqrt(Qp)`` on the first forward (Esser et al., LSQ).
+- :class:`LSQPlusQuantizer` (activations, asymmetric): ``x_q = s * (round_ste(clamp(x / s + z,
+  Qn, Qp)) - z)`` with a learnable zero point ``z`` (Bhalgat et al., LSQ+).
+- :class:`SignBinarizer`, :class:`RSign`, :class:`WeightBinarizer`,
+  :class:`LearnableScaleBinarizer`: 1-bit binarizers with selectable gradient estimators.
+
+``bits=32`` makes a quantizer the identity.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from mmext.registry import QUANTIZERS
+
+FULL_PRECISION = 32
+MULTI_BIT = tuple(range(2, 9))
+
+
+def check_bits(bits: int, allowed: tuple[int, ...], what: str) -> int:
+    """Return ``bits`` if ``what`` supports it, else raise a ValueError that says what does."""
+    if bits not in allowed:
+        raise ValueError(
+            f'{what} does not support bits={bits!r}; it takes {sorted(allowed)}. Use 2..8 bits '
+            'with mmext.LSQQuantizer / mmext.LSQPlusQuantizer, 1 bit with mmext.SignBinarizer, '
+            'mmext.WeightBinarizer or mmext.LearnableScaleBinarizer, and 32 for full precision.')
+    return bits
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """``round`` in the forward pass, identity in the backward pass."""
+    return x + (x.round() - x).detach()
+
+
+def grad_scale(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` in the forward pass; its gradient multiplied by ``scale`` in the backward pass."""
+    return (x - x * scale).detach() + x * scale
+
+
+def _broadcast(param: torch.Tensor, x: torch.Tensor, dim: int | None) -> torch.Tensor:
+    """View a per-tensor (1,) or per-channel (C,) parameter so it broadcasts against ``x``."""
+    if dim is None:
+        return param
+    shape = [1] * x.dim()
+    shape[dim] = -1
+    return param.view(shape)
+
+
+def _reduce_dims(x: torch.Tensor, dim: int | None) -> list[int]:
+    dim = None if dim is None else dim % x.dim()
+    return [d for d in range(x.dim()) if d != dim]
+
+
+def _all_reduce_mean(t: torch.Tensor) -> torch.Tensor:
+    """Average ``t`` over the processes of a distributed run (a no-op otherwise)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        t = t.clone()
+        dist.all_reduce(t)
+        t /= dist.get_world_size()
+    return t
+
+
+class _StepQuantizer(nn.Module):
+    """Shared parts of LSQ and LSQ+: bit range, learnable step, lazy data-driven init.
+
+    Args:
+        bits: 2..8, or 32 for the identity.
+        signed: grid [-2^(b-1), 2^(b-1) - 1] if True, else [0, 2^b - 1].
+        num_channels: number of scale groups along ``channel_dim``; None for one per tensor.
+        channel_dim: the dimension of the groups (0: output channels of a weight; -1: the
+            features of a linear input; 1: the heads of a (B, H, N, d) attention tensor).
+        init_batches: forward passes whose statistics are averaged into the initial values.
+    """
+
+    def __init__(self, bits: int = 4, signed: bool = True, num_channels: int | None = None,
+                 channel_dim: int = 0, init_batches: int = 1):
+        super().__init__()
+        self.bits = check_bits(bits, MULTI_BIT + (FULL_PRECISION, ), type(self).__name__)
+        self.signed = signed
+        self.qn = -(2 ** (bits - 1)) if signed else 0
+        self.qp = 2 ** (bits - 1) - 1 if signed else 2 ** bits - 1
+        self.channel_dim = None if num_channels is None else channel_dim
+        if init_batches < 1:
+            raise ValueError(f'init_batches must be >= 1, got {init_batches}')
+        self.init_batches = init_batches
+        self.scale = nn.Parameter(torch.ones(num_channels or 1))
+        self.register_buffer('init_count', torch.zeros((), dtype=torch.long))
+
+    @property
+    def enabled(self) -> bool:
+        return self.bits != FULL_PRECISION
+
+    @property
+    def initialized(self) -> bool:
+        return bool(self.init_count >= self.init_batches)
+
+    def _check_channels(self, x: torch.Tensor) -> None:
+        if self.channel_dim is not None and x.shape[self.channel_dim] != self.scale.numel():
+            raise ValueError(
+                f'{type(self).__name__} has {self.scale.numel()} scale groups along dim '
+                f'{self.channel_dim}, but the input has shape {tuple(x.shape)}; set '
+                'num_channels to the size of that dimension')
+
+    def _init_step(self, value: torch.Tensor, param: torch.Tensor) -> None:
+        """Fold this batch's estimate into the running mean of the first init_batches."""
+        n = int(self.init_count)
+        value = _all_reduce_mean(value.detach().reshape(param.shape).to(param.dtype))
+        param.data.mul_(n / (n + 1)).add_(value / (n + 1))
+
+    def extra_repr(self) -> str:
+        groups = 'tensor' if self.channel_dim is None else \
+            f'{self.scale.numel()} channels (dim {self.channel_dim})'
+        return f'bits={self.bits}, signed={self.signed}, scale per {groups}'
+
+
+@QUANTIZERS.register_module()
+class LSQQuantizer(_StepQuantizer):
+    """LSQ: symmetric b-bit fake quantization with a learnable step (for weights).
+
+    ``forward(w)``: w (any shape) -> w_q (same shape), ``w_q = s * round_ste(clamp(w / s, Qn,
+    Qp))``. See :class:`_StepQuantizer` for the arguments.
+    """
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return w
+        self._check_channels(w)
+        if not self.initialized:
+            with torch.no_grad():
+                mean_abs = w.abs().mean(dim=_reduce_dims(w, self.channel_dim))
+                self._init_step(2 * mean_abs / math.sqrt(self.qp), self.scale)
+                self.init_count += 1
+        g = 1.0 / math.sqrt(w.numel() * self.qp)
+        s = _broadcast(grad_scale(self.scale, g), w, self.channel_dim)
+        return round_ste(torch.clamp(w / s, self.qn, self.qp)) * s
+
+
+@QUANTIZERS.register_module()
+class LSQPlusQuantizer(_StepQuantizer):
+    """LSQ+: asymmetric b-bit fake quantization with a learnable step and zero point (for
+    activations).
+
+    ``forward(x)``: x (any shape, batch first) -> x_q (same shape),
+    ``x_q = s * (round_ste(clamp(x / s + z, Qn, Qp)) - z)``; ``z`` is in quantization units.
+    Initial values, averaged over the first ``init_batches`` forward passes (10 by default):
+    ``s0 = 2 mean|x| / sqrt(Qp)`` and ``z0 = Qn - min(x) / s0`` (the batch minimum maps to Qn).
+    Use ``signed=False`` for non-negative inputs (after ReLU, softmax probabilities).
+    """
+
+    def __init__(self, bits: int = 4, signed: bool = True, num_channels: int | None = None,
+                 channel_dim: int = -1, init_batches: int = 10):
+        super().__init__(bits, signed, num_channels, channel_dim, init_batches)
+        self.zero_point = nn.Parameter(torch.zeros(num_channels or 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
+        self._check_channels(x)
+        if (self.training and not self.initialized) or self.init_count == 0:
+            with torch.no_grad():
+                dims = _reduce_dims(x, self.channel_dim)
+                s0 = (2 * x.abs().mean(dim=dims) / math.sqrt(self.qp)).clamp_min(1e-8)
+                x_min = x.amin(dim=dims) if dims else x
+                self._init_step(s0, self.scale)
+                self._init_step(self.qn - x_min / s0, self.zero_point)
+                self.init_count += 1
+        g = 1.0 / math.sqrt(x[0].numel() * self.qp)
+        s = _broadcast(grad_scale(self.scale, g), x, self.channel_dim)
+        z = _broadcast(grad_scale(self.zero_point, g), x, self.channel_dim)
+        return (round_ste(torch.clamp(x / s + z, self.qn, self.qp)) - z) * s
+
+
+# --------------------------------------------------------------------------- 1-bit binarizers
+def _ste_derivative(x: torch.Tensor, ste: str) -> torch.Tensor:
+    """d sign(x) / dx as each straight-through estimator defines it."""
+    if ste == 'identity':
+        return torch.ones_like(x)
+    inside = (x.abs() <= 1).to(x.dtype)
+    if ste == 'clip':
+        return inside
+    if ste == 'approx_sign':  # Bi-Real Net: derivative of the piecewise quadratic ApproxSign
+        return (2 - 2 * x.abs()) * inside
+    if ste == 'swish':  # BNN+ SignSwish with beta = 5
+        beta = 5.0
+        bx = beta * x
+        return beta * (2 - bx * torch.tanh(bx / 2)) / (1 + torch.cosh(bx))
+    raise ValueError(f'unknown ste {ste!r}; choose one of {STE_CHOICES}')
+
+
+STE_CHOICES = ('identity', 'clip', 'approx_sign', 'swish')
+
+
+class _SignSTE(torch.autograd.Function):
+    """``sign`` with +1 at 0 (unlike ``torch.sign``) and a selectable backward."""
+
+    @staticmethod
+    def forward(ctx, x, ste):
+        ctx.save_for_backward(x)
+        ctx.ste = ste
+        return torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x, ) = ctx.saved_tensors
+        return grad * _ste_derivative(x, ctx.ste), None
+
+
+def sign_ste(x: torch.Tensor, ste: str = 'clip') -> torch.Tensor:
+    """+1 where x >= 0, else -1; gradient by the estimator ``ste`` (see ``STE_CHOICES``)."""
+    if ste not in STE_CHOICES:
+        raise ValueError(f'unknown ste {ste!r}; choose one of {STE_CHOICES}')
+    return _SignSTE.apply(x, ste)
+
+
+@QUANTIZERS.register_module()
+class SignBinarizer(nn.Module):
+    """Binarize activations to {-1, +1}: ``forward(x)`` -> ``sign(x)`` (same shape).
+
+    Args:
+        ste: the gradient estimator: 'identity' (plain STE), 'clip' (1 inside |x| <= 1, BNN),
+            'approx_sign' (2 - 2|x| inside |x| <= 1, Bi-Real Net) or 'swish' (SignSwish, BNN+).
+    """
+
+    bits = 1
+
+    def __init__(self, ste: str = 'approx_sign'):
+        super().__init__()
+        if ste not in STE_CHOICES:
+            raise ValueError(f'unknown ste {ste!r}; choose one of {STE_CHOICES}')
+        self.ste = ste
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sign_ste(x, self.ste)
+
+    def extra_repr(self) -> str:
+        return f'ste={self.ste!r}'
+
+
+@QUANTIZERS.register_module()
+class RSign(SignBinarizer):
+    """ReActNet's sign with a learnable per-channel threshold: ``sign(x - gamma)``.
+
+    Args:
+        num_channels: size of ``x`` along ``channel_dim`` (gamma starts at 0).
+        channel_dim: 1 for (B, C, H, W) feature maps, -1 for (B, N, C) tokens.
+        ste: as :class:`SignBinarizer`, applied to ``x - gamma``.
+    """
+
+    def __init__(self, num_channels: int, channel_dim: int = 1, ste: str = 'approx_sign'):
+        super().__init__(ste)
+        self.channel_dim = channel_dim
+        self.threshold = nn.Parameter(torch.zeros(num_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sign_ste(x - _broadcast(self.threshold, x, self.channel_dim), self.ste)
+
+
+@QUANTIZERS.register_module()
+class WeightBinarizer(nn.Module):
+    """Binarize weights to ``a * sign(w)`` with ``a = mean|w|`` per output channel.
+
+    ``forward(w)``: w (C_out, ...) -> (C_out, ...) with values +-a_c per output channel c.
+
+    Args:
+        learnable_scale: if False (Bi-Real / ReActNet) ``a`` is recomputed from ``w`` and
+            detached; if True (XNOR++-style) it is a parameter initialised from the first ``w``
+            and needs ``num_channels``.
+        num_channels: output channels, for a learnable scale.
+        ste: gradient estimator of sign with respect to w ('clip' by default).
+    """
+
+    bits = 1
+
+    def __init__(self, learnable_scale: bool = False, num_channels: int | None = None,
+                 ste: str = 'clip'):
+        super().__init__()
+        if learnable_scale and num_channels is None:
+            raise ValueError('WeightBinarizer(learnable_scale=True) needs num_channels')
+        if ste not in STE_CHOICES:
+            raise ValueError(f'unknown ste {ste!r}; choose one of {STE_CHOICES}')
+        self.ste = ste
+        self.learnable_scale = learnable_scale
+        if learnable_scale:
+            self.scale = nn.Parameter(torch.ones(num_channels))
+            self.register_buffer('init_count', torch.zeros((), dtype=torch.long))
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        mean_abs = w.abs().mean(dim=_reduce_dims(w, 0))
+        if self.learnable_scale:
+            if self.init_count == 0:
+                self.scale.data.copy_(mean_abs.detach())
+                self.init_count += 1
+            a = self.scale
+        else:
+            a = mean_abs.detach()
+        return sign_ste(w, self.ste) * _broadcast(a, w, 0)
+
+    def extra_repr(self) -> str:
+        return f'learnable_scale={self.learnable_scale}, ste={self.ste!r}'
+
+
+@QUANTIZERS.register_module()
+class LearnableScaleBinarizer(nn.Module):
+    """Two-level 1-bit quantizer with a learnable scale and zero point (Bi-ViT's attention).
+
+    ``forward(x)``: x -> ``s * (sign(x / s + z) - z)`` (same shape), whose two levels are
+    ``s(1 - z)`` and ``s(-1 - z)``. The sign's gradient is 1 inside ``|x / s + z| <= 1`` and 0
+    outside; gradients of ``s`` and ``z`` are scaled by ``1 / sqrt(numel per sample)``.
+
+    Args:
+        num_channels: groups along ``channel_dim`` (heads for a (B, H, N, d) tensor); None for
+            one scale per tensor.
+        channel_dim: 1 for heads.
+        zero_point_init: 'zero' (q, k, v) or 'uniform_attention' (softmax probabilities:
+            ``z0 = -(1 / N) / s0`` puts the threshold at uniform attention over the last dim).
+        init_batches: forward passes averaged into ``s0 = 2 mean|x|``.
+    """
+
+    bits = 1
+
+    def __init__(self, num_channels: int | None = None, channel_dim: int = 1,
+                 zero_point_init: str = 'zero', init_batches: int = 1):
+        super().__init__()
+        if zero_point_init not in ('zero', 'uniform_attention'):
+            raise ValueError(f"zero_point_init must be 'zero' or 'uniform_attention', got "
+                             f'{zero_point_init!r}')
+        self.channel_dim = None if num_channels is None else channel_dim
+        self.zero_point_init = zero_point_init
+        self.init_batches = init_batches
+        self.scale = nn.Parameter(torch.ones(num_channels or 1))
+        self.zero_point = nn.Parameter(torch.zeros(num_channels or 1))
+        self.register_buffer('init_count', torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.training and self.init_count < self.init_batches) or self.init_count == 0:
+            with torch.no_grad():
+                n = int(self.init_count)
+                s0 = _all_reduce_mean(2 * x.abs().mean(dim=_reduce_dims(x, self.channel_dim)))
+                s0 = s0.clamp_min(1e-8).reshape(self.scale.shape)
+                self.scale.data.mul_(n / (n + 1)).add_(s0 / (n + 1))
+                if self.zero_point_init == 'uniform_attention':
+                    self.zero_point.data.copy_(-(1.0 / x.shape[-1]) / self.scale.data)
+                self.init_count += 1
+        g = 1.0 / math.sqrt(x[0].numel())
+        s = _broadcast(grad_scale(self.scale, g), x, self.channel_dim)
+        z = _broadcast(grad_scale(self.zero_point, g), x, self.channel_dim)
+        return (sign_ste(x / s + z, 'clip') - z) * s
+
+    def extra_repr(self) -> str:
+        groups = 'tensor' if self.channel_dim is None else \
+            f'{self.scale.numel()} channels (dim {self.channel_dim})'
+        return f'scale per {groups}, zero_point_init={self.zero_point_init!r}'
