@@ -1,25 +1,27 @@
-"""Quantization and binarization: quantizers (registry ``QUANTIZERS``) and quantized layers.
+"""Quantization and binarization: quantizers (registry ``QUANTIZERS``), quantized layers and
+the config-driven module swap.
 
-Issue 3 adds the quantized attention, the config-driven module swap, OPs accounting and export
-on top of these.
+Issue 3 adds quantized attention, OPs accounting and export on top of these.
 """
 from .layers import QConv2d, QLinear, build_quantizer, build_weight_quantizer
 from .quantizers import (
-                         STE_CHOICES,
-                         LearnableScaleBinarizer,
-                         LSQPlusQuantizer,
-                         LSQQuantizer,
-                         RSign,
-                         SignBinarizer,
-                         WeightBinarizer,
-                         check_bits,
-                         grad_scale,
-                         round_ste,
-                         sign_ste,
+    STE_CHOICES,
+    LearnableScaleBinarizer,
+    LSQPlusQuantizer,
+    LSQQuantizer,
+    RSign,
+    SignBinarizer,
+    WeightBinarizer,
+    check_bits,
+    grad_scale,
+    round_ste,
+    sign_ste,
 )
+from .swap import ModuleSwap, activation_quantizer_cfg, weight_quantizer_cfg
 
 __all__ = [
     'QConv2d', 'QLinear', 'build_quantizer', 'build_weight_quantizer', 'STE_CHOICES',
     'LearnableScaleBinarizer', 'LSQPlusQuantizer', 'LSQQuantizer', 'RSign', 'SignBinarizer',
-    'WeightBinarizer', 'check_bits', 'grad_scale', 'round_ste', 'sign_ste'
+    'WeightBinarizer', 'check_bits', 'grad_scale', 'round_ste', 'sign_ste', 'ModuleSwap',
+    'activation_quantizer_cfg', 'weight_quantizer_cfg'
 ]

@@ -1,0 +1,94 @@
+import pytest
+import torch
+from mmengine.registry import DefaultScope
+from torch import nn
+
+from mmext.quant import LSQPlusQuantizer, ModuleSwap, QConv2d, QLinear, WeightBinarizer
+from mmext.registry import QUANTIZERS
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.body = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                                  nn.Conv2d(8, 8, 1))
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(self.body(self.stem(x)).mean(dim=(2, 3)))
+
+
+def test_swap_by_patterns_copies_weights_and_reports():
+    torch.manual_seed(0)
+    model = Tiny()
+    float_body = model.body[0].weight.detach().clone()
+    swap = QUANTIZERS.build(dict(type='ModuleSwap', w_bits=4, a_bits=4, skip=['stem', 'head'],
+                                 overrides=[dict(pattern='body.2', w_bits=1, a_bits=8)]))
+    assert swap(model) is model
+    assert type(model.stem) is nn.Conv2d and type(model.head) is nn.Linear
+    assert isinstance(model.body[0], QConv2d) and isinstance(model.body[2], QConv2d)
+    torch.testing.assert_close(model.body[0].weight.detach(), float_body)
+    assert isinstance(model.body[2].w_quantizer, WeightBinarizer)
+    assert isinstance(model.body[2].a_quantizer, LSQPlusQuantizer)
+    assert model.body[2].a_quantizer.bits == 8
+    actions = {r['name']: (r['action'], r['w_bits'], r['a_bits']) for r in swap.report}
+    assert actions == {'stem': ('skipped', 32, 32), 'body.0': ('quantized', 4, 4),
+                       'body.2': ('quantized', 1, 8), 'head': ('skipped', 32, 32)}
+    assert '2 of 4 Linear/Conv2d modules quantized' in swap.format_report()
+    model(torch.randn(2, 3, 8, 8)).sum().backward()
+    assert model.body[0].w_quantizer.scale.grad is not None
+
+
+def test_quantizer_state_saves_and_loads_with_the_model():
+    torch.manual_seed(0)
+    model = ModuleSwap(w_bits=4, a_bits=4)(Tiny())
+    x = torch.randn(2, 3, 8, 8)
+    y = model(x)
+    restored = ModuleSwap(w_bits=4, a_bits=4)(Tiny())
+    restored.load_state_dict(model.state_dict())
+    torch.testing.assert_close(restored(x), y)
+
+
+def test_float_checkpoint_loads_into_the_quantized_model():
+    float_model = Tiny()
+    quantized = ModuleSwap(w_bits=2, a_bits=2)(Tiny())
+    missing, unexpected = quantized.load_state_dict(float_model.state_dict(), strict=False)
+    assert not unexpected and all('quantizer' in k for k in missing)
+    torch.testing.assert_close(quantized.head.weight, float_model.head.weight)
+
+
+@pytest.mark.parametrize('cfg, message', [
+    (dict(w_bits=9), "w_bits: bit width 9 is impossible"),
+    (dict(a_bits=0), "a_bits: bit width 0 is impossible"),
+    (dict(overrides=[dict(pattern='head', w_bits=16)]), r'overrides\[0\] w_bits: bit width 16'),
+    (dict(overrides=[dict(w_bits=4)]), 'has no pattern'),
+    (dict(overrides=[dict(pattern='head', bits=4)]), "unknown keys \\['bits'\\]"),
+])
+def test_bad_swap_configs_are_refused(cfg, message):
+    with pytest.raises(ValueError, match=message):
+        ModuleSwap(**cfg)
+
+
+def test_pattern_that_matches_nothing_is_refused():
+    with pytest.raises(ValueError, match="pattern 'neck.\\*' matches no Linear or Conv2d"):
+        ModuleSwap(skip=['neck.*'])(Tiny())
+
+
+def test_swap_on_an_mmpretrain_resnet_forward_and_backward():
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        from mmpretrain.registry import MODELS
+        model = MODELS.build(dict(
+            type='ImageClassifier',
+            backbone=dict(type='ResNet', depth=18, out_indices=(3, )),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=10, in_channels=512)))
+    swap = ModuleSwap(w_bits=4, a_bits=4, skip=['backbone.conv1', 'head.fc'])
+    swap(model)
+    quantized = [r['name'] for r in swap.report if r['action'] == 'quantized']
+    assert len(quantized) == 19  # 16 block convs + 3 downsample convs of ResNet-18
+    assert isinstance(model.backbone.layer1[0].conv1, QConv2d)
+    assert type(model.head.fc) is nn.Linear and not isinstance(model.head.fc, QLinear)
+    logits = model(torch.randn(2, 3, 32, 32))
+    logits.sum().backward()
+    assert model.backbone.layer4[1].conv2.w_quantizer.scale.grad is not None
