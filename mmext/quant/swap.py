@@ -1,7 +1,8 @@
-"""Config-driven module swap: turn the Linear / Conv2d layers of a built model into QLinear /
-QConv2d by module-name patterns, copying the float weights in.
+"""Config-driven module swap: turn the Linear, Conv2d and nn.MultiheadAttention modules of a
+built model into QLinear, QConv2d and QMultiheadAttention by module-name patterns, copying the
+float weights in.
 
-    swap = QUANTIZERS.build(dict(type='ModuleSwap', w_bits=4, a_bits=4,
+    swap = QUANTIZERS.build(dict(type='ModuleSwap', w_bits=4, a_bits=4, attn_bits=8,
                                  skip=['backbone.conv1', 'bbox_head.*'],
                                  overrides=[dict(pattern='neck.*', w_bits=8, a_bits=8)]))
     model = swap(model)          # returns the same model object, converted in place
@@ -19,10 +20,11 @@ from torch import nn
 
 from mmext.registry import QUANTIZERS
 
+from .attention import QMultiheadAttention
 from .layers import QConv2d, QLinear
 from .quantizers import FULL_PRECISION
 
-SWAPPABLE = {nn.Linear: QLinear, nn.Conv2d: QConv2d}
+SWAPPABLE = {nn.Linear: QLinear, nn.Conv2d: QConv2d, nn.MultiheadAttention: QMultiheadAttention}
 ALLOWED_BITS = tuple(range(1, 9)) + (FULL_PRECISION, )
 
 
@@ -53,48 +55,53 @@ def _check_bits(bits, where: str) -> int:
 
 @QUANTIZERS.register_module()
 class ModuleSwap:
-    """Replace ``nn.Linear`` / ``nn.Conv2d`` modules of a built model by quantized twins.
+    """Replace ``nn.Linear``, ``nn.Conv2d`` and ``nn.MultiheadAttention`` modules of a built
+    model by quantized twins.
 
     Args:
         w_bits, a_bits: default bit widths of weights and layer inputs (1..8 or 32).
+        attn_bits: bit width of attention's q, k, v and probabilities (default: ``a_bits``);
+            the paper notation W-A-Attn, e.g. 4-4-8.
         skip: patterns of modules kept in full precision (the first and last layers, say).
         overrides: ``dict(pattern=..., w_bits=..., a_bits=...)`` entries; the last matching
             entry wins for each bit it names.
     """
 
-    def __init__(self, w_bits: int = 4, a_bits: int = 4, skip: list[str] = (),
-                 overrides: list[dict] = ()):
+    def __init__(self, w_bits: int = 4, a_bits: int = 4, attn_bits: int | None = None,
+                 skip: list[str] = (), overrides: list[dict] = ()):
         self.w_bits = _check_bits(w_bits, 'ModuleSwap w_bits')
         self.a_bits = _check_bits(a_bits, 'ModuleSwap a_bits')
+        self.attn_bits = _check_bits(a_bits if attn_bits is None else attn_bits,
+                                     'ModuleSwap attn_bits')
         self.skip = list(skip)
         self.overrides = []
         for i, rule in enumerate(overrides):
             rule = dict(rule)
             if 'pattern' not in rule:
                 raise ValueError(f'ModuleSwap overrides[{i}] has no pattern: {rule}')
-            unknown = set(rule) - {'pattern', 'w_bits', 'a_bits'}
+            unknown = set(rule) - {'pattern', 'w_bits', 'a_bits', 'attn_bits'}
             if unknown:
                 raise ValueError(f'ModuleSwap overrides[{i}] has unknown keys {sorted(unknown)}; '
-                                 'it takes pattern, w_bits and a_bits')
-            for key in ('w_bits', 'a_bits'):
+                                 'it takes pattern, w_bits, a_bits and attn_bits')
+            for key in ('w_bits', 'a_bits', 'attn_bits'):
                 if key in rule:
                     _check_bits(rule[key], f'ModuleSwap overrides[{i}] {key}')
             self.overrides.append(rule)
         self.report: list[dict] = []
 
-    def _bits_for(self, name: str) -> tuple[int, int]:
-        w_bits, a_bits = self.w_bits, self.a_bits
+    def _bits_for(self, name: str) -> dict:
+        bits = dict(w_bits=self.w_bits, a_bits=self.a_bits, attn_bits=self.attn_bits)
         for rule in self.overrides:
             if fnmatchcase(name, rule['pattern']):
-                w_bits, a_bits = rule.get('w_bits', w_bits), rule.get('a_bits', a_bits)
-        return w_bits, a_bits
+                bits.update({k: v for k, v in rule.items() if k != 'pattern'})
+        return bits
 
     def _check_patterns(self, names: list[str]) -> None:
         for pattern in self.skip + [rule['pattern'] for rule in self.overrides]:
             if not any(fnmatchcase(name, pattern) for name in names):
                 examples = ', '.join(names[:6]) + (', ...' if len(names) > 6 else '')
-                raise ValueError(f'ModuleSwap pattern {pattern!r} matches no Linear or Conv2d '
-                                 f'module; the model has e.g. {examples}')
+                raise ValueError(f'ModuleSwap pattern {pattern!r} matches no Linear, Conv2d or '
+                                 f'MultiheadAttention module; the model has e.g. {examples}')
 
     def __call__(self, model: nn.Module) -> nn.Module:
         targets = [(name, module) for name, module in model.named_modules()
@@ -103,31 +110,33 @@ class ModuleSwap:
         self.report = []
         for name, module in targets:
             kind = type(module).__name__
+            bits = self._bits_for(name)
             if any(fnmatchcase(name, pattern) for pattern in self.skip):
-                self.report.append(dict(name=name, type=kind, action='skipped',
-                                        w_bits=FULL_PRECISION, a_bits=FULL_PRECISION))
-                continue
-            w_bits, a_bits = self._bits_for(name)
-            if w_bits == a_bits == FULL_PRECISION:
+                action, bits = 'skipped', dict.fromkeys(bits, FULL_PRECISION)
+            elif all(b == FULL_PRECISION for b in bits.values()):
                 action = 'kept'
             else:
-                quantized = SWAPPABLE[type(module)].from_float(
-                    module, w_quantizer=weight_quantizer_cfg(w_bits),
-                    a_quantizer=activation_quantizer_cfg(a_bits))
+                if isinstance(module, nn.MultiheadAttention):
+                    quantized = QMultiheadAttention.from_float(module, **bits)
+                else:
+                    quantized = SWAPPABLE[type(module)].from_float(
+                        module, w_quantizer=weight_quantizer_cfg(bits['w_bits']),
+                        a_quantizer=activation_quantizer_cfg(bits['a_bits']))
                 parent_name, _, child = name.rpartition('.')
                 setattr(model.get_submodule(parent_name), child, quantized)
                 action = 'quantized'
-            self.report.append(dict(name=name, type=kind, action=action, w_bits=w_bits,
-                                    a_bits=a_bits))
+            if not isinstance(module, nn.MultiheadAttention):
+                bits['attn_bits'] = None
+            self.report.append(dict(name=name, type=kind, action=action, **bits))
         print_log(self.format_report(), logger='current')
         return model
 
     def format_report(self) -> str:
-        """The report as a text table: module, type, action, W bits, A bits."""
+        """The report as a text table: module, type, action, W, A and attention bits."""
         width = max([len(r['name']) for r in self.report] + [6])
-        lines = [f"{'module':<{width}}  {'type':<6}  {'action':<9}  W   A"]
-        lines += [f"{r['name']:<{width}}  {r['type']:<6}  {r['action']:<9}  {r['w_bits']:<2}  "
-                  f"{r['a_bits']}" for r in self.report]
+        lines = [f"{'module':<{width}}  {'type':<18}  {'action':<9}  W   A   Attn"]
+        lines += [f"{r['name']:<{width}}  {r['type']:<18}  {r['action']:<9}  {r['w_bits']:<2}  "
+                  f"{r['a_bits']:<2}  {r['attn_bits'] or '-'}" for r in self.report]
         done = sum(r['action'] == 'quantized' for r in self.report)
-        lines.append(f'{done} of {len(self.report)} Linear/Conv2d modules quantized')
+        lines.append(f'{done} of {len(self.report)} swappable modules quantized')
         return '\n'.join(lines)

@@ -33,9 +33,10 @@ def test_swap_by_patterns_copies_weights_and_reports():
     assert isinstance(model.body[2].a_quantizer, LSQPlusQuantizer)
     assert model.body[2].a_quantizer.bits == 8
     actions = {r['name']: (r['action'], r['w_bits'], r['a_bits']) for r in swap.report}
+    assert all(r['attn_bits'] is None for r in swap.report)
     assert actions == {'stem': ('skipped', 32, 32), 'body.0': ('quantized', 4, 4),
                        'body.2': ('quantized', 1, 8), 'head': ('skipped', 32, 32)}
-    assert '2 of 4 Linear/Conv2d modules quantized' in swap.format_report()
+    assert '2 of 4 swappable modules quantized' in swap.format_report()
     model(torch.randn(2, 3, 8, 8)).sum().backward()
     assert model.body[0].w_quantizer.scale.grad is not None
 
@@ -62,6 +63,7 @@ def test_float_checkpoint_loads_into_the_quantized_model():
     (dict(w_bits=9), "w_bits: bit width 9 is impossible"),
     (dict(a_bits=0), "a_bits: bit width 0 is impossible"),
     (dict(overrides=[dict(pattern='head', w_bits=16)]), r'overrides\[0\] w_bits: bit width 16'),
+    (dict(attn_bits=3.5), "attn_bits: bit width 3.5 is impossible"),
     (dict(overrides=[dict(w_bits=4)]), 'has no pattern'),
     (dict(overrides=[dict(pattern='head', bits=4)]), "unknown keys \\['bits'\\]"),
 ])
@@ -71,7 +73,7 @@ def test_bad_swap_configs_are_refused(cfg, message):
 
 
 def test_pattern_that_matches_nothing_is_refused():
-    with pytest.raises(ValueError, match="pattern 'neck.\\*' matches no Linear or Conv2d"):
+    with pytest.raises(ValueError, match="pattern 'neck.\\*' matches no Linear, Conv2d"):
         ModuleSwap(skip=['neck.*'])(Tiny())
 
 
@@ -92,3 +94,17 @@ def test_swap_on_an_mmpretrain_resnet_forward_and_backward():
     logits = model(torch.randn(2, 3, 32, 32))
     logits.sum().backward()
     assert model.backbone.layer4[1].conv2.w_quantizer.scale.grad is not None
+
+
+def test_swap_turns_torch_attention_into_4_4_8_attention():
+    model = nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, batch_first=True)
+    swap = ModuleSwap(w_bits=4, a_bits=4, attn_bits=8, skip=['linear2'])
+    swap(model)
+    from mmext.quant.attention import QMultiheadAttention
+    assert isinstance(model.self_attn, QMultiheadAttention)
+    assert model.self_attn.prob_quantizer.bits == 8 and model.self_attn.q_proj.w_quantizer.bits == 4
+    row = next(r for r in swap.report if r['name'] == 'self_attn')
+    assert (row['action'], row['attn_bits']) == ('quantized', 8)
+    out = model(torch.randn(2, 5, 16))
+    out.sum().backward()
+    assert model.self_attn.q_quantizer.scale.grad is not None

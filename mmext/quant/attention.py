@@ -1,0 +1,138 @@
+"""Quantized multi-head attention, a drop-in for ``torch.nn.MultiheadAttention``.
+
+mmdet's DETR layers use mmcv's ``MultiheadAttention``, which wraps ``nn.MultiheadAttention`` as
+``.attn``; :meth:`QMultiheadAttention.from_float` replaces that inner module. The q, k, v and
+output projections are :class:`QLinear`; per-head quantizers act on q, k, v (B, H, N, d) and on
+the attention probabilities P (B, H, L, S, unsigned), so the two activation-activation matmuls
+``q k^T`` and ``P v`` run on low-bit operands. Softmax stays float.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmext.registry import MODELS
+
+from .layers import QLinear, build_quantizer
+
+
+def _attention_quantizer_cfg(bits: int, signed: bool) -> dict | None:
+    from .swap import activation_quantizer_cfg
+    cfg = activation_quantizer_cfg(bits)
+    if cfg is not None and cfg['type'] == 'LSQPlusQuantizer':
+        cfg['signed'] = signed
+    return cfg
+
+
+def _additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """PyTorch's mask conventions (bool True = masked out, or additive floats) as floats."""
+    if mask is None:
+        return None
+    if mask.dtype == torch.bool:
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
+            mask, float('-inf'))
+    return mask.to(dtype)
+
+
+@MODELS.register_module()
+class QMultiheadAttention(nn.Module):
+    """``nn.MultiheadAttention`` with quantized projections, q, k, v and probabilities.
+
+    Args:
+        embed_dim, num_heads, dropout, bias, batch_first: as ``nn.MultiheadAttention``.
+        w_quantizer, a_quantizer: configs of the projections' weight and input quantizers.
+        qkv_quantizer: config of the per-head quantizer of q, k and v (signed).
+        prob_quantizer: config of the per-head quantizer of P (unsigned).
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 batch_first: bool = False, w_quantizer: dict | None = None,
+                 a_quantizer: dict | None = None, qkv_quantizer: dict | None = None,
+                 prob_quantizer: dict | None = None):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f'embed_dim {embed_dim} is not divisible by num_heads {num_heads}')
+        self.embed_dim, self.num_heads = embed_dim, num_heads
+        self.head_dim = embed_dim // num_heads
+        self.dropout, self.batch_first = dropout, batch_first
+        proj = dict(w_quantizer=w_quantizer, a_quantizer=a_quantizer)
+        self.q_proj = QLinear(embed_dim, embed_dim, bias, **proj)
+        self.k_proj = QLinear(embed_dim, embed_dim, bias, **proj)
+        self.v_proj = QLinear(embed_dim, embed_dim, bias, **proj)
+        self.out_proj = QLinear(embed_dim, embed_dim, bias, **proj)
+        per_head = dict(num_channels=num_heads, channel_dim=1)
+        self.q_quantizer = build_quantizer(qkv_quantizer, **per_head if qkv_quantizer else {})
+        self.k_quantizer = build_quantizer(qkv_quantizer, **per_head if qkv_quantizer else {})
+        self.v_quantizer = build_quantizer(qkv_quantizer, **per_head if qkv_quantizer else {})
+        self.prob_quantizer = build_quantizer(prob_quantizer,
+                                              **per_head if prob_quantizer else {})
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, E) -> (B, H, N, d)."""
+        b, n, _ = x.shape
+        return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                key_padding_mask: torch.Tensor | None = None, need_weights: bool = True,
+                attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True,
+                is_causal: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """query (L, B, E) or (B, L, E) with ``batch_first``; key, value (S, B, E) likewise.
+
+        Returns the output in the query's layout and, if ``need_weights``, the attention
+        probabilities (B, L, S) averaged over heads or (B, H, L, S).
+        """
+        if is_causal and attn_mask is None:
+            raise ValueError('is_causal=True needs attn_mask, as in nn.MultiheadAttention')
+        if not self.batch_first:
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        b, length, _ = query.shape
+        q = self.q_quantizer(self._heads(self.q_proj(query)))
+        k = self.k_quantizer(self._heads(self.k_proj(key)))
+        v = self.v_quantizer(self._heads(self.v_proj(value)))
+        logits = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, L, S)
+        mask = _additive_mask(attn_mask, logits.dtype)
+        if mask is not None:
+            logits = logits + (mask.view(b, self.num_heads, *mask.shape[-2:])
+                               if mask.dim() == 3 else mask)
+        padding = _additive_mask(key_padding_mask, logits.dtype)
+        if padding is not None:
+            logits = logits + padding[:, None, None, :]
+        probs = self.prob_quantizer(logits.softmax(dim=-1))
+        out = F.dropout(probs, self.dropout, self.training) @ v  # (B, H, L, d)
+        out = self.out_proj(out.transpose(1, 2).reshape(b, length, self.embed_dim))
+        if not self.batch_first:
+            out = out.transpose(0, 1)
+        weights = None
+        if need_weights:
+            weights = probs.mean(dim=1) if average_attn_weights else probs
+        return out, weights
+
+    @classmethod
+    def from_float(cls, mha: nn.MultiheadAttention, w_bits: int = 32, a_bits: int = 32,
+                   attn_bits: int = 32) -> QMultiheadAttention:
+        """The quantized twin of ``mha`` at the bit spec ``w_bits``-``a_bits``-``attn_bits``
+        (e.g. 4-4-8), with its projection weights and biases copied."""
+        from .swap import activation_quantizer_cfg, weight_quantizer_cfg
+        if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
+            raise ValueError('QMultiheadAttention converts nn.MultiheadAttention with '
+                             'kdim == vdim == embed_dim, no add_bias_kv and no add_zero_attn')
+        q = cls(mha.embed_dim, mha.num_heads, mha.dropout, mha.in_proj_bias is not None,
+                mha.batch_first, w_quantizer=weight_quantizer_cfg(w_bits),
+                a_quantizer=activation_quantizer_cfg(a_bits),
+                qkv_quantizer=_attention_quantizer_cfg(attn_bits, signed=True),
+                prob_quantizer=_attention_quantizer_cfg(attn_bits, signed=False))
+        q = q.to(device=mha.in_proj_weight.device, dtype=mha.in_proj_weight.dtype)
+        with torch.no_grad():
+            weights = mha.in_proj_weight.chunk(3)
+            biases = mha.in_proj_bias.chunk(3) if mha.in_proj_bias is not None else (None, ) * 3
+            for proj, w, b in zip((q.q_proj, q.k_proj, q.v_proj), weights, biases):
+                proj.weight.copy_(w)
+                if b is not None:
+                    proj.bias.copy_(b)
+            q.out_proj.weight.copy_(mha.out_proj.weight)
+            if mha.out_proj.bias is not None:
+                q.out_proj.bias.copy_(mha.out_proj.bias)
+        return q

@@ -1,0 +1,48 @@
+import pytest
+import torch
+from torch import nn
+
+from mmext.quant.attention import QMultiheadAttention
+
+
+@pytest.mark.parametrize('batch_first', [False, True])
+def test_full_precision_twin_matches_torch_attention_with_masks(batch_first):
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 4, batch_first=batch_first).eval()
+    q_mha = QMultiheadAttention.from_float(mha).eval()
+    shape_q, shape_kv = ((2, 5, 16), (2, 7, 16)) if batch_first else ((5, 2, 16), (7, 2, 16))
+    query, key = torch.randn(shape_q), torch.randn(shape_kv)
+    padding = torch.zeros(2, 7, dtype=torch.bool)
+    padding[1, -2:] = True
+    attn_mask = torch.zeros(5, 7, dtype=torch.bool)
+    attn_mask[0, 0] = True
+    for kwargs in (dict(), dict(key_padding_mask=padding, attn_mask=attn_mask),
+                   dict(average_attn_weights=False)):
+        ref_out, ref_w = mha(query, key, key, **kwargs)
+        out, w = q_mha(query, key, key, **kwargs)
+        torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(w, ref_w, atol=1e-6, rtol=1e-5)
+
+
+def test_4_4_8_attention_quantizes_qkv_and_probabilities_per_head():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 4, batch_first=True)
+    q_mha = QMultiheadAttention.from_float(mha, w_bits=4, a_bits=4, attn_bits=8)
+    assert q_mha.q_quantizer.scale.shape == (4, ) and q_mha.prob_quantizer.signed is False
+    assert q_mha.q_proj.w_quantizer.bits == 4 and q_mha.q_proj.a_quantizer.bits == 4
+    x = torch.randn(2, 6, 16, requires_grad=True)
+    out, w = q_mha(x, x, x, average_attn_weights=False)
+    assert out.shape == (2, 6, 16) and w.shape == (2, 4, 6, 6)
+    for h in range(4):
+        assert len(torch.unique(w[:, h].detach())) <= 256
+    float_out, _ = mha(x, x, x)
+    assert not torch.allclose(out, float_out)
+    out.sum().backward()
+    for quantizer in (q_mha.q_quantizer, q_mha.k_quantizer, q_mha.v_quantizer):
+        assert torch.isfinite(quantizer.scale.grad).all()
+    assert x.grad is not None
+
+
+def test_unsupported_attention_is_refused():
+    with pytest.raises(ValueError, match='kdim == vdim == embed_dim'):
+        QMultiheadAttention.from_float(nn.MultiheadAttention(16, 4, kdim=8, vdim=8))
