@@ -96,6 +96,23 @@ class ModuleSwap:
                 bits.update({k: v for k, v in rule.items() if k != 'pattern'})
         return bits
 
+    @staticmethod
+    def _targets(model: nn.Module) -> list[tuple[str, nn.Module]]:
+        """The float Linear / Conv2d / MultiheadAttention modules (subclasses such as mmcv's
+        ``Linear`` included), minus those inside an attention module (its ``out_proj``, which
+        the attention's own swap handles) and those already quantized."""
+        targets, attentions = [], []
+        for name, module in model.named_modules():
+            if isinstance(module, tuple(SWAPPABLE.values())) or \
+                    any(name.startswith(a + '.') for a in attentions):
+                continue
+            kind = next((k for k in SWAPPABLE if isinstance(module, k)), None)
+            if kind is nn.MultiheadAttention:
+                attentions.append(name)
+            if kind is not None:
+                targets.append((name, module))
+        return targets
+
     def _check_patterns(self, names: list[str]) -> None:
         for pattern in self.skip + [rule['pattern'] for rule in self.overrides]:
             if not any(fnmatchcase(name, pattern) for name in names):
@@ -104,12 +121,11 @@ class ModuleSwap:
                                  f'MultiheadAttention module; the model has e.g. {examples}')
 
     def __call__(self, model: nn.Module) -> nn.Module:
-        targets = [(name, module) for name, module in model.named_modules()
-                   if type(module) in SWAPPABLE]
+        targets = self._targets(model)
         self._check_patterns([name for name, _ in targets])
         self.report = []
         for name, module in targets:
-            kind = type(module).__name__
+            kind = next(k for k in SWAPPABLE if isinstance(module, k))
             bits = self._bits_for(name)
             if any(fnmatchcase(name, pattern) for pattern in self.skip):
                 action, bits = 'skipped', dict.fromkeys(bits, FULL_PRECISION)
@@ -119,7 +135,7 @@ class ModuleSwap:
                 if isinstance(module, nn.MultiheadAttention):
                     quantized = QMultiheadAttention.from_float(module, **bits)
                 else:
-                    quantized = SWAPPABLE[type(module)].from_float(
+                    quantized = SWAPPABLE[kind].from_float(
                         module, w_quantizer=weight_quantizer_cfg(bits['w_bits']),
                         a_quantizer=activation_quantizer_cfg(bits['a_bits']))
                 parent_name, _, child = name.rpartition('.')
@@ -127,7 +143,7 @@ class ModuleSwap:
                 action = 'quantized'
             if not isinstance(module, nn.MultiheadAttention):
                 bits['attn_bits'] = None
-            self.report.append(dict(name=name, type=kind, action=action, **bits))
+            self.report.append(dict(name=name, type=kind.__name__, action=action, **bits))
         print_log(self.format_report(), logger='current')
         return model
 

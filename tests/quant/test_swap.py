@@ -108,3 +108,44 @@ def test_swap_turns_torch_attention_into_4_4_8_attention():
     out = model(torch.randn(2, 5, 16))
     out.sum().backward()
     assert model.self_attn.q_quantizer.scale.grad is not None
+
+
+def _tiny_detr():
+    """mmdet's DETR from its own config, shrunk: ResNet-18, 1+1 layers, 64 dims, 5 queries."""
+    from mmengine.hub import get_config
+    cfg = get_config('mmdet::detr/detr_r18_8xb2-500e_coco.py').model
+    cfg.backbone.init_cfg = None
+    cfg.num_queries = 5
+    cfg.neck.out_channels = 64
+    for part in ('encoder', 'decoder'):
+        cfg[part].num_layers = 1
+        for attn in ('self_attn_cfg', 'cross_attn_cfg'):
+            if attn in cfg[part].layer_cfg:
+                cfg[part].layer_cfg[attn].embed_dims = 64
+        cfg[part].layer_cfg.ffn_cfg.embed_dims = 64
+        cfg[part].layer_cfg.ffn_cfg.feedforward_channels = 128
+    cfg.positional_encoding.num_feats = 32
+    cfg.bbox_head.embed_dims = 64
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        from mmdet.registry import MODELS
+        return MODELS.build(cfg)
+
+
+def test_swap_on_an_mmdet_detr_quantizes_attention_and_trains():
+    from mmdet.testing import demo_mm_inputs
+
+    from mmext.quant.attention import QMultiheadAttention
+    detr = _tiny_detr()
+    swap = ModuleSwap(w_bits=4, a_bits=4, attn_bits=8, skip=['backbone.conv1', 'bbox_head.*'])
+    swap(detr)
+    attentions = [r['name'] for r in swap.report if r['type'] == 'MultiheadAttention']
+    assert attentions == ['encoder.layers.0.self_attn.attn', 'decoder.layers.0.self_attn.attn',
+                          'decoder.layers.0.cross_attn.attn']
+    assert all(isinstance(detr.get_submodule(n), QMultiheadAttention) for n in attentions)
+    assert not isinstance(detr.bbox_head.fc_cls, QLinear)  # skipped: full precision (mmcv Linear)
+    packed = demo_mm_inputs(2, [[3, 64, 64], [3, 64, 80]], num_classes=80)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        data = detr.data_preprocessor(packed, True)
+        losses = detr.loss(data['inputs'], data['data_samples'])
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    assert detr.encoder.layers[0].self_attn.attn.prob_quantizer.scale.grad is not None
