@@ -28,7 +28,8 @@ def _attention_quantizer_cfg(bits: int, signed: bool) -> dict | None:
 
 
 def _additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """PyTorch's mask conventions (bool True = masked out, or additive floats) as floats."""
+    """nn.MultiheadAttention's mask conventions (bool True = masked out, or additive floats)
+    as additive floats."""
     if mask is None:
         return None
     if mask.dtype == torch.bool:
@@ -136,3 +137,40 @@ class QMultiheadAttention(nn.Module):
             if mha.out_proj.bias is not None:
                 q.out_proj.bias.copy_(mha.out_proj.bias)
         return q
+
+
+class QuantizedSDPA(nn.Module):
+    """Scaled dot-product attention on quantized q, k, v and probabilities.
+
+    Call signature of ``torch.nn.functional.scaled_dot_product_attention``: q (B, H, L, d),
+    k, v (B, H, S, d) -> (B, H, L, d). mmpretrain's ``MultiheadAttention`` computes attention
+    through its attribute ``scaled_dot_product_attention``; the module swap sets an instance of
+    this class there, while its ``qkv`` and ``proj`` Linear layers become :class:`QLinear`.
+    """
+
+    def __init__(self, num_heads: int, bits: int):
+        super().__init__()
+        per_head = dict(num_channels=num_heads, channel_dim=1)
+        qkv_cfg = _attention_quantizer_cfg(bits, signed=True)
+        prob_cfg = _attention_quantizer_cfg(bits, signed=False)
+        self.q_quantizer = build_quantizer(qkv_cfg, **per_head if qkv_cfg else {})
+        self.k_quantizer = build_quantizer(qkv_cfg, **per_head if qkv_cfg else {})
+        self.v_quantizer = build_quantizer(qkv_cfg, **per_head if qkv_cfg else {})
+        self.prob_quantizer = build_quantizer(prob_cfg, **per_head if prob_cfg else {})
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                attn_mask: torch.Tensor | None = None, dropout_p: float = 0.0,
+                is_causal: bool = False, scale: float | None = None) -> torch.Tensor:
+        if is_causal:
+            raise ValueError('QuantizedSDPA does not implement is_causal; pass attn_mask')
+        q, k, v = self.q_quantizer(query), self.k_quantizer(key), self.v_quantizer(value)
+        scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+        logits = q @ k.transpose(-2, -1) * scale
+        # SDPA's boolean masks mark what takes part (True), unlike nn.MultiheadAttention's.
+        if attn_mask is not None and attn_mask.dtype == torch.bool:
+            attn_mask = ~attn_mask
+        mask = _additive_mask(attn_mask, logits.dtype)
+        if mask is not None:
+            logits = logits + mask
+        probs = self.prob_quantizer(logits.softmax(dim=-1))
+        return F.dropout(probs, dropout_p, self.training) @ v

@@ -20,12 +20,19 @@ from torch import nn
 
 from mmext.registry import QUANTIZERS
 
-from .attention import QMultiheadAttention
+from .attention import QMultiheadAttention, QuantizedSDPA
 from .layers import QConv2d, QLinear
 from .quantizers import FULL_PRECISION
 
 SWAPPABLE = {nn.Linear: QLinear, nn.Conv2d: QConv2d, nn.MultiheadAttention: QMultiheadAttention}
 ALLOWED_BITS = tuple(range(1, 9)) + (FULL_PRECISION, )
+
+
+def _computes_attention_by_attribute(module: nn.Module) -> bool:
+    """mmpretrain's ``MultiheadAttention``: ``num_heads`` and a plain-function attribute
+    ``scaled_dot_product_attention`` through which it computes attention."""
+    fn = module.__dict__.get('scaled_dot_product_attention')
+    return callable(fn) and hasattr(module, 'num_heads')
 
 
 def weight_quantizer_cfg(bits: int) -> dict | None:
@@ -106,6 +113,9 @@ class ModuleSwap:
             if isinstance(module, tuple(SWAPPABLE.values())) or \
                     any(name.startswith(a + '.') for a in attentions):
                 continue
+            if _computes_attention_by_attribute(module):
+                targets.append((name, module))  # its Linear children are targets too
+                continue
             kind = next((k for k in SWAPPABLE if isinstance(module, k)), None)
             if kind is nn.MultiheadAttention:
                 attentions.append(name)
@@ -125,34 +135,46 @@ class ModuleSwap:
         self._check_patterns([name for name, _ in targets])
         self.report = []
         for name, module in targets:
-            kind = next(k for k in SWAPPABLE if isinstance(module, k))
             bits = self._bits_for(name)
             if any(fnmatchcase(name, pattern) for pattern in self.skip):
                 action, bits = 'skipped', dict.fromkeys(bits, FULL_PRECISION)
             elif all(b == FULL_PRECISION for b in bits.values()):
                 action = 'kept'
             else:
-                if isinstance(module, nn.MultiheadAttention):
-                    quantized = QMultiheadAttention.from_float(module, **bits)
-                else:
-                    quantized = SWAPPABLE[kind].from_float(
-                        module, w_quantizer=weight_quantizer_cfg(bits['w_bits']),
-                        a_quantizer=activation_quantizer_cfg(bits['a_bits']))
-                parent_name, _, child = name.rpartition('.')
-                setattr(model.get_submodule(parent_name), child, quantized)
                 action = 'quantized'
-            if not isinstance(module, nn.MultiheadAttention):
-                bits['attn_bits'] = None
-            self.report.append(dict(name=name, type=kind.__name__, action=action, **bits))
+            if _computes_attention_by_attribute(module):
+                kind = type(module).__module__.split('.')[0] + '.' + type(module).__name__
+                bits = dict(w_bits=None, a_bits=None, attn_bits=bits['attn_bits'])
+                if action == 'quantized' and bits['attn_bits'] != FULL_PRECISION:
+                    module.scaled_dot_product_attention = QuantizedSDPA(module.num_heads,
+                                                                        bits['attn_bits'])
+                else:
+                    action = 'kept' if action == 'quantized' else action
+            else:
+                kind_cls = next(k for k in SWAPPABLE if isinstance(module, k))
+                kind = kind_cls.__name__
+                if action == 'quantized':
+                    if kind_cls is nn.MultiheadAttention:
+                        quantized = QMultiheadAttention.from_float(module, **bits)
+                    else:
+                        quantized = SWAPPABLE[kind_cls].from_float(
+                            module, w_quantizer=weight_quantizer_cfg(bits['w_bits']),
+                            a_quantizer=activation_quantizer_cfg(bits['a_bits']))
+                    parent_name, _, child = name.rpartition('.')
+                    setattr(model.get_submodule(parent_name), child, quantized)
+                if kind_cls is not nn.MultiheadAttention:
+                    bits['attn_bits'] = None
+            self.report.append(dict(name=name, type=kind, action=action, **bits))
         print_log(self.format_report(), logger='current')
         return model
 
     def format_report(self) -> str:
         """The report as a text table: module, type, action, W, A and attention bits."""
         width = max([len(r['name']) for r in self.report] + [6])
-        lines = [f"{'module':<{width}}  {'type':<18}  {'action':<9}  W   A   Attn"]
-        lines += [f"{r['name']:<{width}}  {r['type']:<18}  {r['action']:<9}  {r['w_bits']:<2}  "
-                  f"{r['a_bits']:<2}  {r['attn_bits'] or '-'}" for r in self.report]
+        lines = [f"{'module':<{width}}  {'type':<29}  {'action':<9}  W   A   Attn"]
+        lines += [f"{r['name']:<{width}}  {r['type']:<29}  {r['action']:<9}  "
+                  f"{r['w_bits'] or '-':<2}  {r['a_bits'] or '-':<2}  {r['attn_bits'] or '-'}"
+                  for r in self.report]
         done = sum(r['action'] == 'quantized' for r in self.report)
         lines.append(f'{done} of {len(self.report)} swappable modules quantized')
         return '\n'.join(lines)

@@ -46,3 +46,15 @@ def test_4_4_8_attention_quantizes_qkv_and_probabilities_per_head():
 def test_unsupported_attention_is_refused():
     with pytest.raises(ValueError, match='kdim == vdim == embed_dim'):
         QMultiheadAttention.from_float(nn.MultiheadAttention(16, 4, kdim=8, vdim=8))
+
+
+def test_quantized_sdpa_at_full_precision_matches_torch():
+    import torch.nn.functional as F
+
+    from mmext.quant.attention import QuantizedSDPA
+    q, k, v = torch.randn(2, 3, 4, 8), torch.randn(2, 3, 6, 8), torch.randn(2, 3, 6, 8)
+    mask = torch.zeros(4, 6, dtype=torch.bool)
+    mask[:, -1] = True
+    sdpa = QuantizedSDPA(num_heads=3, bits=32)
+    torch.testing.assert_close(sdpa(q, k, v, attn_mask=~mask),
+                               F.scaled_dot_product_attention(q, k, v, attn_mask=~mask))

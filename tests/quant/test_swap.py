@@ -149,3 +149,28 @@ def test_swap_on_an_mmdet_detr_quantizes_attention_and_trains():
         losses = detr.loss(data['inputs'], data['data_samples'])
     sum(v for k, v in losses.items() if 'loss' in k).backward()
     assert detr.encoder.layers[0].self_attn.attn.prob_quantizer.scale.grad is not None
+
+
+def test_swap_on_an_mmpretrain_vit_quantizes_its_attention():
+    from mmext.quant.attention import QuantizedSDPA
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        from mmpretrain.registry import MODELS
+        model = MODELS.build(dict(
+            type='ImageClassifier',
+            backbone=dict(type='VisionTransformer', arch='deit-tiny', img_size=32, patch_size=8),
+            neck=None,
+            head=dict(type='VisionTransformerClsHead', num_classes=10, in_channels=192)))
+    swap = ModuleSwap(w_bits=4, a_bits=4, attn_bits=8,
+                      skip=['backbone.patch_embed.*', 'head.*'])
+    swap(model)
+    attention_rows = [r for r in swap.report if r['type'] == 'mmpretrain.MultiheadAttention']
+    assert len(attention_rows) == 12 and all(r['attn_bits'] == 8 for r in attention_rows)
+    attn = model.backbone.layers[0].attn
+    assert isinstance(attn.scaled_dot_product_attention, QuantizedSDPA)
+    assert isinstance(attn.qkv, QLinear) and isinstance(attn.proj, QLinear)
+    assert not isinstance(model.backbone.patch_embed.projection, QConv2d)
+    logits = model(torch.randn(2, 3, 32, 32))
+    logits.sum().backward()
+    assert attn.scaled_dot_product_attention.prob_quantizer.scale.grad is not None
+    assert 'layers.0.attn.scaled_dot_product_attention.q_quantizer.scale' in \
+        '\n'.join(model.backbone.state_dict())  # saved with the checkpoint
