@@ -174,3 +174,23 @@ def test_swap_on_an_mmpretrain_vit_quantizes_its_attention():
     assert attn.scaled_dot_product_attention.prob_quantizer.scale.grad is not None
     assert 'layers.0.attn.scaled_dot_product_attention.q_quantizer.scale' in \
         '\n'.join(model.backbone.state_dict())  # saved with the checkpoint
+
+
+def test_swap_on_an_mmseg_segmentor():
+    from mmengine.config import Config
+
+    from .. import conftest
+    cfg = Config.fromfile(conftest.REPO / 'configs/demo/fcn_r18-d8_1xb8-2k_fashion-scenes.py')
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        from mmseg.registry import MODELS
+        model = MODELS.build(cfg.model)
+    swap = ModuleSwap(w_bits=4, a_bits=4, skip=['backbone.stem.0', 'decode_head.conv_seg',
+                                                'auxiliary_head.conv_seg'])
+    swap(model)
+    assert isinstance(model.backbone.layer1[0].conv1, QConv2d)
+    assert isinstance(model.decode_head.convs[0].conv, QConv2d)
+    assert not isinstance(model.decode_head.conv_seg, QConv2d)
+    logits = model(torch.randn(2, 3, 64, 64), mode='tensor')
+    assert logits.shape == (2, 11, 8, 8)
+    logits.sum().backward()
+    assert model.decode_head.convs[0].conv.w_quantizer.scale.grad is not None
