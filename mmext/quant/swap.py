@@ -70,6 +70,9 @@ class ModuleSwap:
         attn_bits: bit width of attention's q, k, v and probabilities (default: ``a_bits``);
             the paper notation W-A-Attn, e.g. 4-4-8.
         skip: patterns of modules kept in full precision (the first and last layers, say).
+            A pattern names modules, not subtrees: ``'head.*'`` (or ``'head*'``) keeps every
+            layer of the head; for mmpretrain's attention ``'layers.0.attn'`` keeps its
+            attention matmuls float and ``'layers.0.attn.*'`` its qkv / proj layers.
         overrides: ``dict(pattern=..., w_bits=..., a_bits=...)`` entries; the last matching
             entry wins for each bit it names.
     """
