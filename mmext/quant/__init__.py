@@ -1,9 +1,10 @@
 """Quantization and binarization: quantizers (registry ``QUANTIZERS``), quantized layers and
 the config-driven module swap.
 
-Issue 3 adds quantized attention, OPs accounting and export on top of these.
+Issue 3 adds export and the runner integration on top of these.
 """
 from .layers import QConv2d, QLinear, build_quantizer, build_weight_quantizer
+from .ops_counter import CONVENTIONS, LayerMACs, count_macs, summarize_ops
 from .quantizers import (
     STE_CHOICES,
     LearnableScaleBinarizer,
@@ -23,5 +24,6 @@ __all__ = [
     'QConv2d', 'QLinear', 'build_quantizer', 'build_weight_quantizer', 'STE_CHOICES',
     'LearnableScaleBinarizer', 'LSQPlusQuantizer', 'LSQQuantizer', 'RSign', 'SignBinarizer',
     'WeightBinarizer', 'check_bits', 'grad_scale', 'round_ste', 'sign_ste', 'ModuleSwap',
-    'activation_quantizer_cfg', 'weight_quantizer_cfg'
+    'activation_quantizer_cfg', 'weight_quantizer_cfg', 'CONVENTIONS', 'LayerMACs', 'count_macs',
+    'summarize_ops'
 ]

@@ -20,7 +20,12 @@ from .layers import QLinear, build_quantizer
 
 
 def _attention_quantizer_cfg(bits: int, signed: bool) -> dict | None:
+    """Per-head quantizer of q, k, v (signed) or of the probabilities (unsigned): LSQ+ for 2..8
+    bits, Bi-ViT's learnable-scale binarizer for 1 bit, None for 32."""
     from .swap import activation_quantizer_cfg
+    if bits == 1:
+        return dict(type='LearnableScaleBinarizer',
+                    zero_point_init='zero' if signed else 'uniform_attention')
     cfg = activation_quantizer_cfg(bits)
     if cfg is not None and cfg['type'] == 'LSQPlusQuantizer':
         cfg['signed'] = signed
@@ -48,6 +53,11 @@ class QMultiheadAttention(nn.Module):
         qkv_quantizer: config of the per-head quantizer of q, k and v (signed).
         prob_quantizer: config of the per-head quantizer of P (unsigned).
     """
+
+    # nn.TransformerEncoderLayer probes these before taking its fused inference path, which
+    # would bypass the quantizers; these values make it take the ordinary path through forward.
+    in_proj_bias = None
+    _qkv_same_embed_dim = False
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  batch_first: bool = False, w_quantizer: dict | None = None,

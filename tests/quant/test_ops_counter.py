@@ -1,0 +1,63 @@
+import pytest
+import torch
+from mmengine.registry import DefaultScope
+from torch import nn
+
+from mmext.quant import ModuleSwap, count_macs, summarize_ops
+
+
+def test_macs_of_conv_and_linear_by_hand_and_their_cost_per_convention():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    float_records = count_macs(model, torch.randn(1, 3, 8, 8))
+    assert [r.macs for r in float_records] == [64 * 8 * 27, 64 * 8 * 72, 32]
+    total = sum(r.macs for r in float_records)
+    assert summarize_ops(float_records)['ops'] == total  # float: 1 FLOP per MAC
+
+    ModuleSwap(w_bits=4, a_bits=4, skip=['0', '4'])(model)
+    records = count_macs(model, torch.randn(1, 3, 8, 8))
+    assert [(r.w_bits, r.a_bits) for r in records] == [(32, 32), (4, 4), (32, 32)]
+    low = 64 * 8 * 72
+    bireal = summarize_ops(records, 'bireal64')
+    assert bireal['flops'] == total - low and bireal['bops'] == low * 16
+    assert bireal['ops'] == pytest.approx(total - low + low * 16 / 64)
+    assert summarize_ops(records, 'linear32')['ops'] == pytest.approx(total - low + low * 4 / 32)
+
+    ModuleSwap(w_bits=1, a_bits=1, skip=[])(model)  # the float ones left: W1A1 costs 1/64
+    records = count_macs(model, torch.randn(1, 3, 8, 8))
+    assert summarize_ops(records)['ops'] == pytest.approx(total / 64 + low * (16 - 1) / 64)
+
+
+def test_torch_attention_counts_the_same_macs_before_and_after_the_swap():
+    layer = nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, batch_first=True).eval()
+    x = torch.randn(2, 5, 16)
+    before = count_macs(layer, x)
+    ModuleSwap(w_bits=4, a_bits=4, attn_bits=8)(layer)
+    after = count_macs(layer, x)
+    assert sum(r.macs for r in before) == sum(r.macs for r in after)
+    matmuls = [r for r in after if r.op == 'matmul']
+    assert [r.macs for r in matmuls] == [2 * 4 * 5 * 5 * 4] * 2
+    assert all((r.w_bits, r.a_bits) == (8, 8) for r in matmuls)
+
+
+def test_mmpretrain_vit_counts_the_same_macs_before_and_after_the_swap():
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        from mmpretrain.registry import MODELS
+        vit = MODELS.build(dict(type='VisionTransformer', arch='deit-tiny', img_size=32,
+                                patch_size=8))
+    vit.eval()  # (mmpretrain's train() returns None, so no chaining)
+    x = torch.randn(1, 3, 32, 32)
+    before = count_macs(vit, x)
+    ModuleSwap(w_bits=1, a_bits=1, attn_bits=1, skip=['patch_embed.projection'])(vit)
+    after = count_macs(vit, x)
+    assert sum(r.macs for r in before) == sum(r.macs for r in after)
+    tokens, dims = 17, 192  # 16 patches + the class token
+    matmuls = [r for r in before if r.op == 'matmul']
+    assert len(matmuls) == 24 and matmuls[0].macs == tokens * tokens * dims
+    assert sum(r.low_bit for r in after) == len(after) - 1  # all but the patch embedding
+
+
+def test_unknown_convention_is_refused():
+    records = count_macs(nn.Linear(2, 2), torch.randn(1, 2))
+    with pytest.raises(ValueError, match="unknown convention 'fvcore'"):
+        summarize_ops(records, 'fvcore')
