@@ -3,7 +3,14 @@ the config-driven module swap.
 
 Issue 3 adds export and the runner integration on top of these.
 """
-from .layers import QConv2d, QLinear, build_quantizer, build_weight_quantizer
+from .layers import (
+    QConv2d,
+    QLinear,
+    activation_quantizer_cfg,
+    build_quantizer,
+    build_weight_quantizer,
+    weight_quantizer_cfg,
+)
 from .ops_counter import CONVENTIONS, LayerMACs, count_macs, summarize_ops
 from .quantizers import (
     STE_CHOICES,
@@ -18,7 +25,7 @@ from .quantizers import (
     round_ste,
     sign_ste,
 )
-from .swap import ModuleSwap, activation_quantizer_cfg, weight_quantizer_cfg
+from .swap import ModuleSwap
 
 __all__ = [
     'QConv2d', 'QLinear', 'build_quantizer', 'build_weight_quantizer', 'STE_CHOICES',

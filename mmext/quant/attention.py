@@ -16,13 +16,12 @@ from torch import nn
 
 from mmext.registry import MODELS
 
-from .layers import QLinear, build_quantizer
+from .layers import QLinear, activation_quantizer_cfg, build_quantizer, weight_quantizer_cfg
 
 
 def _attention_quantizer_cfg(bits: int, signed: bool) -> dict | None:
     """Per-head quantizer of q, k, v (signed) or of the probabilities (unsigned): LSQ+ for 2..8
     bits, Bi-ViT's learnable-scale binarizer for 1 bit, None for 32."""
-    from .swap import activation_quantizer_cfg
     if bits == 1:
         return dict(type='LearnableScaleBinarizer',
                     zero_point_init='zero' if signed else 'uniform_attention')
@@ -126,7 +125,6 @@ class QMultiheadAttention(nn.Module):
                    attn_bits: int = 32) -> QMultiheadAttention:
         """The quantized twin of ``mha`` at the bit spec ``w_bits``-``a_bits``-``attn_bits``
         (e.g. 4-4-8), with its projection weights and biases copied."""
-        from .swap import activation_quantizer_cfg, weight_quantizer_cfg
         if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
             raise ValueError('QMultiheadAttention converts nn.MultiheadAttention with '
                              'kdim == vdim == embed_dim, no add_bias_kv and no add_zero_attn')

@@ -11,6 +11,8 @@ from torch import nn
 
 from mmext.registry import MODELS, QUANTIZERS
 
+from .quantizers import FULL_PRECISION
+
 
 def build_quantizer(cfg: dict | nn.Module | None, **default_args) -> nn.Module:
     """A quantizer from a config (``dict(type='LSQQuantizer', bits=4)``), a module, or None
@@ -32,6 +34,24 @@ def build_weight_quantizer(cfg: dict | nn.Module | None, out_channels: int) -> n
         cfg = {k: v for k, v in cfg.items() if k != 'per_channel'}
         return build_quantizer(cfg, num_channels=out_channels, channel_dim=0)
     return build_quantizer(cfg)
+
+
+def weight_quantizer_cfg(bits: int) -> dict | None:
+    """The default weight quantizer for a bit width: float, binary (mean|W| scale) or LSQ."""
+    if bits == FULL_PRECISION:
+        return None
+    if bits == 1:
+        return dict(type='WeightBinarizer')
+    return dict(type='LSQQuantizer', bits=bits, per_channel=True)
+
+
+def activation_quantizer_cfg(bits: int) -> dict | None:
+    """The default input quantizer for a bit width: float, sign (ApproxSign STE) or LSQ+."""
+    if bits == FULL_PRECISION:
+        return None
+    if bits == 1:
+        return dict(type='SignBinarizer', ste='approx_sign')
+    return dict(type='LSQPlusQuantizer', bits=bits)
 
 
 @MODELS.register_module()

@@ -21,7 +21,7 @@ from torch import nn
 from mmext.registry import QUANTIZERS
 
 from .attention import QMultiheadAttention, QuantizedSDPA
-from .layers import QConv2d, QLinear
+from .layers import QConv2d, QLinear, activation_quantizer_cfg, weight_quantizer_cfg
 from .quantizers import FULL_PRECISION
 
 SWAPPABLE = {nn.Linear: QLinear, nn.Conv2d: QConv2d, nn.MultiheadAttention: QMultiheadAttention}
@@ -33,24 +33,6 @@ def _computes_attention_by_attribute(module: nn.Module) -> bool:
     ``scaled_dot_product_attention`` through which it computes attention."""
     fn = module.__dict__.get('scaled_dot_product_attention')
     return callable(fn) and hasattr(module, 'num_heads')
-
-
-def weight_quantizer_cfg(bits: int) -> dict | None:
-    """The default weight quantizer for a bit width: float, binary (mean|W| scale) or LSQ."""
-    if bits == FULL_PRECISION:
-        return None
-    if bits == 1:
-        return dict(type='WeightBinarizer')
-    return dict(type='LSQQuantizer', bits=bits, per_channel=True)
-
-
-def activation_quantizer_cfg(bits: int) -> dict | None:
-    """The default input quantizer for a bit width: float, sign (ApproxSign STE) or LSQ+."""
-    if bits == FULL_PRECISION:
-        return None
-    if bits == 1:
-        return dict(type='SignBinarizer', ste='approx_sign')
-    return dict(type='LSQPlusQuantizer', bits=bits)
 
 
 def _check_bits(bits, where: str) -> int:
