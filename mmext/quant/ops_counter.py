@@ -64,6 +64,15 @@ def _attention_matmuls(name: str, batch: int, heads: int, length: int, source: i
             LayerMACs(f'{name}[P@v]', 'matmul', macs, qkv_bits, prob_bits)]
 
 
+def _query_key(module: nn.Module, args: tuple, kwargs: dict):
+    """The query (B, L, E) and key (B, S, E) of a MultiheadAttention call, batch first."""
+    query = kwargs['query'] if 'query' in kwargs else args[0]
+    key = kwargs['key'] if 'key' in kwargs else args[1]
+    if not module.batch_first:
+        query, key = query.transpose(0, 1), key.transpose(0, 1)
+    return query, key
+
+
 def count_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
     """Run ``model(*inputs, **kwargs)`` once under ``torch.no_grad`` and count its MACs.
 
@@ -93,10 +102,7 @@ def count_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
 
     def float_mha_hook(name):
         def hook(module, args, kwargs, output):
-            query, key = kwargs.get('query', args[0] if args else None), \
-                kwargs.get('key', args[1] if len(args) > 1 else None)
-            if not module.batch_first:
-                query, key = query.transpose(0, 1), key.transpose(0, 1)
+            query, key = _query_key(module, args, kwargs)
             (b, length, e), source = query.shape, key.shape[1]
             records.extend([
                 LayerMACs(f'{name}.in_proj[q]', 'linear', b * length * e * e, 32, 32),
@@ -108,10 +114,7 @@ def count_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
 
     def qmha_hook(name):
         def hook(module, args, kwargs, output):
-            query, key = kwargs.get('query', args[0] if args else None), \
-                kwargs.get('key', args[1] if len(args) > 1 else None)
-            if not module.batch_first:
-                query, key = query.transpose(0, 1), key.transpose(0, 1)
+            query, key = _query_key(module, args, kwargs)
             records.extend(_attention_matmuls(
                 name, query.shape[0], module.num_heads, query.shape[1], key.shape[1],
                 module.head_dim, _bits(module.q_quantizer), _bits(module.prob_quantizer)))
