@@ -140,7 +140,7 @@ class LSQQuantizer(_StepQuantizer):
         if not self.initialized:
             with torch.no_grad():
                 mean_abs = w.abs().mean(dim=_reduce_dims(w, self.channel_dim))
-                self._init_step(2 * mean_abs / math.sqrt(self.qp), self.scale)
+                self._init_step((2 * mean_abs / math.sqrt(self.qp)).clamp_min(1e-8), self.scale)
                 self.init_count += 1
         g = 1.0 / math.sqrt(w.numel() * self.qp)
         s = _broadcast(grad_scale(self.scale, g), w, self.channel_dim)

@@ -173,3 +173,10 @@ def test_uniform_attention_zero_point_splits_attention_at_one_over_n():
     y = b(probs)
     high = y > y.amin(dim=(0, 2, 3), keepdim=True)  # the upper of the two levels per head
     torch.testing.assert_close(high, probs >= 1 / 6)
+
+
+def test_all_zero_channel_gets_a_positive_step_not_a_division_by_zero():
+    w = torch.randn(2, 4)
+    w[1] = 0
+    w_q = LSQQuantizer(bits=4, num_channels=2, channel_dim=0)(w)
+    assert torch.isfinite(w_q).all() and (w_q[1] == 0).all()
