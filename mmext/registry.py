@@ -42,7 +42,7 @@ def _child(name: str, parent: Registry, locations: list[str]) -> Registry:
 
 # Where the components of each kind live; imported on first lookup.
 _ENGINE = ['mmext.engine']
-_MODELS = ['mmext.models']
+_MODELS = ['mmext.models', 'mmext.quant']
 _DATA = ['mmext.datasets']
 _EVALUATION = ['mmext.evaluation']
 

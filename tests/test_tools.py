@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from .conftest import DEMO_CONFIG, REPO, run_tool, scene_cfg_options
 
@@ -39,6 +40,24 @@ def test_demo_config_trains_then_tests_through_the_stock_runner(tiny_scenes, tmp
                        '--cfg-options', *scene_cfg_options(tiny_scenes, iters=3))
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert 'resumed epoch: 0, iter: 2' in resumed.stdout and 'Iter(train) [3/3]' in resumed.stdout
+
+    # QAT: the float checkpoint loads into the 4-bit model (mmext.QuantizedModel), which trains
+    # and tests through the same tools; the quantizers' state is saved with the checkpoint.
+    quant_config = REPO / 'configs/demo/conditional-detr_mobilenetv2-s16_w4a4_fashion-scenes.py'
+    float_checkpoint = work / 'iter_3.pth'  # (max_keep_ckpts=1 removed iter_2.pth)
+    qat = run_tool('tools/train.py', quant_config, '--work-dir', tmp_path / 'qat', '--cfg-options',
+                   f'load_from={float_checkpoint}', *scene_cfg_options(tiny_scenes))
+    assert qat.returncode == 0, qat.stdout[-3000:]
+    assert 'quantized' in qat.stdout and 'swappable modules quantized' in qat.stdout
+    assert 'missing keys in source state_dict' in qat.stdout  # only the quantizers' state
+    state = torch.load(tmp_path / 'qat' / 'iter_2.pth')['state_dict']
+    counts = {k: int(v) for k, v in state.items() if k.endswith('a_quantizer.init_count')}
+    assert counts and all(c >= 1 for c in counts.values())
+    qat_test = run_tool('tools/test.py', quant_config, tmp_path / 'qat' / 'iter_2.pth',
+                        '--work-dir', tmp_path / 'qat_test', '--cfg-options',
+                        *scene_cfg_options(tiny_scenes))
+    assert qat_test.returncode == 0, qat_test.stdout[-3000:]
+    assert 'coco/bbox_mAP:' in qat_test.stdout
 
 
 def _mmpretrain_options(fashion_mnist_root) -> list[str]:

@@ -14,7 +14,7 @@ import torch
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from mmext.registry import WEIGHT_INITIALIZERS
+from mmext.registry import QUANTIZERS, WEIGHT_INITIALIZERS
 
 
 def map_state_dict_by_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
@@ -48,8 +48,9 @@ def map_state_dict_by_order(source: dict[str, torch.Tensor], target: dict[str, t
 class TorchvisionPretrainedInit:
     """``init_cfg=dict(type='mmext.TorchvisionPretrained', checkpoint='torchvision://mobilenet_v2')``.
 
-    Loads every tensor of the module (strictly) and marks its sub-modules as initialised, so
-    their own ``init_weights`` does not overwrite the loaded weights.
+    Loads every tensor of the module (all but the state of mmext quantizers, after a module
+    swap) and marks its sub-modules as initialised, so their own ``init_weights`` does not
+    overwrite the loaded weights.
 
     Args:
         checkpoint: anything mmengine's ``CheckpointLoader`` reads: a path or
@@ -67,8 +68,13 @@ class TorchvisionPretrainedInit:
     def __call__(self, module: torch.nn.Module) -> None:
         state = CheckpointLoader.load_checkpoint(self.checkpoint, map_location=self.map_location)
         state = state.get('state_dict', state)
-        mapped = map_state_dict_by_order(state, module.state_dict(), self.drop_prefixes)
-        module.load_state_dict(mapped, strict=True)
+        # The state of quantizers (after mmext's module swap) is not in a float checkpoint.
+        quantizers = tuple(name + '.' for name, m in module.named_modules()
+                           if name and type(m) in QUANTIZERS.module_dict.values())
+        target = {k: v for k, v in module.state_dict().items() if not k.startswith(quantizers)}
+        mapped = map_state_dict_by_order(state, target, self.drop_prefixes)
+        missing, unexpected = module.load_state_dict(mapped, strict=False)
+        assert not unexpected and all(k.startswith(quantizers) for k in missing), missing
         # mmengine's BaseModule.init_weights runs this initializer before it lets the children
         # initialise themselves (ConvModule draws Kaiming weights), and defers only its own
         # type='Pretrained' to the end. Marking the loaded children as initialised keeps them.

@@ -11,6 +11,7 @@ from .layers import (
     build_weight_quantizer,
     weight_quantizer_cfg,
 )
+from .model import QuantizedModel
 from .ops_counter import CONVENTIONS, LayerMACs, count_macs, summarize_ops
 from .quantizers import (
     STE_CHOICES,
@@ -32,5 +33,5 @@ __all__ = [
     'LearnableScaleBinarizer', 'LSQPlusQuantizer', 'LSQQuantizer', 'RSign', 'SignBinarizer',
     'WeightBinarizer', 'check_bits', 'grad_scale', 'round_ste', 'sign_ste', 'ModuleSwap',
     'activation_quantizer_cfg', 'weight_quantizer_cfg', 'CONVENTIONS', 'LayerMACs', 'count_macs',
-    'summarize_ops'
+    'summarize_ops', 'QuantizedModel'
 ]
