@@ -19,8 +19,6 @@ def register_all_modules() -> None:
     or inspect the registries up front.
     """
     import mmext.datasets  # noqa: F401
-    import mmext.engine  # noqa: F401
-    import mmext.evaluation  # noqa: F401
     import mmext.models  # noqa: F401
     import mmext.quant  # noqa: F401
 

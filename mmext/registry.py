@@ -41,10 +41,10 @@ def _child(name: str, parent: Registry, locations: list[str]) -> Registry:
 
 
 # Where the components of each kind live; imported on first lookup.
-_ENGINE = ['mmext.engine']
+_ENGINE: list[str] = []  # no engine components yet (hooks, loops come with the methods)
 _MODELS = ['mmext.models', 'mmext.quant']
 _DATA = ['mmext.datasets']
-_EVALUATION = ['mmext.evaluation']
+_EVALUATION: list[str] = []  # no metrics yet
 
 RUNNERS = _child('runner', MMENGINE_RUNNERS, _ENGINE)
 RUNNER_CONSTRUCTORS = _child('runner constructor', MMENGINE_RUNNER_CONSTRUCTORS, _ENGINE)

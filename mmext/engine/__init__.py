@@ -1,1 +1,0 @@
-"""Hooks, loops and runner helpers."""
