@@ -1,10 +1,20 @@
-"""Quantized multi-head attention, a drop-in for ``torch.nn.MultiheadAttention``.
+"""Quantized attention.
 
-mmdet's DETR layers use mmcv's ``MultiheadAttention``, which wraps ``nn.MultiheadAttention`` as
-``.attn``; :meth:`QMultiheadAttention.from_float` replaces that inner module. The q, k, v and
-output projections are :class:`QLinear`; per-head quantizers act on q, k, v (B, H, N, d) and on
-the attention probabilities P (B, H, L, S, unsigned), so the two activation-activation matmuls
-``q k^T`` and ``P v`` run on low-bit operands. Softmax stays float.
+:class:`QuantizedSDPA` is the core every quantized attention here shares: per-head quantizers on
+q, k, v (B, H, N, d, signed) and on the attention probabilities P (B, H, L, S, unsigned), so
+the two activation-activation matmuls ``q k^T`` and ``P v`` run on low-bit operands; softmax
+stays float. It has hook points for the methods built on it: ``q_transform`` / ``k_transform``
+(identity; Q-DETR's distribution alignment, Bi-ViT's per-head qk LayerNorm) and ``logits``
+(identity on the pre-softmax logits (B, H, L, S), where distillation recorders attach).
+
+It serves three attention implementations:
+
+- ``torch.nn.MultiheadAttention`` (mmdet's DETR, through mmcv's wrapper ``.attn``) becomes
+  :class:`QMultiheadAttention`, a drop-in whose projections are :class:`QLinear`;
+- mmpretrain's ``MultiheadAttention`` computes through its attribute
+  ``scaled_dot_product_attention``; the swap sets a :class:`QuantizedSDPA` there;
+- mmdet's ``ConditionalAttention`` (Conditional / DAB-DETR) becomes ``QConditionalAttention``
+  (:mod:`mmext.quant.detr_attention`).
 """
 from __future__ import annotations
 
@@ -31,7 +41,13 @@ def _attention_quantizer_cfg(bits: int, signed: bool) -> dict | None:
     return cfg
 
 
-def _additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+def attention_quantizer_cfgs(bits: int) -> dict:
+    """``qkv_quantizer`` and ``prob_quantizer`` configs for an attention bit width."""
+    return dict(qkv_quantizer=_attention_quantizer_cfg(bits, signed=True),
+                prob_quantizer=_attention_quantizer_cfg(bits, signed=False))
+
+
+def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     """nn.MultiheadAttention's mask conventions (bool True = masked out, or additive floats)
     as additive floats."""
     if mask is None:
@@ -40,6 +56,81 @@ def _additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tenso
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
             mask, float('-inf'))
     return mask.to(dtype)
+
+
+class QuantizedSDPA(nn.Module):
+    """Scaled dot-product attention on quantized q, k, v and probabilities.
+
+    Call signature of ``torch.nn.functional.scaled_dot_product_attention``: q (B, H, L, d),
+    k (B, H, S, d), v (B, H, S, d_v) -> (B, H, L, d_v); with ``need_weights=True`` it returns
+    ``(output, P)`` with the quantized probabilities P (B, H, L, S). Boolean masks follow SDPA
+    (True takes part), float masks are added to the logits.
+
+    Args:
+        num_heads: H, the number of per-head scale groups.
+        qkv_quantizer: config of the quantizer of q, k and v (one instance each, per head).
+        prob_quantizer: config of the quantizer of P (per head, unsigned).
+    """
+
+    def __init__(self, num_heads: int, qkv_quantizer: dict | None = None,
+                 prob_quantizer: dict | None = None):
+        super().__init__()
+        self.num_heads = num_heads
+
+        def per_head(cfg):
+            return build_quantizer(cfg, num_channels=num_heads, channel_dim=1) if cfg else \
+                nn.Identity()
+
+        self.q_transform, self.k_transform = nn.Identity(), nn.Identity()
+        self.q_quantizer = per_head(qkv_quantizer)
+        self.k_quantizer = per_head(qkv_quantizer)
+        self.v_quantizer = per_head(qkv_quantizer)
+        self.logits = nn.Identity()
+        self.prob_quantizer = per_head(prob_quantizer)
+
+    @classmethod
+    def from_bits(cls, num_heads: int, bits: int) -> QuantizedSDPA:
+        """The default quantizers for ``bits``: LSQ+ for 2..8, learnable-scale binarizer for 1,
+        float for 32."""
+        return cls(num_heads, **attention_quantizer_cfgs(bits))
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                attn_mask: torch.Tensor | None = None, dropout_p: float = 0.0,
+                is_causal: bool = False, scale: float | None = None,
+                need_weights: bool = False):
+        if is_causal:
+            raise ValueError('QuantizedSDPA does not implement is_causal; pass attn_mask')
+        if query.dim() != 4 or query.shape[1] != self.num_heads:
+            raise ValueError(f'QuantizedSDPA with {self.num_heads} heads expects q of shape '
+                             f'(B, {self.num_heads}, L, d), got {tuple(query.shape)}')
+        q = self.q_quantizer(self.q_transform(query))
+        k = self.k_quantizer(self.k_transform(key))
+        v = self.v_quantizer(value)
+        scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+        logits = self.logits(q @ k.transpose(-2, -1) * scale)
+        if attn_mask is not None:
+            # SDPA's boolean masks mark what takes part (True), unlike nn.MultiheadAttention's.
+            logits = logits + additive_mask(
+                ~attn_mask if attn_mask.dtype == torch.bool else attn_mask, logits.dtype)
+        probs = self.prob_quantizer(logits.softmax(dim=-1))
+        out = F.dropout(probs, dropout_p, self.training) @ v
+        return (out, probs) if need_weights else out
+
+
+def padding_and_attention_mask(batch: int, num_heads: int, attn_mask: torch.Tensor | None,
+                               key_padding_mask: torch.Tensor | None,
+                               dtype: torch.dtype) -> torch.Tensor | None:
+    """nn.MultiheadAttention's ``attn_mask`` ((L, S) or (B * H, L, S)) and
+    ``key_padding_mask`` ((B, S)), True = masked out, as one additive mask broadcastable to
+    (B, H, L, S)."""
+    mask = additive_mask(attn_mask, dtype)
+    if mask is not None and mask.dim() == 3:
+        mask = mask.view(batch, num_heads, *mask.shape[-2:])
+    padding = additive_mask(key_padding_mask, dtype)
+    if padding is not None:
+        padding = padding[:, None, None, :]
+        mask = padding if mask is None else mask + padding
+    return mask
 
 
 @MODELS.register_module()
@@ -72,13 +163,8 @@ class QMultiheadAttention(nn.Module):
         self.q_proj = QLinear(embed_dim, embed_dim, bias, **proj)
         self.k_proj = QLinear(embed_dim, embed_dim, bias, **proj)
         self.v_proj = QLinear(embed_dim, embed_dim, bias, **proj)
+        self.attention = QuantizedSDPA(num_heads, qkv_quantizer, prob_quantizer)
         self.out_proj = QLinear(embed_dim, embed_dim, bias, **proj)
-        per_head = dict(num_channels=num_heads, channel_dim=1)
-        self.q_quantizer = build_quantizer(qkv_quantizer, **per_head if qkv_quantizer else {})
-        self.k_quantizer = build_quantizer(qkv_quantizer, **per_head if qkv_quantizer else {})
-        self.v_quantizer = build_quantizer(qkv_quantizer, **per_head if qkv_quantizer else {})
-        self.prob_quantizer = build_quantizer(prob_quantizer,
-                                              **per_head if prob_quantizer else {})
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, N, E) -> (B, H, N, d)."""
@@ -99,19 +185,12 @@ class QMultiheadAttention(nn.Module):
         if not self.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         b, length, _ = query.shape
-        q = self.q_quantizer(self._heads(self.q_proj(query)))
-        k = self.k_quantizer(self._heads(self.k_proj(key)))
-        v = self.v_quantizer(self._heads(self.v_proj(value)))
-        logits = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, H, L, S)
-        mask = _additive_mask(attn_mask, logits.dtype)
-        if mask is not None:
-            logits = logits + (mask.view(b, self.num_heads, *mask.shape[-2:])
-                               if mask.dim() == 3 else mask)
-        padding = _additive_mask(key_padding_mask, logits.dtype)
-        if padding is not None:
-            logits = logits + padding[:, None, None, :]
-        probs = self.prob_quantizer(logits.softmax(dim=-1))
-        out = F.dropout(probs, self.dropout, self.training) @ v  # (B, H, L, d)
+        mask = padding_and_attention_mask(b, self.num_heads, attn_mask, key_padding_mask,
+                                          query.dtype)
+        out, probs = self.attention(
+            self._heads(self.q_proj(query)), self._heads(self.k_proj(key)),
+            self._heads(self.v_proj(value)), mask, self.dropout if self.training else 0.0,
+            need_weights=True)  # (B, H, L, d), (B, H, L, S)
         out = self.out_proj(out.transpose(1, 2).reshape(b, length, self.embed_dim))
         if not self.batch_first:
             out = out.transpose(0, 1)
@@ -131,8 +210,7 @@ class QMultiheadAttention(nn.Module):
         q = cls(mha.embed_dim, mha.num_heads, mha.dropout, mha.in_proj_bias is not None,
                 mha.batch_first, w_quantizer=weight_quantizer_cfg(w_bits),
                 a_quantizer=activation_quantizer_cfg(a_bits),
-                qkv_quantizer=_attention_quantizer_cfg(attn_bits, signed=True),
-                prob_quantizer=_attention_quantizer_cfg(attn_bits, signed=False))
+                **attention_quantizer_cfgs(attn_bits))
         q = q.to(device=mha.in_proj_weight.device, dtype=mha.in_proj_weight.dtype)
         with torch.no_grad():
             weights = mha.in_proj_weight.chunk(3)
@@ -145,40 +223,3 @@ class QMultiheadAttention(nn.Module):
             if mha.out_proj.bias is not None:
                 q.out_proj.bias.copy_(mha.out_proj.bias)
         return q
-
-
-class QuantizedSDPA(nn.Module):
-    """Scaled dot-product attention on quantized q, k, v and probabilities.
-
-    Call signature of ``torch.nn.functional.scaled_dot_product_attention``: q (B, H, L, d),
-    k, v (B, H, S, d) -> (B, H, L, d). mmpretrain's ``MultiheadAttention`` computes attention
-    through its attribute ``scaled_dot_product_attention``; the module swap sets an instance of
-    this class there, while its ``qkv`` and ``proj`` Linear layers become :class:`QLinear`.
-    """
-
-    def __init__(self, num_heads: int, bits: int):
-        super().__init__()
-        per_head = dict(num_channels=num_heads, channel_dim=1)
-        qkv_cfg = _attention_quantizer_cfg(bits, signed=True)
-        prob_cfg = _attention_quantizer_cfg(bits, signed=False)
-        self.q_quantizer = build_quantizer(qkv_cfg, **per_head if qkv_cfg else {})
-        self.k_quantizer = build_quantizer(qkv_cfg, **per_head if qkv_cfg else {})
-        self.v_quantizer = build_quantizer(qkv_cfg, **per_head if qkv_cfg else {})
-        self.prob_quantizer = build_quantizer(prob_cfg, **per_head if prob_cfg else {})
-
-    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                attn_mask: torch.Tensor | None = None, dropout_p: float = 0.0,
-                is_causal: bool = False, scale: float | None = None) -> torch.Tensor:
-        if is_causal:
-            raise ValueError('QuantizedSDPA does not implement is_causal; pass attn_mask')
-        q, k, v = self.q_quantizer(query), self.k_quantizer(key), self.v_quantizer(value)
-        scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-        logits = q @ k.transpose(-2, -1) * scale
-        # SDPA's boolean masks mark what takes part (True), unlike nn.MultiheadAttention's.
-        if attn_mask is not None and attn_mask.dtype == torch.bool:
-            attn_mask = ~attn_mask
-        mask = _additive_mask(attn_mask, logits.dtype)
-        if mask is not None:
-            logits = logits + mask
-        probs = self.prob_quantizer(logits.softmax(dim=-1))
-        return F.dropout(probs, dropout_p, self.training) @ v

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .attention import QMultiheadAttention, QuantizedSDPA
+from .attention import QuantizedSDPA
 from .quantizers import FULL_PRECISION
+from .swap import _is_conditional_attention
 
 CONVENTIONS = ('bireal64', 'linear32')
 
@@ -57,11 +58,14 @@ def _bits(quantizer: nn.Module | None) -> int:
 
 
 def _attention_matmuls(name: str, batch: int, heads: int, length: int, source: int,
-                       head_dim: int, qkv_bits: int, prob_bits: int) -> list[LayerMACs]:
-    """``q k^T`` (B H L S d MACs, q and k operands) and ``P v`` (same count, P and v)."""
-    macs = batch * heads * length * source * head_dim
-    return [LayerMACs(f'{name}[q@k]', 'matmul', macs, qkv_bits, qkv_bits),
-            LayerMACs(f'{name}[P@v]', 'matmul', macs, qkv_bits, prob_bits)]
+                       head_dim: int, qkv_bits: int, prob_bits: int,
+                       value_dim: int | None = None) -> list[LayerMACs]:
+    """``q k^T`` (B H L S d MACs, q and k operands) and ``P v`` (B H L S d_v, P and v)."""
+    value_dim = head_dim if value_dim is None else value_dim
+    return [LayerMACs(f'{name}[q@k]', 'matmul', batch * heads * length * source * head_dim,
+                      qkv_bits, qkv_bits),
+            LayerMACs(f'{name}[P@v]', 'matmul', batch * heads * length * source * value_dim,
+                      qkv_bits, prob_bits)]
 
 
 def _query_key(module: nn.Module, args: tuple, kwargs: dict):
@@ -78,8 +82,9 @@ def count_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
 
     Counted: ``nn.Linear`` / ``nn.Conv2d`` and subclasses (QLinear, QConv2d, mmcv's wrappers),
     ``nn.MultiheadAttention`` (its projections and matmuls, which run outside its children's
-    forward), :class:`QMultiheadAttention` and :class:`QuantizedSDPA` matmuls, and the matmuls
-    of mmpretrain-style attention that computes through ``scaled_dot_product_attention``.
+    forward), :class:`QuantizedSDPA` matmuls (in every quantized attention), and the float
+    matmuls of mmpretrain-style attention that computes through
+    ``scaled_dot_product_attention`` and of mmdet's ``ConditionalAttention``.
     """
     records: list[LayerMACs] = []
     handles = []
@@ -112,22 +117,26 @@ def count_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
                                               e // module.num_heads, 32, 32))
         return hook
 
-    def qmha_hook(name):
-        def hook(module, args, kwargs, output):
-            query, key = _query_key(module, args, kwargs)
-            records.extend(_attention_matmuls(
-                name, query.shape[0], module.num_heads, query.shape[1], key.shape[1],
-                module.head_dim, _bits(module.q_quantizer), _bits(module.prob_quantizer)))
-        return hook
-
     def sdpa_hook(name):
         def hook(module, args, output):
-            q, k = args[0], args[1]
+            q, k, v = args[:3]
             b, h, length, d = q.shape
             records.extend(_attention_matmuls(name, b, h, length, k.shape[2], d,
                                               _bits(module.q_quantizer),
-                                              _bits(module.prob_quantizer)))
+                                              _bits(module.prob_quantizer), v.shape[-1]))
         return hook
+
+    def counted_forward_attn(name, forward_attn):
+        # mmdet's float ConditionalAttention multiplies in its method forward_attn(query
+        # (B, L, C_qk), key (B, S, C_qk), value (B, S, E), ...), C_qk = 2E in cross-attention.
+        def wrapper(query, key, value, *args, **kwargs):
+            (b, length, qk_dims), source = query.shape, key.shape[1]
+            records.extend([
+                LayerMACs(f'{name}[q@k]', 'matmul', b * length * source * qk_dims, 32, 32),
+                LayerMACs(f'{name}[P@v]', 'matmul', b * length * source * value.shape[-1], 32,
+                          32)])
+            return forward_attn(query, key, value, *args, **kwargs)
+        return wrapper
 
     def float_sdpa_hook(name):
         def hook(module, args, output):
@@ -137,13 +146,15 @@ def count_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
                                               module.embed_dims // module.num_heads, 32, 32))
         return hook
 
+    patched = []
     for name, module in model.named_modules():
+        if _is_conditional_attention(module):  # float (quantized: counted by its QuantizedSDPA)
+            module.forward_attn = counted_forward_attn(name, module.forward_attn)
+            patched.append(module)
         if isinstance(module, nn.Linear) and not _inside_float_mha(name, model):
             handles.append(module.register_forward_hook(linear_hook(name)))
         elif isinstance(module, nn.Conv2d):
             handles.append(module.register_forward_hook(conv_hook(name)))
-        elif isinstance(module, QMultiheadAttention):
-            handles.append(module.register_forward_hook(qmha_hook(name), with_kwargs=True))
         elif isinstance(module, nn.MultiheadAttention):
             handles.append(module.register_forward_hook(float_mha_hook(name), with_kwargs=True))
         elif isinstance(module, QuantizedSDPA):
@@ -156,6 +167,8 @@ def count_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
     finally:
         for handle in handles:
             handle.remove()
+        for module in patched:
+            del module.forward_attn
     return records
 
 

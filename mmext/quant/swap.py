@@ -1,6 +1,10 @@
-"""Config-driven module swap: turn the Linear, Conv2d and nn.MultiheadAttention modules of a
-built model into QLinear, QConv2d and QMultiheadAttention by module-name patterns, copying the
-float weights in.
+"""Config-driven module swap: turn the Linear, Conv2d and attention modules of a built model
+into quantized twins by module-name patterns, copying the float weights in.
+
+Converted: ``nn.Linear`` -> QLinear, ``nn.Conv2d`` -> QConv2d (subclasses such as mmcv's
+included), ``nn.MultiheadAttention`` (mmdet's DETR) -> QMultiheadAttention, mmdet's
+``ConditionalAttention`` -> QConditionalAttention, and mmpretrain's ``MultiheadAttention``
+gets a QuantizedSDPA (its own qkv / proj Linear layers are converted as Linear layers).
 
     swap = QUANTIZERS.build(dict(type='ModuleSwap', w_bits=4, a_bits=4, attn_bits=8,
                                  skip=['backbone.conv1', 'bbox_head.*'],
@@ -13,6 +17,7 @@ no module, or a bit width outside {1..8, 32}, is refused with a message that say
 """
 from __future__ import annotations
 
+import sys
 from fnmatch import fnmatchcase
 
 from mmengine.logging import print_log
@@ -35,11 +40,33 @@ def _computes_attention_by_attribute(module: nn.Module) -> bool:
     return callable(fn) and hasattr(module, 'num_heads')
 
 
+def _is_conditional_attention(module: nn.Module) -> bool:
+    """mmdet's ``ConditionalAttention`` (looked up only if mmdet's module is loaded: a model
+    cannot hold one otherwise)."""
+    utils = sys.modules.get('mmdet.models.layers.transformer.utils')
+    return utils is not None and isinstance(module, utils.ConditionalAttention) and \
+        not isinstance(getattr(module, 'attention', None), QuantizedSDPA)
+
+
+def _attention_kind(module: nn.Module) -> str | None:
+    """'mmpretrain' or 'conditional' for attention computed outside a swappable child."""
+    if _is_conditional_attention(module):
+        return 'conditional'
+    if _computes_attention_by_attribute(module):
+        return 'mmpretrain'
+    return None
+
+
 def _check_bits(bits, where: str) -> int:
     if bits not in ALLOWED_BITS:
         raise ValueError(f'{where}: bit width {bits!r} is impossible; use 1..8, or 32 to keep '
                          'the layer in full precision')
     return bits
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition('.')
+    setattr(model.get_submodule(parent_name), child, new)
 
 
 @QUANTIZERS.register_module()
@@ -98,7 +125,7 @@ class ModuleSwap:
             if isinstance(module, tuple(SWAPPABLE.values())) or \
                     any(name.startswith(a + '.') for a in attentions):
                 continue
-            if _computes_attention_by_attribute(module):
+            if _attention_kind(module):
                 targets.append((name, module))  # its Linear children are targets too
                 continue
             kind = next((k for k in SWAPPABLE if isinstance(module, k)), None)
@@ -113,7 +140,7 @@ class ModuleSwap:
             if not any(fnmatchcase(name, pattern) for name in names):
                 examples = ', '.join(names[:6]) + (', ...' if len(names) > 6 else '')
                 raise ValueError(f'ModuleSwap pattern {pattern!r} matches no Linear, Conv2d or '
-                                 f'MultiheadAttention module; the model has e.g. {examples}')
+                                 f'attention module; the model has e.g. {examples}')
 
     def __call__(self, model: nn.Module) -> nn.Module:
         targets = self._targets(model)
@@ -127,12 +154,12 @@ class ModuleSwap:
                 action = 'kept'
             else:
                 action = 'quantized'
-            if _computes_attention_by_attribute(module):
+            attention = _attention_kind(module)
+            if attention:
                 kind = type(module).__module__.split('.')[0] + '.' + type(module).__name__
                 bits = dict(w_bits=None, a_bits=None, attn_bits=bits['attn_bits'])
                 if action == 'quantized' and bits['attn_bits'] != FULL_PRECISION:
-                    module.scaled_dot_product_attention = QuantizedSDPA(module.num_heads,
-                                                                        bits['attn_bits'])
+                    self._quantize_attention(model, name, module, attention, bits['attn_bits'])
                 else:
                     action = 'kept' if action == 'quantized' else action
             else:
@@ -145,13 +172,21 @@ class ModuleSwap:
                         quantized = SWAPPABLE[kind_cls].from_float(
                             module, w_quantizer=weight_quantizer_cfg(bits['w_bits']),
                             a_quantizer=activation_quantizer_cfg(bits['a_bits']))
-                    parent_name, _, child = name.rpartition('.')
-                    setattr(model.get_submodule(parent_name), child, quantized)
+                    _replace(model, name, quantized)
                 if kind_cls is not nn.MultiheadAttention:
                     bits['attn_bits'] = None
             self.report.append(dict(name=name, type=kind, action=action, **bits))
         print_log(self.format_report(), logger='current')
         return model
+
+    @staticmethod
+    def _quantize_attention(model: nn.Module, name: str, module: nn.Module, kind: str,
+                            bits: int) -> None:
+        if kind == 'mmpretrain':
+            module.scaled_dot_product_attention = QuantizedSDPA.from_bits(module.num_heads, bits)
+        else:
+            from .detr_attention import QConditionalAttention
+            _replace(model, name, QConditionalAttention.from_float(module, bits))
 
     def format_report(self) -> str:
         """The report as a text table: module, type, action, W, A and attention bits."""

@@ -28,7 +28,7 @@ def test_4_4_8_attention_quantizes_qkv_and_probabilities_per_head():
     torch.manual_seed(0)
     mha = nn.MultiheadAttention(16, 4, batch_first=True)
     q_mha = QMultiheadAttention.from_float(mha, w_bits=4, a_bits=4, attn_bits=8)
-    assert q_mha.q_quantizer.scale.shape == (4, ) and q_mha.prob_quantizer.signed is False
+    assert q_mha.attention.q_quantizer.scale.shape == (4, ) and q_mha.attention.prob_quantizer.signed is False
     assert q_mha.q_proj.w_quantizer.bits == 4 and q_mha.q_proj.a_quantizer.bits == 4
     x = torch.randn(2, 6, 16, requires_grad=True)
     out, w = q_mha(x, x, x, average_attn_weights=False)
@@ -38,7 +38,8 @@ def test_4_4_8_attention_quantizes_qkv_and_probabilities_per_head():
     float_out, _ = mha(x, x, x)
     assert not torch.allclose(out, float_out)
     out.sum().backward()
-    for quantizer in (q_mha.q_quantizer, q_mha.k_quantizer, q_mha.v_quantizer):
+    att = q_mha.attention
+    for quantizer in (att.q_quantizer, att.k_quantizer, att.v_quantizer):
         assert torch.isfinite(quantizer.scale.grad).all()
     assert x.grad is not None
 
@@ -55,6 +56,50 @@ def test_quantized_sdpa_at_full_precision_matches_torch():
     q, k, v = torch.randn(2, 3, 4, 8), torch.randn(2, 3, 6, 8), torch.randn(2, 3, 6, 8)
     mask = torch.zeros(4, 6, dtype=torch.bool)
     mask[:, -1] = True
-    sdpa = QuantizedSDPA(num_heads=3, bits=32)
+    sdpa = QuantizedSDPA.from_bits(num_heads=3, bits=32)
     torch.testing.assert_close(sdpa(q, k, v, attn_mask=~mask),
                                F.scaled_dot_product_attention(q, k, v, attn_mask=~mask))
+
+
+@pytest.mark.parametrize('cross_attn', [False, True])
+def test_conditional_attention_twin_at_32_bits_matches_mmdet(cross_attn):
+    from mmdet.models.layers.transformer.utils import ConditionalAttention
+
+    from mmext.quant.detr_attention import QConditionalAttention
+    torch.manual_seed(0)
+    float_attn = ConditionalAttention(16, 4, cross_attn=cross_attn).eval()
+    twin = QConditionalAttention.from_float(float_attn, attn_bits=32).eval()
+    query, key = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    padding = torch.zeros(2, 7, dtype=torch.bool)
+    padding[1, -3:] = True
+    if cross_attn:
+        kwargs = dict(query=query, key=key, query_pos=torch.randn(2, 5, 16),
+                      ref_sine_embed=torch.randn(2, 5, 16), key_pos=torch.randn(2, 7, 16),
+                      key_padding_mask=padding, is_first=True)
+    else:
+        kwargs = dict(query=key, key=key, query_pos=torch.randn(2, 7, 16),
+                      key_padding_mask=padding)
+    torch.testing.assert_close(twin(**kwargs), float_attn(**kwargs), atol=1e-5, rtol=1e-5)
+
+
+def test_conditional_attention_at_4_bits_quantizes_both_matmuls():
+    from mmdet.models.layers.transformer.utils import ConditionalAttention
+
+    from mmext.quant.detr_attention import QConditionalAttention
+    torch.manual_seed(0)
+    twin = QConditionalAttention.from_float(ConditionalAttention(16, 4, cross_attn=True), 4)
+    q, k, v = torch.randn(2, 5, 32), torch.randn(2, 7, 32), torch.randn(2, 7, 16)
+    recorded = []
+    twin.attention.logits.register_forward_hook(lambda m, a, out: recorded.append(out))
+    out, weights = twin.forward_attn(q, k, v)
+    assert out.shape == (2, 5, 16) and weights.shape == (2, 5, 7)
+    assert recorded[0].shape == (2, 4, 5, 7)  # pre-softmax logits for distillation recorders
+    for quantizer in (twin.attention.q_quantizer, twin.attention.prob_quantizer):
+        assert quantizer.bits == 4 and quantizer.scale.shape == (4, )
+    probs = []
+    twin.attention.prob_quantizer.register_forward_hook(lambda m, a, out: probs.append(out))
+    twin.forward_attn(q, k, v)
+    for h in range(4):
+        assert len(torch.unique(probs[0][:, h])) <= 16
+    with pytest.raises(ValueError, match='do not fit'):
+        twin.forward_attn(q, k[:, :, :16], v)

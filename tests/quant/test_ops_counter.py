@@ -61,3 +61,22 @@ def test_unknown_convention_is_refused():
     records = count_macs(nn.Linear(2, 2), torch.randn(1, 2))
     with pytest.raises(ValueError, match="unknown convention 'fvcore'"):
         summarize_ops(records, 'fvcore')
+
+
+def test_conditional_detr_counts_the_same_macs_before_and_after_the_swap():
+    from mmdet.structures import DetDataSample
+
+    from .test_swap import _tiny_conditional_detr
+    detr = _tiny_conditional_detr().eval()
+    x = torch.randn(1, 3, 64, 96)
+    samples = [DetDataSample(metainfo=dict(img_shape=(64, 96), batch_input_shape=(64, 96)))]
+    before = count_macs(detr, x, samples, mode='tensor')
+    ModuleSwap(w_bits=4, a_bits=4, attn_bits=8)(detr)
+    after = count_macs(detr, x, samples, mode='tensor')
+    assert sum(r.macs for r in before) == sum(r.macs for r in after)
+    cross = [r for r in after if r.name.startswith('decoder.layers.0.cross_attn.attention')]
+    source, queries, dims = 2 * 3, 5, 256  # stride-32 feature map of a 64 x 96 image
+    assert [r.macs for r in cross] == [queries * source * 2 * dims, queries * source * dims]
+    assert all((r.w_bits, r.a_bits) == (8, 8) for r in after if r.op == 'matmul')
+    assert not any(hasattr(m, 'forward_attn') and 'forward_attn' in vars(m)
+                   for m in detr.modules())  # the counting wrapper is gone

@@ -102,12 +102,12 @@ def test_swap_turns_torch_attention_into_4_4_8_attention():
     swap(model)
     from mmext.quant.attention import QMultiheadAttention
     assert isinstance(model.self_attn, QMultiheadAttention)
-    assert model.self_attn.prob_quantizer.bits == 8 and model.self_attn.q_proj.w_quantizer.bits == 4
+    assert model.self_attn.attention.prob_quantizer.bits == 8 and model.self_attn.q_proj.w_quantizer.bits == 4
     row = next(r for r in swap.report if r['name'] == 'self_attn')
     assert (row['action'], row['attn_bits']) == ('quantized', 8)
     out = model(torch.randn(2, 5, 16))
     out.sum().backward()
-    assert model.self_attn.q_quantizer.scale.grad is not None
+    assert model.self_attn.attention.q_quantizer.scale.grad is not None
 
 
 def _tiny_detr():
@@ -148,7 +148,7 @@ def test_swap_on_an_mmdet_detr_quantizes_attention_and_trains():
         data = detr.data_preprocessor(packed, True)
         losses = detr.loss(data['inputs'], data['data_samples'])
     sum(v for k, v in losses.items() if 'loss' in k).backward()
-    assert detr.encoder.layers[0].self_attn.attn.prob_quantizer.scale.grad is not None
+    assert detr.encoder.layers[0].self_attn.attn.attention.prob_quantizer.scale.grad is not None
 
 
 def test_swap_on_an_mmpretrain_vit_quantizes_its_attention():
@@ -194,3 +194,45 @@ def test_swap_on_an_mmseg_segmentor():
     assert logits.shape == (2, 11, 8, 8)
     logits.sum().backward()
     assert model.decode_head.convs[0].conv.w_quantizer.scale.grad is not None
+
+
+def _tiny_conditional_detr():
+    """mmdet's Conditional DETR from its own config, shrunk: ResNet-18, 1+1 layers, 5 queries
+    (its sine embeddings fix the width at 256)."""
+    from mmengine.hub import get_config
+    cfg = get_config('mmdet::conditional_detr/conditional-detr_r50_8xb2-50e_coco.py').model
+    cfg.backbone.update(depth=18, init_cfg=None)
+    cfg.neck.in_channels = [512]
+    cfg.num_queries = 5
+    for part in ('encoder', 'decoder'):
+        cfg[part].num_layers = 1
+        cfg[part].layer_cfg.ffn_cfg.feedforward_channels = 128
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        from mmdet.registry import MODELS
+        return MODELS.build(cfg)
+
+
+def test_swap_on_an_mmdet_conditional_detr_quantizes_its_attention():
+    from mmdet.testing import demo_mm_inputs
+
+    from mmext.quant.detr_attention import QConditionalAttention
+    detr = _tiny_conditional_detr()
+    swap = ModuleSwap(w_bits=4, a_bits=4, attn_bits=8, skip=['backbone.conv1', 'bbox_head.*'])
+    swap(detr)
+    rows = {r['name']: r for r in swap.report}
+    for name in ('decoder.layers.0.self_attn', 'decoder.layers.0.cross_attn'):
+        assert (rows[name]['type'], rows[name]['attn_bits']) == ('mmdet.ConditionalAttention', 8)
+        attn = detr.get_submodule(name)
+        assert isinstance(attn, QConditionalAttention) and isinstance(attn.qcontent_proj, QLinear)
+    assert isinstance(detr.encoder.layers[0].self_attn.attn, nn.Module)
+    assert rows['encoder.layers.0.self_attn.attn']['action'] == 'quantized'
+    packed = demo_mm_inputs(2, [[3, 64, 64], [3, 64, 80]], num_classes=80)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        data = detr.data_preprocessor(packed, True)
+        losses = detr.loss(data['inputs'], data['data_samples'])
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    cross = detr.decoder.layers[0].cross_attn
+    assert cross.attention.prob_quantizer.scale.grad is not None
+    assert cross.qpos_sine_proj.w_quantizer.scale.grad is not None
+    left = {name for name, _ in ModuleSwap(w_bits=4, a_bits=4)._targets(detr)}
+    assert left == {r['name'] for r in swap.report if r['action'] == 'skipped'}
