@@ -31,7 +31,7 @@ from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import WEIGHT_INITIALIZERS as MMENGINE_WEIGHT_INITIALIZERS
-from mmengine.registry import Registry
+from mmengine.registry import DefaultScope, Registry, build_from_cfg
 
 SCOPE = 'mmext'
 
@@ -74,5 +74,16 @@ VISBACKENDS = _child('vis_backend', MMENGINE_VISBACKENDS, _ENGINE)
 FUNCTIONS = _child('function', MMENGINE_FUNCTIONS, _DATA)
 INFERENCERS = _child('inferencer', MMENGINE_INFERENCERS, _MODELS)
 
+
+
+def _build_in_mmext_scope(cfg, registry, default_args=None):
+    """Build from a registry without an mmengine parent while a downstream library's scope is
+    the default (a quantizer built inside an mmdet model, say): look it up in mmext's scope,
+    instead of failing over to it with mmengine's warning."""
+    with DefaultScope.overwrite_default_scope(SCOPE):
+        return build_from_cfg(cfg, registry, default_args)
+
+
 # New in mmext: quantizers and binarizers (no mmengine parent).
-QUANTIZERS = Registry('quantizer', scope=SCOPE, locations=['mmext.quant'])
+QUANTIZERS = Registry('quantizer', scope=SCOPE, locations=['mmext.quant'],
+                      build_func=_build_in_mmext_scope)

@@ -58,6 +58,13 @@ def test_demo_config_trains_then_tests_through_the_stock_runner(tiny_scenes, tmp
                         *scene_cfg_options(tiny_scenes))
     assert qat_test.returncode == 0, qat_test.stdout[-3000:]
     assert 'coco/bbox_mAP:' in qat_test.stdout
+    export = run_tool('tools/deploy/export_quantized.py', quant_config,
+                      tmp_path / 'qat' / 'iter_2.pth', '--out', tmp_path / 'qat.safetensors',
+                      '--shape', '96', '128')
+    assert export.returncode == 0, export.stdout[-3000:]
+    assert 'outputs identical to the checkpoint' in export.stdout
+    assert (tmp_path / 'qat.safetensors').stat().st_size < \
+        (tmp_path / 'qat' / 'iter_2.pth').stat().st_size / 3
 
 
 def _mmpretrain_options(fashion_mnist_root) -> list[str]:

@@ -1,7 +1,7 @@
-# The demo detector with 4-bit weights and inputs in every Linear / Conv2d layer (LSQ / LSQ+),
-# first convolution and box / class heads in full precision: mmext's module swap through the
-# stock runner. (Conditional DETR computes its attention in mmdet's ConditionalAttention, whose
-# matmuls stay float here; Q-DETR's configs quantize them.)
+# The demo detector at W-A-Attn 4-4-4: 4-bit weights and inputs in every Linear / Conv2d layer
+# (LSQ / LSQ+) and 4-bit q, k, v and probabilities in every attention (per-head LSQ+, mmdet's
+# ConditionalAttention included); the first convolution and the box / class heads stay in full
+# precision. mmext's module swap through the stock runner.
 _base_ = './conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py'
 
 model = dict(

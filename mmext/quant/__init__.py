@@ -12,7 +12,14 @@ from .layers import (
     weight_quantizer_cfg,
 )
 from .model import QuantizedModel
-from .ops_counter import CONVENTIONS, LayerMACs, count_macs, summarize_ops
+from .ops_counter import (
+    CONVENTIONS,
+    LayerMACs,
+    count_macs,
+    format_ops_table,
+    parameter_bits,
+    summarize_ops,
+)
 from .quantizers import (
     STE_CHOICES,
     LearnableScaleBinarizer,
@@ -22,6 +29,7 @@ from .quantizers import (
     SignBinarizer,
     WeightBinarizer,
     check_bits,
+    fake_quantize,
     grad_scale,
     round_ste,
     sign_ste,
@@ -31,7 +39,7 @@ from .swap import ModuleSwap
 __all__ = [
     'QConv2d', 'QLinear', 'build_quantizer', 'build_weight_quantizer', 'STE_CHOICES',
     'LearnableScaleBinarizer', 'LSQPlusQuantizer', 'LSQQuantizer', 'RSign', 'SignBinarizer',
-    'WeightBinarizer', 'check_bits', 'grad_scale', 'round_ste', 'sign_ste', 'ModuleSwap',
+    'WeightBinarizer', 'check_bits', 'fake_quantize', 'grad_scale', 'round_ste', 'sign_ste', 'ModuleSwap',
     'activation_quantizer_cfg', 'weight_quantizer_cfg', 'CONVENTIONS', 'LayerMACs', 'count_macs',
-    'summarize_ops', 'QuantizedModel'
+    'summarize_ops', 'QuantizedModel', 'format_ops_table', 'parameter_bits'
 ]

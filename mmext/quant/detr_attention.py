@@ -64,6 +64,11 @@ class QConditionalAttention(ConditionalAttention):
         """The quantized twin of ``module``, its projections' weights copied."""
         q = cls(module.embed_dims, module.num_heads, module.attn_drop.p, module.proj_drop.p,
                 module.cross_attn, module.keep_query_pos, attn_bits=attn_bits)
+        for name, child in module._modules.items():
+            if child is None:  # Conditional DETR drops qpos_proj of decoder layers 1..N-1
+                setattr(q, name, None)
         missing, unexpected = q.load_state_dict(module.state_dict(), strict=False)
-        assert not unexpected and all(k.startswith('attention.') for k in missing)
+        if unexpected or not all(k.startswith('attention.') for k in missing):
+            raise RuntimeError(f'{type(module).__name__} does not match its quantized twin: '
+                               f'missing {missing}, unexpected {unexpected}')
         return q.to(module.out_proj.weight.device)

@@ -185,3 +185,25 @@ def summarize_ops(records: list[LayerMACs], convention: str = 'bireal64') -> dic
     bops = sum(r.macs * r.w_bits * r.a_bits for r in records if r.low_bit)
     return dict(convention=convention, macs=sum(r.macs for r in records), flops=flops,
                 bops=bops, ops=sum(r.ops(convention) for r in records))
+
+
+def parameter_bits(model: nn.Module) -> tuple[int, int]:
+    """(number of parameters, their storage in bits): weights of quantized layers at their
+    quantizer's width, everything else (biases, norms, scales, float layers) at 32 bits."""
+    count = bits = 0
+    for module in model.modules():
+        w_bits = _bits(getattr(module, 'w_quantizer', None))
+        for name, param in module.named_parameters(recurse=False):
+            count += param.numel()
+            bits += param.numel() * (w_bits if name == 'weight' else FULL_PRECISION)
+    return count, bits
+
+
+def format_ops_table(records: list[LayerMACs], convention: str = 'bireal64') -> str:
+    """One line per counted operation: MACs, operand bits and OPs under ``convention``."""
+    width = max([len(r.name) for r in records] + [6])
+    lines = [f"{'module':<{width}}  {'op':<6}  {'MACs (M)':>10}  W   A   {'OPs (M)':>10}"]
+    for r in records:
+        lines.append(f'{r.name:<{width}}  {r.op:<6}  {r.macs / 1e6:>10.3f}  {r.w_bits:<2}  '
+                     f'{r.a_bits:<2}  {r.ops(convention) / 1e6:>10.3f}')
+    return '\n'.join(lines)

@@ -49,6 +49,91 @@ def grad_scale(x: torch.Tensor, scale: float) -> torch.Tensor:
     return (x - x * scale).detach() + x * scale
 
 
+class _FakeQuantize(torch.autograd.Function):
+    """``s * (clamp(round(x / s + z), Qn, Qp) - z)`` with the LSQ / LSQ+ gradients written out,
+    which takes about half the tensor operations of the same formula through autograd.
+
+    Gradients (``t = x / s + z``, inside = ``Qn <= t <= Qp``): dx = 1 inside, 0 outside;
+    ds = ``round(t) - t`` inside, ``bound - z`` outside; dz = 0 inside, ``-s`` outside; those of
+    s and z are multiplied by ``grad_factor``. ``s`` and ``z`` arrive broadcast against ``x``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, s, z, qn, qp, grad_factor):
+        t = x / s
+        if z is not None:
+            t = t.add_(z)
+        out = t.clamp(qn, qp).round_()
+        if z is not None:
+            out = out.sub_(z)
+        ctx.save_for_backward(t, s, z)
+        ctx.bounds, ctx.grad_factor = (qn, qp), grad_factor
+        return out.mul_(s)
+
+    @staticmethod
+    def backward(ctx, grad):
+        t, s, z = ctx.saved_tensors
+        clamped = t.clamp(*ctx.bounds)
+        inside = clamped == t
+        grad_x = grad * inside
+        level = clamped.round_()
+        ds = torch.where(inside, level - t, level if z is None else level - z)
+        grad_s = _sum_to(grad * ds, s.shape) * ctx.grad_factor
+        grad_z = None
+        if z is not None:
+            grad_z = _sum_to(grad_x - grad, z.shape) * (s * ctx.grad_factor)
+        return grad_x, grad_s, grad_z, None, None, None
+
+
+def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Sum ``t`` over the dimensions where ``shape`` (same rank, or a scalar) has size 1."""
+    if len(shape) == 0 or len(shape) != t.dim():
+        return t.sum().reshape(shape)
+    dims = [d for d, n in enumerate(shape) if n == 1 and t.shape[d] != 1]
+    return t.sum(dims, keepdim=True) if dims else t
+
+
+def _fake_quantize_composite(x, s, z, qn: int, qp: int):
+    """The same as :class:`_FakeQuantize` through autograd (s and z gradient-scaled before),
+    for ``torch.compile`` to fuse."""
+    t = x / s if z is None else x / s + z
+    q = round_ste(t.clamp(qn, qp))
+    return (q if z is None else q - z) * s
+
+
+_compiled_fake_quantize = None
+
+
+def fake_quantize(x: torch.Tensor, s: torch.Tensor, z: torch.Tensor | None, qn: int, qp: int,
+                  grad_factor: float = 1.0, fused: bool = False) -> torch.Tensor:
+    """``s * (round_ste(clamp(x / s + z, qn, qp)) - z)`` (``z`` None for symmetric grids), with
+    the gradients of ``s`` and ``z`` multiplied by ``grad_factor``; ``s`` and ``z`` broadcast
+    against ``x``.
+
+    ``fused=True`` runs the formula through ``torch.compile``, which fuses forward and backward
+    into one pass each over ``x`` (2-3x faster than eager on large CPU tensors); the first call
+    per input layout compiles for seconds. Without a working compiler it falls back to eager
+    with a warning.
+    """
+    global _compiled_fake_quantize
+    if not fused:
+        return _FakeQuantize.apply(x, s, z, qn, qp, grad_factor)
+    if _compiled_fake_quantize is None:
+        import torch._dynamo
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        _compiled_fake_quantize = torch.compile(_fake_quantize_composite, dynamic=True)
+    s = grad_scale(s, grad_factor)
+    z = None if z is None else grad_scale(z, grad_factor)
+    try:
+        return _compiled_fake_quantize(x, s, z, qn, qp)
+    except Exception as error:  # no C++ / triton toolchain: keep training, say so
+        import warnings
+        warnings.warn(f'fused fake quantization failed ({type(error).__name__}: {error}); '
+                      'falling back to eager kernels', stacklevel=2)
+        _compiled_fake_quantize = _fake_quantize_composite
+        return _fake_quantize_composite(x, s, z, qn, qp)
+
+
 def _broadcast(param: torch.Tensor, x: torch.Tensor, dim: int | None) -> torch.Tensor:
     """View a per-tensor (1,) or per-channel (C,) parameter so it broadcasts against ``x``."""
     if dim is None:
@@ -82,7 +167,12 @@ class _StepQuantizer(nn.Module):
         channel_dim: the dimension of the groups (0: output channels of a weight; -1: the
             features of a linear input; 1: the heads of a (B, H, N, d) attention tensor).
         init_batches: forward passes whose statistics are averaged into the initial values.
+
+    Attribute ``fused`` (not saved): run the fake quantization through ``torch.compile``
+    (:func:`fake_quantize`); ``ModuleSwap(fused=True)`` sets it on every quantizer it builds.
     """
+
+    fused = False
 
     def __init__(self, bits: int = 4, signed: bool = True, num_channels: int | None = None,
                  channel_dim: int = 0, init_batches: int = 1):
@@ -97,6 +187,7 @@ class _StepQuantizer(nn.Module):
         self.init_batches = init_batches
         self.scale = nn.Parameter(torch.ones(num_channels or 1))
         self.register_buffer('init_count', torch.zeros((), dtype=torch.long))
+        self._initialized = False
 
     @property
     def enabled(self) -> bool:
@@ -104,7 +195,14 @@ class _StepQuantizer(nn.Module):
 
     @property
     def initialized(self) -> bool:
-        return bool(self.init_count >= self.init_batches)
+        # cached once true (reading the buffer costs a sync per call); a load resets it
+        if not self._initialized:
+            self._initialized = bool(self.init_count >= self.init_batches)
+        return self._initialized
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._initialized = False
+        super()._load_from_state_dict(*args, **kwargs)
 
     def _check_channels(self, x: torch.Tensor) -> None:
         if self.channel_dim is not None and x.shape[self.channel_dim] != self.scale.numel():
@@ -143,8 +241,8 @@ class LSQQuantizer(_StepQuantizer):
                 self._init_step((2 * mean_abs / math.sqrt(self.qp)).clamp_min(1e-8), self.scale)
                 self.init_count += 1
         g = 1.0 / math.sqrt(w.numel() * self.qp)
-        s = _broadcast(grad_scale(self.scale, g), w, self.channel_dim)
-        return round_ste(torch.clamp(w / s, self.qn, self.qp)) * s
+        s = _broadcast(self.scale, w, self.channel_dim)
+        return fake_quantize(w, s, None, self.qn, self.qp, g, self.fused)
 
 
 @QUANTIZERS.register_module()
@@ -168,7 +266,7 @@ class LSQPlusQuantizer(_StepQuantizer):
         if not self.enabled:
             return x
         self._check_channels(x)
-        if (self.training and not self.initialized) or self.init_count == 0:
+        if not self.initialized and (self.training or self.init_count == 0):
             with torch.no_grad():
                 dims = _reduce_dims(x, self.channel_dim)
                 s0 = (2 * x.abs().mean(dim=dims) / math.sqrt(self.qp)).clamp_min(1e-8)
@@ -177,9 +275,9 @@ class LSQPlusQuantizer(_StepQuantizer):
                 self._init_step(self.qn - x_min / s0, self.zero_point)
                 self.init_count += 1
         g = 1.0 / math.sqrt(x[0].numel() * self.qp)
-        s = _broadcast(grad_scale(self.scale, g), x, self.channel_dim)
-        z = _broadcast(grad_scale(self.zero_point, g), x, self.channel_dim)
-        return (round_ste(torch.clamp(x / s + z, self.qn, self.qp)) - z) * s
+        s = _broadcast(self.scale, x, self.channel_dim)
+        z = _broadcast(self.zero_point, x, self.channel_dim)
+        return fake_quantize(x, s, z, self.qn, self.qp, g, self.fused)
 
 
 # --------------------------------------------------------------------------- 1-bit binarizers

@@ -27,7 +27,7 @@ from mmext.registry import QUANTIZERS
 
 from .attention import QMultiheadAttention, QuantizedSDPA
 from .layers import QConv2d, QLinear, activation_quantizer_cfg, weight_quantizer_cfg
-from .quantizers import FULL_PRECISION
+from .quantizers import FULL_PRECISION, _StepQuantizer
 
 SWAPPABLE = {nn.Linear: QLinear, nn.Conv2d: QConv2d, nn.MultiheadAttention: QMultiheadAttention}
 ALLOWED_BITS = tuple(range(1, 9)) + (FULL_PRECISION, )
@@ -84,10 +84,13 @@ class ModuleSwap:
             attention matmuls float and ``'layers.0.attn.*'`` its qkv / proj layers.
         overrides: ``dict(pattern=..., w_bits=..., a_bits=...)`` entries; the last matching
             entry wins for each bit it names.
+        fused: run the LSQ / LSQ+ fake quantization through ``torch.compile`` (one fused pass
+            forward and backward; faster training after a compile of seconds per layout at
+            the start, see :func:`mmext.quant.quantizers.fake_quantize`).
     """
 
     def __init__(self, w_bits: int = 4, a_bits: int = 4, attn_bits: int | None = None,
-                 skip: list[str] = (), overrides: list[dict] = ()):
+                 skip: list[str] = (), overrides: list[dict] = (), fused: bool = False):
         self.w_bits = _check_bits(w_bits, 'ModuleSwap w_bits')
         self.a_bits = _check_bits(a_bits, 'ModuleSwap a_bits')
         self.attn_bits = _check_bits(a_bits if attn_bits is None else attn_bits,
@@ -106,6 +109,7 @@ class ModuleSwap:
                 if key in rule:
                     _check_bits(rule[key], f'ModuleSwap overrides[{i}] {key}')
             self.overrides.append(rule)
+        self.fused = bool(fused)
         self.report: list[dict] = []
 
     def _bits_for(self, name: str) -> dict:
@@ -176,6 +180,9 @@ class ModuleSwap:
                 if kind_cls is not nn.MultiheadAttention:
                     bits['attn_bits'] = None
             self.report.append(dict(name=name, type=kind, action=action, **bits))
+        for module in model.modules():
+            if isinstance(module, _StepQuantizer):
+                module.fused = self.fused
         print_log(self.format_report(), logger='current')
         return model
 

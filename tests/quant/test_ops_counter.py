@@ -80,3 +80,12 @@ def test_conditional_detr_counts_the_same_macs_before_and_after_the_swap():
     assert all((r.w_bits, r.a_bits) == (8, 8) for r in after if r.op == 'matmul')
     assert not any(hasattr(m, 'forward_attn') and 'forward_attn' in vars(m)
                    for m in detr.modules())  # the counting wrapper is gone
+
+
+def test_parameter_bits_count_quantized_weights_at_their_width():
+    from mmext.quant import parameter_bits
+    model = nn.Sequential(nn.Linear(8, 4), nn.LayerNorm(4))
+    assert parameter_bits(model) == (36 + 8, 44 * 32)
+    ModuleSwap(w_bits=3, a_bits=4)(model)
+    # weight 32 x 3 bits; bias 4, norm 8, weight steps 4, input step + zero point 2 at 32 bits
+    assert parameter_bits(model) == (36 + 8 + 4 + 2, 32 * 3 + (4 + 8 + 4 + 2) * 32)

@@ -1,0 +1,220 @@
+"""Training-step cost of fake quantization, relative to the same float model, in one run.
+
+    python benchmarks/quant_overhead.py                 # CPU, writes
+                                                        # benchmarks/results/quant_overhead.json
+    python benchmarks/quant_overhead.py --device cuda --out benchmarks/results/quant_overhead_gpu.json
+
+A training step is ``zero_grad``, forward with loss, backward and an AdamW step. Models:
+
+- ``detr``: the demo detector (Conditional DETR, MobileNetV2 stride 16, 3+3 layers, 25 queries,
+  ``configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py``) on a batch of
+  8 random 128 x 128 canvases with 3 boxes each (the demo's input size and batch);
+- ``vit``: mmpretrain's DeiT-Tiny (``VisionTransformer`` arch ``deit-tiny``) on 8 images of
+  224 x 224, 10 classes;
+- ``mlp``: one ViT-Tiny MLP block (LayerNorm, 192 -> 768 -> 192, GELU) on 8 x 197 tokens, where
+  brevitas's ``QuantLinear`` (W4 per channel, A4 per tensor) stands beside ours, the layer that
+  is comparable between the two libraries.
+
+Variants: float; ``w4a4`` (4-bit weights, activations and attention: q, k, v and P);
+``w4a4-attn8`` (Q-DETR's 4-4-8); ``w1a1`` (binary weights, activations and attention). The
+stem and the prediction heads stay float, as in the demo's 4-bit config. Variants run
+round-robin, one step each per round, so slow drifts of the machine hit all of them alike; the
+figure per variant is the median step time, and the ratio is that median over the float one.
+Random weights: the cost of a step does not depend on their values.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mmext.quant import ModuleSwap, QLinear  # noqa: E402
+
+DEMO_DETR = REPO / 'configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py'
+VARIANTS = {
+    'w4a4': dict(w_bits=4, a_bits=4, attn_bits=4),
+    'w4a4-fused': dict(w_bits=4, a_bits=4, attn_bits=4, fused=True),
+    'w4a4-attn8': dict(w_bits=4, a_bits=4, attn_bits=8),
+    'w1a1': dict(w_bits=1, a_bits=1, attn_bits=1),
+}
+
+
+class Workload:
+    """A model, an optimizer and a function running one training step on a fixed batch."""
+
+    def __init__(self, model: nn.Module, loss_fn, device: str):
+        self.model = model.to(device).train()
+        self.loss_fn = loss_fn
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad], lr=1e-4)
+
+    def step(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss_fn(self.model).backward()
+        self.optimizer.step()
+
+
+def detr_workloads(device: str) -> dict[str, Workload]:
+    from mmdet.testing import demo_mm_inputs
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    cfg = Config.fromfile(DEMO_DETR).model
+    cfg.backbone.init_cfg = None
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        from mmdet.registry import MODELS
+        float_model = MODELS.build(cfg)
+        packed = demo_mm_inputs(8, [[3, 128, 128]] * 8, num_items=[3] * 8, num_classes=10)
+        data = float_model.to(device).data_preprocessor(packed, True)
+
+    def loss(model):
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            losses = model.loss(data['inputs'], data['data_samples'])
+        return sum(v for k, v in losses.items() if 'loss' in k)
+
+    skip = ['backbone.conv1.conv', 'bbox_head.*']
+    return _variants(float_model, loss, device, skip)
+
+
+def vit_workloads(device: str) -> dict[str, Workload]:
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        from mmpretrain.registry import MODELS
+        float_model = MODELS.build(dict(
+            type='ImageClassifier',
+            backbone=dict(type='VisionTransformer', arch='deit-tiny', img_size=224,
+                          patch_size=16, drop_path_rate=0.1),
+            neck=None,
+            head=dict(type='VisionTransformerClsHead', num_classes=10, in_channels=192)))
+    images = torch.randn(8, 3, 224, 224, device=device)
+    labels = torch.randint(0, 10, (8, ), device=device)
+
+    def loss(model):
+        return nn.functional.cross_entropy(model(images), labels)
+
+    skip = ['backbone.patch_embed.projection', 'head.*']
+    return _variants(float_model, loss, device, skip)
+
+
+def _variants(float_model, loss, device, skip) -> dict[str, Workload]:
+    workloads = {'float': Workload(float_model, loss, device)}
+    for name, bits in VARIANTS.items():
+        model = ModuleSwap(**bits, skip=skip)(copy.deepcopy(float_model))
+        workloads[name] = Workload(model, loss, device)
+    return workloads
+
+
+class MLPBlock(nn.Module):
+    """x + fc2(GELU(fc1(LN(x)))) over (B, N, 192) tokens, as in a ViT-Tiny block."""
+
+    def __init__(self, fc1: nn.Module, fc2: nn.Module):
+        super().__init__()
+        self.norm, self.fc1, self.act, self.fc2 = nn.LayerNorm(192), fc1, nn.GELU(), fc2
+
+    def forward(self, x):
+        return x + self.fc2(self.act(self.fc1(self.norm(x))))
+
+
+def mlp_workloads(device: str) -> dict[str, Workload]:
+    tokens = torch.randn(8, 197, 192, device=device)
+
+    def loss(model):
+        return model(tokens).square().mean()
+
+    w4a4 = dict(w_quantizer=dict(type='LSQQuantizer', bits=4, per_channel=True),
+                a_quantizer=dict(type='LSQPlusQuantizer', bits=4))
+    workloads = {
+        'float': Workload(MLPBlock(nn.Linear(192, 768), nn.Linear(768, 192)), loss, device),
+        'w4a4': Workload(MLPBlock(QLinear(192, 768, **w4a4), QLinear(768, 192, **w4a4)), loss,
+                         device),
+    }
+    try:
+        import brevitas.nn as qnn
+        from brevitas.quant import Int8ActPerTensorFloat, Int8WeightPerChannelFloat
+    except ImportError:
+        print('brevitas is not installed (pip install brevitas): its column is left out')
+        return workloads
+
+    def brevitas_linear(i, o):
+        return qnn.QuantLinear(i, o, bias=True, weight_quant=Int8WeightPerChannelFloat,
+                               weight_bit_width=4, input_quant=Int8ActPerTensorFloat,
+                               input_bit_width=4, return_quant_tensor=False)
+
+    workloads['brevitas-w4a4'] = Workload(
+        MLPBlock(brevitas_linear(192, 768), brevitas_linear(768, 192)), loss, device)
+    return workloads
+
+
+BUILDERS = {'detr': detr_workloads, 'vit': vit_workloads, 'mlp': mlp_workloads}
+
+
+def _sync(device: str) -> None:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def measure(workloads: dict[str, Workload], steps: int, warmup: int, device: str) -> dict:
+    """Median seconds per step of each workload, measured round-robin."""
+    for workload in workloads.values():
+        for _ in range(warmup):  # also runs the quantizers' data-driven initialisation
+            workload.step()
+    times = {name: [] for name in workloads}
+    for _ in range(steps):
+        for name, workload in workloads.items():
+            _sync(device)
+            start = time.perf_counter()
+            workload.step()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    base = statistics.median(times['float'])
+    return {name: dict(median_s=round(statistics.median(t), 5),
+                       ratio_to_float=round(statistics.median(t) / base, 3),
+                       steps=len(t))
+            for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--models', nargs='+', default=list(BUILDERS), choices=list(BUILDERS))
+    parser.add_argument('--steps', type=int, default=15, help='timed steps per variant')
+    parser.add_argument('--warmup', type=int, default=12,
+                        help='untimed steps first (LSQ+ initialises over 10)')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    parser.add_argument('--out', type=Path,
+                        default=REPO / 'benchmarks/results/quant_overhead.json')
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device_name = torch.cuda.get_device_name(args.device) if args.device.startswith('cuda') \
+        else f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads'
+    results = dict(
+        command='python benchmarks/quant_overhead.py ' + ' '.join(sys.argv[1:]),
+        device=device_name, torch=torch.__version__, steps=args.steps, warmup=args.warmup,
+        target='w4a4 step <= 1.3x the float step', models={})
+    for model in args.models:
+        print(f'{model}: building the variants ...', flush=True)
+        results['models'][model] = measure(BUILDERS[model](args.device), args.steps,
+                                           args.warmup, args.device)
+        for name, row in results['models'][model].items():
+            print(f"  {name:<14} {row['median_s'] * 1e3:9.1f} ms  {row['ratio_to_float']:.2f}x",
+                  flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + '\n')
+    print(f'written {args.out}')
+
+
+if __name__ == '__main__':
+    main()

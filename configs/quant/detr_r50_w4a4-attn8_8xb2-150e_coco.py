@@ -1,0 +1,25 @@
+# DETR-R50 at W-A-Attn 4-4-8 by the module swap alone (LSQ weights per channel, LSQ+ inputs,
+# per-head LSQ+ on q, k, v and softmax probabilities): the quantized baseline of Q-DETR
+# (methods.md §2.1), fine-tuned (QAT) from mmdet's float DETR-R50.
+# The stem convolution and the class / box layers run at 8 bits (the paper leaves them
+# unspecified). OPs: python tools/analysis/count_ops.py configs/quant/detr_r50_w4a4-attn8_8xb2-150e_coco.py
+_base_ = 'mmdet::detr/detr_r50_8xb2-150e_coco.py'
+custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
+
+model = dict(
+    _delete_=True,
+    type='mmext.QuantizedModel',
+    model={{_base_.model}},
+    quant=dict(
+        type='mmext.ModuleSwap',
+        w_bits=4,
+        a_bits=4,
+        attn_bits=8,
+        overrides=[
+            dict(pattern='backbone.conv1', w_bits=8, a_bits=8),
+            dict(pattern='bbox_head.*', w_bits=8, a_bits=8),
+        ]))
+
+# The float model from mmdet's model zoo, kept by the user (detr_r50_8xb2-150e_coco, 40.1 AP):
+# https://download.openmmlab.com/mmdetection/v3.0/detr/detr_r50_8xb2-150e_coco/detr_r50_8xb2-150e_coco_20221023_153551-436d03e8.pth
+load_from = 'checkpoints/detr_r50_8xb2-150e_coco_20221023_153551-436d03e8.pth'
