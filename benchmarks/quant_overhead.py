@@ -8,10 +8,10 @@ A training step is ``zero_grad``, forward with loss, backward and an AdamW step.
 
 - ``detr``: the demo detector (Conditional DETR, MobileNetV2 stride 16, 3+3 layers, 25 queries,
   ``configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py``) on a batch of
-  8 random 128 x 128 canvases with 3 boxes each (the demo's input size and batch);
-- ``vit``: mmpretrain's DeiT-Tiny (``VisionTransformer`` arch ``deit-tiny``) on 8 images of
+  random 128 x 128 canvases with 3 boxes each (the demo's input size; batch 8 as the demo's);
+- ``vit``: mmpretrain's DeiT-Tiny (``VisionTransformer`` arch ``deit-tiny``) on images of
   224 x 224, 10 classes;
-- ``mlp``: one ViT-Tiny MLP block (LayerNorm, 192 -> 768 -> 192, GELU) on 8 x 197 tokens, where
+- ``mlp``: one ViT-Tiny MLP block (LayerNorm, 192 -> 768 -> 192, GELU) on batch x 197 tokens, where
   brevitas's ``QuantLinear`` (W4 per channel, A4 per tensor) stands beside ours, the layer that
   is comparable between the two libraries.
 
@@ -65,7 +65,7 @@ class Workload:
         self.optimizer.step()
 
 
-def detr_workloads(device: str) -> dict[str, Workload]:
+def detr_workloads(device: str, batch: int = 8) -> dict[str, Workload]:
     from mmdet.testing import demo_mm_inputs
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
@@ -75,7 +75,8 @@ def detr_workloads(device: str) -> dict[str, Workload]:
     with DefaultScope.overwrite_default_scope('mmdet'):
         from mmdet.registry import MODELS
         float_model = MODELS.build(cfg)
-        packed = demo_mm_inputs(8, [[3, 128, 128]] * 8, num_items=[3] * 8, num_classes=10)
+        packed = demo_mm_inputs(batch, [[3, 128, 128]] * batch, num_items=[3] * batch,
+                                num_classes=10)
         data = float_model.to(device).data_preprocessor(packed, True)
 
     def loss(model):
@@ -87,7 +88,7 @@ def detr_workloads(device: str) -> dict[str, Workload]:
     return _variants(float_model, loss, device, skip)
 
 
-def vit_workloads(device: str) -> dict[str, Workload]:
+def vit_workloads(device: str, batch: int = 8) -> dict[str, Workload]:
     from mmengine.registry import DefaultScope
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         from mmpretrain.registry import MODELS
@@ -97,8 +98,8 @@ def vit_workloads(device: str) -> dict[str, Workload]:
                           patch_size=16, drop_path_rate=0.1),
             neck=None,
             head=dict(type='VisionTransformerClsHead', num_classes=10, in_channels=192)))
-    images = torch.randn(8, 3, 224, 224, device=device)
-    labels = torch.randint(0, 10, (8, ), device=device)
+    images = torch.randn(batch, 3, 224, 224, device=device)
+    labels = torch.randint(0, 10, (batch, ), device=device)
 
     def loss(model):
         return nn.functional.cross_entropy(model(images), labels)
@@ -126,8 +127,8 @@ class MLPBlock(nn.Module):
         return x + self.fc2(self.act(self.fc1(self.norm(x))))
 
 
-def mlp_workloads(device: str) -> dict[str, Workload]:
-    tokens = torch.randn(8, 197, 192, device=device)
+def mlp_workloads(device: str, batch: int = 8) -> dict[str, Workload]:
+    tokens = torch.randn(batch, 197, 192, device=device)
 
     def loss(model):
         return model(tokens).square().mean()
@@ -191,6 +192,8 @@ def main() -> None:
     parser.add_argument('--warmup', type=int, default=12,
                         help='untimed steps first (LSQ+ initialises over 10)')
     parser.add_argument('--device', default='cpu')
+    parser.add_argument('--batch-size', type=int, default=8,
+                        help='images per step (8: the demo detector\'s batch)')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads')
     parser.add_argument('--out', type=Path,
                         default=REPO / 'benchmarks/results/quant_overhead.json')
@@ -203,11 +206,12 @@ def main() -> None:
     results = dict(
         command='python benchmarks/quant_overhead.py ' + ' '.join(sys.argv[1:]),
         device=device_name, torch=torch.__version__, steps=args.steps, warmup=args.warmup,
+        batch_size=args.batch_size,
         target='w4a4 step <= 1.3x the float step', models={})
     for model in args.models:
         print(f'{model}: building the variants ...', flush=True)
-        results['models'][model] = measure(BUILDERS[model](args.device), args.steps,
-                                           args.warmup, args.device)
+        results['models'][model] = measure(BUILDERS[model](args.device, args.batch_size),
+                                           args.steps, args.warmup, args.device)
         for name, row in results['models'][model].items():
             print(f"  {name:<14} {row['median_s'] * 1e3:9.1f} ms  {row['ratio_to_float']:.2f}x",
                   flush=True)

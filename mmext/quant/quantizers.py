@@ -440,9 +440,22 @@ class LearnableScaleBinarizer(nn.Module):
         self.scale = nn.Parameter(torch.ones(num_channels or 1))
         self.zero_point = nn.Parameter(torch.zeros(num_channels or 1))
         self.register_buffer('init_count', torch.zeros((), dtype=torch.long))
+        self._init_done = False
+
+    def _needs_init(self) -> bool:
+        # the buffer is read (a device sync) only until initialisation is over
+        if self._init_done:
+            return False
+        n = int(self.init_count)
+        self._init_done = n >= self.init_batches
+        return not self._init_done and (self.training or n == 0)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._init_done = False
+        super()._load_from_state_dict(*args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.training and self.init_count < self.init_batches) or self.init_count == 0:
+        if self._needs_init():
             with torch.no_grad():
                 n = int(self.init_count)
                 s0 = _all_reduce_mean(2 * x.abs().mean(dim=_reduce_dims(x, self.channel_dim)))
