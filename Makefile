@@ -2,12 +2,13 @@
 #   make install   the pinned OpenMMLab stack + mmext (editable) into $(VENV); skipped when done
 #   make demo      install if needed, then the main job on embedded data
 #   make test      install if needed, then the tests
+#   make bench     the benchmarks under benchmarks/ (adds brevitas, the comparison library)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install data demo test lint
+.PHONY: install data demo test lint bench
 
 install:
 	@bash tools/install.sh $(VENV)
@@ -23,3 +24,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+bench: install
+	$(VENV)/bin/pip install -q brevitas==0.13.4 -c constraints.txt
+	$(PY) benchmarks/quant_overhead.py

@@ -131,9 +131,17 @@ def _tiny_detr():
         return MODELS.build(cfg)
 
 
-def test_swap_on_an_mmdet_detr_quantizes_attention_and_trains():
+def _loss_backward(detr) -> None:
+    """One mmdet training loss on two random images, backpropagated."""
     from mmdet.testing import demo_mm_inputs
+    packed = demo_mm_inputs(2, [[3, 64, 64], [3, 64, 80]], num_classes=80)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        data = detr.data_preprocessor(packed, True)
+        losses = detr.loss(data['inputs'], data['data_samples'])
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
 
+
+def test_swap_on_an_mmdet_detr_quantizes_attention_and_trains():
     from mmext.quant.attention import QMultiheadAttention
     detr = _tiny_detr()
     swap = ModuleSwap(w_bits=4, a_bits=4, attn_bits=8, skip=['backbone.conv1', 'bbox_head.*'])
@@ -143,11 +151,7 @@ def test_swap_on_an_mmdet_detr_quantizes_attention_and_trains():
                           'decoder.layers.0.cross_attn.attn']
     assert all(isinstance(detr.get_submodule(n), QMultiheadAttention) for n in attentions)
     assert not isinstance(detr.bbox_head.fc_cls, QLinear)  # skipped: full precision (mmcv Linear)
-    packed = demo_mm_inputs(2, [[3, 64, 64], [3, 64, 80]], num_classes=80)
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        data = detr.data_preprocessor(packed, True)
-        losses = detr.loss(data['inputs'], data['data_samples'])
-    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    _loss_backward(detr)
     assert detr.encoder.layers[0].self_attn.attn.attention.prob_quantizer.scale.grad is not None
 
 
@@ -197,15 +201,15 @@ def test_swap_on_an_mmseg_segmentor():
 
 
 def _tiny_conditional_detr():
-    """mmdet's Conditional DETR from its own config, shrunk: ResNet-18, 1+1 layers, 5 queries
-    (its sine embeddings fix the width at 256)."""
+    """mmdet's Conditional DETR from its own config, shrunk: ResNet-18, 1+2 layers, 5 queries
+    (its sine embeddings fix the width at 256; decoder layer 1 has no qpos_proj)."""
     from mmengine.hub import get_config
     cfg = get_config('mmdet::conditional_detr/conditional-detr_r50_8xb2-50e_coco.py').model
     cfg.backbone.update(depth=18, init_cfg=None)
     cfg.neck.in_channels = [512]
     cfg.num_queries = 5
-    for part in ('encoder', 'decoder'):
-        cfg[part].num_layers = 1
+    for part, layers in (('encoder', 1), ('decoder', 2)):
+        cfg[part].num_layers = layers
         cfg[part].layer_cfg.ffn_cfg.feedforward_channels = 128
     with DefaultScope.overwrite_default_scope('mmdet'):
         from mmdet.registry import MODELS
@@ -213,8 +217,6 @@ def _tiny_conditional_detr():
 
 
 def test_swap_on_an_mmdet_conditional_detr_quantizes_its_attention():
-    from mmdet.testing import demo_mm_inputs
-
     from mmext.quant.detr_attention import QConditionalAttention
     detr = _tiny_conditional_detr()
     swap = ModuleSwap(w_bits=4, a_bits=4, attn_bits=8, skip=['backbone.conv1', 'bbox_head.*'])
@@ -224,13 +226,9 @@ def test_swap_on_an_mmdet_conditional_detr_quantizes_its_attention():
         assert (rows[name]['type'], rows[name]['attn_bits']) == ('mmdet.ConditionalAttention', 8)
         attn = detr.get_submodule(name)
         assert isinstance(attn, QConditionalAttention) and isinstance(attn.qcontent_proj, QLinear)
-    assert isinstance(detr.encoder.layers[0].self_attn.attn, nn.Module)
+    assert detr.decoder.layers[1].cross_attn.qpos_proj is None  # kept absent in the twin
     assert rows['encoder.layers.0.self_attn.attn']['action'] == 'quantized'
-    packed = demo_mm_inputs(2, [[3, 64, 64], [3, 64, 80]], num_classes=80)
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        data = detr.data_preprocessor(packed, True)
-        losses = detr.loss(data['inputs'], data['data_samples'])
-    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    _loss_backward(detr)
     cross = detr.decoder.layers[0].cross_attn
     assert cross.attention.prob_quantizer.scale.grad is not None
     assert cross.qpos_sine_proj.w_quantizer.scale.grad is not None
