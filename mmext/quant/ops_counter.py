@@ -21,7 +21,7 @@ from torch import nn
 
 from .attention import QuantizedSDPA
 from .quantizers import FULL_PRECISION
-from .swap import _is_conditional_attention
+from .swap import _method_attention_twin
 
 CONVENTIONS = ('bireal64', 'linear32')
 
@@ -84,7 +84,8 @@ def count_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
     ``nn.MultiheadAttention`` (its projections and matmuls, which run outside its children's
     forward), :class:`QuantizedSDPA` matmuls (in every quantized attention), and the float
     matmuls of mmpretrain-style attention that computes through
-    ``scaled_dot_product_attention`` and of mmdet's ``ConditionalAttention``.
+    ``scaled_dot_product_attention``, of mmdet's ``ConditionalAttention`` and of mmpretrain's
+    Swin ``WindowMSA``.
     """
     records: list[LayerMACs] = []
     handles = []
@@ -138,6 +139,13 @@ def count_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
             return forward_attn(query, key, value, *args, **kwargs)
         return wrapper
 
+    def float_window_hook(name):
+        def hook(module, args, output):
+            b, n, c = args[0].shape  # mmpretrain's WindowMSA: (num_windows * B, N, C)
+            records.extend(_attention_matmuls(name, b, module.num_heads, n, n,
+                                              c // module.num_heads, 32, 32))
+        return hook
+
     def float_sdpa_hook(name):
         def hook(module, args, output):
             x = args[0]  # (B, N, C): mmpretrain's MultiheadAttention
@@ -148,9 +156,12 @@ def count_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
 
     patched = []
     for name, module in model.named_modules():
-        if _is_conditional_attention(module):  # float (quantized: counted by its QuantizedSDPA)
+        twin = _method_attention_twin(module)  # float (quantized: counted by its QuantizedSDPA)
+        if twin is not None and twin.endswith('QConditionalAttention'):
             module.forward_attn = counted_forward_attn(name, module.forward_attn)
             patched.append(module)
+        elif twin is not None and twin.endswith('QWindowMSA'):
+            handles.append(module.register_forward_hook(float_window_hook(name)))
         if isinstance(module, nn.Linear) and not _inside_float_mha(name, model):
             handles.append(module.register_forward_hook(linear_hook(name)))
         elif isinstance(module, nn.Conv2d):

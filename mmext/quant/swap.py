@@ -3,8 +3,9 @@ into quantized twins by module-name patterns, copying the float weights in.
 
 Converted: ``nn.Linear`` -> QLinear, ``nn.Conv2d`` -> QConv2d (subclasses such as mmcv's
 included), ``nn.MultiheadAttention`` (mmdet's DETR) -> QMultiheadAttention, mmdet's
-``ConditionalAttention`` -> QConditionalAttention, and mmpretrain's ``MultiheadAttention``
-gets a QuantizedSDPA (its own qkv / proj Linear layers are converted as Linear layers).
+``ConditionalAttention`` -> QConditionalAttention, mmpretrain's Swin ``WindowMSA`` ->
+QWindowMSA, and mmpretrain's ``MultiheadAttention`` gets a QuantizedSDPA (the qkv / proj Linear
+layers of all of these are converted as Linear layers).
 
     swap = QUANTIZERS.build(dict(type='ModuleSwap', w_bits=4, a_bits=4, attn_bits=8,
                                  skip=['backbone.conv1', 'bbox_head.*'],
@@ -17,6 +18,7 @@ no module, or a bit width outside {1..8, 32}, is refused with a message that say
 """
 from __future__ import annotations
 
+import importlib
 import sys
 from fnmatch import fnmatchcase
 
@@ -40,21 +42,36 @@ def _computes_attention_by_attribute(module: nn.Module) -> bool:
     return callable(fn) and hasattr(module, 'num_heads')
 
 
-def _is_conditional_attention(module: nn.Module) -> bool:
-    """mmdet's ``ConditionalAttention`` (looked up only if mmdet's module is loaded: a model
-    cannot hold one otherwise)."""
-    utils = sys.modules.get('mmdet.models.layers.transformer.utils')
-    return utils is not None and isinstance(module, utils.ConditionalAttention) and \
-        not isinstance(getattr(module, 'attention', None), QuantizedSDPA)
+# Attention that multiplies in its own forward, and the quantized twin that replaces it:
+# (module of the class, class name, module of the twin, twin name). Looked up only if the
+# library's module is loaded (a model cannot hold one otherwise), so no import is forced.
+METHOD_ATTENTIONS = (
+    ('mmdet.models.layers.transformer.utils', 'ConditionalAttention',
+     'mmext.quant.detr_attention', 'QConditionalAttention'),
+    ('mmpretrain.models.utils.attention', 'WindowMSA', 'mmext.quant.swin_attention',
+     'QWindowMSA'),
+    ('mmseg.models.backbones.swin', 'WindowMSA', 'mmext.quant.swin_attention', 'QWindowMSA'),
+    ('mmdet.models.backbones.swin', 'WindowMSA', 'mmext.quant.swin_attention', 'QWindowMSA'),
+)
+
+
+def _method_attention_twin(module: nn.Module) -> str | None:
+    """'module:Twin' of the quantized twin of an attention listed in METHOD_ATTENTIONS."""
+    if isinstance(getattr(module, 'attention', None), QuantizedSDPA):
+        return None  # already quantized
+    for source, name, twin_module, twin in METHOD_ATTENTIONS:
+        library = sys.modules.get(source)
+        if library is not None and type(module) is getattr(library, name, None):
+            return f'{twin_module}:{twin}'
+    return None
 
 
 def _attention_kind(module: nn.Module) -> str | None:
-    """'mmpretrain' or 'conditional' for attention computed outside a swappable child."""
-    if _is_conditional_attention(module):
-        return 'conditional'
+    """'mmpretrain' for attention computed through an attribute, 'module:Twin' for attention
+    replaced by a quantized twin, None otherwise."""
     if _computes_attention_by_attribute(module):
         return 'mmpretrain'
-    return None
+    return _method_attention_twin(module)
 
 
 def _check_bits(bits, where: str) -> int:
@@ -192,8 +209,9 @@ class ModuleSwap:
         if kind == 'mmpretrain':
             module.scaled_dot_product_attention = QuantizedSDPA.from_bits(module.num_heads, bits)
         else:
-            from .detr_attention import QConditionalAttention
-            _replace(model, name, QConditionalAttention.from_float(module, bits))
+            twin_module, twin = kind.split(':')
+            twin_cls = getattr(importlib.import_module(twin_module), twin)
+            _replace(model, name, twin_cls.from_float(module, bits))
 
     def format_report(self) -> str:
         """The report as a text table: module, type, action, W, A and attention bits."""

@@ -103,3 +103,24 @@ def test_conditional_attention_at_4_bits_quantizes_both_matmuls():
         assert len(torch.unique(probs[0][:, h])) <= 16
     with pytest.raises(ValueError, match='do not fit'):
         twin.forward_attn(q, k[:, :, :16], v)
+
+
+@pytest.mark.parametrize('shifted', [False, True])
+@pytest.mark.parametrize('library', ['mmpretrain', 'mmseg'])
+def test_window_attention_twin_at_32_bits_matches_the_library(library, shifted):
+    import importlib
+
+    from mmext.quant.swin_attention import QWindowMSA
+    source = dict(mmpretrain='mmpretrain.models.utils.attention',
+                  mmseg='mmseg.models.backbones.swin')[library]
+    torch.manual_seed(0)
+    float_attn = importlib.import_module(source).WindowMSA(
+        embed_dims=16, window_size=(2, 2), num_heads=4).eval()
+    torch.nn.init.normal_(float_attn.relative_position_bias_table)
+    twin = QWindowMSA.from_float(float_attn, attn_bits=32).eval()
+    x = torch.randn(6, 4, 16)  # 2 images x 3 windows of 2 x 2 tokens
+    mask = None
+    if shifted:
+        mask = torch.zeros(3, 4, 4)
+        mask[1, :2, 2:] = mask[1, 2:, :2] = -100.0
+    torch.testing.assert_close(twin(x, mask), float_attn(x, mask), atol=1e-5, rtol=1e-5)

@@ -234,3 +234,27 @@ def test_swap_on_an_mmdet_conditional_detr_quantizes_its_attention():
     assert cross.qpos_sine_proj.w_quantizer.scale.grad is not None
     left = {name for name, _ in ModuleSwap(w_bits=4, a_bits=4)._targets(detr)}
     assert left == {r['name'] for r in swap.report if r['action'] == 'skipped'}
+
+
+def test_swap_on_an_mmpretrain_swin_quantizes_its_window_attention():
+    from mmext.quant import count_macs
+    from mmext.quant.swin_attention import QWindowMSA
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        from mmpretrain.registry import MODELS
+        swin = MODELS.build(dict(type='SwinTransformer', arch='tiny', img_size=64,
+                                 window_size=2, drop_path_rate=0.0))
+    x = torch.randn(1, 3, 64, 64)
+    swin.eval()
+    before = count_macs(swin, x)
+    swap = ModuleSwap(w_bits=1, a_bits=1, attn_bits=1, skip=['patch_embed.projection'])
+    swap(swin)
+    windows = [r for r in swap.report if r['type'] == 'mmpretrain.WindowMSA']
+    assert len(windows) == 12 and all(r['action'] == 'quantized' for r in windows)
+    attn = swin.stages[0].blocks[1].attn.w_msa  # a shifted block
+    assert isinstance(attn, QWindowMSA) and isinstance(attn.qkv, QLinear)
+    after = count_macs(swin, x)
+    assert sum(r.macs for r in before) == sum(r.macs for r in after)
+    assert all((r.w_bits, r.a_bits) == (1, 1) for r in after if r.op == 'matmul')
+    swin.train()
+    sum(o.sum() for o in swin(x)).backward()
+    assert attn.attention.prob_quantizer.scale.grad is not None
