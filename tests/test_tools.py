@@ -50,6 +50,7 @@ def test_demo_config_trains_then_tests_through_the_stock_runner(tiny_scenes, tmp
     assert qat.returncode == 0, qat.stdout[-3000:]
     assert 'quantized' in qat.stdout and 'swappable modules quantized' in qat.stdout
     assert 'missing keys in source state_dict' in qat.stdout  # only the quantizers' state
+    assert 'unexpected key' not in qat.stdout  # every float weight found its quantized place
     state = torch.load(tmp_path / 'qat' / 'iter_2.pth')['state_dict']
     counts = {k: int(v) for k, v in state.items() if k.endswith('a_quantizer.init_count')}
     assert counts and all(c >= 1 for c in counts.values())

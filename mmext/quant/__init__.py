@@ -34,12 +34,12 @@ from .quantizers import (
     round_ste,
     sign_ste,
 )
-from .swap import ModuleSwap
+from .swap import ModuleSwap, twin_attention
 
 __all__ = [
     'QConv2d', 'QLinear', 'build_quantizer', 'build_weight_quantizer', 'STE_CHOICES',
     'LearnableScaleBinarizer', 'LSQPlusQuantizer', 'LSQQuantizer', 'RSign', 'SignBinarizer',
     'WeightBinarizer', 'check_bits', 'fake_quantize', 'grad_scale', 'round_ste', 'sign_ste', 'ModuleSwap',
     'activation_quantizer_cfg', 'weight_quantizer_cfg', 'CONVENTIONS', 'LayerMACs', 'count_macs',
-    'summarize_ops', 'QuantizedModel', 'format_ops_table', 'parameter_bits'
+    'summarize_ops', 'QuantizedModel', 'format_ops_table', 'parameter_bits', 'twin_attention'
 ]

@@ -171,6 +171,16 @@ class QMultiheadAttention(nn.Module):
         b, n, _ = x.shape
         return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Read ``nn.MultiheadAttention``'s packed ``in_proj_weight`` / ``in_proj_bias`` as the
+        q, k and v projections, so that a float checkpoint loads into the quantized model."""
+        for kind in ('weight', 'bias'):
+            packed = state_dict.pop(f'{prefix}in_proj_{kind}', None)
+            if packed is not None:
+                for proj, part in zip(('q_proj', 'k_proj', 'v_proj'), packed.chunk(3)):
+                    state_dict[f'{prefix}{proj}.{kind}'] = part
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                 key_padding_mask: torch.Tensor | None = None, need_weights: bool = True,
                 attn_mask: torch.Tensor | None = None, average_attn_weights: bool = True,

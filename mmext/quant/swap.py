@@ -223,3 +223,24 @@ class ModuleSwap:
         done = sum(r['action'] == 'quantized' for r in self.report)
         lines.append(f'{done} of {len(self.report)} swappable modules quantized')
         return '\n'.join(lines)
+
+
+def twin_attention(model: nn.Module, bits: int = FULL_PRECISION, pattern: str = '*') -> list[str]:
+    """Replace every attention module whose name matches ``pattern`` by its quantized twin at
+    ``bits`` (at 32 bits: the same float computation, now through a :class:`QuantizedSDPA`
+    child where recorders can attach, e.g. in a real-valued teacher). Linear and Conv2d layers
+    are left alone. Returns the converted names."""
+    _check_bits(bits, 'twin_attention bits')
+    converted = []
+    for name, module in ModuleSwap._targets(model):
+        if not fnmatchcase(name, pattern):
+            continue
+        kind = _attention_kind(module)
+        if kind is not None:
+            ModuleSwap._quantize_attention(model, name, module, kind, bits)
+        elif isinstance(module, nn.MultiheadAttention):
+            _replace(model, name, QMultiheadAttention.from_float(module, attn_bits=bits))
+        else:
+            continue
+        converted.append(name)
+    return converted

@@ -44,6 +44,19 @@ def test_4_4_8_attention_quantizes_qkv_and_probabilities_per_head():
     assert x.grad is not None
 
 
+def test_float_attention_checkpoint_loads_into_the_quantized_twin():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 4, batch_first=True).eval()
+    wrapper = nn.Sequential(mha)
+    float_state = wrapper.state_dict()  # packed in_proj_weight / in_proj_bias
+    torch.manual_seed(1)
+    quantized = nn.Sequential(QMultiheadAttention(16, 4, batch_first=True)).eval()
+    missing, unexpected = quantized.load_state_dict(float_state, strict=False)
+    assert not missing and not unexpected
+    x = torch.randn(2, 5, 16)
+    torch.testing.assert_close(quantized[0](x, x, x)[0], mha(x, x, x)[0], atol=1e-5, rtol=1e-5)
+
+
 def test_unsupported_attention_is_refused():
     with pytest.raises(ValueError, match='kdim == vdim == embed_dim'):
         QMultiheadAttention.from_float(nn.MultiheadAttention(16, 4, kdim=8, vdim=8))

@@ -1,0 +1,16 @@
+"""Q-DETR (methods.md §2): quantized DETR with distribution alignment and distribution
+rectification distillation. Configs import it with
+``custom_imports=dict(imports=['mmext', 'projects.qdetr'])``."""
+from .distribution_alignment import (
+    QueryDistributionAlignment,
+    add_distribution_alignment,
+    query_head_dim,
+)
+from .qdetr import QDETR, build_teacher, normalised_gt_boxes, record_coattended_features
+from .query_matching import DRDLoss, ForegroundQueryMatcher
+
+__all__ = [
+    'QueryDistributionAlignment', 'add_distribution_alignment', 'query_head_dim', 'QDETR',
+    'build_teacher', 'normalised_gt_boxes', 'record_coattended_features', 'DRDLoss',
+    'ForegroundQueryMatcher'
+]

@@ -1,0 +1,221 @@
+"""``mmext.QDETR``: a quantized DETR-family student, optionally with distribution alignment and
+distilled from a frozen real-valued teacher by foreground-aware query matching (Q-DETR).
+
+    model = dict(
+        type='mmext.QDETR',
+        detector=<the float detector's config, e.g. {{_base_.model}}>,
+        quant=dict(type='mmext.ModuleSwap', w_bits=4, a_bits=4, attn_bits=8, ...),
+        distribution_alignment=dict(pattern='decoder.layers.*'),      # or None
+        teacher=dict(config='teacher_config.py', checkpoint='teacher.pth'),  # or None
+        distill=dict(matcher=dict(type='mmext.ForegroundQueryMatcher', tau=0.5),
+                     loss=dict(type='mmext.DRDLoss', loss_weight=1.0)))
+
+Checkpoints hold the student's own keys (no ``student.`` prefix, no teacher), so a float
+detector's checkpoint loads into the student (``load_from``, QAT), and a QDETR checkpoint is the
+quantized detector's. The teacher is built and loaded on the first training step: testing,
+``tools/test.py`` and mmdet's analysis tools never build it.
+"""
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import torch
+from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
+from mmengine.config import Config
+from mmengine.model import BaseModel
+from mmengine.registry import DefaultScope
+from mmengine.runner.checkpoint import load_checkpoint
+from torch import nn
+
+from mmext.quant import QuantizedModel, twin_attention
+from mmext.quant.attention import QuantizedSDPA
+from mmext.registry import MODELS, TASK_UTILS
+
+from .distribution_alignment import add_distribution_alignment
+
+STUDENT = 'student.'
+
+
+def _attention_owners(model: nn.Module, pattern: str) -> dict[str, QuantizedSDPA]:
+    """{owner name: its QuantizedSDPA} for attention modules whose name matches pattern."""
+    return {name: module.attention for name, module in model.named_modules()
+            if isinstance(getattr(module, 'attention', None), QuantizedSDPA)
+            and fnmatchcase(name, pattern)}
+
+
+@contextmanager
+def record_coattended_features(model: nn.Module, pattern: str):
+    """Within the block, ``features[name]`` holds each matching attention's co-attended
+    feature, the concatenated per-head ``P v`` (B, L, H * d_v) before the output projection."""
+    features, handles = {}, []
+    for name, sdpa in _attention_owners(model, pattern).items():
+        def hook(module, args, output, name=name):
+            out = output[0] if isinstance(output, tuple) else output  # (B, H, L, d_v)
+            features[name] = out.transpose(1, 2).flatten(2)
+        handles.append(sdpa.register_forward_hook(hook))
+    try:
+        yield features
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def normalised_gt_boxes(data_samples) -> list[torch.Tensor]:
+    """Each image's ground-truth boxes as (G, 4) cx, cy, w, h divided by the image size."""
+    boxes = []
+    for sample in data_samples:
+        h, w = sample.metainfo['img_shape'][:2]
+        gt = sample.gt_instances.bboxes
+        gt = gt.tensor if hasattr(gt, 'tensor') else gt
+        boxes.append(bbox_xyxy_to_cxcywh(gt) / gt.new_tensor([w, h, w, h]))
+    return boxes
+
+
+@MODELS.register_module()
+class QDETR(BaseModel):
+    """Quantized DETR student, distribution alignment and DRD distillation.
+
+    Args:
+        detector: config of the float DETR-family detector (DETR, Conditional DETR, DAB-DETR).
+        quant: the :class:`mmext.quant.ModuleSwap` config that quantizes it.
+        distribution_alignment: ``dict(pattern=...)``: owners of the attention whose queries
+            are aligned (Q-DETR: every decoder attention); None for none.
+        teacher: ``dict(config=..., checkpoint=...)`` of the real-valued teacher (a config file
+            or dict whose ``model`` is the teacher, and its trained checkpoint); None trains
+            without distillation (the LSQ baseline and +DA rows).
+        distill: ``matcher`` (ForegroundQueryMatcher config), ``loss`` (DRDLoss config) and
+            ``feature_pattern`` (owners of the cross-attention whose features are distilled;
+            all matching decoder layers, averaged).
+    """
+
+    def __init__(self, detector: dict, quant: dict, distribution_alignment: dict | None = None,
+                 teacher: dict | None = None, distill: dict | None = None,
+                 init_cfg: dict | None = None):
+        student = QuantizedModel(copy.deepcopy(detector), quant)
+        super().__init__(data_preprocessor=student.data_preprocessor, init_cfg=init_cfg)
+        self.student = student
+        if distribution_alignment is not None:
+            add_distribution_alignment(student, **distribution_alignment)
+        self.teacher_cfg = teacher
+        self._teacher: list[nn.Module] = []  # built on the first step, kept out of the module tree
+        if teacher is not None:
+            _check_teacher_paths(teacher)
+        distill = dict(distill or {})
+        self.feature_pattern = distill.get('feature_pattern', 'decoder.layers.*.cross_attn*')
+        self.matcher = TASK_UTILS.build(
+            dict(dict(type='mmext.ForegroundQueryMatcher'), **distill.get('matcher', {})))
+        self.drd_loss = MODELS.build(dict(dict(type='mmext.DRDLoss'), **distill.get('loss', {})))
+        if teacher is not None:
+            # the student's float attention (if the swap kept any) gets a twin to record from
+            twin_attention(student, pattern=self.feature_pattern)
+            if not _attention_owners(student, self.feature_pattern):
+                raise ValueError(f'distill.feature_pattern {self.feature_pattern!r} matches no '
+                                 "attention of the student's decoder")
+        self._register_state_dict_hook(_strip_student_prefix)
+        self._register_load_state_dict_pre_hook(_add_student_prefix)
+
+    # ------------------------------------------------------------------ teacher
+    @property
+    def teacher(self) -> nn.Module:
+        """The frozen real-valued teacher, built and loaded on first use."""
+        if not self._teacher:
+            teacher = build_teacher(self.teacher_cfg, self.feature_pattern)
+            mean = getattr(teacher.data_preprocessor, 'mean', None)
+            if mean is not None and not torch.allclose(
+                    mean.cpu(), self.data_preprocessor.mean.cpu()):
+                raise ValueError('the teacher normalises images differently from the student '
+                                 '(data_preprocessor mean); both see the same inputs')
+            self._teacher.append(teacher.to(next(self.student.parameters()).device))
+        return self._teacher[0]
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        if self._teacher:
+            self._teacher[0]._apply(fn, *args, **kwargs)
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'tensor'):
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        return self.student(inputs, data_samples, mode=mode)
+
+    def loss(self, inputs: torch.Tensor, data_samples) -> dict:
+        if self.teacher_cfg is None:
+            return self.student.loss(inputs, data_samples)
+        teacher = self.teacher
+        with torch.no_grad(), record_coattended_features(teacher, self.feature_pattern) as t_feat:
+            teacher_boxes = teacher._forward(inputs, data_samples)[1][-1]  # (B, Nq, 4)
+        head_outputs = []
+        handle = self.student.bbox_head.register_forward_hook(
+            lambda module, args, output: head_outputs.append(output))
+        try:
+            with record_coattended_features(self.student, self.feature_pattern) as s_feat:
+                losses = self.student.loss(inputs, data_samples)
+        finally:
+            handle.remove()
+        student_boxes = head_outputs[0][1][-1].detach()  # last decoder layer (B, Nq, 4)
+        gts = normalised_gt_boxes(data_samples)
+        pairs = [self.matcher(student_boxes[b], teacher_boxes[b], gts[b])
+                 for b in range(len(gts))]
+        if set(s_feat) != set(t_feat):
+            raise ValueError(f'student and teacher record different attention layers: '
+                             f'{sorted(set(s_feat) ^ set(t_feat))}; the teacher needs the '
+                             "student's decoder depth")
+        losses['loss_drd'] = sum(self.drd_loss(s_feat[k], t_feat[k], pairs)
+                                 for k in s_feat) / len(s_feat)
+        return losses
+
+
+def _check_teacher_paths(teacher: dict) -> None:
+    for key in ('config', 'checkpoint'):
+        if key not in teacher:
+            raise ValueError(f"QDETR teacher needs '{key}': dict(config=<teacher config file "
+                             'or dict>, checkpoint=<its trained checkpoint>)')
+    if isinstance(teacher['config'], str) and not Path(teacher['config']).is_file():
+        raise FileNotFoundError(f"teacher config {teacher['config']} does not exist")
+    if not Path(teacher['checkpoint']).is_file():
+        raise FileNotFoundError(
+            f"teacher checkpoint {teacher['checkpoint']} does not exist: train the real-valued "
+            'teacher first (its config is teacher.config) or point teacher.checkpoint at it')
+
+
+def build_teacher(teacher: dict, feature_pattern: str) -> nn.Module:
+    """Build the teacher from its config, load its checkpoint strictly, freeze it, and give its
+    attention recordable twins (32 bits: the same float computation)."""
+    _check_teacher_paths(teacher)
+    cfg = teacher['config']
+    cfg = Config.fromfile(cfg) if isinstance(cfg, str) else Config(copy.deepcopy(cfg))
+    model_cfg = cfg.get('model', cfg)
+    if isinstance(model_cfg.get('backbone'), dict):
+        model_cfg.backbone.init_cfg = None  # the checkpoint has every weight
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdet')):
+        model = MODELS.build(model_cfg)
+    try:
+        load_checkpoint(model, teacher['checkpoint'], map_location='cpu', strict=True,
+                        logger='silent')
+    except RuntimeError as error:
+        raise ValueError(f"teacher checkpoint {teacher['checkpoint']} does not fit the teacher "
+                         f'config: {str(error)[:600]}') from error
+    twin_attention(model, pattern=feature_pattern)
+    if not _attention_owners(model, feature_pattern):
+        raise ValueError(f'distill.feature_pattern {feature_pattern!r} matches no attention of '
+                         'the teacher')
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def _strip_student_prefix(module, state_dict, prefix, local_metadata):
+    for key in [k for k in state_dict if k.startswith(prefix + STUDENT)]:
+        state_dict[prefix + key[len(prefix + STUDENT):]] = state_dict.pop(key)
+    return state_dict
+
+
+def _add_student_prefix(state_dict, prefix, *args):
+    for key in [k for k in state_dict if k.startswith(prefix)
+                and not k.startswith(prefix + STUDENT)]:
+        state_dict[prefix + STUDENT + key[len(prefix):]] = state_dict.pop(key)

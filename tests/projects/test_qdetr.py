@@ -1,0 +1,154 @@
+import pytest
+import torch
+from mmengine.registry import DefaultScope
+
+from mmext.quant import QLinear
+
+qdetr = pytest.importorskip('projects.qdetr')
+
+
+def test_distribution_alignment_standardises_each_query_token():
+    torch.manual_seed(0)
+    da = qdetr.QueryDistributionAlignment(head_dim=8)
+    q = torch.randn(2, 4, 5, 8) * 3 + 7
+    out = da(q)
+    torch.testing.assert_close(out.mean(dim=-1), torch.zeros(2, 4, 5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.std(dim=-1, unbiased=False), torch.ones(2, 4, 5), atol=1e-3,
+                               rtol=0)
+    with torch.no_grad():
+        da.gamma.fill_(2.0)
+        da.beta.fill_(0.5)
+    out = da(q)
+    torch.testing.assert_close(out.mean(dim=-1), torch.full((2, 4, 5), 0.5), atol=1e-5, rtol=0)
+    out.square().sum().backward()
+    assert da.gamma.grad is not None and da.beta.grad is not None
+    with pytest.raises(ValueError, match='head dim 8'):
+        da(torch.randn(1, 1, 1, 6))
+
+
+def test_foreground_query_matching_on_hand_made_boxes():
+    gt = torch.tensor([[0.5, 0.5, 0.2, 0.2]])
+    student = torch.tensor([[0.5, 0.5, 0.2, 0.2],     # on the object
+                            [0.52, 0.5, 0.2, 0.2],    # close
+                            [0.1, 0.1, 0.05, 0.05]])  # background
+    teacher = torch.tensor([[0.1, 0.1, 0.05, 0.05], [0.51, 0.5, 0.2, 0.2],
+                            [0.9, 0.9, 0.1, 0.1]])
+    matcher = qdetr.ForegroundQueryMatcher(tau=0.5)
+    selected, partners = matcher(student, teacher, gt)
+    assert selected.tolist() == [0, 1] and partners.tolist() == [1, 1]  # shared teacher query
+    all_queries, _ = qdetr.ForegroundQueryMatcher(tau=None)(student, teacher, gt)
+    assert all_queries.tolist() == [0, 1, 2]
+    strict, _ = qdetr.ForegroundQueryMatcher(tau=0.99)(student, teacher, gt)
+    assert strict.tolist() == [0]
+    none, none_partners = matcher(student, teacher, torch.zeros(0, 4))  # no objects
+    assert none.numel() == 0 and none_partners.numel() == 0
+
+
+def test_drd_loss_is_zero_for_equal_features_and_trains_only_the_student():
+    loss = qdetr.DRDLoss()
+    student = torch.randn(2, 5, 8, requires_grad=True)
+    teacher = student.detach().clone().requires_grad_()
+    pairs = [(torch.tensor([0, 3]), torch.tensor([0, 3])), (torch.tensor([]).long(), ) * 2]
+    assert loss(student, teacher, pairs).item() == 0.0
+    shifted = [(torch.tensor([0, 3]), torch.tensor([1, 1])), pairs[1]]
+    value = loss(student, teacher, shifted)
+    expected = torch.stack([(student[0, 0] - teacher[0, 1]).norm(),
+                            (student[0, 3] - teacher[0, 1]).norm()]).mean()
+    torch.testing.assert_close(value, expected)
+    value.backward()
+    assert student.grad is not None and teacher.grad is None
+    empty = loss(student, teacher, [pairs[1], pairs[1]])
+    assert empty.item() == 0.0 and empty.requires_grad
+    with pytest.raises(ValueError, match='3 images of pairs'):
+        loss(student, teacher, pairs + pairs[:1])
+
+
+def _tiny_conditional_detr_cfg():
+    from mmengine.hub import get_config
+    cfg = get_config('mmdet::conditional_detr/conditional-detr_r50_8xb2-50e_coco.py').model
+    cfg.backbone.update(depth=18, init_cfg=None)
+    cfg.neck.in_channels = [512]
+    cfg.num_queries = 5
+    for part, layers in (('encoder', 1), ('decoder', 2)):
+        cfg[part].num_layers = layers
+        cfg[part].layer_cfg.ffn_cfg.feedforward_channels = 128
+    return cfg.to_dict()
+
+
+QUANT = dict(type='mmext.ModuleSwap', w_bits=4, a_bits=4, attn_bits=8,
+             skip=['backbone.conv1', 'bbox_head.*'])
+
+
+@pytest.fixture
+def teacher_checkpoint(tmp_path):
+    """A float tiny Conditional DETR's config (dict) and checkpoint written by the test."""
+    cfg = _tiny_conditional_detr_cfg()
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        from mmdet.registry import MODELS
+        torch.manual_seed(1)
+        model = MODELS.build(cfg)
+    path = tmp_path / 'teacher.pth'
+    torch.save(dict(state_dict=model.state_dict()), path)
+    return dict(config=dict(model=cfg, default_scope='mmdet'), checkpoint=str(path)), model
+
+
+def _build_qdetr(**kwargs):
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        from mmext.registry import MODELS
+        return MODELS.build(dict(type='mmext.QDETR', detector=_tiny_conditional_detr_cfg(),
+                                 quant=QUANT, **kwargs))
+
+
+def _batch(model):
+    from mmdet.testing import demo_mm_inputs
+    packed = demo_mm_inputs(2, [[3, 64, 64], [3, 64, 80]], num_items=[2, 0], num_classes=80)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return model.data_preprocessor(packed, True)
+
+
+def test_qdetr_distills_from_the_teacher_with_alignment(teacher_checkpoint):
+    teacher_cfg, float_teacher = teacher_checkpoint
+    model = _build_qdetr(distribution_alignment=dict(pattern='decoder.layers.*'),
+                         teacher=teacher_cfg, distill=dict(matcher=dict(tau=None)))
+    student = model.student
+    cross = student.decoder.layers[0].cross_attn
+    assert isinstance(cross.attention.q_transform, qdetr.QueryDistributionAlignment)
+    assert cross.attention.q_transform.head_dim == 2 * 256 // 8  # content + sine position
+    assert isinstance(cross.qcontent_proj, QLinear)
+    data = _batch(model)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        losses = model(**data, mode='loss')
+    assert losses['loss_drd'].item() > 0  # the 4-bit student differs from the teacher
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    assert cross.attention.q_transform.gamma.grad is not None
+    assert cross.qcontent_proj.weight.grad is not None
+    teacher = model.teacher
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+    torch.testing.assert_close(teacher.bbox_head.fc_cls.weight, float_teacher.bbox_head.fc_cls.weight)
+    # checkpoints hold the student's own keys only: no prefix, no teacher
+    keys = list(model.state_dict())
+    assert 'decoder.layers.0.cross_attn.attention.q_transform.gamma' in keys
+    assert not any(k.startswith(('student.', 'teacher')) for k in keys)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        predictions = model(**_batch(model), mode='predict')
+    assert len(predictions) == 2 and len(predictions[0].pred_instances) == 100  # max_per_img
+
+
+def test_a_float_checkpoint_loads_into_the_student(teacher_checkpoint):
+    teacher_cfg, float_model = teacher_checkpoint
+    model = _build_qdetr()
+    missing, unexpected = model.load_state_dict(float_model.state_dict(), strict=False)
+    assert not unexpected and all('quantizer' in k for k in missing)
+    torch.testing.assert_close(model.student.decoder.layers[1].ffn.layers[1].weight,
+                               float_model.decoder.layers[1].ffn.layers[1].weight)
+
+
+def test_missing_or_mismatched_teacher_checkpoint_is_named(teacher_checkpoint, tmp_path):
+    teacher_cfg, _ = teacher_checkpoint
+    with pytest.raises(FileNotFoundError, match='train the real-valued teacher first'):
+        _build_qdetr(teacher=dict(teacher_cfg, checkpoint=str(tmp_path / 'none.pth')))
+    wrong = tmp_path / 'wrong.pth'
+    torch.save(dict(state_dict={'backbone.conv1.weight': torch.zeros(1)}), wrong)
+    model = _build_qdetr(teacher=dict(teacher_cfg, checkpoint=str(wrong)))
+    with pytest.raises(ValueError, match='does not fit the teacher config'):
+        model.teacher
