@@ -151,4 +151,4 @@ def test_missing_or_mismatched_teacher_checkpoint_is_named(teacher_checkpoint, t
     torch.save(dict(state_dict={'backbone.conv1.weight': torch.zeros(1)}), wrong)
     model = _build_qdetr(teacher=dict(teacher_cfg, checkpoint=str(wrong)))
     with pytest.raises(ValueError, match='does not fit the teacher config'):
-        model.teacher
+        _ = model.teacher
