@@ -8,11 +8,16 @@
 """
 import argparse
 import os
+import sys
+from pathlib import Path
 
 from mmengine.config import Config, DictAction
 from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+# the clone's root, so that configs can import projects.<method> (custom_imports)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mmext  # noqa: F401  (registries, safe checkpoint loading)
 from mmext.utils import load_tool_config, prepare_distributed

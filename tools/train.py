@@ -8,10 +8,15 @@ named ``mmext.Name``. ``tools/dist_train.sh CONFIG N`` runs N processes (gloo wi
 """
 import argparse
 import os
+import sys
+from pathlib import Path
 
 from mmengine.config import DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+# the clone's root, so that configs can import projects.<method> (custom_imports)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mmext  # noqa: F401  (registries, safe checkpoint loading)
 from mmext.utils import load_tool_config, prepare_distributed

@@ -12,8 +12,8 @@ distilled from a frozen real-valued teacher by foreground-aware query matching (
 
 Checkpoints hold the student's own keys (no ``student.`` prefix, no teacher), so a float
 detector's checkpoint loads into the student (``load_from``, QAT), and a QDETR checkpoint is the
-quantized detector's. The teacher is built and loaded on the first training step: testing,
-``tools/test.py`` and mmdet's analysis tools never build it.
+quantized detector's. The teacher is built, and its files checked, on the first training step:
+testing, ``tools/test.py`` and mmdet's analysis tools never need it.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 from mmengine.config import Config
+from mmengine.hub import get_config
 from mmengine.model import BaseModel
 from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import load_checkpoint
@@ -101,8 +102,9 @@ class QDETR(BaseModel):
             add_distribution_alignment(student, **distribution_alignment)
         self.teacher_cfg = teacher
         self._teacher: list[nn.Module] = []  # built on the first step, kept out of the module tree
-        if teacher is not None:
-            _check_teacher_paths(teacher)
+        if teacher is not None and not {'config', 'checkpoint'} <= set(teacher):
+            raise ValueError("QDETR teacher needs dict(config=<teacher config file or dict>, "
+                             f'checkpoint=<its trained checkpoint>), got {teacher}')
         distill = dict(distill or {})
         self.feature_pattern = distill.get('feature_pattern', 'decoder.layers.*.cross_attn*')
         self.matcher = TASK_UTILS.build(
@@ -171,16 +173,14 @@ class QDETR(BaseModel):
 
 
 def _check_teacher_paths(teacher: dict) -> None:
-    for key in ('config', 'checkpoint'):
-        if key not in teacher:
-            raise ValueError(f"QDETR teacher needs '{key}': dict(config=<teacher config file "
-                             'or dict>, checkpoint=<its trained checkpoint>)')
-    if isinstance(teacher['config'], str) and not Path(teacher['config']).is_file():
-        raise FileNotFoundError(f"teacher config {teacher['config']} does not exist")
+    config = teacher['config']
+    if isinstance(config, str) and '::' not in config and not Path(config).is_file():
+        raise FileNotFoundError(f'teacher config {config} does not exist')
     if not Path(teacher['checkpoint']).is_file():
         raise FileNotFoundError(
             f"teacher checkpoint {teacher['checkpoint']} does not exist: train the real-valued "
-            'teacher first (its config is teacher.config) or point teacher.checkpoint at it')
+            'teacher first (its config is model.teacher.config) or point '
+            'model.teacher.checkpoint at it')
 
 
 def build_teacher(teacher: dict, feature_pattern: str) -> nn.Module:
@@ -188,7 +188,10 @@ def build_teacher(teacher: dict, feature_pattern: str) -> nn.Module:
     attention recordable twins (32 bits: the same float computation)."""
     _check_teacher_paths(teacher)
     cfg = teacher['config']
-    cfg = Config.fromfile(cfg) if isinstance(cfg, str) else Config(copy.deepcopy(cfg))
+    if isinstance(cfg, str):  # a file, or a package config such as 'mmdet::detr/...py'
+        cfg = get_config(cfg) if '::' in cfg else Config.fromfile(cfg)
+    else:
+        cfg = Config(copy.deepcopy(cfg))
     model_cfg = cfg.get('model', cfg)
     if isinstance(model_cfg.get('backbone'), dict):
         model_cfg.backbone.init_cfg = None  # the checkpoint has every weight

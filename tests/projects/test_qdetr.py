@@ -145,8 +145,11 @@ def test_a_float_checkpoint_loads_into_the_student(teacher_checkpoint):
 
 def test_missing_or_mismatched_teacher_checkpoint_is_named(teacher_checkpoint, tmp_path):
     teacher_cfg, _ = teacher_checkpoint
+    missing = _build_qdetr(teacher=dict(teacher_cfg, checkpoint=str(tmp_path / 'none.pth')))
     with pytest.raises(FileNotFoundError, match='train the real-valued teacher first'):
-        _build_qdetr(teacher=dict(teacher_cfg, checkpoint=str(tmp_path / 'none.pth')))
+        _ = missing.teacher  # checked when training needs it: testing never does
+    with pytest.raises(ValueError, match='teacher needs dict'):
+        _build_qdetr(teacher=dict(config=teacher_cfg['config']))
     wrong = tmp_path / 'wrong.pth'
     torch.save(dict(state_dict={'backbone.conv1.weight': torch.zeros(1)}), wrong)
     model = _build_qdetr(teacher=dict(teacher_cfg, checkpoint=str(wrong)))

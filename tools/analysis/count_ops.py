@@ -16,12 +16,16 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 from pathlib import Path
 
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import MMLogger
 from mmengine.registry import MODELS, init_default_scope
+
+# the clone's root, so that configs can import projects.<method> (custom_imports)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from mmext.quant import (
     CONVENTIONS,

@@ -1,0 +1,39 @@
+# Q-DETR on the embedded Fashion Scenes set: the demo detector (Conditional DETR, MobileNetV2)
+# at W-A-Attn 4-4-8, with distribution alignment and DRD distillation from the float demo
+# detector, which is also where the student starts (QAT). Train the teacher first:
+#   python tools/train.py configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py \
+#       --work-dir work_dirs/demo/train          (or: make demo)
+#   python tools/train.py configs/qdetr/qdetr_conditional-detr_mobilenetv2-s16_w4a4-attn8_fashion-scenes.py
+_base_ = '../demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py'
+custom_imports = dict(imports=['mmext', 'projects.qdetr'], allow_failed_imports=False)
+
+float_checkpoint = 'work_dirs/demo/train/iter_1600.pth'
+model = dict(
+    _delete_=True,
+    type='mmext.QDETR',
+    detector={{_base_.model}},
+    quant=dict(
+        type='mmext.ModuleSwap',
+        w_bits=4,
+        a_bits=4,
+        attn_bits=8,
+        skip=['backbone.conv1.conv'],
+        overrides=[dict(pattern='bbox_head.*', w_bits=8, a_bits=8)]),
+    distribution_alignment=dict(pattern='decoder.layers.*'),
+    teacher=dict(
+        config='configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py',
+        checkpoint=float_checkpoint),
+    distill=dict(
+        matcher=dict(type='mmext.ForegroundQueryMatcher', tau=0.5),
+        loss=dict(type='mmext.DRDLoss', loss_weight=1.0)))
+load_from = float_checkpoint
+
+# QAT from the float detector: a short schedule at a lower learning rate.
+max_iters = 400
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+param_scheduler = [
+    dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
+         milestones=[int(max_iters * 0.75)], gamma=0.1)
+]
+optim_wrapper = dict(optimizer=dict(lr=1e-4))
+default_hooks = dict(checkpoint=dict(interval=max_iters))

@@ -1,0 +1,5 @@
+# Q-DETR, DETR-R50 at W-A-Attn 2-2-8 on COCO (see qdetr_r50_w4a4-attn8_8xb2-500e_coco.py).
+_base_ = './qdetr_r50_w4a4-attn8_8xb2-500e_coco.py'
+
+model = dict(quant=dict(w_bits=2, a_bits=2))
+load_from = 'work_dirs/qdetr_r50_w2a2-attn8-stage1_8xb2-500e_coco/epoch_500.pth'

@@ -1,0 +1,4 @@
+# Q-DETR stage 1 at 3 bits (see qdetr_r50_w4a4-attn8-stage1_8xb2-500e_coco.py).
+_base_ = './qdetr_r50_w4a4-attn8-stage1_8xb2-500e_coco.py'
+
+model = dict(quant=dict(w_bits=3, a_bits=3))
