@@ -41,6 +41,14 @@ def test_demo_qdetr_trains_with_its_teacher_then_tests_without(tiny_scenes, tmp_
                     f"model.teacher.checkpoint={tmp_path / 'gone.pth'}")
     assert test.returncode == 0, test.stdout[-3000:]
     assert 'coco/bbox_mAP:' in test.stdout
+    shown = run_tool('tools/test.py', DEMO, checkpoint, '--work-dir', tmp_path / 'shown',
+                     '--show-dir', 'shown', '--cfg-options', *scene_cfg_options(tiny_scenes),
+                     f'model.teacher.checkpoint={float_checkpoint}')
+    assert shown.returncode == 0, shown.stdout[-3000:]
+    pairs = sorted((tmp_path / 'shown' / 'shown' / 'teacher_vs_student').glob('*.png'))
+    assert len(pairs) == 8  # the 8 val canvases, up to max_images=8
+    import mmcv
+    assert mmcv.imread(str(pairs[0])).shape == (128, 2 * 128 + 4, 3)  # student | teacher
     # a missing teacher checkpoint stops training with a message that says what to do
     missing = run_tool('tools/train.py', DEMO, '--work-dir', tmp_path / 'missing',
                        '--cfg-options', *scene_cfg_options(tiny_scenes),
