@@ -55,3 +55,12 @@ def test_count_ops_refuses_a_config_without_a_scope(tmp_path):
     config.write_text("model = dict(type='Linear')\n")
     result = run_tool('tools/analysis/count_ops.py', config)
     assert result.returncode != 0 and 'sets no default_scope' in result.stdout
+
+
+def test_count_ops_on_the_qdetr_config_compares_with_its_float_detector(tmp_path):
+    out = tmp_path / 'ops.json'
+    result = run_tool('tools/analysis/count_ops.py', REPO / 'configs/qdetr/r50_4bit.py',
+                      '--shape', '128', '192', '--quiet', '--out', out)
+    assert result.returncode == 0, result.stdout[-3000:]
+    ops = json.loads(out.read_text())
+    assert ops['float_flops'] > 3e9 and ops['conventions']['linear32']['acceleration'] > 7

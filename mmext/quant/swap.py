@@ -3,8 +3,8 @@ into quantized twins by module-name patterns, copying the float weights in.
 
 Converted: ``nn.Linear`` -> QLinear, ``nn.Conv2d`` -> QConv2d (subclasses such as mmcv's
 included), ``nn.MultiheadAttention`` (mmdet's DETR) -> QMultiheadAttention, mmdet's
-``ConditionalAttention`` -> QConditionalAttention, mmpretrain's Swin ``WindowMSA`` ->
-QWindowMSA, and mmpretrain's ``MultiheadAttention`` gets a QuantizedSDPA (the qkv / proj Linear
+``ConditionalAttention`` -> QConditionalAttention, Swin's ``WindowMSA`` (mmpretrain's, mmseg's,
+mmdet's) -> QWindowMSA, and mmpretrain's ``MultiheadAttention`` gets a QuantizedSDPA (the qkv / proj Linear
 layers of all of these are converted as Linear layers).
 
     swap = QUANTIZERS.build(dict(type='ModuleSwap', w_bits=4, a_bits=4, attn_bits=8,
@@ -88,8 +88,8 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
 
 @QUANTIZERS.register_module()
 class ModuleSwap:
-    """Replace ``nn.Linear``, ``nn.Conv2d`` and ``nn.MultiheadAttention`` modules of a built
-    model by quantized twins.
+    """Replace the Linear, Conv2d and attention modules of a built model (the list is in this
+    module's docstring) by quantized twins.
 
     Args:
         w_bits, a_bits: default bit widths of weights and layer inputs (1..8 or 32).

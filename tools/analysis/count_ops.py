@@ -70,11 +70,14 @@ def _forward_kwargs(scope: str, shape: tuple[int, int]) -> tuple[tuple, dict]:
                      f"the config's default_scope is {scope!r}")
 
 
+FLOAT_MODEL_KEYS = {'QuantizedModel': 'model', 'QDETR': 'detector'}
+
+
 def _float_model_cfg(model_cfg: dict) -> dict | None:
-    """The float model inside ``mmext.QuantizedModel``; None if the config is float."""
-    if str(model_cfg.get('type', '')).split('.')[-1] == 'QuantizedModel':
-        return model_cfg['model']
-    return None
+    """The float model inside ``mmext.QuantizedModel`` (``model``) or ``mmext.QDETR``
+    (``detector``); None if the config is float."""
+    key = FLOAT_MODEL_KEYS.get(str(model_cfg.get('type', '')).split('.')[-1])
+    return model_cfg[key] if key else None
 
 
 def _build(model_cfg) -> torch.nn.Module:
@@ -105,7 +108,7 @@ def main() -> None:
     MMLogger.get_current_instance().setLevel('WARNING')  # the swap's table: see train logs
     shape = tuple(args.shape) if args.shape else DEFAULT_SHAPES.get(scope, (224, 224))
     inputs = _forward_kwargs(scope, shape)
-    for key in ('backbone', 'model'):  # no pretrained download for a count
+    for key in ('backbone', 'model', 'detector'):  # no pretrained download for a count
         sub = cfg.model.get(key) or {}
         if isinstance(sub, dict) and 'init_cfg' in sub:
             sub['init_cfg'] = None
