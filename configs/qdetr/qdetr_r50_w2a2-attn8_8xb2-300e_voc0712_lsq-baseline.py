@@ -1,0 +1,4 @@
+# VOC ablation row "LSQ baseline": no DA, no distillation, 2-2-8.
+_base_ = './qdetr_r50_w2a2-attn8_8xb2-300e_voc0712.py'
+
+model = dict(distribution_alignment=None, teacher=None)

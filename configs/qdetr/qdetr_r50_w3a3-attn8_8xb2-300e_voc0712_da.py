@@ -1,0 +1,4 @@
+# VOC ablation row "+DA": distribution alignment, no distillation, 3-3-8.
+_base_ = './qdetr_r50_w3a3-attn8_8xb2-300e_voc0712.py'
+
+model = dict(teacher=None)

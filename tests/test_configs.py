@@ -1,0 +1,31 @@
+"""Every config in configs/ parses and builds its model (no weights are loaded)."""
+import pytest
+from mmengine.config import Config
+from mmengine.registry import MODELS, DefaultScope
+
+from .conftest import REPO
+
+CONFIGS = sorted(p.relative_to(REPO) for p in (REPO / 'configs').rglob('*.py'))
+
+
+def _no_pretrained(model_cfg) -> None:
+    for key in ('model', 'detector'):
+        if isinstance(model_cfg.get(key), dict):
+            _no_pretrained(model_cfg[key])
+    if isinstance(model_cfg.get('backbone'), dict):
+        model_cfg.backbone.init_cfg = None
+
+
+@pytest.mark.parametrize('config', CONFIGS, ids=str)
+def test_config_builds(config):
+    cfg = Config.fromfile(REPO / config)
+    assert cfg.get('default_scope') in ('mmdet', 'mmseg', 'mmpretrain')
+    _no_pretrained(cfg.model)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(cfg.model)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    if 'voc0712' in str(config):
+        dataset = cfg.train_dataloader.dataset
+        assert dataset.type == 'ConcatDataset' and len(dataset.datasets) == 2
+        assert dataset.datasets[0].pipeline[-1].type == 'PackDetInputs'
+        assert cfg.val_evaluator.type == 'VOCMetric'
