@@ -4,6 +4,8 @@ from mmengine.registry import DefaultScope
 
 from mmext.quant import QLinear
 
+from ..quant.test_swap import tiny_conditional_detr_cfg
+
 qdetr = pytest.importorskip('projects.qdetr')
 
 
@@ -63,18 +65,6 @@ def test_drd_loss_is_zero_for_equal_features_and_trains_only_the_student():
         loss(student, teacher, pairs + pairs[:1])
 
 
-def _tiny_conditional_detr_cfg():
-    from mmengine.hub import get_config
-    cfg = get_config('mmdet::conditional_detr/conditional-detr_r50_8xb2-50e_coco.py').model
-    cfg.backbone.update(depth=18, init_cfg=None)
-    cfg.neck.in_channels = [512]
-    cfg.num_queries = 5
-    for part, layers in (('encoder', 1), ('decoder', 2)):
-        cfg[part].num_layers = layers
-        cfg[part].layer_cfg.ffn_cfg.feedforward_channels = 128
-    return cfg.to_dict()
-
-
 QUANT = dict(type='mmext.ModuleSwap', w_bits=4, a_bits=4, attn_bits=8,
              skip=['backbone.conv1', 'bbox_head.*'])
 
@@ -82,7 +72,7 @@ QUANT = dict(type='mmext.ModuleSwap', w_bits=4, a_bits=4, attn_bits=8,
 @pytest.fixture
 def teacher_checkpoint(tmp_path):
     """A float tiny Conditional DETR's config (dict) and checkpoint written by the test."""
-    cfg = _tiny_conditional_detr_cfg()
+    cfg = tiny_conditional_detr_cfg()
     with DefaultScope.overwrite_default_scope('mmdet'):
         from mmdet.registry import MODELS
         torch.manual_seed(1)
@@ -95,7 +85,7 @@ def teacher_checkpoint(tmp_path):
 def _build_qdetr(**kwargs):
     with DefaultScope.overwrite_default_scope('mmdet'):
         from mmext.registry import MODELS
-        return MODELS.build(dict(type='mmext.QDETR', detector=_tiny_conditional_detr_cfg(),
+        return MODELS.build(dict(type='mmext.QDETR', detector=tiny_conditional_detr_cfg(),
                                  quant=QUANT, **kwargs))
 
 

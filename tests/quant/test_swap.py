@@ -200,9 +200,9 @@ def test_swap_on_an_mmseg_segmentor():
     assert model.decode_head.convs[0].conv.w_quantizer.scale.grad is not None
 
 
-def _tiny_conditional_detr():
-    """mmdet's Conditional DETR from its own config, shrunk: ResNet-18, 1+2 layers, 5 queries
-    (its sine embeddings fix the width at 256; decoder layer 1 has no qpos_proj)."""
+def tiny_conditional_detr_cfg() -> dict:
+    """mmdet's Conditional DETR config, shrunk: ResNet-18, 1+2 layers, 5 queries (its sine
+    embeddings fix the width at 256; decoder layer 1 has no qpos_proj)."""
     from mmengine.hub import get_config
     cfg = get_config('mmdet::conditional_detr/conditional-detr_r50_8xb2-50e_coco.py').model
     cfg.backbone.update(depth=18, init_cfg=None)
@@ -211,9 +211,13 @@ def _tiny_conditional_detr():
     for part, layers in (('encoder', 1), ('decoder', 2)):
         cfg[part].num_layers = layers
         cfg[part].layer_cfg.ffn_cfg.feedforward_channels = 128
+    return cfg.to_dict()
+
+
+def _tiny_conditional_detr():
     with DefaultScope.overwrite_default_scope('mmdet'):
         from mmdet.registry import MODELS
-        return MODELS.build(cfg)
+        return MODELS.build(tiny_conditional_detr_cfg())
 
 
 def test_swap_on_an_mmdet_conditional_detr_quantizes_its_attention():
