@@ -39,6 +39,13 @@ class QueryDistributionAlignment(nn.Module):
         return f'head_dim={self.head_dim}'
 
 
+def attention_owners(model: nn.Module, pattern: str) -> dict[str, QuantizedSDPA]:
+    """{owner name: its QuantizedSDPA} for attention modules whose name matches pattern."""
+    return {name: module.attention for name, module in model.named_modules()
+            if isinstance(getattr(module, 'attention', None), QuantizedSDPA)
+            and fnmatchcase(name, pattern)}
+
+
 def query_head_dim(attention_owner: nn.Module) -> int:
     """Per-head width of q in an attention module holding a QuantizedSDPA: embed / heads, twice
     that in Conditional DETR's cross-attention (content and sine position concatenated)."""
@@ -52,12 +59,11 @@ def add_distribution_alignment(model: nn.Module, pattern: str = 'decoder.layers.
     """Put a QueryDistributionAlignment in the q slot of every quantized attention whose
     owner's name matches ``pattern``; returns the owners' names. Raises if none matches."""
     added = []
-    for name, module in model.named_modules():
-        sdpa = getattr(module, 'attention', None)
-        if isinstance(sdpa, QuantizedSDPA) and fnmatchcase(name, pattern):
-            sdpa.q_transform = QueryDistributionAlignment(query_head_dim(module)).to(
-                next(module.parameters()).device)
-            added.append(name)
+    for name, sdpa in attention_owners(model, pattern).items():
+        module = model.get_submodule(name)
+        sdpa.q_transform = QueryDistributionAlignment(query_head_dim(module)).to(
+            next(module.parameters()).device)
+        added.append(name)
     if not added:
         raise ValueError(f'distribution alignment pattern {pattern!r} matches no quantized '
                          'attention; quantize the decoder attention (attn_bits < 32) first')

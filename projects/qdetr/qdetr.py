@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
-from fnmatch import fnmatchcase
 from pathlib import Path
 
 import torch
@@ -32,19 +31,11 @@ from mmengine.runner.checkpoint import load_checkpoint
 from torch import nn
 
 from mmext.quant import QuantizedModel, twin_attention
-from mmext.quant.attention import QuantizedSDPA
 from mmext.registry import MODELS, TASK_UTILS
 
-from .distribution_alignment import add_distribution_alignment
+from .distribution_alignment import add_distribution_alignment, attention_owners
 
 STUDENT = 'student.'
-
-
-def _attention_owners(model: nn.Module, pattern: str) -> dict[str, QuantizedSDPA]:
-    """{owner name: its QuantizedSDPA} for attention modules whose name matches pattern."""
-    return {name: module.attention for name, module in model.named_modules()
-            if isinstance(getattr(module, 'attention', None), QuantizedSDPA)
-            and fnmatchcase(name, pattern)}
 
 
 @contextmanager
@@ -52,7 +43,7 @@ def record_coattended_features(model: nn.Module, pattern: str):
     """Within the block, ``features[name]`` holds each matching attention's co-attended
     feature, the concatenated per-head ``P v`` (B, L, H * d_v) before the output projection."""
     features, handles = {}, []
-    for name, sdpa in _attention_owners(model, pattern).items():
+    for name, sdpa in attention_owners(model, pattern).items():
         def hook(module, args, output, name=name):
             out = output[0] if isinstance(output, tuple) else output  # (B, H, L, d_v)
             features[name] = out.transpose(1, 2).flatten(2)
@@ -113,7 +104,7 @@ class QDETR(BaseModel):
         if teacher is not None:
             # the student's float attention (if the swap kept any) gets a twin to record from
             twin_attention(student, pattern=self.feature_pattern)
-            if not _attention_owners(student, self.feature_pattern):
+            if not attention_owners(student, self.feature_pattern):
                 raise ValueError(f'distill.feature_pattern {self.feature_pattern!r} matches no '
                                  "attention of the student's decoder")
         self._register_state_dict_hook(_strip_student_prefix)
@@ -204,7 +195,7 @@ def build_teacher(teacher: dict, feature_pattern: str) -> nn.Module:
         raise ValueError(f"teacher checkpoint {teacher['checkpoint']} does not fit the teacher "
                          f'config: {str(error)[:600]}') from error
     twin_attention(model, pattern=feature_pattern)
-    if not _attention_owners(model, feature_pattern):
+    if not attention_owners(model, feature_pattern):
         raise ValueError(f'distill.feature_pattern {feature_pattern!r} matches no attention of '
                          'the teacher')
     model.eval()

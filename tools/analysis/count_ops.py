@@ -34,6 +34,7 @@ from mmext.quant import (
     parameter_bits,
     summarize_ops,
 )
+from mmext.utils.dummy_inputs import tensor_mode_inputs
 
 DEFAULT_SHAPES = {'mmdet': (800, 1333), 'mmseg': (512, 1024), 'mmpretrain': (224, 224)}
 
@@ -51,23 +52,6 @@ def parse_args():
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, as in tools/train.py')
     return parser.parse_args()
-
-
-def _forward_kwargs(scope: str, shape: tuple[int, int]) -> tuple[tuple, dict]:
-    """One image of ``shape`` and the data samples the library's models need in 'tensor'
-    mode."""
-    image = torch.randn(1, 3, *shape)
-    meta = dict(img_shape=shape, pad_shape=shape, batch_input_shape=shape, ori_shape=shape)
-    if scope == 'mmdet':
-        from mmdet.structures import DetDataSample
-        return (image, [DetDataSample(metainfo=meta)]), dict(mode='tensor')
-    if scope == 'mmseg':
-        from mmseg.structures import SegDataSample
-        return (image, [SegDataSample(metainfo=meta)]), dict(mode='tensor')
-    if scope == 'mmpretrain':
-        return (image, ), dict(mode='tensor')
-    raise ValueError(f"count_ops.py knows the inputs of mmdet, mmseg and mmpretrain models; "
-                     f"the config's default_scope is {scope!r}")
 
 
 FLOAT_MODEL_KEYS = {'QuantizedModel': 'model', 'QDETR': 'detector'}
@@ -107,7 +91,7 @@ def main() -> None:
     init_default_scope(scope)
     MMLogger.get_current_instance().setLevel('WARNING')  # the swap's table: see train logs
     shape = tuple(args.shape) if args.shape else DEFAULT_SHAPES.get(scope, (224, 224))
-    inputs = _forward_kwargs(scope, shape)
+    inputs = tensor_mode_inputs(scope, shape)
     for key in ('backbone', 'model', 'detector'):  # no pretrained download for a count
         sub = cfg.model.get(key) or {}
         if isinstance(sub, dict) and 'init_cfg' in sub:

@@ -23,6 +23,7 @@ from mmengine.runner import load_checkpoint
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from mmext.quant.export import export_quantized, load_quantized
+from mmext.utils.dummy_inputs import tensor_mode_inputs
 
 
 def parse_args():
@@ -39,16 +40,8 @@ def parse_args():
 
 def _tensor_forward(model, scope: str, shape) -> torch.Tensor:
     """The model's raw outputs on a fixed random image ('tensor' mode), flattened."""
-    image = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(0))
-    meta = dict(img_shape=tuple(shape), pad_shape=tuple(shape), batch_input_shape=tuple(shape))
-    if scope == 'mmdet':
-        from mmdet.structures import DetDataSample
-        out = model(image, [DetDataSample(metainfo=meta)], mode='tensor')
-    elif scope == 'mmseg':
-        from mmseg.structures import SegDataSample
-        out = model(image, [SegDataSample(metainfo=meta)], mode='tensor')
-    else:
-        out = model(image, mode='tensor')
+    args, kwargs = tensor_mode_inputs(scope, shape, torch.Generator().manual_seed(0))
+    out = model(*args, **kwargs)
     flat = [out] if isinstance(out, torch.Tensor) else \
         [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
     return torch.cat([t.flatten() for t in flat])
