@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from mmext.utils.schedule import iter_schedule_options
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = 'configs/qdetr/qdetr_conditional-detr_mobilenetv2-s16_w4a4-attn8_fashion-scenes.py'
 RESULTS = REPO / 'benchmarks/results/qdetr_ablation.json'
@@ -62,10 +64,7 @@ def run(row: str, seed: int, teacher: str, iters: int | None, work_root: Path) -
     if '=None' not in ' '.join(o for o in options if o.startswith('model.teacher')):
         options.append(f'model.teacher.checkpoint={teacher}')
     if iters:
-        options += [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
-                    f'default_hooks.checkpoint.interval={iters}',
-                    f'param_scheduler.0.end={iters}',
-                    f'param_scheduler.0.milestones=[{int(iters * 0.75)}]']
+        options += iter_schedule_options(iters)
     start = time.time()
     cmd = [sys.executable, 'tools/train.py', CONFIG, '--work-dir', str(work_dir),
            '--cfg-options', *options]
@@ -96,6 +95,11 @@ def summarize(results: dict) -> str:
         lines.append(f"| {name} | {bits}-{bits}-8 | {len(runs)} | "
                      f"{stats['mAP'][0]:.3f} ± {stats['mAP'][1]:.3f} | "
                      f"{stats['AP50'][0]:.3f} ± {stats['AP50'][1]:.3f} | {PAPER_VOC_AP50[row]} |")
+    superseded = results.get('superseded', [])
+    if superseded:
+        lines += ['', 'Superseded runs (kept for the record; the config has changed since):', '']
+        lines += [f"- {r['row']} seed {r['seed']}: mAP {r['mAP']:.3f}, AP50 {r['AP50']:.3f}. "
+                  f"{r['note']}" for r in superseded]
     return '\n'.join(lines)
 
 

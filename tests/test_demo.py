@@ -1,7 +1,7 @@
 import importlib.util
 import json
 
-from .conftest import REPO
+from .conftest import REPO, run_tool, scene_cfg_options
 
 
 def _demo_module():
@@ -32,3 +32,33 @@ def test_test_metrics_come_from_the_timestamped_json(tmp_path):
          'time': 0.9}))
     assert _demo_module().read_test_metrics(tmp_path) == {
         'coco/bbox_mAP': 0.327, 'coco/bbox_mAP_50': 0.575, 'coco/bbox_mAP_75': 0.335}
+
+
+def test_demo_chain_float_baseline_and_qdetr_through_the_stock_tools(tiny_scenes, tmp_path):
+    """make demo's steps after the float training, on 16 + 8 canvases: the float detector is
+    evaluated, both 4-bit students are trained from it for 2 iterations and evaluated, and the
+    table and summary hold all three with the counted acceleration."""
+    from mmengine.config import Config
+
+    from .projects.test_qdetr_tools import DEMO, _save_float_model
+
+    float_checkpoint = tmp_path / 'float.pth'
+    _save_float_model(Config.fromfile(REPO / _demo_module().CONFIG).model, float_checkpoint)
+    work = tmp_path / 'demo'
+    done = run_tool('tools/demo.py', '--work-dir', work, '--float-checkpoint', float_checkpoint,
+                    '--skip-data', '--student-iters', 2, '--cfg-options',
+                    *scene_cfg_options(tiny_scenes))
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert 'Float detector and its 4-bit students' in done.stdout
+    summary = json.loads((work / 'demo_summary.json').read_text())
+    assert summary['test'].keys() == {'coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75'}
+    students = summary['students']
+    assert list(students) == ['4-bit LSQ baseline', '4-bit Q-DETR (DA + FQM / DRD)']
+    assert all(s['iters'] == 2 and 'coco/bbox_mAP' in s['test'] for s in students.values())
+    assert students['4-bit LSQ baseline']['checkpoint'].endswith('iter_2.pth')
+    assert str(DEMO.relative_to(REPO)) == students['4-bit LSQ baseline']['config']
+    assert 1 < summary['ops']['conventions']['bireal64']['acceleration'] < 8
+    assert list((work / 'qdetr' / 'test' / 'detections' / 'teacher_vs_student').glob('*.png'))
+    # the students' training ran no validation of its own: tools/test.py evaluated them
+    assert 'coco/bbox_mAP' not in (work / 'qdetr' / 'train').glob('*/vis_data/scalars.json'
+                                                                   ).__next__().read_text()

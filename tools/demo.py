@@ -1,11 +1,17 @@
 """`make demo`: the main job of mmext on embedded data, end to end with the stock tools.
 
 1. generate the Fashion Scenes set (tools/data/make_fashion_scenes.py; kept if up to date);
-2. train the demo detector (Conditional DETR, ImageNet MobileNetV2) with tools/train.py;
-3. evaluate the final checkpoint with tools/test.py (COCO bbox metrics, drawn detections);
-4. print the learning curve and the final metrics, and write them to WORK_DIR/demo_summary.json.
+2. train the float demo detector (Conditional DETR, ImageNet MobileNetV2) with tools/train.py;
+3. evaluate it with tools/test.py (COCO bbox metrics, drawn detections);
+4. train the 4-bit LSQ baseline (W-A-Attn 4-4-8) from it by QAT, and evaluate it;
+5. train the 4-bit Q-DETR student (distribution alignment + DRD distillation, the float detector
+   as teacher) from it, and evaluate it (student and teacher detections drawn side by side);
+6. count the theoretical acceleration (tools/analysis/count_ops.py);
+7. print the learning curve and one table (float / 4-bit baseline / Q-DETR mAP, acceleration),
+   and write them to WORK_DIR/demo_summary.json.
 
-    python tools/demo.py [--work-dir work_dirs/demo] [--cfg-options ...]
+    python tools/demo.py [--work-dir work_dirs/demo] [--student-iters 120]
+                         [--float-checkpoint PTH] [--cfg-options ...]
 """
 import argparse
 import json
@@ -17,8 +23,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # mmext from a plain clone too
+from mmext.utils.schedule import iter_schedule_options  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = 'configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py'
+QDETR_CONFIG = 'configs/qdetr/qdetr_conditional-detr_mobilenetv2-s16_w4a4-attn8_fashion-scenes.py'
+LSQ_BASELINE = ['model.distribution_alignment=None', 'model.teacher=None']
 METRICS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75')
 console = Console()
 
@@ -65,10 +76,12 @@ def learning_curve(entries: list[dict]) -> list[dict]:
     return curve
 
 
-def summarize(work: Path, checkpoint: str) -> dict:
-    """Print the learning curve and the test metrics of a demo run; return them."""
-    curve = learning_curve(read_scalars(work / 'train'))
+def summarize_float(work: Path, checkpoint: str) -> dict:
+    """Print the learning curve and the test metrics of the float run; return them."""
+    curve = learning_curve(read_scalars(work / 'train')) if (work / 'train').is_dir() else []
     final = read_test_metrics(work / 'test')
+    if not curve:
+        return dict(config=CONFIG, checkpoint=checkpoint, curve=curve, test=final)
     table = Table(title='Learning curve on the val canvases (tools/train.py)')
     for col in ('iteration', 'train min', 'bbox mAP', 'mAP_50', 'mAP_75'):
         table.add_column(col, justify='right')
@@ -76,35 +89,96 @@ def summarize(work: Path, checkpoint: str) -> dict:
         table.add_row(str(row['iteration']), f"{row['train_minutes']:.1f}",
                       *(f'{row[k]:.3f}' for k in METRICS))
     console.print(table)
-    console.print(f'[bold]tools/test.py on {checkpoint}[/]: COCO bbox mAP (0.5:0.95) '
-                  f"[bold green]{final['coco/bbox_mAP']:.3f}[/], mAP_50 "
-                  f"{final['coco/bbox_mAP_50']:.3f}, mAP_75 {final['coco/bbox_mAP_75']:.3f}")
     return dict(config=CONFIG, checkpoint=checkpoint, curve=curve, test=final)
+
+
+def quantized_table(float_run: dict, students: dict, ops: dict) -> Table:
+    """float / 4-bit LSQ baseline / Q-DETR: bits, QAT iterations, COCO mAP, AP50 and the
+    theoretical acceleration under both OPs conventions (the two students count the same)."""
+    speedup = {c: ops['conventions'][c]['acceleration'] for c in ('bireal64', 'linear32')}
+    table = Table(title='Float detector and its 4-bit students (tools/test.py on the 500 val '
+                  'canvases)')
+    for col in ('model', 'W-A-Attn', 'QAT it.', 'bbox mAP', 'mAP_50', 'acceleration '
+                '(bireal64 / linear32)'):
+        table.add_column(col, justify='left' if col == 'model' else 'right')
+    table.add_row('float Conditional DETR (teacher)', '32-32-32', '-',
+                  f"{float_run['test']['coco/bbox_mAP']:.3f}",
+                  f"{float_run['test']['coco/bbox_mAP_50']:.3f}", '1.00x / 1.00x')
+    for name, run in students.items():
+        table.add_row(name, '4-4-8', str(run['iters']), f"{run['test']['coco/bbox_mAP']:.3f}",
+                      f"{run['test']['coco/bbox_mAP_50']:.3f}",
+                      f"{speedup['bireal64']:.2f}x / {speedup['linear32']:.2f}x")
+    return table
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--work-dir', default='work_dirs/demo')
-    parser.add_argument('--cfg-options', nargs='+', default=[])
+    parser.add_argument('--student-iters', type=int, default=120,
+                        help='QAT iterations of each 4-bit student (the 30-minute budget)')
+    parser.add_argument('--float-checkpoint',
+                        help='use this float demo detector instead of training one')
+    parser.add_argument('--skip-data', action='store_true',
+                        help='do not generate Fashion Scenes (the --cfg-options point elsewhere)')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='passed to every tools/train.py and tools/test.py run')
     args = parser.parse_args()
     work = Path(args.work_dir)
-    options = ['--cfg-options', *args.cfg_options] if args.cfg_options else []
+    user = args.cfg_options
+    minutes = {}
+
+    def timed(key: str, step: str, *tool_args: str) -> None:
+        minutes[key] = run(step, *tool_args) / 60
 
     start = time.perf_counter()
-    data_s = run('1/3 data: Fashion Scenes', 'tools/data/make_fashion_scenes.py')
-    train_s = run('2/3 train: tools/train.py', 'tools/train.py', CONFIG, '--work-dir',
-                  str(work / 'train'), *options)
-    checkpoint = (work / 'train' / 'last_checkpoint').read_text().strip()
-    test_s = run('3/3 test: tools/test.py', 'tools/test.py', CONFIG, checkpoint, '--work-dir',
-                 str(work / 'test'), '--show-dir', 'detections', *options)
-    total_s = time.perf_counter() - start
+    if not args.skip_data:
+        timed('data', '1/7 data: Fashion Scenes', 'tools/data/make_fashion_scenes.py')
+    if args.float_checkpoint:
+        checkpoint = args.float_checkpoint
+    else:
+        timed('float_train', '2/7 float detector: tools/train.py', 'tools/train.py', CONFIG,
+              '--work-dir', str(work / 'train'), '--cfg-options', 'randomness.seed=0', *user)
+        checkpoint = (work / 'train' / 'last_checkpoint').read_text().strip()
+    timed('float_test', '3/7 float detector: tools/test.py', 'tools/test.py', CONFIG, checkpoint,
+          '--work-dir', str(work / 'test'), '--show-dir', 'detections', '--cfg-options',
+          'randomness.seed=0', *user)
 
-    summary = summarize(work, checkpoint)
-    console.print(f'wall time: data {data_s / 60:.1f} min, train {train_s / 60:.1f} min, '
-                  f'test {test_s / 60:.1f} min, total {total_s / 60:.1f} min')
-    console.print(f"drawn detections: {work / 'test'}/<timestamp>/detections/")
-    summary['minutes'] = dict(data=data_s / 60, train=train_s / 60, test=test_s / 60,
-                              total=total_s / 60)
+    # QAT from the float detector, which is also Q-DETR's teacher; evaluated by tools/test.py
+    schedule = iter_schedule_options(args.student_iters, validate=False)
+    students = {}
+    for step, (name, key, options) in enumerate((
+            ('4-bit LSQ baseline', 'baseline', LSQ_BASELINE),
+            ('4-bit Q-DETR (DA + FQM / DRD)', 'qdetr',
+             [f'model.teacher.checkpoint={checkpoint}'])), start=4):
+        options = options + ['randomness.seed=0']
+        student = work / key
+        timed(f'{key}_train', f'{step}/7 {name}: tools/train.py', 'tools/train.py',
+              QDETR_CONFIG, '--work-dir', str(student / 'train'), '--cfg-options', *options,
+              f'load_from={checkpoint}', *schedule, *user)
+        student_checkpoint = (student / 'train' / 'last_checkpoint').read_text().strip()
+        show = ['--show-dir', 'detections'] if key == 'qdetr' else []  # teacher | student
+        timed(f'{key}_test', f'{step}/7 {name}: tools/test.py', 'tools/test.py', QDETR_CONFIG,
+              student_checkpoint, '--work-dir', str(student / 'test'), *show,
+              '--cfg-options', *options, *user)
+        students[name] = dict(config=QDETR_CONFIG, options=options, iters=args.student_iters,
+                              checkpoint=student_checkpoint,
+                              test=read_test_metrics(student / 'test'))
+    ops_file = work / 'qdetr' / 'ops.json'
+    timed('count_ops', '6/7 theoretical acceleration: tools/analysis/count_ops.py',
+          'tools/analysis/count_ops.py', QDETR_CONFIG, '--shape', '128', '128', '--quiet',
+          '--out', str(ops_file))
+    ops = json.loads(ops_file.read_text())
+    minutes['total'] = (time.perf_counter() - start) / 60
+
+    console.rule('[bold]7/7 results')
+    summary = summarize_float(work, checkpoint)
+    console.print(quantized_table(summary, students, ops))
+    console.print('wall time (min): ' + ', '.join(f'{k} {v:.1f}' for k, v in minutes.items()))
+    pairs = work / 'qdetr' / 'test' / 'detections' / 'teacher_vs_student'
+    console.print(f"drawn detections: {work / 'test'}/<timestamp>/detections/ (float), "
+                  f'{pairs}/ (Q-DETR student | teacher)')
+    summary.update(students=students, ops=dict(input_shape=ops['input_shape'],
+                                              conventions=ops['conventions']), minutes=minutes)
     (work / 'demo_summary.json').write_text(json.dumps(summary, indent=2))
 
 

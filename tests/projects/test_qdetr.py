@@ -28,6 +28,32 @@ def test_distribution_alignment_standardises_each_query_token():
         da(torch.randn(1, 1, 1, 6))
 
 
+def test_distribution_alignment_fit_init_reproduces_the_queries_and_is_kept_on_load():
+    torch.manual_seed(0)
+    # per-channel offsets and scales, tokens of similar norm: the fitted affine map of the
+    # standardised q gets close to q itself, the paper's (1, 0) does not
+    q = torch.randn(4, 2, 25, 16) * torch.linspace(0.5, 2, 16) + torch.linspace(-3, 3, 16)
+    fitted = qdetr.QueryDistributionAlignment(head_dim=16, init='fit')
+    assert not fitted.initialized
+    error = (fitted(q) - q).square().mean() / q.var()
+    paper_error = (qdetr.QueryDistributionAlignment(16)(q) - q).square().mean() / q.var()
+    assert fitted.initialized and error < 0.1 < paper_error
+    # the fit is the least-squares one: any perturbation of gamma or beta fits worse
+    z = fitted.standardise(q)
+    with torch.no_grad():
+        for name in ('gamma', 'beta'):
+            moved = (fitted.gamma + 0.05 * (name == 'gamma')) * z + fitted.beta + 0.05 * (
+                name == 'beta')
+            assert (moved - q).square().mean() > (fitted(q) - q).square().mean()
+    # a loaded, fitted module is not refitted on new data
+    loaded = qdetr.QueryDistributionAlignment(head_dim=16, init='fit')
+    loaded.load_state_dict(fitted.state_dict())
+    loaded(torch.randn(1, 2, 3, 16))
+    torch.testing.assert_close(loaded.gamma, fitted.gamma)
+    with pytest.raises(ValueError, match="'paper', 'fit'"):
+        qdetr.QueryDistributionAlignment(16, init='ones')
+
+
 def test_foreground_query_matching_on_hand_made_boxes():
     gt = torch.tensor([[0.5, 0.5, 0.2, 0.2]])
     student = torch.tensor([[0.5, 0.5, 0.2, 0.2],     # on the object
