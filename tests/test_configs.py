@@ -9,7 +9,7 @@ CONFIGS = sorted(p.relative_to(REPO) for p in (REPO / 'configs').rglob('*.py'))
 
 
 def _no_pretrained(model_cfg) -> None:
-    for key in ('model', 'detector'):
+    for key in ('model', 'detector', 'classifier'):
         if isinstance(model_cfg.get(key), dict):
             _no_pretrained(model_cfg[key])
     if isinstance(model_cfg.get('backbone'), dict):

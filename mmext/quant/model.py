@@ -14,7 +14,15 @@ from mmext.registry import MODELS, QUANTIZERS
 
 
 @MODELS.register_module()
-def QuantizedModel(model: dict, quant: dict) -> nn.Module:  # noqa: N802 (a config type name)
-    """Build ``model`` in the current default scope and convert it with ``quant``."""
+def QuantizedModel(model: dict, quant: dict,  # noqa: N802 (a config type name)
+                   data_preprocessor: dict | None = None) -> nn.Module:
+    """Build ``model`` in the current default scope and convert it with ``quant``.
+
+    ``data_preprocessor``: the config's top-level one, which mmengine's Runner hands to the
+    outer model config (mmpretrain's configs keep it there); ``model``'s own one comes first.
+    """
+    if data_preprocessor is not None:
+        model = dict(model)
+        model.setdefault('data_preprocessor', data_preprocessor)
     built = MODELS.build(model)
     return QUANTIZERS.build(quant)(built)

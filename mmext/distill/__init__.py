@@ -1,0 +1,9 @@
+"""Teacher-student plumbing shared by the distillers (methods.md §1.3)."""
+from .teacher import (
+    TeacherStudentModel,
+    build_frozen_teacher,
+    check_teacher_cfg,
+    load_config,
+)
+
+__all__ = ['TeacherStudentModel', 'build_frozen_teacher', 'check_teacher_cfg', 'load_config']

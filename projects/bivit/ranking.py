@@ -1,0 +1,108 @@
+"""Ranking-aware distillation of attention (methods.md §3.2) and a ranking-agreement score.
+
+The paper names the loss but not its form; the pair sampling follows methods.md's proposal
+(each of the teacher's top-K keys of a query against S keys drawn from the rest), and the
+default penalty is ours: ``relu(ratio * (t_j - t_k) - (u_j - u_k))`` for teacher logits t and
+student logits u with ``t_j > t_k``. It is zero when the student keeps the teacher's order with
+at least ``ratio`` of its gaps, and positive for a swapped or tied pair (binarized q and k give
+many ties). ``penalty='logistic'`` is methods.md's RankNet form ``softplus(-(u_j - u_k) / T)``.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmext.registry import MODELS
+
+from .binarized_vit import attention_cores
+
+
+@contextmanager
+def record_attention_logits(model: nn.Module):
+    """Within the block, ``logits[owner name]`` holds the pre-softmax attention logits
+    (B, H, L, S) of every quantized attention of ``model`` (its ``logits`` hook point)."""
+    logits, handles = {}, []
+    for name, (_, core) in attention_cores(model).items():
+        def hook(module, args, output, name=name):
+            logits[name] = output
+        handles.append(core.logits.register_forward_hook(hook))
+    try:
+        yield logits
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def sample_ranked_pairs(teacher: torch.Tensor, top_k: int, num_samples: int,
+                        generator: torch.Generator | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Key pairs per query: the teacher's top-K keys (..., K) and S keys drawn uniformly from the
+    other ones (..., S), without replacement. teacher: logits (..., N) with N > K."""
+    n = teacher.shape[-1]
+    top_k = min(top_k, n - 1)
+    num_samples = min(num_samples, n - top_k)
+    top = teacher.topk(top_k, dim=-1).indices
+    noise = torch.rand(teacher.shape, generator=generator, device=teacher.device)
+    noise.scatter_(-1, top, -1.0)  # the top keys are never drawn
+    rest = noise.topk(num_samples, dim=-1).indices
+    return top, rest
+
+
+@MODELS.register_module()
+class RankingAwareAttentionLoss(nn.Module):
+    """Pairwise ranking loss of student attention logits against the teacher's.
+
+    ``forward(student, teacher)``: logits (B, H, L, N) each -> scalar, the mean over queries
+    and sampled pairs with ``t_j > t_k`` (teacher side detached).
+
+    Args:
+        top_k: K, the teacher's top keys of each query.
+        num_samples: S, keys drawn from the rest for each query.
+        penalty: 'margin' (default; zero when the order is kept with ``ratio`` of the gaps) or
+            'logistic' (RankNet, softplus with temperature ``temperature``).
+        ratio: the fraction of the teacher's gap the student must keep ('margin').
+        temperature: T of 'logistic'.
+        loss_weight: lambda_rank.
+    """
+
+    PENALTIES = ('margin', 'logistic')
+
+    def __init__(self, top_k: int = 8, num_samples: int = 32, penalty: str = 'margin',
+                 ratio: float = 0.5, temperature: float = 1.0, loss_weight: float = 1.0):
+        super().__init__()
+        if penalty not in self.PENALTIES:
+            raise ValueError(f'RankingAwareAttentionLoss penalty must be one of {self.PENALTIES}'
+                             f', got {penalty!r}')
+        if top_k < 1 or num_samples < 1:
+            raise ValueError(f'top_k and num_samples must be >= 1, got {top_k}, {num_samples}')
+        self.top_k, self.num_samples, self.penalty = top_k, num_samples, penalty
+        self.ratio, self.temperature, self.loss_weight = ratio, temperature, loss_weight
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        if student.shape != teacher.shape:
+            raise ValueError(f'student attention logits {tuple(student.shape)} and teacher '
+                             f'{tuple(teacher.shape)} differ: the teacher needs the same '
+                             'architecture (depth, heads, tokens)')
+        teacher = teacher.detach()
+        top, rest = sample_ranked_pairs(teacher, self.top_k, self.num_samples)
+        t_gap = teacher.gather(-1, top)[..., :, None] - teacher.gather(-1, rest)[..., None, :]
+        u_gap = student.gather(-1, top)[..., :, None] - student.gather(-1, rest)[..., None, :]
+        ordered = (t_gap > 0).to(student.dtype)  # (..., K, S)
+        if self.penalty == 'margin':
+            losses = F.relu(self.ratio * t_gap - u_gap)
+        else:
+            losses = F.softplus(-u_gap / self.temperature)
+        return self.loss_weight * (losses * ordered).sum() / ordered.sum().clamp_min(1)
+
+
+def kendall_tau(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Kendall's tau-a between student and teacher scores over the last dim (N keys), averaged
+    over all leading dims: (concordant - discordant) / (N (N - 1) / 2) per query. Ties count 0.
+    Memory: the (..., N, N) sign tables."""
+    n = student.shape[-1]
+    s = torch.sign(student[..., :, None] - student[..., None, :])
+    t = torch.sign(teacher[..., :, None] - teacher[..., None, :])
+    return (s * t).sum(dim=(-1, -2)).div(n * (n - 1)).mean()

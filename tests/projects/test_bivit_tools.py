@@ -1,0 +1,50 @@
+"""Bi-ViT configs through the stock mmpretrain runner (tools/train.py, tools/test.py)."""
+import re
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from ..conftest import REPO, run_tool
+
+BIVIT = REPO / 'configs/bivit/bivit_deit-tiny-p4_1xb128-20e_fashion-mnist.py'
+FLOAT = REPO / 'configs/bivit/deit-tiny-p4_1xb128-20e_fashion-mnist.py'
+
+
+def _small_run_options(iters_per_epoch: int = 2) -> list[str]:
+    options = ['train_cfg.max_epochs=1', 'default_hooks.logger.interval=1']
+    for loader, count in (('train_dataloader', 2 * iters_per_epoch), ('val_dataloader', 4),
+                          ('test_dataloader', 4)):
+        options += [f'{loader}.dataset.indices={count}', f'{loader}.batch_size=2',
+                    f'{loader}.num_workers=0', f'{loader}.persistent_workers=False']
+    return options
+
+
+def test_bivit_deit_tiny_distills_through_the_runner_then_tests_without_teacher(
+        fashion_mnist_root, tmp_path):
+    # the float DeiT-Tiny's checkpoint (random weights): teacher, and the student's start
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        from mmpretrain.registry import MODELS
+        torch.manual_seed(0)
+        float_model = MODELS.build(Config.fromfile(FLOAT).model)
+    teacher = tmp_path / 'float.pth'
+    torch.save(dict(state_dict=float_model.state_dict(), meta=dict()), teacher)
+    options = _small_run_options() + [f'model.teacher.checkpoint={teacher}',
+                                      f'load_from={teacher}']
+    train = run_tool('tools/train.py', BIVIT, '--work-dir', tmp_path / 'bivit',
+                     '--cfg-options', *options)
+    assert train.returncode == 0, train.stdout[-3000:]
+    assert re.search(r'Epoch\(train\) +\[1\]\[2/2\]', train.stdout), train.stdout[-2000:]
+    for term in ('loss_rank', 'loss_logit', 'accuracy/top1'):
+        assert term in train.stdout
+    # loading the float checkpoint: only the binarizers' and qk-norms' keys were missing
+    missing = re.search(r'missing keys in source state_dict: (.*)', train.stdout)
+    assert missing and all(('quantizer' in k or 'q_transform' in k or 'k_transform' in k)
+                           for k in missing.group(1).split(', '))
+    assert 'unexpected key' not in train.stdout
+    checkpoint = tmp_path / 'bivit' / 'epoch_1.pth'
+    test = run_tool('tools/test.py', BIVIT, checkpoint, '--work-dir', tmp_path / 'test',
+                    '--cfg-options', *_small_run_options(),
+                    f"model.teacher.checkpoint={tmp_path / 'gone.pth'}")  # never built
+    assert test.returncode == 0, test.stdout[-3000:]
+    assert 'accuracy/top1:' in test.stdout
