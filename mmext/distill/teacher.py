@@ -97,7 +97,7 @@ class TeacherStudentModel(BaseModel):
         self._register_load_state_dict_pre_hook(_add_student_prefix)
 
     def prepare_teacher(self, teacher: nn.Module) -> nn.Module:
-        """Called once on the built, frozen teacher; returns it."""
+        """Called once on the built teacher, before it is frozen for good; returns it."""
         return teacher
 
     @property
@@ -108,6 +108,8 @@ class TeacherStudentModel(BaseModel):
         if not self._teacher:
             teacher = self.prepare_teacher(
                 build_frozen_teacher(self.teacher_cfg, self.teacher_scope))
+            teacher.eval()  # again: prepare_teacher may have added modules
+            teacher.requires_grad_(False)
             student_mean = getattr(self.data_preprocessor, 'mean', None)
             mean = getattr(teacher.data_preprocessor, 'mean', None)
             if mean is not None and student_mean is not None and not torch.allclose(

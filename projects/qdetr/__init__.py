@@ -6,12 +6,12 @@ from .distribution_alignment import (
     add_distribution_alignment,
     query_head_dim,
 )
-from .qdetr import QDETR, build_teacher, normalised_gt_boxes, record_coattended_features
+from .qdetr import QDETR, normalised_gt_boxes, record_coattended_features
 from .query_matching import DRDLoss, ForegroundQueryMatcher
 from .visualization import TeacherStudentVisualizationHook
 
 __all__ = [
     'QueryDistributionAlignment', 'add_distribution_alignment', 'query_head_dim', 'QDETR',
-    'build_teacher', 'normalised_gt_boxes', 'record_coattended_features', 'DRDLoss',
+    'normalised_gt_boxes', 'record_coattended_features', 'DRDLoss',
     'ForegroundQueryMatcher', 'TeacherStudentVisualizationHook'
 ]

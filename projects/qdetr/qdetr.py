@@ -19,23 +19,16 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
-from mmengine.config import Config
-from mmengine.hub import get_config
-from mmengine.model import BaseModel
-from mmengine.registry import DefaultScope
-from mmengine.runner.checkpoint import load_checkpoint
 from torch import nn
 
+from mmext.distill import TeacherStudentModel
 from mmext.quant import QuantizedModel, twin_attention
 from mmext.registry import MODELS, TASK_UTILS
 
 from .distribution_alignment import add_distribution_alignment, attention_owners
-
-STUDENT = 'student.'
 
 
 @contextmanager
@@ -67,14 +60,14 @@ def normalised_gt_boxes(data_samples) -> list[torch.Tensor]:
 
 
 @MODELS.register_module()
-class QDETR(BaseModel):
+class QDETR(TeacherStudentModel):
     """Quantized DETR student, distribution alignment and DRD distillation.
 
     Args:
         detector: config of the float DETR-family detector (DETR, Conditional DETR, DAB-DETR).
         quant: the :class:`mmext.quant.ModuleSwap` config that quantizes it.
-        distribution_alignment: ``dict(pattern=...)``: owners of the attention whose queries
-            are aligned (Q-DETR: every decoder attention); None for none.
+        distribution_alignment: ``dict(pattern=..., init=...)``: owners of the attention whose
+            queries are aligned (Q-DETR: every decoder attention); None for none.
         teacher: ``dict(config=..., checkpoint=...)`` of the real-valued teacher (a config file
             or dict whose ``model`` is the teacher, and its trained checkpoint); None trains
             without distillation (the LSQ baseline and +DA rows).
@@ -87,15 +80,9 @@ class QDETR(BaseModel):
                  teacher: dict | None = None, distill: dict | None = None,
                  init_cfg: dict | None = None):
         student = QuantizedModel(copy.deepcopy(detector), quant)
-        super().__init__(data_preprocessor=student.data_preprocessor, init_cfg=init_cfg)
-        self.student = student
+        super().__init__(student, teacher, default_scope='mmdet', init_cfg=init_cfg)
         if distribution_alignment is not None:
             add_distribution_alignment(student, **distribution_alignment)
-        self.teacher_cfg = teacher
-        self._teacher: list[nn.Module] = []  # built on the first step, kept out of the module tree
-        if teacher is not None and not {'config', 'checkpoint'} <= set(teacher):
-            raise ValueError("QDETR teacher needs dict(config=<teacher config file or dict>, "
-                             f'checkpoint=<its trained checkpoint>), got {teacher}')
         distill = dict(distill or {})
         self.feature_pattern = distill.get('feature_pattern', 'decoder.layers.*.cross_attn*')
         self.matcher = TASK_UTILS.build(
@@ -107,34 +94,14 @@ class QDETR(BaseModel):
             if not attention_owners(student, self.feature_pattern):
                 raise ValueError(f'distill.feature_pattern {self.feature_pattern!r} matches no '
                                  "attention of the student's decoder")
-        self._register_state_dict_hook(_strip_student_prefix)
-        self._register_load_state_dict_pre_hook(_add_student_prefix)
 
-    # ------------------------------------------------------------------ teacher
-    @property
-    def teacher(self) -> nn.Module:
-        """The frozen real-valued teacher, built and loaded on first use."""
-        if not self._teacher:
-            teacher = build_teacher(self.teacher_cfg, self.feature_pattern)
-            mean = getattr(teacher.data_preprocessor, 'mean', None)
-            if mean is not None and not torch.allclose(
-                    mean.cpu(), self.data_preprocessor.mean.cpu()):
-                raise ValueError('the teacher normalises images differently from the student '
-                                 '(data_preprocessor mean); both see the same inputs')
-            self._teacher.append(teacher.to(next(self.student.parameters()).device))
-        return self._teacher[0]
-
-    def _apply(self, fn, *args, **kwargs):
-        super()._apply(fn, *args, **kwargs)
-        if self._teacher:
-            self._teacher[0]._apply(fn, *args, **kwargs)
-        return self
-
-    # ------------------------------------------------------------------ forward
-    def forward(self, inputs: torch.Tensor, data_samples=None, mode: str = 'tensor'):
-        if mode == 'loss':
-            return self.loss(inputs, data_samples)
-        return self.student(inputs, data_samples, mode=mode)
+    def prepare_teacher(self, teacher: nn.Module) -> nn.Module:
+        """Give the teacher's attention recordable twins (32 bits: the same float computation)."""
+        twin_attention(teacher, pattern=self.feature_pattern)
+        if not attention_owners(teacher, self.feature_pattern):
+            raise ValueError(f'distill.feature_pattern {self.feature_pattern!r} matches no '
+                             'attention of the teacher')
+        return teacher
 
     def loss(self, inputs: torch.Tensor, data_samples) -> dict:
         if self.teacher_cfg is None:
@@ -161,55 +128,3 @@ class QDETR(BaseModel):
         losses['loss_drd'] = sum(self.drd_loss(s_feat[k], t_feat[k], pairs)
                                  for k in s_feat) / len(s_feat)
         return losses
-
-
-def _check_teacher_paths(teacher: dict) -> None:
-    config = teacher['config']
-    if isinstance(config, str) and '::' not in config and not Path(config).is_file():
-        raise FileNotFoundError(f'teacher config {config} does not exist')
-    if not Path(teacher['checkpoint']).is_file():
-        raise FileNotFoundError(
-            f"teacher checkpoint {teacher['checkpoint']} does not exist: train the real-valued "
-            'teacher first (its config is model.teacher.config) or point '
-            'model.teacher.checkpoint at it')
-
-
-def build_teacher(teacher: dict, feature_pattern: str) -> nn.Module:
-    """Build the teacher from its config, load its checkpoint strictly, freeze it, and give its
-    attention recordable twins (32 bits: the same float computation)."""
-    _check_teacher_paths(teacher)
-    cfg = teacher['config']
-    if isinstance(cfg, str):  # a file, or a package config such as 'mmdet::detr/...py'
-        cfg = get_config(cfg) if '::' in cfg else Config.fromfile(cfg)
-    else:
-        cfg = Config(copy.deepcopy(cfg))
-    model_cfg = cfg.get('model', cfg)
-    if isinstance(model_cfg.get('backbone'), dict):
-        model_cfg.backbone.init_cfg = None  # the checkpoint has every weight
-    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdet')):
-        model = MODELS.build(model_cfg)
-    try:
-        load_checkpoint(model, teacher['checkpoint'], map_location='cpu', strict=True,
-                        logger='silent')
-    except RuntimeError as error:
-        raise ValueError(f"teacher checkpoint {teacher['checkpoint']} does not fit the teacher "
-                         f'config: {str(error)[:600]}') from error
-    twin_attention(model, pattern=feature_pattern)
-    if not attention_owners(model, feature_pattern):
-        raise ValueError(f'distill.feature_pattern {feature_pattern!r} matches no attention of '
-                         'the teacher')
-    model.eval()
-    model.requires_grad_(False)
-    return model
-
-
-def _strip_student_prefix(module, state_dict, prefix, local_metadata):
-    for key in [k for k in state_dict if k.startswith(prefix + STUDENT)]:
-        state_dict[prefix + key[len(prefix + STUDENT):]] = state_dict.pop(key)
-    return state_dict
-
-
-def _add_student_prefix(state_dict, prefix, *args):
-    for key in [k for k in state_dict if k.startswith(prefix)
-                and not k.startswith(prefix + STUDENT)]:
-        state_dict[prefix + STUDENT + key[len(prefix):]] = state_dict.pop(key)
