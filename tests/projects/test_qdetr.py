@@ -171,3 +171,36 @@ def test_missing_or_mismatched_teacher_checkpoint_is_named(teacher_checkpoint, t
     model = _build_qdetr(teacher=dict(teacher_cfg, checkpoint=str(wrong)))
     with pytest.raises(ValueError, match='does not fit the teacher config'):
         _ = model.teacher
+
+
+def test_qdetr_on_dab_detr_aligns_and_distills(tmp_path):
+    """DAB-DETR (mmdet's ConditionalAttention with anchor-box queries) as student and teacher."""
+    from mmengine.hub import get_config
+    cfg = get_config('mmdet::dab_detr/dab-detr_r50_8xb2-50e_coco.py').model
+    cfg.backbone.update(depth=18, init_cfg=None)
+    cfg.neck.in_channels = [512]
+    cfg.num_queries = 5
+    for part, layers in (('encoder', 1), ('decoder', 2)):
+        cfg[part].num_layers = layers
+        cfg[part].layer_cfg.ffn_cfg.feedforward_channels = 128
+    cfg = cfg.to_dict()
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        from mmdet.registry import MODELS as MMDET_MODELS
+        torch.manual_seed(1)
+        float_model = MMDET_MODELS.build(cfg)
+        torch.save(dict(state_dict=float_model.state_dict()), tmp_path / 'dab.pth')
+        from mmext.registry import MODELS
+        model = MODELS.build(dict(
+            type='mmext.QDETR', detector=cfg, quant=QUANT,
+            distribution_alignment=dict(pattern='decoder.layers.*', init='fit'),
+            teacher=dict(config=dict(model=cfg), checkpoint=str(tmp_path / 'dab.pth')),
+            distill=dict(matcher=dict(tau=None))))
+    aligned = [m for m in model.student.modules()
+               if isinstance(m, qdetr.QueryDistributionAlignment)]
+    assert len(aligned) == 4  # self- and cross-attention of both decoder layers
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        losses = model(**_batch(model), mode='loss')
+    assert losses['loss_drd'].item() > 0
+    assert all(m.initialized for m in aligned)  # fitted on this first batch
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    assert aligned[0].gamma.grad is not None

@@ -54,12 +54,12 @@ def parse_args():
     return parser.parse_args()
 
 
-FLOAT_MODEL_KEYS = {'QuantizedModel': 'model', 'QDETR': 'detector'}
+FLOAT_MODEL_KEYS = {'QuantizedModel': 'model', 'QDETR': 'detector', 'BiViT': 'classifier'}
 
 
 def _float_model_cfg(model_cfg: dict) -> dict | None:
-    """The float model inside ``mmext.QuantizedModel`` (``model``) or ``mmext.QDETR``
-    (``detector``); None if the config is float."""
+    """The float model inside ``mmext.QuantizedModel`` (``model``), ``mmext.QDETR``
+    (``detector``) or ``mmext.BiViT`` (``classifier``); None if the config is float."""
     key = FLOAT_MODEL_KEYS.get(str(model_cfg.get('type', '')).split('.')[-1])
     return model_cfg[key] if key else None
 
@@ -92,7 +92,7 @@ def main() -> None:
     MMLogger.get_current_instance().setLevel('WARNING')  # the swap's table: see train logs
     shape = tuple(args.shape) if args.shape else DEFAULT_SHAPES.get(scope, (224, 224))
     inputs = tensor_mode_inputs(scope, shape)
-    for key in ('backbone', 'model', 'detector'):  # no pretrained download for a count
+    for key in ('backbone', *FLOAT_MODEL_KEYS.values()):  # no pretrained download
         sub = cfg.model.get(key) or {}
         if isinstance(sub, dict) and 'init_cfg' in sub:
             sub['init_cfg'] = None
