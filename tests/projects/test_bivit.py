@@ -144,3 +144,22 @@ def test_bivit_distills_ranking_and_logits_and_saves_the_students_keys(tmp_path)
     keys = list(model.state_dict())
     assert 'backbone.layers.0.attn.scaled_dot_product_attention.q_transform.norm.weight' in keys
     assert not any(k.startswith(('student.', 'teacher')) for k in keys)
+
+
+def test_diagnostics_gradients_reach_attention_inputs_and_tau_of_a_model_with_itself():
+    from mmpretrain.structures import DataSample
+
+    from mmext.quant import twin_attention
+    torch.manual_seed(0)
+    float_model = _build(tiny_vit_cfg())
+    binary = _binarize(_build(tiny_vit_cfg()))
+    binary.load_state_dict(float_model.state_dict(), strict=False)
+    inputs = torch.randn(4, 1, 16, 16)
+    samples = [DataSample().set_gt_label(i) for i in range(4)]
+    norms = bivit.attention_input_gradients(binary, inputs, samples)
+    assert set(norms) == {'q', 'k', 'v', 'p'} and all(v > 0 for v in norms.values())
+    assert all(p.grad is None for p in binary.parameters())  # left as they were
+    twin_attention(float_model)
+    assert bivit.attention_ranking_agreement(float_model, float_model, inputs) == 1.0
+    tau = bivit.attention_ranking_agreement(binary, float_model, inputs)
+    assert -1 < tau < 1
