@@ -15,19 +15,17 @@ there is skipped unless ``--force``), so the whole can be built one row at a tim
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from ablation_runs import ResultsFile, final_metrics, mean_spread, train
 
 from mmext.utils.schedule import iter_schedule_options
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = 'configs/qdetr/qdetr_conditional-detr_mobilenetv2-s16_w4a4-attn8_fashion-scenes.py'
-RESULTS = REPO / 'benchmarks/results/qdetr_ablation.json'
-TABLE = REPO / 'benchmarks/results/qdetr_ablation.md'
+RESULTS = Path(__file__).parent / 'results/qdetr_ablation.json'
+TABLE = Path(__file__).parent / 'results/qdetr_ablation.md'
+METRICS = {'mAP': 'coco/bbox_mAP', 'AP50': 'coco/bbox_mAP_50'}
 
 NO_DA, NO_TEACHER = 'model.distribution_alignment=None', 'model.teacher=None'
 ROWS = {
@@ -44,63 +42,34 @@ PAPER_VOC_AP50 = {  # Q-DETR paper, DETR-R50 on VOC (AP50), 4-4-8 and 2-2-8
 }
 
 
-def final_metrics(work_dir: Path) -> dict:
-    """The last validation's COCO bbox mAP and AP50 from the run's scalars.json."""
-    logs = sorted(work_dir.glob('*/vis_data/scalars.json'))
-    if not logs:
-        raise FileNotFoundError(f'no scalars.json under {work_dir}: the run did not validate')
-    entries = [json.loads(line) for line in logs[-1].read_text().splitlines() if line.strip()]
-    val = [e for e in entries if 'coco/bbox_mAP' in e]
-    if not val:
-        raise ValueError(f'{logs[-1]} has no coco/bbox_mAP entry')
-    return dict(mAP=val[-1]['coco/bbox_mAP'], AP50=val[-1]['coco/bbox_mAP_50'])
-
-
 def run(row: str, seed: int, teacher: str, iters: int | None, work_root: Path) -> dict:
     _, bits, options = ROWS[row]
     work_dir = work_root / f'{row}_seed{seed}'
     options = options + [f'model.quant.w_bits={bits}', f'model.quant.a_bits={bits}',
                          f'randomness.seed={seed}', f'load_from={teacher}']
-    if '=None' not in ' '.join(o for o in options if o.startswith('model.teacher')):
+    if 'model.teacher=None' not in options:
         options.append(f'model.teacher.checkpoint={teacher}')
     if iters:
         options += iter_schedule_options(iters)
-    start = time.time()
-    cmd = [sys.executable, 'tools/train.py', CONFIG, '--work-dir', str(work_dir),
-           '--cfg-options', *options]
-    print(f'[{row} seed {seed}] ' + ' '.join(cmd[1:]), flush=True)
-    done = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f'{row} seed {seed} failed:\n{done.stdout[-3000:]}')
-    return dict(final_metrics(work_dir), minutes=round((time.time() - start) / 60, 1),
-                iters=iters, options=options)
+    minutes = train(CONFIG, work_dir, options, f'{row} seed {seed}')
+    return dict(final_metrics(work_dir, METRICS), minutes=minutes, iters=iters, options=options)
 
 
-def summarize(results: dict) -> str:
+def summarize(results: ResultsFile) -> str:
     lines = ['| row | W-A-Attn | runs | mAP (mean ± spread) | AP50 (mean ± spread) | '
              'paper VOC AP50 |', '|---|---|---|---|---|---|']
     for row, (name, bits, _) in ROWS.items():
-        runs = list(results.get('runs', {}).get(row, {}).values())
+        runs = list(results.runs(row).values())
         if not runs:
             continue
-        stats = {}
-        for metric in ('mAP', 'AP50'):
-            values = [r[metric] for r in runs]
-            spread = (max(values) - min(values)) / 2
-            stats[metric] = (statistics.mean(values), spread)
-        results.setdefault('summary', {})[row] = {
+        stats = {m: mean_spread([r[m] for r in runs]) for m in METRICS}
+        results.data.setdefault('summary', {})[row] = {
             m: dict(mean=round(mean, 4), spread=round(spread, 4), n=len(runs))
             for m, (mean, spread) in stats.items()}
         lines.append(f"| {name} | {bits}-{bits}-8 | {len(runs)} | "
                      f"{stats['mAP'][0]:.3f} ± {stats['mAP'][1]:.3f} | "
                      f"{stats['AP50'][0]:.3f} ± {stats['AP50'][1]:.3f} | {PAPER_VOC_AP50[row]} |")
-    superseded = results.get('superseded', [])
-    if superseded:
-        lines += ['', 'Superseded runs (kept for the record; the config has changed since):', '']
-        lines += [f"- {r['row']} seed {r['seed']}: mAP {r['mAP']:.3f}, AP50 {r['AP50']:.3f}. "
-                  f"{r['note']}" for r in superseded]
-    return '\n'.join(lines)
+    return '\n'.join(lines + results.superseded_lines(tuple(METRICS)))
 
 
 def main() -> None:
@@ -117,21 +86,15 @@ def main() -> None:
         raise SystemExit(f'{args.teacher} does not exist: train the float demo detector first '
                          '(make demo, or tools/train.py configs/demo/conditional-detr_'
                          'mobilenetv2-s16_3x3l_20min_fashion-scenes.py)')
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    results.update(config=CONFIG, data='Fashion Scenes val (500 canvases), COCO bbox metrics',
-                   command='python benchmarks/qdetr_ablation.py ' + ' '.join(sys.argv[1:]))
+    results = ResultsFile(RESULTS, TABLE)
+    results.data.update(config=CONFIG, data='Fashion Scenes val (500 canvases), COCO bbox metrics',
+                        command='python benchmarks/qdetr_ablation.py ' + ' '.join(sys.argv[1:]))
     for seed in args.seeds:
         for row in args.rows:
-            runs = results.setdefault('runs', {}).setdefault(row, {})
-            if str(seed) in runs and not args.force:
+            if results.has(row, seed) and not args.force:
                 continue
-            runs[str(seed)] = run(row, seed, args.teacher, args.iters, args.work_root)
-            table = summarize(results)
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps(results, indent=2) + '\n')
-            TABLE.write_text(table + '\n')
-            print(table, flush=True)
-
+            run_result = run(row, seed, args.teacher, args.iters, args.work_root)
+            results.record(row, seed, run_result, summarize)
 
 if __name__ == '__main__':
     main()

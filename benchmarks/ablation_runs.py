@@ -1,0 +1,83 @@
+"""Shared pieces of the miniature-reproduction benchmarks: train one row of an ablation with
+``tools/train.py``, read its final validation metrics, and keep every run in a results file
+that accumulates over invocations (mean and spread over seeds)."""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # mmext and projects/ from a plain clone, as tools/ do
+
+
+def final_metrics(work_dir: Path, keys: dict[str, str]) -> dict:
+    """``{name: value}`` of the last validation in the run's scalars.json, for
+    ``keys = {name: scalar key}`` (e.g. ``{'mAP': 'coco/bbox_mAP'}``)."""
+    logs = sorted(work_dir.glob('*/vis_data/scalars.json'))
+    if not logs:
+        raise FileNotFoundError(f'no scalars.json under {work_dir}: the run did not validate')
+    entries = [json.loads(line) for line in logs[-1].read_text().splitlines() if line.strip()]
+    first = next(iter(keys.values()))
+    val = [e for e in entries if first in e]
+    if not val:
+        raise ValueError(f'{logs[-1]} has no {first} entry')
+    return {name: val[-1][key] for name, key in keys.items()}
+
+
+def train(config: str, work_dir: Path, options: list[str], label: str) -> float:
+    """Run ``tools/train.py config --work-dir work_dir --cfg-options options`` from the repo
+    root; return its wall time in minutes; raise with the output's tail if it fails."""
+    start = time.time()
+    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir),
+           '--cfg-options', *options]
+    print(f'[{label}] ' + ' '.join(cmd[1:]), flush=True)
+    done = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f'{label} failed:\n{done.stdout[-3000:]}')
+    return round((time.time() - start) / 60, 1)
+
+
+def mean_spread(values: list[float]) -> tuple[float, float]:
+    """Mean and half the range."""
+    return statistics.mean(values), (max(values) - min(values)) / 2
+
+
+class ResultsFile:
+    """``{'runs': {row: {seed: run}}, 'summary': ..., 'superseded': [...], ...}`` in a JSON
+    file, with a markdown table written beside it after every run."""
+
+    def __init__(self, path: Path, table: Path):
+        self.path, self.table = path, table
+        self.data = json.loads(path.read_text()) if path.is_file() else {}
+
+    def runs(self, row: str) -> dict:
+        return self.data.setdefault('runs', {}).setdefault(row, {})
+
+    def has(self, row: str, seed: int) -> bool:
+        return str(seed) in self.data.get('runs', {}).get(row, {})
+
+    def record(self, row: str, seed: int, run: dict,
+               summarize: Callable[[ResultsFile], str]) -> None:
+        """Keep ``run``, then save the file and the table ``summarize(self)`` returns."""
+        self.runs(row)[str(seed)] = run
+        self.save(summarize(self))
+
+    def save(self, table: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps(self.data, indent=2) + '\n')
+        self.table.write_text(table + '\n')
+        print(table, flush=True)
+
+    def superseded_lines(self, metrics: tuple[str, ...]) -> list[str]:
+        superseded = self.data.get('superseded', [])
+        if not superseded:
+            return []
+        lines = ['', 'Superseded runs (kept for the record; the config has changed since):', '']
+        return lines + [f"- {r['row']} seed {r['seed']}: " + ', '.join(
+            f'{m} {r[m]:.3f}' for m in metrics) + f". {r['note']}" for r in superseded]
