@@ -90,7 +90,8 @@ def diagnostics(row: str, checkpoint: Path, teacher_checkpoint: str) -> dict:
     inputs, samples = first_test_batch(student)
     grads = attention_input_gradients(student, inputs, samples)
     tau = attention_ranking_agreement(student, teacher, inputs[:64])
-    return dict(grad_norm={k: round(v, 6) for k, v in grads.items()}, kendall_tau=round(tau, 4))
+    return dict(grad_norm={k: float(f'{v:.4g}') for k, v in grads.items()},
+                kendall_tau=round(tau, 4))
 
 
 def run(row: str, seed: int, teacher: str, extra: list[str], work_root: Path) -> dict:
