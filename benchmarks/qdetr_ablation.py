@@ -57,7 +57,7 @@ def run(row: str, seed: int, teacher: str, iters: int | None, work_root: Path) -
 
 def summarize(results: ResultsFile) -> str:
     lines = ['| row | W-A-Attn | runs | mAP (mean ± spread) | AP50 (mean ± spread) | '
-             'paper VOC AP50 |', '|---|---|---|---|---|---|']
+             'paper, VOC AP50 in % |', '|---|---|---|---|---|---|']
     for row, (name, bits, _) in ROWS.items():
         runs = list(results.runs(row).values())
         if not runs:
