@@ -45,6 +45,7 @@ class QueryDistributionAlignment(nn.Module):
         self.gamma = nn.Parameter(torch.ones(head_dim))
         self.beta = nn.Parameter(torch.zeros(head_dim))
         self.register_buffer('initialized', torch.tensor(init == 'paper'))
+        self._fitted = False
 
     def standardise(self, q: torch.Tensor) -> torch.Tensor:
         mean = q.mean(dim=-1, keepdim=True)
@@ -68,9 +69,18 @@ class QueryDistributionAlignment(nn.Module):
             raise ValueError(f'QueryDistributionAlignment for head dim {self.head_dim} got q of '
                              f'shape {tuple(q.shape)}')
         z = self.standardise(q)
-        if not self.initialized:
-            self.fit(q, z)
+        if not self._fitted:  # the buffer is read (a device sync) only until it is set
+            if not self.initialized:
+                self.fit(q, z)
+            self._fitted = True
         return self.gamma * z + self.beta
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a checkpoint with gamma and beta but no flag (saved before 'fit' existed) is trained
+        if prefix + 'gamma' in state_dict and prefix + 'initialized' not in state_dict:
+            state_dict[prefix + 'initialized'] = torch.tensor(True)
+        self._fitted = False
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         return f'head_dim={self.head_dim}, init={self.init!r}'

@@ -50,6 +50,12 @@ def test_distribution_alignment_fit_init_reproduces_the_queries_and_is_kept_on_l
     loaded.load_state_dict(fitted.state_dict())
     loaded(torch.randn(1, 2, 3, 16))
     torch.testing.assert_close(loaded.gamma, fitted.gamma)
+    # a trained checkpoint from before the flag existed is not refitted either
+    old_style = {k: v for k, v in fitted.state_dict().items() if k != 'initialized'}
+    legacy = qdetr.QueryDistributionAlignment(head_dim=16, init='fit')
+    legacy.load_state_dict(old_style)
+    legacy(torch.randn(1, 2, 3, 16))
+    torch.testing.assert_close(legacy.beta, fitted.beta)
     with pytest.raises(ValueError, match="'paper', 'fit'"):
         qdetr.QueryDistributionAlignment(16, init='ones')
 
