@@ -181,15 +181,7 @@ def test_missing_or_mismatched_teacher_checkpoint_is_named(teacher_checkpoint, t
 
 def test_qdetr_on_dab_detr_aligns_and_distills(tmp_path):
     """DAB-DETR (mmdet's ConditionalAttention with anchor-box queries) as student and teacher."""
-    from mmengine.hub import get_config
-    cfg = get_config('mmdet::dab_detr/dab-detr_r50_8xb2-50e_coco.py').model
-    cfg.backbone.update(depth=18, init_cfg=None)
-    cfg.neck.in_channels = [512]
-    cfg.num_queries = 5
-    for part, layers in (('encoder', 1), ('decoder', 2)):
-        cfg[part].num_layers = layers
-        cfg[part].layer_cfg.ffn_cfg.feedforward_channels = 128
-    cfg = cfg.to_dict()
+    cfg = tiny_conditional_detr_cfg('mmdet::dab_detr/dab-detr_r50_8xb2-50e_coco.py')
     with DefaultScope.overwrite_default_scope('mmdet'):
         from mmdet.registry import MODELS as MMDET_MODELS
         torch.manual_seed(1)

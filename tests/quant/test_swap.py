@@ -200,11 +200,12 @@ def test_swap_on_an_mmseg_segmentor():
     assert model.decode_head.convs[0].conv.w_quantizer.scale.grad is not None
 
 
-def tiny_conditional_detr_cfg() -> dict:
-    """mmdet's Conditional DETR config, shrunk: ResNet-18, 1+2 layers, 5 queries (its sine
-    embeddings fix the width at 256; decoder layer 1 has no qpos_proj)."""
+def tiny_conditional_detr_cfg(
+        config: str = 'mmdet::conditional_detr/conditional-detr_r50_8xb2-50e_coco.py') -> dict:
+    """mmdet's Conditional DETR config (or DAB-DETR's), shrunk: ResNet-18, 1+2 layers,
+    5 queries (its sine embeddings fix the width at 256; decoder layer 1 has no qpos_proj)."""
     from mmengine.hub import get_config
-    cfg = get_config('mmdet::conditional_detr/conditional-detr_r50_8xb2-50e_coco.py').model
+    cfg = get_config(config).model
     cfg.backbone.update(depth=18, init_cfg=None)
     cfg.neck.in_channels = [512]
     cfg.num_queries = 5
