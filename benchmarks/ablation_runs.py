@@ -14,18 +14,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # mmext and projects/ from a plain clone, as tools/ do
 
+from mmext.utils.run_logs import read_scalars  # noqa: E402
+
 
 def final_metrics(work_dir: Path, keys: dict[str, str]) -> dict:
     """``{name: value}`` of the last validation in the run's scalars.json, for
     ``keys = {name: scalar key}`` (e.g. ``{'mAP': 'coco/bbox_mAP'}``)."""
-    logs = sorted(work_dir.glob('*/vis_data/scalars.json'))
-    if not logs:
-        raise FileNotFoundError(f'no scalars.json under {work_dir}: the run did not validate')
-    entries = [json.loads(line) for line in logs[-1].read_text().splitlines() if line.strip()]
     first = next(iter(keys.values()))
-    val = [e for e in entries if first in e]
+    val = [e for e in read_scalars(work_dir) if first in e]
     if not val:
-        raise ValueError(f'{logs[-1]} has no {first} entry')
+        raise ValueError(f'the latest run under {work_dir} logged no {first}: it did not '
+                         'validate')
     return {name: val[-1][key] for name, key in keys.items()}
 
 

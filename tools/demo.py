@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # mmext from a plain clone too
+from mmext.utils.run_logs import read_scalars  # noqa: E402
 from mmext.utils.schedule import iter_schedule_options  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,14 +41,6 @@ def run(step: str, *args: str) -> float:
     start = time.perf_counter()
     subprocess.run([sys.executable, *args], cwd=REPO, check=True)
     return time.perf_counter() - start
-
-
-def read_scalars(run_dir: Path) -> list[dict]:
-    """The entries of mmengine's LocalVisBackend log (``vis_data/scalars.json``) of a train run."""
-    files = sorted(run_dir.glob('*/vis_data/scalars.json'))
-    if not files:
-        raise FileNotFoundError(f'no vis_data/scalars.json under {run_dir}')
-    return [json.loads(line) for line in files[-1].read_text().splitlines() if line.strip()]
 
 
 def read_test_metrics(run_dir: Path) -> dict:
