@@ -41,8 +41,8 @@ def _child(name: str, parent: Registry, locations: list[str]) -> Registry:
 
 
 # Where the components of each kind live; imported on first lookup.
-_ENGINE: list[str] = []  # no engine components yet (hooks, loops come with the methods)
-_MODELS = ['mmext.models', 'mmext.quant']
+_ENGINE = ['mmext.engine', 'mmext.nas']
+_MODELS = ['mmext.models', 'mmext.quant', 'mmext.nas']
 _DATA = ['mmext.datasets']
 _EVALUATION: list[str] = []  # no metrics yet
 

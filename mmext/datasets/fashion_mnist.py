@@ -121,15 +121,29 @@ class FashionMNIST(BaseDataset):
     Args:
         data_root: folder of the IDX files (default: ``$MMEXT_FASHION_MNIST`` or Debian's path).
         split: 'train' or 'test'.
+        index_range: keep items ``start <= i < stop`` of the split only, e.g. (0, 30000) and
+            (30000, 60000) for the two halves of the training set a NAS search trains weights
+            and architecture on. ``indices`` (of BaseDataset) then applies within the range.
         **kwargs: passed to ``mmpretrain.datasets.BaseDataset`` (pipeline, indices, ...).
     """
 
     METAINFO = {'classes': FASHION_MNIST_CLASSES}
 
-    def __init__(self, data_root: str = '', split: str = 'train', **kwargs):
+    def __init__(self, data_root: str = '', split: str = 'train',
+                 index_range: tuple[int, int] | None = None, **kwargs):
         self.split = split
+        if index_range is not None and split in _FILES:
+            count = _FILES[split][2]
+            start, stop = index_range
+            if not 0 <= start < stop <= count:
+                raise ValueError(f'index_range {tuple(index_range)} must satisfy 0 <= start < '
+                                 f'stop <= {count} (the size of the {split!r} split)')
+        self.index_range = index_range
         super().__init__(ann_file='', data_root=data_root, **kwargs)
 
     def load_data_list(self) -> list[dict]:
         images, labels = load_fashion_mnist(self.split, self.data_root or None)
-        return [{'img': img, 'gt_label': int(label)} for img, label in zip(images, labels)]
+        items = [{'img': img, 'gt_label': int(label)} for img, label in zip(images, labels)]
+        if self.index_range is not None:
+            items = items[self.index_range[0]:self.index_range[1]]
+        return items
