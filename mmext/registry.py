@@ -42,7 +42,7 @@ def _child(name: str, parent: Registry, locations: list[str]) -> Registry:
 
 # Where the components of each kind live; imported on first lookup.
 _ENGINE = ['mmext.engine', 'mmext.nas']
-_MODELS = ['mmext.models', 'mmext.quant', 'mmext.nas']
+_MODELS = ['mmext.models', 'mmext.quant', 'mmext.nas', 'mmext.distill']
 _DATA = ['mmext.datasets']
 _EVALUATION: list[str] = []  # no metrics yet
 

@@ -1,4 +1,6 @@
 """Teacher-student plumbing shared by the distillers (methods.md §1.3)."""
+from .classifier import DistilledClassifier
+from .losses import LogitDistillationLoss
 from .teacher import (
     TeacherStudentModel,
     build_frozen_teacher,
@@ -6,4 +8,5 @@ from .teacher import (
     load_config,
 )
 
-__all__ = ['TeacherStudentModel', 'build_frozen_teacher', 'check_teacher_cfg', 'load_config']
+__all__ = ['DistilledClassifier', 'LogitDistillationLoss', 'TeacherStudentModel',
+           'build_frozen_teacher', 'check_teacher_cfg', 'load_config']

@@ -64,7 +64,8 @@ class DartsNetwork(BaseModule):
         channels: channels of the first cells (doubled at each reduction).
         num_cells: cells in total.
         in_channels: input image channels.
-        binary: 1-bit convolutions inside the cells (stem stays real-valued).
+        binary: True: 1-bit convolutions inside the cells (stem stays real-valued);
+            'activations': 1-bit inputs, real weights (step 1 of two-step retraining); False.
         stem: 'cifar' (one 3 x 3 conv, full resolution) or 'imagenet' (two stride-2 stems,
             then a reduction: the input shrinks 8x before the first cell, as in DARTS).
         stem_multiplier: the CIFAR stem's output is ``stem_multiplier * channels``.
@@ -73,7 +74,7 @@ class DartsNetwork(BaseModule):
     """
 
     def __init__(self, genotype: str | Genotype, channels: int = 36, num_cells: int = 20,
-                 in_channels: int = 3, binary: bool = True, stem: str = 'cifar',
+                 in_channels: int = 3, binary: bool | str = True, stem: str = 'cifar',
                  stem_multiplier: int = 3, stem_stride: int = 1, out_indices: tuple[int, ...] = (-1, ),
                  init_cfg=None):
         super().__init__(init_cfg)
@@ -123,7 +124,7 @@ class DartsNetwork(BaseModule):
         else:
             s0 = s1 = self.stem(x)
         outs = []
-        for i, cell in enumerate(self.cells):
+        for i, cell in enumerate(self.cells[:max(self.out_indices) + 1]):  # none after the last
             s0, s1 = s1, cell(s0, s1)
             if i in self.out_indices:
                 outs.append(s1)

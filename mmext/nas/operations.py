@@ -29,9 +29,25 @@ def binary_conv(in_channels: int, out_channels: int, kernel_size: int, stride: i
                    a_quantizer=dict(type='SignBinarizer', ste='approx_sign'))
 
 
+BINARY_CHOICES = (False, True, 'activations')
+
+
+def check_binary(binary) -> bool | str:
+    """``binary`` is False (real-valued), True (1-bit weights and activations) or
+    'activations' (1-bit activations, real weights: step 1 of the two-step retraining)."""
+    if binary not in BINARY_CHOICES or isinstance(binary, int) and not isinstance(binary, bool):
+        raise ValueError(f"binary must be False, True or 'activations', got {binary!r}")
+    return binary
+
+
 def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-         padding: int = 0, dilation: int = 1, groups: int = 1, binary: bool = False) -> nn.Module:
-    """A bias-free convolution, 1-bit if ``binary``."""
+         padding: int = 0, dilation: int = 1, groups: int = 1,
+         binary: bool | str = False) -> nn.Module:
+    """A bias-free convolution: real-valued, 1-bit (``binary=True``) or with 1-bit inputs and
+    real weights (``binary='activations'``)."""
+    if check_binary(binary) == 'activations':
+        return QConv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                       bias=False, a_quantizer=dict(type='SignBinarizer', ste='approx_sign'))
     if binary:
         return binary_conv(in_channels, out_channels, kernel_size, stride, padding, dilation,
                            groups)
@@ -39,9 +55,10 @@ def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                      bias=False)
 
 
-def activation(binary: bool) -> nn.Module:
-    """ReLU before a real-valued convolution; nothing before a 1-bit one (it signs its input)."""
-    return nn.Identity() if binary else nn.ReLU(inplace=False)
+def activation(binary: bool | str) -> nn.Module:
+    """ReLU before a real-valued convolution; nothing before one with 1-bit inputs (it signs
+    its input)."""
+    return nn.Identity() if check_binary(binary) else nn.ReLU(inplace=False)
 
 
 class ReLUConvBN(nn.Sequential):

@@ -159,6 +159,47 @@ class DCPNAS(BaseModel):
         optim_wrapper.step()
         optim_wrapper.zero_grad()
 
+    def parent_arch_gradient(self, inputs: torch.Tensor, labels: torch.Tensor):
+        """``L_NAS = CE(parent(x, alpha), y)`` and its gradient ``dL_NAS / dalpha`` by cell type
+        (the tangent direction before its sign). Returns (loss, logits, grads)."""
+        alphas = self.alphas()
+        keys = tuple(alphas)
+        logits = self.parent(inputs, {k: a.softmax(-1) for k, a in alphas.items()})
+        loss = F.cross_entropy(logits, labels)
+        grads = torch.autograd.grad(loss, [alphas[k] for k in keys])
+        return loss, logits, dict(zip(keys, grads))
+
+    def child_arch_gradient(self, inputs: torch.Tensor, target: torch.Tensor,
+                            tangent: torch.Tensor):
+        """The child's architecture gradient ``u + lambda * F dD/du`` (flat over the cell types).
+
+        Args:
+            inputs: (B, C, H, W) architecture batch.
+            target: (B, classes) the parent's softmax output on it.
+            tangent: (P,) the tangent direction, flat like :meth:`ArchParameters.alphas`.
+
+        Returns:
+            (G, grad (P,), D(u), u (P,)): the child's KL to the parent, the corrected gradient,
+            the discrepancy and ``u = dG / dalpha``. ``F = mean_b g_b g_b^T`` over the per-sample
+            gradients g_b of G (the empirical Fisher standing in for G's Hessian).
+        """
+        alphas = self.alphas()
+        keys = tuple(alphas)
+        weights = {k: a.softmax(-1) for k, a in alphas.items()}
+        self.child.record_edges(True)
+        try:
+            logits = self.child(inputs, weights)
+            g = F.kl_div(logits.log_softmax(-1), target, reduction='batchmean')
+            u = torch.autograd.grad(g, [alphas[k] for k in keys])
+            shares = self.child.per_sample_arch_grads(weights)
+        finally:
+            self.child.record_edges(False)
+        u = torch.cat([t.flatten() for t in u])
+        d_value, d_grad = discrepancy(u, tangent, self.discrepancy)
+        per_sample = inputs.shape[0] * _flat(shares, keys).flatten(1)  # (B, P) own gradients
+        fisher_v = per_sample.T @ (per_sample @ d_grad) / per_sample.shape[0]
+        return g, u + self.tangent_weight * fisher_v, d_value, u
+
     # training ------------------------------------------------------------------------------
     def train_step(self, data: dict, optim_wrapper) -> dict[str, torch.Tensor]:
         """One search iteration on ``dict(train=batch, arch=batch)`` (``NASSearchLoop``) with an
@@ -181,10 +222,7 @@ class DCPNAS(BaseModel):
             optim_wrapper['parent'].update_params(loss)
             log['loss_parent'] = loss.detach()
             # 2. parent architecture and the tangent direction
-            alphas = self.alphas()
-            logits_pa = self.parent(x_a, {k: a.softmax(-1) for k, a in alphas.items()})
-            loss_nas = F.cross_entropy(logits_pa, y_a)
-            g_parent = dict(zip(keys, torch.autograd.grad(loss_nas, [alphas[k] for k in keys])))
+            loss_nas, logits_pa, g_parent = self.parent_arch_gradient(x_a, y_a)
             self._arch_step(optim_wrapper['arch'], g_parent, self.parent)
             log['loss_nas'] = loss_nas.detach()
             sign = 1.0 if self.tangent == 'loss_gradient' else -1.0
@@ -209,27 +247,15 @@ class DCPNAS(BaseModel):
         optim_wrapper['child'].update_params(loss)
 
         # 4. child architecture
-        alphas = self.alphas()
-        weights = {k: a.softmax(-1) for k, a in alphas.items()}
-        if not self.use_parent:
-            loss_a = F.cross_entropy(self.child(x_a, weights), y_a)
+        if not self.use_parent:  # first-order DARTS on the child alone
+            alphas = self.alphas()
+            loss_a = F.cross_entropy(self.child(x_a, {k: a.softmax(-1) for k, a in
+                                                      alphas.items()}), y_a)
             grads = dict(zip(keys, torch.autograd.grad(loss_a, [alphas[k] for k in keys])))
             self._arch_step(optim_wrapper['arch'], grads, self.child)
             log['loss_child_arch'] = loss_a.detach()
             return log
-        self.child.record_edges(True)
-        try:
-            logits_ca = self.child(x_a, weights)
-            g = F.kl_div(logits_ca.log_softmax(-1), target_a, reduction='batchmean')
-            u = torch.autograd.grad(g, [alphas[k] for k in keys])
-            shares = self.child.per_sample_arch_grads(weights)
-        finally:
-            self.child.record_edges(False)
-        u = torch.cat([t.flatten() for t in u])
-        d_value, d_grad = discrepancy(u, tangent, self.discrepancy)
-        per_sample = x_a.shape[0] * _flat(shares, keys).flatten(1)  # (B, P): own gradients
-        fisher_v = per_sample.T @ (per_sample @ d_grad) / per_sample.shape[0]
-        grad = u + self.tangent_weight * fisher_v
+        g, grad, d_value, u = self.child_arch_gradient(x_a, target_a, tangent)
         self._arch_step(optim_wrapper['arch'], _unflat(grad, self.arch.alphas(), keys),
                         self.child)
         log.update(loss_child_arch=g.detach(), discrepancy=d_value.detach(),
