@@ -4,7 +4,7 @@ parent find better 1-bit cells?
     python benchmarks/dcpnas.py                          # 3 rows x 2 seeds
     python benchmarks/dcpnas.py --rows random --seeds 2  # add one run
 
-Rows, each retrained the same way (``configs/dcpnas/dcpnas-retrain_1xb128-10e_fashion-mnist.py``
+Rows, each retrained the same way (``configs/dcpnas/dcpnas-retrain_1xb128-3e_fashion-mnist.py``
 through ``tools/train.py``, with the row's genotype and the seed):
 
 - ``dcpnas``: the genotype of ``configs/dcpnas/dcpnas_search_fashion-mnist.py`` (parent and
@@ -29,7 +29,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 SEARCH_CONFIG = 'configs/dcpnas/dcpnas_search_fashion-mnist.py'
-RETRAIN_CONFIG = 'configs/dcpnas/dcpnas-retrain_1xb128-10e_fashion-mnist.py'
+RETRAIN_CONFIG = 'configs/dcpnas/dcpnas-retrain_1xb128-3e_fashion-mnist.py'
 RESULTS = Path(__file__).parent / 'results/dcpnas.json'
 METRICS = {'top1': 'accuracy/top1'}
 ROWS = {

@@ -6,7 +6,7 @@ from mmengine.registry import MODELS, DefaultScope
 from .conftest import REPO
 
 CONFIGS = sorted(p.relative_to(REPO) for p in (REPO / 'configs').rglob('*.py')
-                 if 'genotypes' not in p.parts)  # genotype fragments are not configs
+                 if not {'genotypes', '_base_'} & set(p.parts))  # fragments, not configs
 # the genotype of configs that retrain a search's output, when that search has not run here
 GENOTYPE = REPO / 'configs/dcpnas/genotypes/dcpnas_fashion-mnist_seed0.py'
 

@@ -1,7 +1,7 @@
 # Real-valued DeiT-Tiny (12 layers, embed 192, 3 heads) on Fashion-MNIST: patch 4 on the 28 x 28
 # grey images (49 patches + the class token), one input channel, 10 classes, through the stock
 # mmpretrain runner. The teacher and starting point of bivit_deit-tiny-p4_*_fashion-mnist.py.
-_base_ = ['mmpretrain::_base_/default_runtime.py']
+_base_ = ['../_base_/datasets/fashion-mnist_bs128.py', 'mmpretrain::_base_/default_runtime.py']
 custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
 
 model = dict(
@@ -21,30 +21,6 @@ model = dict(
         num_classes=10,
         in_channels=192,
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')))
-data_preprocessor = dict(num_classes=10, mean=[72.94], std=[90.02], to_rgb=False)
-
-dataset_type = 'mmext.FashionMNIST'
-train_pipeline = [
-    dict(type='RandomCrop', crop_size=28, padding=2),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
-    dict(type='PackInputs'),
-]
-test_pipeline = [dict(type='PackInputs')]
-train_dataloader = dict(
-    batch_size=128,
-    num_workers=1,
-    persistent_workers=True,
-    dataset=dict(type=dataset_type, split='train', pipeline=train_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=True))
-val_dataloader = dict(
-    batch_size=500,
-    num_workers=1,
-    persistent_workers=True,
-    dataset=dict(type=dataset_type, split='test', pipeline=test_pipeline),
-    sampler=dict(type='DefaultSampler', shuffle=False))
-val_evaluator = dict(type='Accuracy', topk=(1, ))
-test_dataloader = val_dataloader
-test_evaluator = val_evaluator
 
 # DeiT's recipe, shortened: AdamW, weight decay 0.05, cosine with warm-up, label smoothing 0.1.
 max_epochs = 20

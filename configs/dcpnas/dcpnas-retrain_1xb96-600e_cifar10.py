@@ -2,7 +2,7 @@
 # (20 cells, 36 initial channels), real-valued stem and classifier, Adam + cosine (the binary
 # recipe of methods.md §4.5) for 600 epochs, batch 96. Pass your search's genotype:
 #   --cfg-options model.backbone.genotype=work_dirs/dcpnas_search_8xb64-50e_cifar10/genotype.py
-_base_ = ['./dcpnas-retrain_1xb128-10e_fashion-mnist.py']
+_base_ = ['./dcpnas-retrain_1xb128-3e_fashion-mnist.py']
 
 model = dict(
     backbone=dict(genotype='work_dirs/dcpnas_search_8xb64-50e_cifar10/genotype.py', channels=36,

@@ -2,13 +2,14 @@
 builds from it and trains / tests, and the same backbone trains in an mmdet detector."""
 import json
 import re
+import shutil
 
 import pytest
 
 from ..conftest import REPO, run_tool, scene_cfg_options
 
 SEARCH = REPO / 'configs/dcpnas/dcpnas_search_fashion-mnist.py'
-RETRAIN = REPO / 'configs/dcpnas/dcpnas-retrain_1xb128-10e_fashion-mnist.py'
+RETRAIN = REPO / 'configs/dcpnas/dcpnas-retrain_1xb128-3e_fashion-mnist.py'
 DETECTION = REPO / 'configs/dcpnas/conditional-detr_dcpnas-fashion-mnist-c16_fashion-scenes.py'
 
 
@@ -20,14 +21,16 @@ def _loader_options(loaders: dict[str, int]) -> list[str]:
     return options
 
 
+SEARCH_OPTIONS = ['default_hooks.logger.interval=1', 'model.supernet.channels=4',
+                  *_loader_options({'train_dataloader': 4, 'train_cfg.arch_dataloader': 4,
+                                    'val_dataloader': 4})]
+
+
 @pytest.fixture(scope='module')
 def searched(fashion_mnist_root, tmp_path_factory):
     """A 2-iteration search (4 channels) through tools/train.py; its work_dir."""
     work_dir = tmp_path_factory.mktemp('search')
-    options = ['train_cfg.max_epochs=1', 'default_hooks.logger.interval=1',
-               'model.supernet.channels=4',
-               *_loader_options({'train_dataloader': 4, 'train_cfg.arch_dataloader': 4,
-                                 'val_dataloader': 4})]
+    options = ['train_cfg.max_epochs=1', *SEARCH_OPTIONS]
     search = run_tool('tools/train.py', SEARCH, '--work-dir', work_dir, '--cfg-options',
                       *options)
     assert search.returncode == 0, search.stdout[-3000:]
@@ -45,6 +48,23 @@ def test_search_runs_in_the_runner_and_writes_the_genotype(searched):
     assert (work_dir / 'genotype.png').stat().st_size > 10_000
     from mmext.nas import load_genotype
     assert str(load_genotype(str(work_dir / 'genotype.py'))) == json.loads(lines[0])['genotype']
+
+
+def test_search_resumes_with_its_optimizers_and_architecture(searched, tmp_path):
+    work_dir, _ = searched
+    resumed = tmp_path / 'resumed'
+    shutil.copytree(work_dir, resumed)
+    (resumed / 'last_checkpoint').write_text(str(resumed / 'epoch_1.pth'))
+    run = run_tool('tools/train.py', SEARCH, '--work-dir', resumed, '--resume', '--cfg-options',
+                   'train_cfg.max_epochs=2', *SEARCH_OPTIONS)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert 'resumed epoch: 1, iter: 2' in run.stdout
+    assert re.search(r'Epoch\(train\) +\[2\]\[2/2\]', run.stdout), run.stdout[-2000:]
+    assert len((resumed / 'genotypes.jsonl').read_text().splitlines()) == 2
+    import torch
+    state = torch.load(resumed / 'epoch_1.pth', map_location='cpu', weights_only=False)
+    assert set(state['optimizer']) == {'parent', 'child', 'arch'}
+    assert 'arch.normal' in state['state_dict'] and 'decoupled.psi_normal' in state['state_dict']
 
 
 def test_retrain_config_builds_from_the_searched_genotype_and_tests(searched, tmp_path):
