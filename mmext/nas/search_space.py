@@ -14,7 +14,7 @@ from torch import nn
 from mmext.registry import MODELS
 
 from .genotype import derive_genotype
-from .operations import PRIMITIVES, FactorizedReduce, ReLUConvBN, build_operation
+from .operations import PRIMITIVES, FactorizedReduce, ReLUConvBN, build_operation, weight_norm
 
 
 def num_edges(steps: int) -> int:
@@ -46,12 +46,11 @@ class MixedOp(nn.Module):
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         out, outputs = None, []
         for name, op, w in zip(self.primitives, self.ops, weights):
-            if name == 'none':
-                outputs.append(None)
-                continue
-            y = op(x)
-            outputs.append(y.detach())
-            out = w * y if out is None else out + w * y
+            y = None if name == 'none' else op(x)
+            if self.recording:
+                outputs.append(None if y is None else y.detach())
+            if y is not None:
+                out = w * y if out is None else out + w * y
         if self.recording and out.requires_grad:
             self._outputs = outputs
             out.register_hook(self._keep_grad)
@@ -184,7 +183,6 @@ class DartsSupernet(nn.Module):
 
     def edge_weight_norms(self) -> dict[str, torch.Tensor]:
         """``R(w_m)`` per edge and operation, summed over the cells of each type: (E, M)."""
-        from .operations import weight_norm
         norms = {}
         for cell in self.cells:
             key = 'reduce' if cell.reduction else 'normal'
