@@ -25,7 +25,8 @@ class MultiOptimWrapperConstructor:
 
     Args:
         optim_wrapper_cfg: ``{name: optim wrapper config}``; each ``name`` must be an attribute
-            of the model holding an ``nn.Module`` or an ``nn.Parameter``.
+            of the model holding an ``nn.Module`` or an ``nn.Parameter``. An attribute that is
+            None (a part the model was built without) gets no optimizer.
         paramwise_cfg: must be None here; give ``paramwise_cfg`` inside each entry.
     """
 
@@ -49,6 +50,8 @@ class MultiOptimWrapperConstructor:
         model = getattr(model, 'module', model)
         wrappers = {}
         for name, constructor in self.constructors.items():
+            if hasattr(model, name) and getattr(model, name) is None:
+                continue  # a part the model was built without (e.g. DCPNAS(use_parent=False))
             part = getattr(model, name, None)
             if isinstance(part, nn.Parameter):
                 holder = nn.Module()
