@@ -32,6 +32,15 @@ def test_registered_dataset_reads_the_folder(fashion_mnist_root):
     assert item['img'].shape == (28, 28) and 0 <= item['gt_label'] < 10
 
 
+def test_index_range_keeps_a_slice_of_the_split(fashion_mnist_root):
+    images, labels = load_fashion_mnist('test')
+    ds = FashionMNIST(split='test', index_range=(9000, 10000), indices=3, pipeline=[])
+    assert len(ds) == 3
+    assert np.array_equal(ds[2]['img'], images[9002]) and ds[2]['gt_label'] == labels[9002]
+    with pytest.raises(ValueError, match=r'0 <= start < stop <= 10000'):
+        FashionMNIST(split='test', index_range=(5000, 10001))
+
+
 def test_idx_round_trip(tmp_path):
     images = np.arange(2 * 28 * 28).reshape(2, 28, 28) % 256
     _write_idx(tmp_path / 'x.gz', images, 2051)

@@ -46,8 +46,9 @@ class DumpGenotypeHook(Hook):
     def after_train(self, runner) -> None:
         genotype = self._genotype(runner)
         work_dir = Path(runner.work_dir)
-        comment = (f'Genotype found by {Path(runner.cfg.filename).name if runner.cfg.filename else "a search"}'
-                   f' after {runner.epoch} epochs ({runner.iter} iterations), seed {runner.seed}.\n'
+        config = Path(runner.cfg.filename).name if runner.cfg.filename else 'a search'
+        comment = (f'Genotype found by {config} after {runner.epoch} epochs ({runner.iter} '
+                   f'iterations), seed {runner.seed}.\n'
                    f'Retrain it: --cfg-options model.backbone.genotype={work_dir / "genotype.py"}')
         (work_dir / 'genotype.py').write_text(genotype_fragment(genotype, comment))
         runner.logger.info(f'Final genotype written to {work_dir / "genotype.py"}')

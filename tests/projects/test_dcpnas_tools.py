@@ -62,7 +62,7 @@ def test_search_resumes_with_its_optimizers_and_architecture(searched, tmp_path)
     assert re.search(r'Epoch\(train\) +\[2\]\[2/2\]', run.stdout), run.stdout[-2000:]
     assert len((resumed / 'genotypes.jsonl').read_text().splitlines()) == 2
     import torch
-    state = torch.load(resumed / 'epoch_1.pth', map_location='cpu', weights_only=False)
+    state = torch.load(resumed / 'epoch_2.pth', map_location='cpu', weights_only=False)
     assert set(state['optimizer']) == {'parent', 'child', 'arch'}
     assert 'arch.normal' in state['state_dict'] and 'decoupled.psi_normal' in state['state_dict']
 
