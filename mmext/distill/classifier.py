@@ -5,10 +5,24 @@ from __future__ import annotations
 import copy
 
 import torch
+from mmengine.registry import DefaultScope
 
 from mmext.registry import MODELS
 
 from .teacher import TeacherStudentModel
+
+
+def loss_with_logits(classifier, inputs: torch.Tensor, data_samples) -> tuple[dict, torch.Tensor]:
+    """An mmpretrain classifier's ``loss`` and the class logits (B, C) its head computed on
+    the way, from one forward pass."""
+    logits = []
+    handle = classifier.head.register_forward_hook(
+        lambda module, args, output: logits.append(output))
+    try:
+        losses = classifier.loss(inputs, data_samples)
+    finally:
+        handle.remove()
+    return losses, logits[0]
 
 
 @MODELS.register_module()
@@ -35,7 +49,6 @@ class DistilledClassifier(TeacherStudentModel):
         classifier = copy.deepcopy(dict(classifier))
         if data_preprocessor is not None:
             classifier.setdefault('data_preprocessor', data_preprocessor)
-        from mmengine.registry import DefaultScope
         with DefaultScope.overwrite_default_scope('mmpretrain'):
             from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
             student = MMPRETRAIN_MODELS.build(classifier)
@@ -50,14 +63,8 @@ class DistilledClassifier(TeacherStudentModel):
             return self.student.loss(inputs, data_samples)
         with torch.no_grad():
             teacher_logits = self.teacher(inputs, mode='tensor')
-        scores = []
-        handle = self.student.head.register_forward_hook(
-            lambda module, args, output: scores.append(output))
-        try:
-            losses = self.student.loss(inputs, data_samples)
-        finally:
-            handle.remove()
+        losses, logits = loss_with_logits(self.student, inputs, data_samples)
         losses = {k: v * self.label_loss_weight if k.startswith('loss') else v
                   for k, v in losses.items()}
-        losses['loss_logit'] = self.logit_loss(scores[0], teacher_logits)
+        losses['loss_logit'] = self.logit_loss(logits, teacher_logits)
         return losses

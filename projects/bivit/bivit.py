@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from mmext.distill import LogitDistillationLoss, TeacherStudentModel  # noqa: F401 (re-export)
+from mmext.distill.classifier import loss_with_logits
 from mmext.quant import QuantizedModel, twin_attention
 from mmext.registry import MODELS
 
@@ -67,16 +68,10 @@ class BiViT(TeacherStudentModel):
         teacher = self.teacher
         with torch.no_grad(), record_attention_logits(teacher) as t_logits:
             t_scores = teacher(inputs, mode='tensor')
-        scores = []
-        handle = self.student.head.register_forward_hook(
-            lambda module, args, output: scores.append(output))
-        try:
-            with record_attention_logits(self.student) as s_logits:
-                losses = self.student.loss(inputs, data_samples)
-        finally:
-            handle.remove()
+        with record_attention_logits(self.student) as s_logits:
+            losses, scores = loss_with_logits(self.student, inputs, data_samples)
         if self.logit_loss is not None:
-            losses['loss_logit'] = self.logit_loss(scores[0], t_scores)
+            losses['loss_logit'] = self.logit_loss(scores, t_scores)
         if self.rank_loss is not None:
             if set(s_logits) != set(t_logits):
                 raise ValueError('student and teacher have different attention layers: '
