@@ -42,9 +42,9 @@ def _child(name: str, parent: Registry, locations: list[str]) -> Registry:
 
 # Where the components of each kind live; imported on first lookup.
 _ENGINE = ['mmext.engine', 'mmext.nas']
-_MODELS = ['mmext.models', 'mmext.quant', 'mmext.nas', 'mmext.distill']
+_MODELS = ['mmext.models', 'mmext.quant', 'mmext.nas', 'mmext.distill', 'mmext.clip']
 _DATA = ['mmext.datasets']
-_EVALUATION: list[str] = []  # no metrics yet
+_EVALUATION = ['mmext.evaluation']
 
 RUNNERS = _child('runner', MMENGINE_RUNNERS, _ENGINE)
 RUNNER_CONSTRUCTORS = _child('runner constructor', MMENGINE_RUNNER_CONSTRUCTORS, _ENGINE)

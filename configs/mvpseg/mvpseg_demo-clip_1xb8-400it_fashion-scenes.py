@@ -1,0 +1,84 @@
+# MVP-SEG on the Fashion Scenes canvases with the demo CLIP (a stand-in: no CLIP weights can be
+# had here; make it with `python tools/clip/train_demo_clip.py`, about 10 min on 2 CPU cores).
+# Multi-view prompts (K = 3) + OCLoss + global prompt refining, trained on 7 seen Fashion-MNIST
+# classes + background; evaluated over all 11 names: mIoU seen / unseen / hIoU.
+#   python tools/train.py configs/mvpseg/mvpseg_demo-clip_1xb8-400it_fashion-scenes.py
+_base_ = ['mmseg::_base_/default_runtime.py']
+custom_imports = dict(imports=['mmext', 'projects.mvpseg'], allow_failed_imports=False)
+
+# label order of mmext.FashionScenesSegDataset; the text of each class
+class_names = ['background', 'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal',
+               'Shirt', 'Sneaker', 'Bag', 'Ankle boot']
+unseen_classes = ['Pullover', 'Sandal', 'Bag']
+seen_classes = [c for c in class_names if c not in unseen_classes]
+input_size = (256, 256)  # canvases are 128 x 128; 256 gives an 8 x 8 MobileNetV2 feature map
+
+model = dict(
+    type='mmext.MVPSegmentor',
+    data_preprocessor=dict(
+        type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True, pad_val=0, seg_pad_val=255, size=input_size),
+    clip=dict(type='mmext.OpenCLIPModel', model_name='local-dir:work_dirs/demo_clip'),
+    decode_head=dict(
+        type='mmext.MVPSegHead',
+        class_names=class_names,
+        seen_classes=seen_classes,
+        in_channels=256,
+        num_prompts=3,
+        num_context=16,
+        merge='mean',
+        oc_loss=dict(type='mmext.OrthogonalConstraintLoss', loss_weight=0.1),
+        gpr=dict(loss=dict(type='mmext.GlobalPromptLoss', loss_weight=1.0), threshold=0.01),
+        setting='inductive',
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+    test_cfg=dict(mode='whole'))
+
+dataset_type = 'mmext.FashionScenesSegDataset'
+data_root = 'data/fashion_scenes/'
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='Resize', scale=input_size, keep_ratio=False),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=input_size, keep_ratio=False),
+    dict(type='LoadAnnotations'),  # after Resize: labels stay at 128 x 128 for the metric
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=1,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(type=dataset_type, data_root=data_root,
+                 data_prefix=dict(img_path='train/images', seg_map_path='train/labels'),
+                 pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=4,
+    num_workers=1,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type=dataset_type, data_root=data_root,
+                 data_prefix=dict(img_path='val/images', seg_map_path='val/labels'),
+                 pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='mmext.OpenVocabIoUMetric', seen_classes=seen_classes,
+                     unseen_classes=unseen_classes, setting='inductive')
+test_evaluator = val_evaluator
+
+# only the prompt contexts train (the CLIP is frozen)
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.0))
+param_scheduler = [dict(type='CosineAnnealingLR', T_max=400, eta_min=1e-5, by_epoch=False)]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=400, val_interval=400)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=400, max_keep_ckpts=1),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'))

@@ -1,0 +1,6 @@
+"""MVP-SEG: multi-view prompt learning for open-vocabulary segmentation (projects/mvpseg/README.md)."""
+from .head import MVPSegHead
+from .losses import GlobalPromptLoss, OrthogonalConstraintLoss
+from .segmentor import MVPSegmentor
+
+__all__ = ['GlobalPromptLoss', 'MVPSegHead', 'MVPSegmentor', 'OrthogonalConstraintLoss']

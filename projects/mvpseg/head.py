@@ -1,0 +1,208 @@
+"""``mmext.MVPSegHead``: multi-view prompt decode head for open-vocabulary segmentation."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from mmseg.models.losses import accuracy
+from mmseg.models.utils import resize
+from torch import Tensor
+
+from mmext.clip import OpenCLIPModel, PromptLearner
+from mmext.evaluation import class_indices
+from mmext.registry import MODELS
+
+INACTIVE = -1e4  # logit of a class that is not a candidate (unseen names in inductive training)
+
+
+@MODELS.register_module()
+class MVPSegHead(BaseDecodeHead):
+    """Cosine logits between dense CLIP features and K learned prompt views per class.
+
+    ``forward`` takes the segmentor's features ``[dense (B, D, h, w), global (B, D)]`` (both
+    L2-normalised) and gives (B, C, h, w) logits over all ``class_names``:
+
+    - per view k: ``S_k = logit_scale * cos(F_p, t_{c,k})``, ``t_{c,k}`` the text embedding of
+      ``[SOS] P_k <name_c> . [EOS]`` with the learned context P_k shared by all classes;
+    - merged: ``S = mean_k S_k`` (or max);
+    - global prompt refining (``gpr``): presence ``pi = softmax_c(logit_scale * cos(z, t^g_c))``
+      from a separate global context; at inference the output is
+      ``log(softmax(S) * pi / sum_c(...))`` with classes of ``pi < threshold`` removed.
+
+    Training uses labels of ``seen_classes`` only; pixels of other classes are ignored.
+    Inductive: only seen names are candidates during training. Transductive: all names are,
+    and unlabelled pixels whose prediction is an unseen class with probability above
+    ``pseudo_label_threshold`` become pseudo-labels (methods.md 8.5, on the fly).
+
+    Args:
+        class_names: the text of every class, in label order.
+        seen_classes: names of the classes with training labels.
+        in_channels: D, the CLIP joint-space width.
+        num_prompts: K views per class (1: a single learned prompt).
+        num_context: M context tokens per view.
+        class_position: where the name goes in the prompt (``'end'``, ``'middle'``,
+            ``'front'``).
+        merge: ``'mean'`` or ``'max'`` over views.
+        learn_prompts: ``False`` gives the zero-shot baseline: fixed ``templates`` (prompt
+            ensembling), nothing to train.
+        oc_loss: the orthogonal constraint loss config
+            (``dict(type='mmext.OrthogonalConstraintLoss', loss_weight=0.1)``), or ``None``.
+        gpr: ``dict(loss=..., threshold=0.01, num_context=M)`` to use global prompt refining.
+        setting: ``'inductive'`` or ``'transductive'``.
+        logit_scale: the cosine temperature (CLIP: 100).
+    """
+
+    def __init__(self, class_names: Sequence[str], seen_classes: Sequence[str],
+                 in_channels: int, num_prompts: int = 3, num_context: int = 16,
+                 class_position: str = 'end', merge: str = 'mean', learn_prompts: bool = True,
+                 templates: Sequence[str] = ('a photo of a {}.', ),
+                 oc_loss: dict | None = None,
+                 gpr: dict | None = None, setting: str = 'inductive',
+                 pseudo_label_threshold: float = 0.9, logit_scale: float = 100.0, **kwargs):
+        kwargs.setdefault('dropout_ratio', 0.0)
+        kwargs.setdefault('init_cfg', None)
+        super().__init__(in_channels=in_channels, channels=in_channels,
+                         num_classes=len(class_names), **kwargs)
+        del self.conv_seg  # classes are text embeddings, not a convolution
+        if merge not in ('mean', 'max'):
+            raise ValueError(f"merge must be 'mean' or 'max', not {merge!r}")
+        if setting not in ('inductive', 'transductive'):
+            raise ValueError(f"setting must be 'inductive' or 'transductive', not {setting!r}")
+        self.class_names = list(class_names)
+        self.seen = class_indices(seen_classes, self.class_names, 'seen_classes')
+        self.unseen = [i for i in range(len(self.class_names)) if i not in self.seen]
+        self.num_prompts, self.num_context = num_prompts, num_context
+        self.class_position, self.merge = class_position, merge
+        self.learn_prompts, self.templates = learn_prompts, list(templates)
+        self.oc_loss = MODELS.build(oc_loss) if oc_loss and learn_prompts else None
+        self.gpr_cfg = dict(gpr) if gpr else None
+        self.gpr_loss = MODELS.build(self.gpr_cfg.pop('loss', dict(
+            type='mmext.GlobalPromptLoss'))) if self.gpr_cfg else None
+        self.setting, self.pseudo_label_threshold = setting, pseudo_label_threshold
+        self.logit_scale = logit_scale
+        self.clip: OpenCLIPModel | None = None
+
+    # ---------------------------------------------------------------- set-up
+    def bind_clip(self, clip: OpenCLIPModel) -> None:
+        """Use ``clip``'s text tower (owned by the segmentor: kept out of this head's
+        state dict) and create the learnable contexts for its token width."""
+        if clip.embed_dim != self.in_channels:
+            raise ValueError(f'in_channels={self.in_channels} but the CLIP joint space has '
+                             f'{clip.embed_dim} dimensions')
+        self.__dict__['clip'] = clip  # a reference, not a sub-module
+        width = clip.text_tower.width
+        if self.learn_prompts:
+            self.prompts = PromptLearner(width, self.num_context, self.num_prompts,
+                                         self.class_position)
+        if self.gpr_cfg is not None:
+            self.global_prompt = PromptLearner(
+                width, self.gpr_cfg.get('num_context', self.num_context), 1, self.class_position)
+
+    def _check_bound(self) -> None:
+        if self.clip is None:
+            raise RuntimeError('MVPSegHead needs a CLIP text tower: build it inside '
+                               'mmext.MVPSegmentor, or call head.bind_clip(clip)')
+
+    def active_classes(self) -> list[int]:
+        """Candidate classes: seen ones in inductive training, else all."""
+        if self.training and self.setting == 'inductive':
+            return self.seen
+        return list(range(self.num_classes))
+
+    # ---------------------------------------------------------------- text
+    def view_embeddings(self, classes: Sequence[int]) -> Tensor:
+        """(C_a, K, D) normalised text embeddings of the candidate classes."""
+        self._check_bound()
+        names = [self.class_names[i] for i in classes]
+        if self.learn_prompts:
+            views = self.prompts(self.clip.text_tower, names)
+        else:
+            with torch.no_grad():
+                views = self.clip.zero_shot_weights(names, self.templates)[:, None]
+        return F.normalize(views, dim=-1)
+
+    def presence_logits(self, image_embedding: Tensor, classes: Sequence[int]) -> Tensor:
+        """GPR: (B, C_a) logits of each candidate class being in the image."""
+        names = [self.class_names[i] for i in classes]
+        text = F.normalize(self.global_prompt(self.clip.text_tower, names)[:, 0], dim=-1)
+        return self.logit_scale * image_embedding @ text.T
+
+    # ---------------------------------------------------------------- forward
+    def view_logits(self, inputs: Sequence[Tensor], classes: Sequence[int]
+                    ) -> tuple[Tensor, Tensor]:
+        """Per-view logits (B, K, C_a, h, w) and the view embeddings (C_a, K, D)."""
+        dense = inputs[0]
+        if dense.ndim != 4 or dense.shape[1] != self.in_channels:
+            raise ValueError(f'expected dense features (B, {self.in_channels}, h, w), got '
+                             f'{tuple(dense.shape)}')
+        views = self.view_embeddings(classes)
+        return self.logit_scale * torch.einsum('bdhw,ckd->bkchw', dense, views), views
+
+    def merge_views(self, per_view: Tensor) -> Tensor:
+        return per_view.mean(1) if self.merge == 'mean' else per_view.amax(1)
+
+    def _scatter(self, logits: Tensor, classes: Sequence[int]) -> Tensor:
+        """(B, C_a, ...) candidate logits -> (B, C, ...) with the other classes inactive."""
+        if len(classes) == self.num_classes:
+            return logits
+        shape = (logits.shape[0], self.num_classes) + logits.shape[2:]
+        full = logits.new_full(shape, INACTIVE)
+        full[:, list(classes)] = logits
+        return full
+
+    def forward(self, inputs: Sequence[Tensor]) -> Tensor:
+        """Logits (B, C, h, w); with GPR at inference, log of the refined probabilities."""
+        classes = self.active_classes()
+        per_view, _ = self.view_logits(inputs, classes)
+        logits = self.merge_views(per_view)
+        if self.gpr_cfg is not None and not self.training:
+            presence = self.presence_logits(inputs[1], classes).softmax(-1)  # (B, C_a)
+            presence = presence * (presence >= self.gpr_cfg.get('threshold', 0.01))
+            probs = logits.softmax(1) * presence[:, :, None, None]
+            probs = probs / probs.sum(1, keepdim=True).clamp_min(1e-12)
+            logits = probs.clamp_min(1e-12).log()
+        return self._scatter(logits, classes)
+
+    # ---------------------------------------------------------------- losses
+    def _training_labels(self, batch_data_samples) -> Tensor:
+        """(B, 1, H, W) labels with every class but the seen ones set to ignore."""
+        labels = self._stack_batch_gt(batch_data_samples).clone()
+        keep = torch.zeros(max(self.num_classes, 256), dtype=torch.bool, device=labels.device)
+        keep[self.seen] = True
+        labels[~keep[labels.long().clamp(0, keep.numel() - 1)]] = self.ignore_index
+        return labels
+
+    def loss(self, inputs, batch_data_samples, train_cfg) -> dict:
+        if not self.learn_prompts and self.gpr_loss is None:
+            raise RuntimeError('this head has nothing to train (learn_prompts=False, no GPR): '
+                               'evaluate it with tools/test.py instead')
+        classes = self.active_classes()
+        per_view, views = self.view_logits(inputs, classes)
+        labels = self._training_labels(batch_data_samples)
+        logits = resize(self._scatter(self.merge_views(per_view), classes),
+                        size=labels.shape[2:], mode='bilinear', align_corners=self.align_corners)
+        labels = labels.squeeze(1)
+        losses = {}
+        if self.setting == 'transductive' and self.unseen:
+            with torch.no_grad():
+                prob, pred = logits.softmax(1).max(1)
+                unseen = torch.zeros(self.num_classes, dtype=torch.bool, device=pred.device)
+                unseen[self.unseen] = True
+                pseudo = ((labels == self.ignore_index) & unseen[pred]
+                          & (prob > self.pseudo_label_threshold))
+                labels = torch.where(pseudo, pred, labels)
+                losses['pseudo_label_ratio'] = pseudo.float().mean()
+        if self.learn_prompts:
+            losses['loss_ce'] = self.loss_decode(logits, labels, ignore_index=self.ignore_index)
+        losses['acc_seg'] = accuracy(logits, labels, ignore_index=self.ignore_index)
+        if self.oc_loss is not None:
+            losses[self.oc_loss.loss_name] = self.oc_loss(views)
+        if self.gpr_loss is not None:
+            presence = self.presence_logits(inputs[1], classes)
+            present = torch.zeros(labels.shape[0], len(classes), device=labels.device)
+            for col, cls in enumerate(classes):
+                present[:, col] = (labels == cls).flatten(1).any(1).float()
+            losses[self.gpr_loss.loss_name] = self.gpr_loss(presence, present)
+        return losses
