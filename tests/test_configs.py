@@ -11,10 +11,16 @@ CONFIGS = sorted(p.relative_to(REPO) for p in (REPO / 'configs').rglob('*.py')
 GENOTYPE = REPO / 'configs/dcpnas/genotypes/dcpnas_fashion-mnist_seed0.py'
 
 
-def _no_pretrained(model_cfg) -> None:
+def _no_pretrained(model_cfg, tiny_clip_folder) -> None:
+    clip = model_cfg.get('clip')
+    if isinstance(clip, dict):  # a CLIP: random weights, or a written tiny one for local-dir
+        clip.pretrained = None
+        if clip.model_name.startswith('local-dir:'):
+            clip.model_name = f'local-dir:{tiny_clip_folder}'
+            model_cfg.decode_head.in_channels = 32
     for key in ('model', 'detector', 'classifier'):
         if isinstance(model_cfg.get(key), dict):
-            _no_pretrained(model_cfg[key])
+            _no_pretrained(model_cfg[key], tiny_clip_folder)
     if isinstance(model_cfg.get('backbone'), dict):
         model_cfg.backbone.init_cfg = None
         genotype = model_cfg.backbone.get('genotype')
@@ -23,10 +29,10 @@ def _no_pretrained(model_cfg) -> None:
 
 
 @pytest.mark.parametrize('config', CONFIGS, ids=str)
-def test_config_builds(config):
+def test_config_builds(config, tiny_clip_folder):
     cfg = Config.fromfile(REPO / config)
     assert cfg.get('default_scope') in ('mmdet', 'mmseg', 'mmpretrain')
-    _no_pretrained(cfg.model)
+    _no_pretrained(cfg.model, tiny_clip_folder)
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         model = MODELS.build(cfg.model)
     assert sum(p.numel() for p in model.parameters()) > 0

@@ -9,8 +9,7 @@ custom_imports = dict(imports=['mmext', 'projects.mvpseg'], allow_failed_imports
 # label order of mmext.FashionScenesSegDataset; the text of each class
 class_names = ['background', 'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal',
                'Shirt', 'Sneaker', 'Bag', 'Ankle boot']
-unseen_classes = ['Pullover', 'Sandal', 'Bag']
-seen_classes = [c for c in class_names if c not in unseen_classes]
+unseen_classes = ['Pullover', 'Sandal', 'Bag']  # the other 8 (with background) are seen
 input_size = (256, 256)  # canvases are 128 x 128; 256 gives an 8 x 8 MobileNetV2 feature map
 
 model = dict(
@@ -22,7 +21,7 @@ model = dict(
     decode_head=dict(
         type='mmext.MVPSegHead',
         class_names=class_names,
-        seen_classes=seen_classes,
+        unseen_classes=unseen_classes,
         in_channels=256,
         num_prompts=3,
         num_context=16,
@@ -65,8 +64,8 @@ val_dataloader = dict(
                  data_prefix=dict(img_path='val/images', seg_map_path='val/labels'),
                  pipeline=test_pipeline))
 test_dataloader = val_dataloader
-val_evaluator = dict(type='mmext.OpenVocabIoUMetric', seen_classes=seen_classes,
-                     unseen_classes=unseen_classes, setting='inductive')
+val_evaluator = dict(type='mmext.OpenVocabIoUMetric', unseen_classes=unseen_classes,
+                     setting='inductive')
 test_evaluator = val_evaluator
 
 # only the prompt contexts train (the CLIP is frozen)

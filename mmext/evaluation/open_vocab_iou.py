@@ -33,6 +33,23 @@ def class_indices(names: Sequence[str | int], classes: Sequence[str], what: str)
     return indices
 
 
+def split_classes(names: Sequence[str], seen: Sequence | None, unseen: Sequence | None
+                  ) -> tuple[list[int], list[int]]:
+    """Indices of the seen and the unseen classes; exactly one list may be left out."""
+    if seen is None and unseen is None:
+        raise ValueError('give seen_classes or unseen_classes (the other is the rest)')
+    seen_ids = class_indices(seen, names, 'seen_classes') if seen is not None else None
+    unseen_ids = class_indices(unseen, names, 'unseen_classes') if unseen is not None else None
+    if seen_ids is None:
+        seen_ids = [i for i in range(len(names)) if i not in unseen_ids]
+    if unseen_ids is None:
+        unseen_ids = [i for i in range(len(names)) if i not in seen_ids]
+    overlap = sorted(set(seen_ids) & set(unseen_ids))
+    if overlap:
+        raise ValueError(f'classes {[names[i] for i in overlap]} are both seen and unseen')
+    return seen_ids, unseen_ids
+
+
 @METRICS.register_module()
 class OpenVocabIoUMetric(IoUMetric):
     """IoU of open-vocabulary (zero-shot) segmentation.
@@ -48,33 +65,27 @@ class OpenVocabIoUMetric(IoUMetric):
     recorded beside the numbers so a log says which protocol produced them.
 
     Args:
-        seen_classes: names (or indices) of the classes trained with labels.
-        unseen_classes: names (or indices) of the zero-shot classes; default: all others.
+        seen_classes / unseen_classes: names (or indices) of the classes trained with labels /
+            of the zero-shot classes; give one of them, the other is the rest.
         setting: ``'inductive'`` or ``'transductive'``.
     """
 
-    def __init__(self, seen_classes: Sequence[str | int],
+    def __init__(self, seen_classes: Sequence[str | int] | None = None,
                  unseen_classes: Sequence[str | int] | None = None,
                  setting: str = 'inductive', **kwargs):
         if setting not in ('inductive', 'transductive'):
             raise ValueError(f"setting must be 'inductive' or 'transductive', not {setting!r}")
         kwargs.setdefault('iou_metrics', ['mIoU'])
         super().__init__(**kwargs)
-        self.seen_classes = list(seen_classes)
+        if seen_classes is None and unseen_classes is None:
+            raise ValueError('give seen_classes or unseen_classes (the other is the rest)')
+        self.seen_classes = None if seen_classes is None else list(seen_classes)
         self.unseen_classes = None if unseen_classes is None else list(unseen_classes)
         self.setting = setting
 
     def split(self) -> tuple[list[int], list[int]]:
-        classes = self.dataset_meta['classes']
-        seen = class_indices(self.seen_classes, classes, 'seen_classes')
-        if self.unseen_classes is None:
-            unseen = [i for i in range(len(classes)) if i not in seen]
-        else:
-            unseen = class_indices(self.unseen_classes, classes, 'unseen_classes')
-        overlap = sorted(set(seen) & set(unseen))
-        if overlap:
-            raise ValueError(f'classes {[classes[i] for i in overlap]} are both seen and unseen')
-        return seen, unseen
+        return split_classes(self.dataset_meta['classes'], self.seen_classes,
+                             self.unseen_classes)
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         metrics = super().compute_metrics(results)

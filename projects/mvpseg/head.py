@@ -11,10 +11,22 @@ from mmseg.models.utils import resize
 from torch import Tensor
 
 from mmext.clip import OpenCLIPModel, PromptLearner
-from mmext.evaluation import class_indices
+from mmext.evaluation import split_classes
 from mmext.registry import MODELS
 
 INACTIVE = -1e4  # logit of a class that is not a candidate (unseen names in inductive training)
+
+
+def resolve_class_names(class_names: Sequence[str] | str) -> list[str]:
+    """A list of names, or the classes of the mmseg dataset type named by a string."""
+    if not isinstance(class_names, str):
+        return list(class_names)
+    from mmseg.registry import DATASETS
+    dataset = DATASETS.get(class_names)
+    if dataset is None:
+        raise ValueError(f'class_names={class_names!r}: no such mmseg dataset type; give a '
+                         'list of class names or a dataset type such as "COCOStuffDataset"')
+    return list(dataset.METAINFO['classes'])
 
 
 @MODELS.register_module()
@@ -37,8 +49,12 @@ class MVPSegHead(BaseDecodeHead):
     ``pseudo_label_threshold`` become pseudo-labels (methods.md 8.5, on the fly).
 
     Args:
-        class_names: the text of every class, in label order.
-        seen_classes: names of the classes with training labels.
+        class_names: every class, in label order, or the name of an mmseg dataset type
+            (``'COCOStuffDataset'``) whose classes to take.
+        seen_classes / unseen_classes: the classes with / without training labels, by name or
+            index; give one of them, the other is the rest.
+        class_texts: text to use for some class names (``{'tvmonitor': 'tv monitor'}``);
+            others are used as they are, with ``-`` and ``_`` read as spaces.
         in_channels: D, the CLIP joint-space width.
         num_prompts: K views per class (1: a single learned prompt).
         num_context: M context tokens per view.
@@ -54,25 +70,29 @@ class MVPSegHead(BaseDecodeHead):
         logit_scale: the cosine temperature (CLIP: 100).
     """
 
-    def __init__(self, class_names: Sequence[str], seen_classes: Sequence[str],
-                 in_channels: int, num_prompts: int = 3, num_context: int = 16,
+    def __init__(self, class_names: Sequence[str] | str, in_channels: int,
+                 seen_classes: Sequence[str | int] | None = None,
+                 unseen_classes: Sequence[str | int] | None = None,
+                 class_texts: dict[str, str] | None = None, num_prompts: int = 3, num_context: int = 16,
                  class_position: str = 'end', merge: str = 'mean', learn_prompts: bool = True,
                  templates: Sequence[str] = ('a photo of a {}.', ),
                  oc_loss: dict | None = None,
                  gpr: dict | None = None, setting: str = 'inductive',
                  pseudo_label_threshold: float = 0.9, logit_scale: float = 100.0, **kwargs):
+        names = resolve_class_names(class_names)
         kwargs.setdefault('dropout_ratio', 0.0)
         kwargs.setdefault('init_cfg', None)
         super().__init__(in_channels=in_channels, channels=in_channels,
-                         num_classes=len(class_names), **kwargs)
+                         num_classes=len(names), **kwargs)
         del self.conv_seg  # classes are text embeddings, not a convolution
         if merge not in ('mean', 'max'):
             raise ValueError(f"merge must be 'mean' or 'max', not {merge!r}")
         if setting not in ('inductive', 'transductive'):
             raise ValueError(f"setting must be 'inductive' or 'transductive', not {setting!r}")
-        self.class_names = list(class_names)
-        self.seen = class_indices(seen_classes, self.class_names, 'seen_classes')
-        self.unseen = [i for i in range(len(self.class_names)) if i not in self.seen]
+        self.class_names = names
+        self.class_texts = [(class_texts or {}).get(n, n.replace('-', ' ').replace('_', ' '))
+                            for n in names]
+        self.seen, self.unseen = split_classes(names, seen_classes, unseen_classes)
         self.num_prompts, self.num_context = num_prompts, num_context
         self.class_position, self.merge = class_position, merge
         self.learn_prompts, self.templates = learn_prompts, list(templates)
@@ -115,7 +135,7 @@ class MVPSegHead(BaseDecodeHead):
     def view_embeddings(self, classes: Sequence[int]) -> Tensor:
         """(C_a, K, D) normalised text embeddings of the candidate classes."""
         self._check_bound()
-        names = [self.class_names[i] for i in classes]
+        names = [self.class_texts[i] for i in classes]
         if self.learn_prompts:
             views = self.prompts(self.clip.text_tower, names)
         else:
@@ -125,7 +145,7 @@ class MVPSegHead(BaseDecodeHead):
 
     def presence_logits(self, image_embedding: Tensor, classes: Sequence[int]) -> Tensor:
         """GPR: (B, C_a) logits of each candidate class being in the image."""
-        names = [self.class_names[i] for i in classes]
+        names = [self.class_texts[i] for i in classes]
         text = F.normalize(self.global_prompt(self.clip.text_tower, names)[:, 0], dim=-1)
         return self.logit_scale * image_embedding @ text.T
 
