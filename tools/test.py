@@ -1,6 +1,6 @@
 """Test (evaluate) a checkpoint with the stock mmengine Runner, for mmdet, mmseg and mmpretrain.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show-dir DIR]
+    python tools/test.py CONFIG CHECKPOINT|none [--work-dir DIR] [--out results.pkl] [--show-dir DIR]
                                            [--cfg-options k=v ...] [--launcher pytorch]
 
 ``--show-dir`` saves the predictions drawn on the images (each library's visualization hook);
@@ -28,7 +28,8 @@ from mmext.utils import load_tool_config, prepare_distributed
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (and eval) a model with the stock runner')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', help="checkpoint file, or 'none' to evaluate the model as "
+                        'the config builds it (a zero-shot model that trains nothing)')
     parser.add_argument('--work-dir', help='the dir to save the file containing evaluation metrics')
     parser.add_argument('--out', help='dump predictions to a pickle file')
     parser.add_argument('--show', action='store_true', help='show prediction results')
@@ -75,12 +76,13 @@ def trigger_visualization_hook(cfg: Config, args) -> None:
 
 def main():
     args = parse_args()
-    if not os.path.isfile(args.checkpoint):
-        raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist')
+    if args.checkpoint != 'none' and not os.path.isfile(args.checkpoint):
+        raise FileNotFoundError(f'checkpoint {args.checkpoint} does not exist (give \'none\' '
+                                'to evaluate the model as built)')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         raise ValueError(f'--out must be a .pkl or .pickle file, got {args.out}')
     cfg = load_tool_config(args.config, args.cfg_options, args.work_dir, args.launcher)
-    cfg.load_from = args.checkpoint
+    cfg.load_from = None if args.checkpoint == 'none' else args.checkpoint
     if args.show or args.show_dir:
         trigger_visualization_hook(cfg, args)
 

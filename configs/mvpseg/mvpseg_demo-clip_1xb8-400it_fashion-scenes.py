@@ -29,6 +29,9 @@ model = dict(
         oc_loss=dict(type='mmext.OrthogonalConstraintLoss', loss_weight=0.1),
         gpr=dict(loss=dict(type='mmext.GlobalPromptLoss', loss_weight=1.0), threshold=0.01),
         setting='inductive',
+        # used only with learn_prompts=False (the zero-shot baseline): the demo CLIP's captions
+        templates=['a photo of a {}.', 'a {}.', 'a picture of a {}.', 'a photo of the {}.',
+                   'a {} on a dark background.', 'a coloured {}.', 'a small {}.', 'a large {}.'],
         loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
     test_cfg=dict(mode='whole'))
 

@@ -21,10 +21,12 @@ class MVPSegmentor(EncoderDecoder):
     Args:
         clip: config of an ``mmext.OpenCLIPModel`` (kept frozen).
         decode_head: config of the decode head; it gets the CLIP through ``bind_clip``.
+        pretrained: unused (the CLIP's weights are ``clip.pretrained``); accepted because
+            mmseg's ``init_model`` sets it.
     """
 
     def __init__(self, clip: dict, decode_head: dict, train_cfg=None, test_cfg=None,
-                 data_preprocessor=None, init_cfg=None):
+                 data_preprocessor=None, pretrained=None, init_cfg=None):
         BaseSegmentor.__init__(self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.clip = MODELS.build(dict(clip, freeze=True))
         self._init_decode_head(decode_head)
