@@ -4,7 +4,7 @@ learned prompt views (and global prompt refining) transfer better to unseen clas
     python benchmarks/mvpseg.py                        # 4 rows x 2 seeds
     python benchmarks/mvpseg.py --rows single --seeds 2
 
-Rows (``configs/mvpseg/mvpseg_demo-clip_1xb8-400it_fashion-scenes.py``, 7 seen Fashion-MNIST
+Rows (``configs/mvpseg/mvpseg_demo-clip_1xb16-200it_fashion-scenes.py``, 7 seen Fashion-MNIST
 classes + background, 3 unseen, inductive; prompts trained through ``tools/train.py``):
 
 - ``zero_shot``: no learned prompts: the demo CLIP's dense features against its caption
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ablation_runs import REPO, ResultsFile, final_metrics, mean_spread, train
 
-CONFIG = 'configs/mvpseg/mvpseg_demo-clip_1xb8-400it_fashion-scenes.py'
+CONFIG = 'configs/mvpseg/mvpseg_demo-clip_1xb16-200it_fashion-scenes.py'
 RESULTS = Path(__file__).parent / 'results/mvpseg.json'
 PICTURE = REPO / 'projects/mvpseg/prompt_masks_fashion-scenes.png'
 METRICS = {'mIoU_seen': 'mIoU_seen', 'mIoU_unseen': 'mIoU_unseen', 'hIoU': 'hIoU'}

@@ -132,21 +132,39 @@ class MVPSegHead(BaseDecodeHead):
         return list(range(self.num_classes))
 
     # ---------------------------------------------------------------- text
+    def train(self, mode: bool = True):
+        self._text_cache = {}  # prompts may change in training; eval reuses the embeddings
+        return super().train(mode)
+
+    def _cached(self, key: tuple, compute) -> Tensor:
+        if self.training:
+            return compute()
+        cache = self.__dict__.setdefault('_text_cache', {})
+        if key not in cache:
+            with torch.no_grad():
+                cache[key] = compute()
+        return cache[key]
+
     def view_embeddings(self, classes: Sequence[int]) -> Tensor:
-        """(C_a, K, D) normalised text embeddings of the candidate classes."""
+        """(C_a, K, D) normalised text embeddings of the candidate classes (computed once per
+        evaluation: the prompts do not change outside training)."""
         self._check_bound()
         names = [self.class_texts[i] for i in classes]
-        if self.learn_prompts:
-            views = self.prompts(self.clip.text_tower, names)
-        else:
-            with torch.no_grad():
-                views = self.clip.zero_shot_weights(names, self.templates)[:, None]
-        return F.normalize(views, dim=-1)
+
+        def compute():
+            if self.learn_prompts:
+                views = self.prompts(self.clip.text_tower, names)
+            else:
+                with torch.no_grad():
+                    views = self.clip.zero_shot_weights(names, self.templates)[:, None]
+            return F.normalize(views, dim=-1)
+        return self._cached(('views', tuple(classes)), compute)
 
     def presence_logits(self, image_embedding: Tensor, classes: Sequence[int]) -> Tensor:
         """GPR: (B, C_a) logits of each candidate class being in the image."""
         names = [self.class_texts[i] for i in classes]
-        text = F.normalize(self.global_prompt(self.clip.text_tower, names)[:, 0], dim=-1)
+        text = self._cached(('global', tuple(classes)), lambda: F.normalize(
+            self.global_prompt(self.clip.text_tower, names)[:, 0], dim=-1))
         return self.logit_scale * image_embedding @ text.T
 
     # ---------------------------------------------------------------- forward
@@ -178,11 +196,12 @@ class MVPSegHead(BaseDecodeHead):
         per_view, _ = self.view_logits(inputs, classes)
         logits = self.merge_views(per_view)
         if self.gpr_cfg is not None and not self.training:
-            presence = self.presence_logits(inputs[1], classes).softmax(-1)  # (B, C_a)
-            presence = presence * (presence >= self.gpr_cfg.get('threshold', 0.01))
-            probs = logits.softmax(1) * presence[:, :, None, None]
-            probs = probs / probs.sum(1, keepdim=True).clamp_min(1e-12)
-            logits = probs.clamp_min(1e-12).log()
+            # in log space: with a temperature of 100 the probabilities underflow
+            log_pi = self.presence_logits(inputs[1], classes).log_softmax(-1)  # (B, C_a)
+            log_pi = log_pi.masked_fill(log_pi.exp() < self.gpr_cfg.get('threshold', 0.01),
+                                        INACTIVE)  # finite: resizing -inf would give NaN
+            logits = logits.log_softmax(1) + log_pi[:, :, None, None]
+            logits = logits - logits.logsumexp(1, keepdim=True)
         return self._scatter(logits, classes)
 
     # ---------------------------------------------------------------- losses

@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import run_tool
 
-CONFIG = 'configs/mvpseg/mvpseg_demo-clip_1xb8-400it_fashion-scenes.py'
+CONFIG = 'configs/mvpseg/mvpseg_demo-clip_1xb16-200it_fashion-scenes.py'
 
 
 def seg_cfg_options(scenes, clip_folder, iters=2):
