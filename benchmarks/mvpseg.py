@@ -107,6 +107,8 @@ def main() -> None:
     parser.add_argument('--rows', nargs='+', default=list(ROWS), choices=list(ROWS))
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
     parser.add_argument('--iters', type=int, help="training iterations (default: the config's)")
+    parser.add_argument('--val-images', type=int,
+                        help='evaluate on the first N val canvases only (default: all 500)')
     parser.add_argument('--clip', default='work_dirs/demo_clip',
                         help='the demo CLIP folder (tools/clip/train_demo_clip.py)')
     parser.add_argument('--results', type=Path, default=RESULTS)
@@ -121,9 +123,13 @@ def main() -> None:
         extra += [f'train_cfg.max_iters={args.iters}', f'train_cfg.val_interval={args.iters}',
                   f'default_hooks.checkpoint.interval={args.iters}',
                   f'param_scheduler.0.T_max={args.iters}']
+    if args.val_images:
+        extra += [f'val_dataloader.dataset.indices={args.val_images}',
+                  f'test_dataloader.dataset.indices={args.val_images}']
     results = ResultsFile(args.results, args.results.with_suffix('.md'))
-    results.data.update(config=CONFIG, data='Fashion Scenes val (500 canvases of Fashion-MNIST '
-                        'test items), 11 classes, unseen: Pullover, Sandal, Bag',
+    canvases = args.val_images or 500
+    results.data.update(config=CONFIG, data=f'Fashion Scenes val (the first {canvases} canvases '
+                        'of Fashion-MNIST test items), the 10 classes (background ignored), unseen: Pullover, Sandal, Bag',
                         command='python benchmarks/mvpseg.py ' + ' '.join(sys.argv[1:]))
     for seed in args.seeds:
         for row in args.rows:

@@ -73,7 +73,8 @@ class MVPSegHead(BaseDecodeHead):
     def __init__(self, class_names: Sequence[str] | str, in_channels: int,
                  seen_classes: Sequence[str | int] | None = None,
                  unseen_classes: Sequence[str | int] | None = None,
-                 class_texts: dict[str, str] | None = None, num_prompts: int = 3, num_context: int = 16,
+                 class_texts: dict[str, str] | None = None, num_prompts: int = 3,
+                 num_context: int = 16,
                  class_position: str = 'end', merge: str = 'mean', learn_prompts: bool = True,
                  templates: Sequence[str] = ('a photo of a {}.', ),
                  oc_loss: dict | None = None,
@@ -135,6 +136,10 @@ class MVPSegHead(BaseDecodeHead):
     def train(self, mode: bool = True):
         self._text_cache = {}  # prompts may change in training; eval reuses the embeddings
         return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._text_cache = {}  # new prompt weights
+        super()._load_from_state_dict(*args, **kwargs)
 
     def _cached(self, key: tuple, compute) -> Tensor:
         if self.training:
