@@ -3,7 +3,7 @@
 # Multi-view prompts (K = 3) + OCLoss + global prompt refining, trained on 7 seen Fashion-MNIST
 # classes; evaluated over all 10 names: mIoU seen / unseen / hIoU.
 #   python tools/train.py configs/mvpseg/mvpseg_demo-clip_1xb16-200it_fashion-scenes.py
-_base_ = ['mmseg::_base_/default_runtime.py']
+_base_ = ['mmseg::_base_/default_runtime.py', './_base_/mvpseg_schedule.py']
 custom_imports = dict(imports=['mmext', 'projects.mvpseg'], allow_failed_imports=False)
 
 # The 10 Fashion-MNIST classes; background pixels are ignored in training and evaluation, as in
@@ -73,16 +73,6 @@ val_evaluator = dict(type='mmext.OpenVocabIoUMetric', unseen_classes=unseen_clas
                      setting='inductive')
 test_evaluator = val_evaluator
 
-# only the prompt contexts train (the CLIP is frozen)
-optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.0))
 param_scheduler = [dict(type='CosineAnnealingLR', T_max=200, eta_min=1e-5, by_epoch=False)]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=200, val_interval=200)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
-default_hooks = dict(
-    timer=dict(type='IterTimerHook'),
-    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
-    param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=200, max_keep_ckpts=1),
-    sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'))
+default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=200, max_keep_ckpts=1))

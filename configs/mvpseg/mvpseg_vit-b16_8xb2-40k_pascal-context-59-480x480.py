@@ -5,6 +5,7 @@ _base_ = [
     'mmseg::_base_/datasets/pascal_context_59.py',
     'mmseg::_base_/default_runtime.py',
     './_base_/mvpseg_vit-b16.py',
+    './_base_/mvpseg_schedule.py',
 ]
 custom_imports = dict(imports=['mmext', 'projects.mvpseg'], allow_failed_imports=False)
 
