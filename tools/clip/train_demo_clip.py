@@ -99,9 +99,9 @@ def zero_shot(model, tokenizer, items, labels, per_class: int, size: int, seed: 
     """
     model.eval()
     classes = list(FASHION_MNIST_CLASSES)
-    weights = torch.stack([F.normalize(model.text.proj(pooled_text_features(
-        model, tokenizer, [t.format(c) for t in TEMPLATES])), dim=-1).mean(0) for c in classes])
-    weights = F.normalize(weights, dim=-1)
+    from open_clip import build_zero_shot_classifier  # prompt ensembling, as in OpenCLIPModel
+    weights = build_zero_shot_classifier(model, tokenizer, classes,
+                                         [t.format for t in TEMPLATES]).T  # (10, D)
     held = [classes.index(c) for c in held_out]
     rng = np.random.default_rng([seed, 1])
     top1_all, top1_held = {}, {}
