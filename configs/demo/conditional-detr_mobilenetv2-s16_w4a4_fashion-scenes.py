@@ -9,4 +9,7 @@ model = dict(
     type='mmext.QuantizedModel',
     model={{_base_.model}},
     quant=dict(type='mmext.ModuleSwap', w_bits=4, a_bits=4,
-               skip=['backbone.conv1.conv', 'bbox_head.*']))
+               skip=['backbone.conv1.conv', 'bbox_head.*'],
+               # steps from an MSE search: weights exactly, inputs over 16 training batches
+               calibration=dict(method='mse', batches=16)))
+custom_hooks = [dict(type='mmext.QuantCalibrationHook')]

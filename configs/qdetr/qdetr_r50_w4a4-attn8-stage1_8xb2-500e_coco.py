@@ -1,7 +1,7 @@
 # Q-DETR stage 1: only the backbone (and the input projection) is quantized; encoder, decoder
 # and head stay real-valued, and the DRD distillation already runs. Stage 2
-# (qdetr_r50_w4a4-attn8_8xb2-500e_coco.py) starts from its last checkpoint; new quantizers
-# initialise on stage 2's first iterations. The epochs of each stage are not in our sources:
+# (qdetr_r50_w4a4-attn8_8xb2-500e_coco.py) starts from its last checkpoint; its new quantizers
+# are calibrated before its first iteration (the backbone's keep their trained steps). The epochs of each stage are not in our sources:
 # both use the full schedule here.
 _base_ = './qdetr_r50_w4a4-attn8_8xb2-500e_coco.py'
 

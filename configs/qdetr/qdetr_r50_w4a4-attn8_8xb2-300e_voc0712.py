@@ -13,6 +13,8 @@ model = dict(
         w_bits=4,
         a_bits=4,
         attn_bits=8,
+        a_granularity='channel',
+        calibration=dict(method='mse', batches=16),
         overrides=[
             dict(pattern='backbone.conv1', w_bits=8, a_bits=8),
             dict(pattern='bbox_head.*', w_bits=8, a_bits=8),
@@ -28,3 +30,4 @@ model = dict(
         # embedded set it let loss_drd dominate and 0.1 was used (projects/qdetr/README.md).
         loss=dict(type='mmext.DRDLoss', loss_weight=1.0)))
 load_from = 'work_dirs/qdetr_r50_w4a4-attn8-stage1_8xb2-300e_voc0712/epoch_300.pth'
+custom_hooks = [dict(type='mmext.QuantCalibrationHook')]

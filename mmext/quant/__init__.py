@@ -1,8 +1,15 @@
-"""Quantization and binarization: quantizers (registry ``QUANTIZERS``), quantized layers and
-the config-driven module swap.
-
-Issue 3 adds export and the runner integration on top of these.
+"""Quantization and binarization: quantizers (registry ``QUANTIZERS``), quantized layers, the
+config-driven module swap, calibration (and its runner hook), OPs counting and export.
 """
+from .calibration import (
+    QuantCalibrationHook,
+    calibrate_in_runner,
+    calibrate_model,
+    format_report,
+    passthrough,
+    pending_calibration,
+    step_quantizers,
+)
 from .layers import (
     QConv2d,
     QLinear,
@@ -12,6 +19,7 @@ from .layers import (
     weight_quantizer_cfg,
 )
 from .model import QuantizedModel
+from .observers import CALIBRATION_METHODS, CalibrationSpec
 from .ops_counter import (
     CONVENTIONS,
     LayerMACs,
@@ -41,5 +49,7 @@ __all__ = [
     'LearnableScaleBinarizer', 'LSQPlusQuantizer', 'LSQQuantizer', 'RSign', 'SignBinarizer',
     'WeightBinarizer', 'check_bits', 'fake_quantize', 'grad_scale', 'round_ste', 'sign_ste', 'ModuleSwap',
     'activation_quantizer_cfg', 'weight_quantizer_cfg', 'CONVENTIONS', 'LayerMACs', 'count_macs',
-    'summarize_ops', 'QuantizedModel', 'format_ops_table', 'parameter_bits', 'twin_attention'
+    'summarize_ops', 'QuantizedModel', 'format_ops_table', 'parameter_bits', 'twin_attention',
+    'QuantCalibrationHook', 'calibrate_in_runner', 'calibrate_model', 'format_report', 'passthrough',
+    'pending_calibration', 'step_quantizers', 'CALIBRATION_METHODS', 'CalibrationSpec'
 ]

@@ -38,6 +38,7 @@ def _attention_quantizer_cfg(bits: int, signed: bool) -> dict | None:
     cfg = activation_quantizer_cfg(bits)
     if cfg is not None and cfg['type'] == 'LSQPlusQuantizer':
         cfg['signed'] = signed
+        del cfg['per_channel']  # always per head
     return cfg
 
 
@@ -211,15 +212,17 @@ class QMultiheadAttention(nn.Module):
 
     @classmethod
     def from_float(cls, mha: nn.MultiheadAttention, w_bits: int = 32, a_bits: int = 32,
-                   attn_bits: int = 32) -> QMultiheadAttention:
+                   attn_bits: int = 32, w_granularity: str = 'channel',
+                   a_granularity: str = 'tensor') -> QMultiheadAttention:
         """The quantized twin of ``mha`` at the bit spec ``w_bits``-``a_bits``-``attn_bits``
-        (e.g. 4-4-8), with its projection weights and biases copied."""
+        (e.g. 4-4-8), with its projection weights and biases copied; the projections' weight
+        and input steps per ``w_granularity`` / ``a_granularity`` ('tensor' or 'channel')."""
         if not mha._qkv_same_embed_dim or mha.bias_k is not None or mha.add_zero_attn:
             raise ValueError('QMultiheadAttention converts nn.MultiheadAttention with '
                              'kdim == vdim == embed_dim, no add_bias_kv and no add_zero_attn')
         q = cls(mha.embed_dim, mha.num_heads, mha.dropout, mha.in_proj_bias is not None,
-                mha.batch_first, w_quantizer=weight_quantizer_cfg(w_bits),
-                a_quantizer=activation_quantizer_cfg(a_bits),
+                mha.batch_first, w_quantizer=weight_quantizer_cfg(w_bits, w_granularity),
+                a_quantizer=activation_quantizer_cfg(a_bits, a_granularity),
                 **attention_quantizer_cfgs(attn_bits))
         q = q.to(device=mha.in_proj_weight.device, dtype=mha.in_proj_weight.dtype)
         with torch.no_grad():

@@ -27,31 +27,55 @@ def build_quantizer(cfg: dict | nn.Module | None, **default_args) -> nn.Module:
     return QUANTIZERS.build(cfg)
 
 
-def build_weight_quantizer(cfg: dict | nn.Module | None, out_channels: int) -> nn.Module:
-    """As :func:`build_quantizer`; ``per_channel=True`` in the config gives one scale per
-    output channel (``num_channels=out_channels, channel_dim=0``)."""
-    if isinstance(cfg, dict) and cfg.get('per_channel', False):
+def build_grouped_quantizer(cfg: dict | nn.Module | None, channels: int,
+                            channel_dim: int) -> nn.Module:
+    """As :func:`build_quantizer`; ``per_channel=True`` in the config gives one scale per index
+    of ``channel_dim`` (``num_channels=channels``), and is dropped otherwise."""
+    if isinstance(cfg, dict) and 'per_channel' in cfg:
+        per_channel = cfg['per_channel']
         cfg = {k: v for k, v in cfg.items() if k != 'per_channel'}
-        return build_quantizer(cfg, num_channels=out_channels, channel_dim=0)
+        if per_channel:
+            return build_quantizer(cfg, num_channels=channels, channel_dim=channel_dim)
     return build_quantizer(cfg)
 
 
-def weight_quantizer_cfg(bits: int) -> dict | None:
-    """The default weight quantizer for a bit width: float, binary (mean|W| scale) or LSQ."""
+def build_weight_quantizer(cfg: dict | nn.Module | None, out_channels: int) -> nn.Module:
+    """As :func:`build_quantizer`; ``per_channel=True`` in the config gives one scale per
+    output channel (``num_channels=out_channels, channel_dim=0``)."""
+    return build_grouped_quantizer(cfg, out_channels, 0)
+
+
+GRANULARITIES = ('tensor', 'channel')
+
+
+def check_granularity(granularity: str, what: str) -> bool:
+    """True for 'channel', False for 'tensor'; anything else is refused."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f'{what} must be one of {GRANULARITIES}, got {granularity!r}')
+    return granularity == 'channel'
+
+
+def weight_quantizer_cfg(bits: int, granularity: str = 'channel') -> dict | None:
+    """The default weight quantizer for a bit width: float, binary (mean|W| scale per output
+    channel) or LSQ (one step per output channel, or per tensor)."""
+    per_channel = check_granularity(granularity, 'weight granularity')
     if bits == FULL_PRECISION:
         return None
     if bits == 1:
         return dict(type='WeightBinarizer')
-    return dict(type='LSQQuantizer', bits=bits, per_channel=True)
+    return dict(type='LSQQuantizer', bits=bits, per_channel=per_channel)
 
 
-def activation_quantizer_cfg(bits: int) -> dict | None:
-    """The default input quantizer for a bit width: float, sign (ApproxSign STE) or LSQ+."""
+def activation_quantizer_cfg(bits: int, granularity: str = 'tensor') -> dict | None:
+    """The default input quantizer for a bit width: float, sign (ApproxSign STE) or LSQ+ (one
+    step and zero point per tensor, or per input channel: the last dim of a Linear input, dim 1
+    of a convolution's)."""
+    per_channel = check_granularity(granularity, 'input granularity')
     if bits == FULL_PRECISION:
         return None
     if bits == 1:
         return dict(type='SignBinarizer', ste='approx_sign')
-    return dict(type='LSQPlusQuantizer', bits=bits)
+    return dict(type='LSQPlusQuantizer', bits=bits, per_channel=per_channel)
 
 
 @MODELS.register_module()
@@ -60,8 +84,8 @@ class QLinear(nn.Linear):
 
     Args:
         w_quantizer / a_quantizer: quantizer configs for the weight and the input (None keeps
-            it float). ``per_channel=True`` in the weight config gives one scale per output
-            feature.
+            it float). ``per_channel=True`` gives one scale per output feature in the weight
+            config, one per input feature (last dim) in the input config.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
@@ -69,7 +93,7 @@ class QLinear(nn.Linear):
                  a_quantizer: dict | nn.Module | None = None, device=None, dtype=None):
         super().__init__(in_features, out_features, bias, device, dtype)
         self.w_quantizer = build_weight_quantizer(w_quantizer, out_features)
-        self.a_quantizer = build_quantizer(a_quantizer)
+        self.a_quantizer = build_grouped_quantizer(a_quantizer, in_features, -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(self.a_quantizer(x), self.w_quantizer(self.weight), self.bias)
@@ -86,13 +110,14 @@ class QLinear(nn.Linear):
 @MODELS.register_module()
 class QConv2d(nn.Conv2d):
     """``y = conv(A(x), Q(W)) + b`` for x (B, C_in, H, W) -> (B, C_out, H', W'); arguments as
-    ``nn.Conv2d`` plus the quantizer configs of :class:`QLinear`."""
+    ``nn.Conv2d`` plus the quantizer configs of :class:`QLinear` (``per_channel=True`` in the
+    input config: one scale per input channel, dim 1)."""
 
     def __init__(self, *args, w_quantizer: dict | nn.Module | None = None,
                  a_quantizer: dict | nn.Module | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.w_quantizer = build_weight_quantizer(w_quantizer, self.out_channels)
-        self.a_quantizer = build_quantizer(a_quantizer)
+        self.a_quantizer = build_grouped_quantizer(a_quantizer, self.in_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(self.a_quantizer(x), self.w_quantizer(self.weight), self.bias)

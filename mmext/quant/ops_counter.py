@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .attention import QuantizedSDPA
+from .calibration import passthrough
 from .quantizers import FULL_PRECISION
 from .swap import _method_attention_twin
 
@@ -78,7 +79,8 @@ def _query_key(module: nn.Module, args: tuple, kwargs: dict):
 
 
 def count_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
-    """Run ``model(*inputs, **kwargs)`` once under ``torch.no_grad`` and count its MACs.
+    """Run ``model(*inputs, **kwargs)`` once under ``torch.no_grad`` and count its MACs (the
+    LSQ / LSQ+ quantizers pass their inputs unchanged, so an uncalibrated model counts too).
 
     Counted: ``nn.Linear`` / ``nn.Conv2d`` and subclasses (QLinear, QConv2d, mmcv's wrappers),
     ``nn.MultiheadAttention`` (its projections and matmuls, which run outside its children's
@@ -173,7 +175,7 @@ def count_macs(model: nn.Module, *inputs, **kwargs) -> list[LayerMACs]:
         elif callable(module.__dict__.get('scaled_dot_product_attention')):
             handles.append(module.register_forward_hook(float_sdpa_hook(name)))
     try:
-        with torch.no_grad():
+        with torch.no_grad(), passthrough(model):  # shapes count, not steps: none is needed
             model(*inputs, **kwargs)
     finally:
         for handle in handles:

@@ -14,6 +14,10 @@ runs in ordinary float arithmetic. Definitions follow the project's method refer
   :class:`LearnableScaleBinarizer`: 1-bit binarizers with selectable gradient estimators.
 
 ``bits=32`` makes a quantizer the identity.
+
+LSQ and LSQ+ set their initial step either from the data-free formulas above (``calibration``
+None, the papers' initialisation) or by calibration (``calibration=dict(method='mse', ...)``,
+:mod:`mmext.quant.calibration`), which must run before the first forward.
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ import torch.distributed as dist
 from torch import nn
 
 from mmext.registry import QUANTIZERS
+
+from .observers import CalibrationSpec, weight_range
 
 FULL_PRECISION = 32
 MULTI_BIT = tuple(range(2, 9))
@@ -167,15 +173,22 @@ class _StepQuantizer(nn.Module):
         channel_dim: the dimension of the groups (0: output channels of a weight; -1: the
             features of a linear input; 1: the heads of a (B, H, N, d) attention tensor).
         init_batches: forward passes whose statistics are averaged into the initial values.
+        calibration: None for the data-free LSQ initialisation in the first forward passes;
+            ``dict(method='mse' | 'percentile' | 'minmax', batches=16, ...)``
+            (:class:`~mmext.quant.observers.CalibrationSpec`) to have the step set by
+            calibration (:func:`mmext.quant.calibration.calibrate_model`, run by
+            ``mmext.QuantCalibrationHook``) before the first forward, which it then requires.
 
-    Attribute ``fused`` (not saved): run the fake quantization through ``torch.compile``
-    (:func:`fake_quantize`); ``ModuleSwap(fused=True)`` sets it on every quantizer it builds.
+    Attributes (not saved): ``fused`` runs the fake quantization through ``torch.compile``
+    (:func:`fake_quantize`; ``ModuleSwap(fused=True)`` sets it on every quantizer it builds);
+    ``observer``, while calibration sets it, receives every input, which passes unchanged.
     """
 
     fused = False
+    asymmetric = False  # has a zero point
 
     def __init__(self, bits: int = 4, signed: bool = True, num_channels: int | None = None,
-                 channel_dim: int = 0, init_batches: int = 1):
+                 channel_dim: int = 0, init_batches: int = 1, calibration: dict | None = None):
         super().__init__()
         self.bits = check_bits(bits, MULTI_BIT + (FULL_PRECISION, ), type(self).__name__)
         self.signed = signed
@@ -188,6 +201,8 @@ class _StepQuantizer(nn.Module):
         self.scale = nn.Parameter(torch.ones(num_channels or 1))
         self.register_buffer('init_count', torch.zeros((), dtype=torch.long))
         self._initialized = False
+        self.calibration = CalibrationSpec.build(calibration)
+        self.observer = None
 
     @property
     def enabled(self) -> bool:
@@ -211,6 +226,45 @@ class _StepQuantizer(nn.Module):
                 f'{self.channel_dim}, but the input has shape {tuple(x.shape)}; set '
                 'num_channels to the size of that dimension')
 
+    def _check_calibrated(self) -> None:
+        """Refuse to run with a step that calibration was meant to set but did not."""
+        if self.calibration is not None:
+            raise RuntimeError(
+                f'{type(self).__name__} is set to be calibrated ({self.calibration.method!r}) '
+                'but has no step yet: add custom_hooks=[dict(type="mmext.QuantCalibrationHook")] '
+                'to the config, load a calibrated checkpoint (tools/deploy/calibrate.py), or call '
+                'mmext.quant.calibrate_model(model, batches) first; quant.calibration=None '
+                'selects the data-free LSQ initialisation instead')
+
+    def params_for_range(self, lo: torch.Tensor, hi: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The step (and zero point, or None) whose grid spans the clipping range [lo, hi]
+        (tensors of equal shape, one value per scale group and candidate)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def set_range(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
+        """Set the step (and zero point) from a clipping range per group (each of the size of
+        ``scale``) and mark the quantizer initialised."""
+        scale, zero_point = self.params_for_range(lo.float(), hi.float())
+        self.scale.copy_(scale.reshape(self.scale.shape).clamp_min(1e-8))
+        if zero_point is not None:
+            self.zero_point.copy_(zero_point.reshape(self.zero_point.shape))
+        self.init_count.fill_(self.init_batches)
+        self._initialized = False
+
+    @torch.no_grad()
+    def calibrate_weight(self, w: torch.Tensor, spec: CalibrationSpec | None = None) -> None:
+        """Set the step from the tensor this quantizer quantizes (a layer's weight), exactly,
+        by ``spec`` (default: the quantizer's own calibration)."""
+        spec = spec or self.calibration
+        if spec is None:
+            raise ValueError(f'{type(self).__name__}.calibrate_weight needs a calibration spec')
+        self._check_channels(w)
+        lo, hi = weight_range(w, spec, self.channel_dim, self.params_for_range, self.qn,
+                              self.qp, self.asymmetric)
+        self.set_range(lo, hi)
+
     def _init_step(self, value: torch.Tensor, param: torch.Tensor) -> None:
         """Fold this batch's estimate into the running mean of the first init_batches."""
         n = int(self.init_count)
@@ -231,11 +285,20 @@ class LSQQuantizer(_StepQuantizer):
     Qp))``. See :class:`_StepQuantizer` for the arguments.
     """
 
+    def params_for_range(self, lo, hi):
+        """Symmetric: ``s = max(|lo|, |hi|) / Qp`` (signed), ``hi / Qp`` (unsigned)."""
+        top = torch.maximum(lo.abs(), hi.abs()) if self.signed else hi.clamp_min(0)
+        return top / self.qp, None
+
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return w
+        if self.observer is not None:
+            self.observer(w)
+            return w
         self._check_channels(w)
         if not self.initialized:
+            self._check_calibrated()
             with torch.no_grad():
                 mean_abs = w.abs().mean(dim=_reduce_dims(w, self.channel_dim))
                 self._init_step((2 * mean_abs / math.sqrt(self.qp)).clamp_min(1e-8), self.scale)
@@ -257,15 +320,28 @@ class LSQPlusQuantizer(_StepQuantizer):
     Use ``signed=False`` for non-negative inputs (after ReLU, softmax probabilities).
     """
 
+    asymmetric = True
+
     def __init__(self, bits: int = 4, signed: bool = True, num_channels: int | None = None,
-                 channel_dim: int = -1, init_batches: int = 10):
-        super().__init__(bits, signed, num_channels, channel_dim, init_batches)
+                 channel_dim: int = -1, init_batches: int = 10, calibration: dict | None = None):
+        super().__init__(bits, signed, num_channels, channel_dim, init_batches, calibration)
         self.zero_point = nn.Parameter(torch.zeros(num_channels or 1))
+
+    def params_for_range(self, lo, hi):
+        """Asymmetric: ``s = (hi - lo) / (Qp - Qn)``, ``z = Qn - lo / s`` (lo maps to Qn and hi
+        to Qp)."""
+        scale = ((hi - lo) / (self.qp - self.qn)).clamp_min(1e-8)
+        return scale, self.qn - lo / scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.enabled:
             return x
+        if self.observer is not None:
+            self.observer(x)
+            return x
         self._check_channels(x)
+        if not self.initialized and self.calibration is not None:
+            self._check_calibrated()
         if not self.initialized and (self.training or self.init_count == 0):
             with torch.no_grad():
                 dims = _reduce_dims(x, self.channel_dim)

@@ -28,7 +28,15 @@ from torch import nn
 from mmext.registry import QUANTIZERS
 
 from .attention import QMultiheadAttention, QuantizedSDPA
-from .layers import QConv2d, QLinear, activation_quantizer_cfg, weight_quantizer_cfg
+from .calibration import register_absent_state_report, step_quantizers, weight_owners
+from .layers import (
+    QConv2d,
+    QLinear,
+    activation_quantizer_cfg,
+    check_granularity,
+    weight_quantizer_cfg,
+)
+from .observers import CalibrationSpec
 from .quantizers import FULL_PRECISION, _StepQuantizer
 
 SWAPPABLE = {nn.Linear: QLinear, nn.Conv2d: QConv2d, nn.MultiheadAttention: QMultiheadAttention}
@@ -104,10 +112,27 @@ class ModuleSwap:
         fused: run the LSQ / LSQ+ fake quantization through ``torch.compile`` (one fused pass
             forward and backward; faster training after a compile of seconds per layout at
             the start, see :func:`mmext.quant.quantizers.fake_quantize`).
+        w_granularity: LSQ weight steps per output 'channel' (default) or per 'tensor'.
+        a_granularity: LSQ+ input steps and zero points of Linear / Conv2d layers per 'tensor'
+            (default) or per input 'channel' (the last dim of a Linear input, dim 1 of a
+            convolution's). Attention's q, k, v and P are always quantized per head.
+        calibration: how the 2..8-bit steps start. None: the data-free LSQ / LSQ+
+            initialisation in the first forward passes (``2 mean|x| / sqrt(Qp)``).
+            ``dict(method='mse' | 'percentile' | 'minmax', batches=16, weight_method=None,
+            percentile=99.99, bins=2048, grid=100)``: calibration
+            (:mod:`mmext.quant.calibration`) sets them before the first forward, the weights by
+            ``weight_method`` (default: ``method``) and the inputs over ``batches`` training
+            batches; add ``custom_hooks=[dict(type='mmext.QuantCalibrationHook')]`` to the
+            config so that the runner does it.
+
+    Loading a checkpoint into the converted model prints one line for the quantizer state it
+    lacks (a float checkpoint's) instead of listing each missing key.
     """
 
     def __init__(self, w_bits: int = 4, a_bits: int = 4, attn_bits: int | None = None,
-                 skip: list[str] = (), overrides: list[dict] = (), fused: bool = False):
+                 skip: list[str] = (), overrides: list[dict] = (), fused: bool = False,
+                 w_granularity: str = 'channel', a_granularity: str = 'tensor',
+                 calibration: dict | None = None):
         self.w_bits = _check_bits(w_bits, 'ModuleSwap w_bits')
         self.a_bits = _check_bits(a_bits, 'ModuleSwap a_bits')
         self.attn_bits = _check_bits(a_bits if attn_bits is None else attn_bits,
@@ -127,7 +152,24 @@ class ModuleSwap:
                     _check_bits(rule[key], f'ModuleSwap overrides[{i}] {key}')
             self.overrides.append(rule)
         self.fused = bool(fused)
+        check_granularity(w_granularity, 'ModuleSwap w_granularity')
+        check_granularity(a_granularity, 'ModuleSwap a_granularity')
+        self.w_granularity, self.a_granularity = w_granularity, a_granularity
+        self.calibration = self._calibration_specs(calibration)
         self.report: list[dict] = []
+
+    @staticmethod
+    def _calibration_specs(cfg: dict | None) -> dict[str, CalibrationSpec] | None:
+        """``{'weight': spec, 'activation': spec}`` from the ``calibration`` config."""
+        if cfg is None:
+            return None
+        if not isinstance(cfg, dict):
+            raise TypeError(f'ModuleSwap calibration must be a dict or None, got {cfg!r}')
+        cfg = dict(cfg)
+        weight_method = cfg.pop('weight_method', None) or cfg.get('method', 'mse')
+        activation = CalibrationSpec.build(cfg)
+        return dict(weight=CalibrationSpec.build(dict(cfg, method=weight_method)),
+                    activation=activation)
 
     def _bits_for(self, name: str) -> dict:
         bits = dict(w_bits=self.w_bits, a_bits=self.a_bits, attn_bits=self.attn_bits)
@@ -166,6 +208,7 @@ class ModuleSwap:
     def __call__(self, model: nn.Module) -> nn.Module:
         targets = self._targets(model)
         self._check_patterns([name for name, _ in targets])
+        existing = {id(q) for q in step_quantizers(model).values()}
         self.report = []
         for name, module in targets:
             bits = self._bits_for(name)
@@ -188,11 +231,15 @@ class ModuleSwap:
                 kind = kind_cls.__name__
                 if action == 'quantized':
                     if kind_cls is nn.MultiheadAttention:
-                        quantized = QMultiheadAttention.from_float(module, **bits)
+                        quantized = QMultiheadAttention.from_float(
+                            module, **bits, w_granularity=self.w_granularity,
+                            a_granularity=self.a_granularity)
                     else:
                         quantized = SWAPPABLE[kind_cls].from_float(
-                            module, w_quantizer=weight_quantizer_cfg(bits['w_bits']),
-                            a_quantizer=activation_quantizer_cfg(bits['a_bits']))
+                            module,
+                            w_quantizer=weight_quantizer_cfg(bits['w_bits'], self.w_granularity),
+                            a_quantizer=activation_quantizer_cfg(bits['a_bits'],
+                                                                 self.a_granularity))
                     _replace(model, name, quantized)
                 if kind_cls is not nn.MultiheadAttention:
                     bits['attn_bits'] = None
@@ -200,6 +247,13 @@ class ModuleSwap:
         for module in model.modules():
             if isinstance(module, _StepQuantizer):
                 module.fused = self.fused
+        if self.calibration is not None:
+            owners = weight_owners(model)
+            for quantizer in step_quantizers(model).values():
+                if id(quantizer) not in existing:
+                    role = 'weight' if id(quantizer) in owners else 'activation'
+                    quantizer.calibration = self.calibration[role]
+        register_absent_state_report(model)
         print_log(self.format_report(), logger='current')
         return model
 
