@@ -41,7 +41,8 @@ class CalibrationSpec:
         method: 'minmax', 'percentile' or 'mse'.
         batches: training batches whose activations are observed (weights need none).
         percentile: p of the 'percentile' method, in (50, 100].
-        bins: histogram bins per scale group for activations.
+        bins: histogram bins per scale group for activations (fewer per group when there are
+            many groups, see :class:`ActivationObserver`).
         grid: candidate clipping ratios of the 'mse' search.
     """
 
@@ -162,11 +163,17 @@ def mse_range(values: torch.Tensor, weights: torch.Tensor | None, lo: torch.Tens
             c_lo, c_hi = cand_lo[:, start:start + step], cand_hi[:, start:start + step]
             scale, zero_point = params_for_range(c_lo, c_hi)
             scale = scale.reshape(num_groups, -1, 1)
-            zero_point = None if zero_point is None else zero_point.reshape(num_groups, -1, 1)
-            err = (quantize_rows(values[:, None], scale, zero_point, qn, qp)
-                   - values[:, None]) ** 2  # (G, k, M)
+            # quantize_rows, then the squared error, in place: (G, k, M)
+            err = values[:, None] / scale
+            if zero_point is not None:
+                zero_point = zero_point.reshape(num_groups, -1, 1)
+                err.add_(zero_point)
+            err.round_().clamp_(qn, qp)
+            if zero_point is not None:
+                err.sub_(zero_point)
+            err.mul_(scale).sub_(values[:, None]).square_()
             if weights is not None:
-                err = err * weights[:, None]
+                err.mul_(weights[:, None])
             errors.append(err.sum(dim=2))
         return torch.cat(errors, dim=1).argmin(dim=1)
 
@@ -197,14 +204,22 @@ class ActivationObserver:
     :meth:`sync_range` and :meth:`sync_histogram` reduce the statistics over the processes of a
     distributed run (min, max, sum), so every process ends with the same range.
 
+    A quantizer with many groups (per input channel) gets fewer bins per group, at most
+    ``BIN_BUDGET`` in all and at least ``MIN_BINS`` per group, which keeps the histograms and
+    the MSE search small; one group gets ``spec.bins``.
+
     Args:
         spec: the calibration method and its settings.
         channel_dim: the quantizer's group dimension, None for one group.
     """
 
+    BIN_BUDGET = 2 ** 16
+    MIN_BINS = 128
+
     def __init__(self, spec: CalibrationSpec, channel_dim: int | None):
         self.spec, self.channel_dim = spec, channel_dim
         self.lo = self.hi = self.counts = None
+        self.bins = spec.bins
         self.pass_ = 'range'
 
     @property
@@ -230,14 +245,15 @@ class ActivationObserver:
                                'forward does not reach it (is it used by the model?)')
         _all_reduce(self.lo, dist.ReduceOp.MIN)
         _all_reduce(self.hi, dist.ReduceOp.MAX)
+        self.bins = max(min(self.spec.bins, self.BIN_BUDGET // self.lo.numel()), self.MIN_BINS)
 
     @property
     def width(self) -> torch.Tensor:
-        return ((self.hi - self.lo) / self.spec.bins).clamp_min(1e-12)
+        return ((self.hi - self.lo) / self.bins).clamp_min(1e-12)
 
     def observe_histogram(self, x: torch.Tensor) -> None:
         rows = group_rows(x, self.channel_dim)
-        bins = self.spec.bins
+        bins = self.bins
         index = ((rows - self.lo[:, None]) / self.width[:, None]).floor().clamp_(0, bins - 1)
         index = index.long() + torch.arange(rows.shape[0], device=rows.device)[:, None] * bins
         counts = torch.bincount(index.reshape(-1), minlength=rows.shape[0] * bins)
@@ -256,7 +272,7 @@ class ActivationObserver:
         if method == 'percentile':
             return histogram_percentile_range(self.lo, self.width, self.counts,
                                               self.spec.percentile)
-        centres = self.lo[:, None] + (torch.arange(self.spec.bins, device=self.lo.device)
+        centres = self.lo[:, None] + (torch.arange(self.bins, device=self.lo.device)
                                       + 0.5) * self.width[:, None]
         return mse_range(centres, self.counts.float(), self.lo, self.hi, params_for_range, qn,
                          qp, self.spec.grid, asymmetric)

@@ -245,11 +245,12 @@ class _StepQuantizer(nn.Module):
     @torch.no_grad()
     def set_range(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
         """Set the step (and zero point) from a clipping range per group (each of the size of
-        ``scale``) and mark the quantizer initialised."""
+        ``scale``, or one value for all groups) and mark the quantizer initialised."""
         scale, zero_point = self.params_for_range(lo.float(), hi.float())
-        self.scale.copy_(scale.reshape(self.scale.shape).clamp_min(1e-8))
+        self.scale.copy_(torch.broadcast_to(scale.reshape(-1), self.scale.shape).clamp_min(1e-8))
         if zero_point is not None:
-            self.zero_point.copy_(zero_point.reshape(self.zero_point.shape))
+            self.zero_point.copy_(torch.broadcast_to(zero_point.reshape(-1),
+                                                     self.zero_point.shape))
         self.init_count.fill_(self.init_batches)
         self._initialized = False
 

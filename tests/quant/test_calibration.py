@@ -214,6 +214,22 @@ def test_calibration_leaves_the_training_state_and_random_state_alone():
     assert not torch.equal(model.body[0].a_quantizer.scale.detach(), scale)
 
 
+def test_quantizers_with_a_step_keep_quantizing_while_others_calibrate():
+    """Stage 2 of Q-DETR: the stage-1 quantizers have trained steps; the new ones are calibrated
+    on the inputs they will see in training, behind the quantized stage-1 layers."""
+    model = ModuleSwap(w_bits=2, a_bits=2, calibration=dict(method='minmax', batches=2))(Tiny())
+    data = batches(2)
+    for name in ('w_quantizer', 'a_quantizer'):  # stem: a trained stage-1 layer
+        getattr(model.stem, name).set_range(torch.tensor([-0.5]), torch.tensor([0.5]))
+    assert set(pending_calibration(model)) == {f'{layer}.{k}_quantizer' for layer in (
+        'body.0', 'body.2', 'head') for k in 'wa'}
+    calibrate_model(model, data)
+    with torch.no_grad():
+        seen = torch.cat([model.stem(x) for x in data])  # 2-bit stem: 4 levels per input
+    torch.testing.assert_close(model.body[0].a_quantizer.scale.detach(),
+                               ((seen.max() - seen.min()) / 3).reshape(1))
+
+
 def test_per_channel_inputs_get_a_step_per_channel():
     model = ModuleSwap(w_bits=4, a_bits=4, a_granularity='channel',
                        calibration=dict(method='minmax', batches=2))(Tiny())
