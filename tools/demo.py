@@ -3,9 +3,11 @@
 1. generate the Fashion Scenes set (tools/data/make_fashion_scenes.py; kept if up to date);
 2. train the float demo detector (Conditional DETR, ImageNet MobileNetV2) with tools/train.py;
 3. evaluate it with tools/test.py (COCO bbox metrics, drawn detections);
-4. train the 4-bit LSQ baseline (W-A-Attn 4-4-8) from it by QAT, and evaluate it;
+4. train the 4-bit LSQ baseline (W-A-Attn 4-4-8) from it by QAT, its steps calibrated first
+   (MSE, as the config says), and evaluate it;
 5. train the 4-bit Q-DETR student (distribution alignment + DRD distillation, the float detector
-   as teacher) from it, and evaluate it (student and teacher detections drawn side by side);
+   as teacher) from it the same way, and evaluate it (student and teacher detections drawn side
+   by side);
 6. count the theoretical acceleration (tools/analysis/count_ops.py);
 7. print the learning curve and one table (float / 4-bit baseline / Q-DETR mAP, acceleration),
    and write them to WORK_DIR/demo_summary.json.
@@ -15,6 +17,7 @@
 """
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -85,20 +88,30 @@ def summarize_float(work: Path, checkpoint: str) -> dict:
     return dict(config=CONFIG, checkpoint=checkpoint, curve=curve, test=final)
 
 
+def steps_start(train_dir: Path) -> str:
+    """How a student's quantizer steps started, from its training log: the calibration report
+    line of mmext.QuantCalibrationHook, else LSQ's initialisation."""
+    logs = sorted(train_dir.glob('*/*.log'))
+    text = logs[-1].read_text() if logs else ''
+    found = re.search(r'quantizer calibration: weights \d+ by (\w+)', text)
+    return f'calibrated ({found.group(1)})' if found else 'LSQ initialisation'
+
+
 def quantized_table(float_run: dict, students: dict, ops: dict) -> Table:
     """float / 4-bit LSQ baseline / Q-DETR: bits, QAT iterations, COCO mAP, AP50 and the
     theoretical acceleration under both OPs conventions (the two students count the same)."""
     speedup = {c: ops['conventions'][c]['acceleration'] for c in ('bireal64', 'linear32')}
     table = Table(title='Float detector and its 4-bit students (tools/test.py on the 500 val '
                   'canvases)')
-    for col in ('model', 'W-A-Attn', 'QAT it.', 'bbox mAP', 'mAP_50', 'acceleration '
-                '(bireal64 / linear32)'):
-        table.add_column(col, justify='left' if col == 'model' else 'right')
-    table.add_row('float Conditional DETR (teacher)', '32-32-32', '-',
+    for col in ('model', 'W-A-Attn', 'steps from', 'QAT it.', 'bbox mAP', 'mAP_50',
+                'acceleration (bireal64 / linear32)'):
+        table.add_column(col, justify='left' if col in ('model', 'steps from') else 'right')
+    table.add_row('float Conditional DETR (teacher)', '32-32-32', '-', '-',
                   f"{float_run['test']['coco/bbox_mAP']:.3f}",
                   f"{float_run['test']['coco/bbox_mAP_50']:.3f}", '1.00x / 1.00x')
     for name, run in students.items():
-        table.add_row(name, '4-4-8', str(run['iters']), f"{run['test']['coco/bbox_mAP']:.3f}",
+        table.add_row(name, '4-4-8', run['steps'], str(run['iters']),
+                      f"{run['test']['coco/bbox_mAP']:.3f}",
                       f"{run['test']['coco/bbox_mAP_50']:.3f}",
                       f"{speedup['bireal64']:.2f}x / {speedup['linear32']:.2f}x")
     return table
@@ -155,6 +168,7 @@ def main():
               '--cfg-options', *options, *user)
         students[name] = dict(config=QDETR_CONFIG, options=options, iters=args.student_iters,
                               checkpoint=student_checkpoint,
+                              steps=steps_start(student / 'train'),
                               test=read_test_metrics(student / 'test'))
     ops_file = work / 'qdetr' / 'ops.json'
     timed('count_ops', '6/7 theoretical acceleration: tools/analysis/count_ops.py',

@@ -17,7 +17,7 @@ DDP gives the steps of one process that saw all the data.
   from the histogram, within one bin width, for activations).
 - ``mse``: the range that minimises ``sum_i w_i (x_i - Q(x_i))^2`` over ``grid`` candidates
   ``(a lo, a hi)``, ``a = 1 / grid, ..., 1``; for grids with a zero point, each end is then
-  moved towards the other, one at a time, over the same ratios of the span.
+  moved towards the other, one at a time, over the same ratios of the span (two rounds).
 """
 from __future__ import annotations
 
@@ -149,8 +149,8 @@ def mse_range(values: torch.Tensor, weights: torch.Tensor | None, lo: torch.Tens
         qn, qp: the integer grid.
         grid: candidates ``a = 1/grid, 2/grid, ..., 1`` scale ``(lo, hi)``.
         asymmetric: then refine ``lo`` to ``hi - a (hi - lo)`` and ``hi`` to
-            ``lo + a (hi - lo)``, one after the other (grids with a zero point; a symmetric
-            grid depends only on ``max(|lo|, |hi|)``).
+            ``lo + a (hi - lo)``, one after the other, twice (grids with a zero point; a
+            symmetric grid depends only on ``max(|lo|, |hi|)``).
     """
     ratios = torch.arange(1, grid + 1, dtype=values.dtype, device=values.device) / grid
 
@@ -180,7 +180,7 @@ def mse_range(values: torch.Tensor, weights: torch.Tensor | None, lo: torch.Tens
     joint = ratios[None] * torch.ones_like(lo)[:, None]  # (G, K)
     k = best(lo[:, None] * joint, hi[:, None] * joint)
     best_lo, best_hi = lo * ratios[k], hi * ratios[k]
-    if asymmetric:  # move each end towards the other, the other fixed
+    for _ in range(2 if asymmetric else 0):  # move each end towards the other, the other fixed
         span = (best_hi - lo)[:, None] * joint
         k = best(best_hi[:, None] - span, best_hi[:, None].expand_as(joint))
         best_lo = best_hi - (best_hi - lo) * ratios[k]

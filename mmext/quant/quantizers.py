@@ -330,7 +330,10 @@ class LSQPlusQuantizer(_StepQuantizer):
 
     def params_for_range(self, lo, hi):
         """Asymmetric: ``s = (hi - lo) / (Qp - Qn)``, ``z = Qn - lo / s`` (lo maps to Qn and hi
-        to Qp)."""
+        to Qp), the range first widened to hold 0. That keeps a constant input (a bias passed
+        through attention over zero queries, say) from a range of width 0, whose step would be
+        tiny and whose gradients would explode once training moves the input off it."""
+        lo, hi = lo.clamp_max(0), hi.clamp_min(0)
         scale = ((hi - lo) / (self.qp - self.qn)).clamp_min(1e-8)
         return scale, self.qn - lo / scale
 

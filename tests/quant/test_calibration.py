@@ -72,11 +72,11 @@ def test_mse_search_matches_a_brute_force_search_per_channel():
 
 
 def test_asymmetric_mse_refines_each_end():
-    """Values on [5, 6] plus one outlier at 0: scaling both ends towards 0 keeps the outlier
-    in; moving the low end towards the high one clips it (16 levels on [5, 6] instead of [0, 6]
-    save more squared error on the 10,000 values than the outlier costs)."""
-    x = torch.cat([torch.linspace(5, 6, 10_000), torch.zeros(1)])
+    """Values on [-1, 1] plus one outlier at -50: scaling both ends towards 0 shrinks the high
+    end with the low one; moving each end on its own clips the outlier and keeps [-1, 1]."""
+    x = torch.cat([torch.linspace(-1, 1, 100_000), torch.tensor([-50.0])])
     q = LSQPlusQuantizer(bits=4, calibration=dict(method='mse', grid=100))
+
     def search(asymmetric):
         lo, hi = mse_range(x[None], None, x.min()[None], x.max()[None], q.params_for_range,
                            q.qn, q.qp, grid=100, asymmetric=asymmetric)
@@ -84,10 +84,25 @@ def test_asymmetric_mse_refines_each_end():
         return lo.item(), hi.item(), ((quantize_rows(x, s, z, q.qn, q.qp) - x) ** 2).sum()
 
     lo, hi, error = search(asymmetric=True)
-    joint_lo, _, joint_error = search(asymmetric=False)
-    assert joint_lo == 0  # scaling 0 keeps it
-    assert 4 < lo < 5 and 5.9 < hi <= 6  # the outlier clipped, the cluster kept
+    _, joint_hi, joint_error = search(asymmetric=False)
+    assert joint_hi < 0.5  # scaled down with the low end
+    assert -2 < lo < -0.9 and 0.9 < hi <= 1  # the outlier clipped, the cluster kept
     assert error < joint_error / 3
+
+
+def test_a_constant_input_gets_a_range_that_holds_zero():
+    """A constant input (here 0.3) must not get a zero-width range: its step would be tiny and
+    the step's gradient explode as soon as training moves the input."""
+    q = LSQPlusQuantizer(bits=4, calibration=dict(method='mse'))
+    lo, hi = torch.tensor([0.3]), torch.tensor([0.3])
+    q.set_range(lo, hi)
+    assert q.scale.item() == pytest.approx(0.3 / 15)
+    x = torch.full((8, ), 0.3, requires_grad=True)
+    out = q(x * 1.01)
+    out.sum().backward()
+    # 8 clipped inputs x (Qp - z = 15) x LSQ's gradient scale 1 / sqrt(7): about 45; a
+    # zero-width range (step 1e-8, z = Qn - 0.3e8) would give about 1e8
+    assert q.scale.grad.abs().item() == pytest.approx(8 * 15 / 7 ** 0.5, rel=1e-4)
 
 
 def test_minmax_and_percentile_of_activations_match_numpy():
