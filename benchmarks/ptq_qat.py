@@ -15,10 +15,11 @@ Parts (each run goes through the stock tools and is kept in
   teacher: the first convolution float, the box / class heads 8-bit, inputs per channel) on a
   float checkpoint at W8A8, W6A6 and W4A4 (attention 8-bit), its steps from LSQ's data
   initialisation (``calibration=None``: weights ``2 mean|w| / sqrt(Qp)``, inputs from the first
-  test batch) or calibrated ('minmax', 'percentile', 'mse'; 16 training batches), plus 'mse'
-  with per-tensor inputs.
+  test batch) or calibrated on 16 training batches: 'minmax', 'percentile' or 'mse' for inputs
+  and weights alike, 'mse-pct' (MSE inputs, 99.99th-percentile weights: the configs' choice),
+  and 'mse-pct-tensor' (the same with per-tensor inputs).
 - ``qat``: the 4-bit LSQ baseline (4-4-8) trained from its float detector (same seed) for each
-  of ``--iters``, from a calibrated start (MSE), and from LSQ's initialisation for comparison.
+  of ``--iters``, from each of ``--starts`` (default: the configs' calibration).
 - ``vit-float``, ``vit-ptq``, ``vit-qat``: the same for the miniature ViT (its float model
   trained 10 epochs on the first 15,000 training images, seed 0; top-1 on the 10,000 test
   images), QAT for ``--vit-epochs``.
@@ -48,15 +49,23 @@ DET = {'mAP': 'coco/bbox_mAP', 'AP50': 'coco/bbox_mAP_50'}
 CLS = {'top1': 'accuracy/top1'}
 BASELINE = ['model.distribution_alignment=None', 'model.teacher=None']
 VIT_SUBSET = 15000
-INITS = {  # name: --cfg-options of the quantizers' start
+INITS = {  # name: --cfg-options of the quantizers' start (inputs / weights)
     'lsq': ['model.quant.calibration=None'],
-    'minmax': ['model.quant.calibration.method=minmax'],
-    'percentile': ['model.quant.calibration.method=percentile'],
-    'mse': ['model.quant.calibration.method=mse'],
-    'mse-tensor': ['model.quant.calibration.method=mse', 'model.quant.a_granularity=tensor'],
+    'minmax': ['model.quant.calibration.method=minmax',
+               'model.quant.calibration.weight_method=minmax'],
+    'percentile': ['model.quant.calibration.method=percentile',
+                   'model.quant.calibration.weight_method=percentile'],
+    'mse': ['model.quant.calibration.method=mse', 'model.quant.calibration.weight_method=mse'],
+    'mse-pct': ['model.quant.calibration.method=mse',
+                'model.quant.calibration.weight_method=percentile'],
+    'mse-pct-tensor': ['model.quant.calibration.method=mse',
+                       'model.quant.calibration.weight_method=percentile',
+                       'model.quant.a_granularity=tensor'],
 }
-INIT_NAMES = {'lsq': 'LSQ data init (today)', 'minmax': 'min-max', 'percentile':
-              'percentile 99.99', 'mse': 'MSE', 'mse-tensor': 'MSE, per-tensor inputs'}
+INIT_NAMES = {'lsq': 'LSQ data init (before this change)', 'minmax': 'min-max',
+              'percentile': 'percentile 99.99', 'mse': 'MSE',
+              'mse-pct': 'MSE inputs, percentile weights (the configs)',
+              'mse-pct-tensor': 'the same, per-tensor inputs'}
 
 
 def bits_options(bits: int) -> list[str]:
@@ -264,11 +273,11 @@ def main() -> None:
     parser.add_argument('--seeds', nargs='+', type=int, default=[0])
     parser.add_argument('--bits', nargs='+', type=int, default=[8, 6, 4])
     parser.add_argument('--inits', nargs='+', choices=list(INITS),
-                        default=['lsq', 'minmax', 'percentile', 'mse', 'mse-tensor'])
+                        default=list(INITS))
     parser.add_argument('--iters', nargs='+', type=int, default=[120],
                         help='QAT iterations of the detector rows')
     parser.add_argument('--vit-epochs', nargs='+', type=int, default=[1, 3])
-    parser.add_argument('--starts', nargs='+', choices=list(INITS), default=['mse'],
+    parser.add_argument('--starts', nargs='+', choices=list(INITS), default=['mse-pct'],
                         help='QAT starts')
     parser.add_argument('--work-root', type=Path, default=Path('work_dirs/ptq_qat'))
     parser.add_argument('--force', action='store_true', help='rerun runs already recorded')

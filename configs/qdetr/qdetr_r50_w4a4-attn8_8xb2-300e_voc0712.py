@@ -14,7 +14,7 @@ model = dict(
         a_bits=4,
         attn_bits=8,
         a_granularity='channel',
-        calibration=dict(method='mse', batches=16),
+        calibration=dict(method='mse', weight_method='percentile', batches=16),
         overrides=[
             dict(pattern='backbone.conv1', w_bits=8, a_bits=8),
             dict(pattern='bbox_head.*', w_bits=8, a_bits=8),
