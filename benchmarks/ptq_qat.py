@@ -192,7 +192,7 @@ def _cell(runs: list[dict], metric: str, reference: float | None) -> str:
     if len(runs) > 1:
         text += f' ± {spread:.3f}' if metric != 'top1' else f' ± {spread:.2f}'
     if reference:
-        text += f' ({100 * mean / reference:.0f}%)'
+        text += f' ({100 * mean / reference:.1f}%)'
     return text + ('' if len(runs) == 1 else f' [{len(runs)}]')
 
 
@@ -205,7 +205,7 @@ def summarize(results: ResultsFile) -> str:
 
     def per_seed_ratio(row_runs: dict, floats: dict, metric: str) -> str:
         ratios = [r[metric] / floats[s][metric] for s, r in row_runs.items() if s in floats]
-        return f'{100 * sum(ratios) / len(ratios):.0f}%' if ratios else '-'
+        return f'{100 * sum(ratios) / len(ratios):.1f}%' if ratios else '-'
 
     lines = ['Mean ± half range over seeds, [n] seeds; (%) of the float mean, per-seed ratio '
              'columns against each seed\'s own float model.', '']

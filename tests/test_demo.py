@@ -55,7 +55,8 @@ def test_demo_chain_float_baseline_and_qdetr_through_the_stock_tools(tiny_scenes
     students = summary['students']
     assert list(students) == ['4-bit LSQ baseline', '4-bit Q-DETR (DA + FQM / DRD)']
     assert all(s['iters'] == 2 and 'coco/bbox_mAP' in s['test'] for s in students.values())
-    assert all(s['steps'] == 'calibrated (mse)' for s in students.values())
+    assert all(s['steps'] == 'calibrated (inputs mse, weights percentile)'
+               for s in students.values())
     assert students['4-bit LSQ baseline']['checkpoint'].endswith('iter_2.pth')
     assert str(DEMO.relative_to(REPO)) == students['4-bit LSQ baseline']['config']
     assert 1 < summary['ops']['conventions']['bireal64']['acceleration'] < 8

@@ -93,8 +93,11 @@ def steps_start(train_dir: Path) -> str:
     line of mmext.QuantCalibrationHook, else LSQ's initialisation."""
     logs = sorted(train_dir.glob('*/*.log'))
     text = logs[-1].read_text() if logs else ''
-    found = re.search(r'quantizer calibration: weights \d+ by (\w+)', text)
-    return f'calibrated ({found.group(1)})' if found else 'LSQ initialisation'
+    found = re.search(r'quantizer calibration: weights (.*?); activations (.*?) over', text)
+    if not found:
+        return 'LSQ initialisation'
+    weights, inputs = (sorted(set(re.findall(r'by (\w+)', part))) for part in found.groups())
+    return f"calibrated (inputs {'/'.join(inputs) or '-'}, weights {'/'.join(weights) or '-'})"
 
 
 def quantized_table(float_run: dict, students: dict, ops: dict) -> Table:

@@ -202,25 +202,40 @@ class ActivationObserver:
     Two passes over the same batches: :meth:`observe_range` (min and max per group), then, for
     'percentile' and 'mse', :meth:`observe_histogram` (a histogram per group over that range).
     :meth:`sync_range` and :meth:`sync_histogram` reduce the statistics over the processes of a
-    distributed run (min, max, sum), so every process ends with the same range.
+    distributed run (min, max, sum), so every process ends with the same range; a process whose
+    data never reached the quantizer takes part with empty statistics.
 
     A quantizer with many groups (per input channel) gets fewer bins per group, at most
-    ``BIN_BUDGET`` in all and at least ``MIN_BINS`` per group, which keeps the histograms and
-    the MSE search small; one group gets ``spec.bins``.
+    ``BIN_BUDGET`` in all, but never fewer than ``MIN_BINS`` nor two per quantization level;
+    one group gets ``spec.bins``.
 
     Args:
         spec: the calibration method and its settings.
         channel_dim: the quantizer's group dimension, None for one group.
+        num_groups: the number of groups (1 for None).
+        levels: the quantizer's number of levels (2^bits).
+        name: the quantizer's name, for messages.
+        device: where the statistics live (the quantizer's device).
     """
 
     BIN_BUDGET = 2 ** 16
     MIN_BINS = 128
 
-    def __init__(self, spec: CalibrationSpec, channel_dim: int | None):
-        self.spec, self.channel_dim = spec, channel_dim
-        self.lo = self.hi = self.counts = None
-        self.bins = spec.bins
+    def __init__(self, spec: CalibrationSpec, channel_dim: int | None, num_groups: int = 1,
+                 levels: int = 256, name: str = 'quantizer',
+                 device: torch.device | str | None = None):
+        self.spec, self.channel_dim, self.name = spec, channel_dim, name
+        self.lo = torch.full((num_groups, ), float('inf'), device=device)
+        self.hi = torch.full((num_groups, ), float('-inf'), device=device)
+        self.counts = None
+        self.bins = max(min(spec.bins, self.BIN_BUDGET // num_groups), self.MIN_BINS,
+                        2 * levels)
         self.pass_ = 'range'
+
+    @property
+    def seen(self) -> bool:
+        """Whether some input reached the quantizer (in any process, after :meth:`sync_range`)."""
+        return bool(torch.isfinite(self.lo).all())
 
     @property
     def needs_histogram(self) -> bool:
@@ -233,19 +248,17 @@ class ActivationObserver:
             self.observe_histogram(x)
 
     def observe_range(self, x: torch.Tensor) -> None:
-        lo, hi = minmax_range(group_rows(x, self.channel_dim))
-        if self.lo is None:
-            self.lo, self.hi = lo, hi
-        else:
-            self.lo, self.hi = torch.minimum(self.lo, lo), torch.maximum(self.hi, hi)
+        rows = group_rows(x, self.channel_dim)
+        if rows.shape[0] != self.lo.numel():
+            raise ValueError(f'calibration of {self.name}: {self.lo.numel()} groups expected '
+                             f'along dim {self.channel_dim}, the input has shape '
+                             f'{tuple(x.shape)}')
+        lo, hi = minmax_range(rows)
+        self.lo, self.hi = torch.minimum(self.lo, lo), torch.maximum(self.hi, hi)
 
     def sync_range(self) -> None:
-        if self.lo is None:
-            raise RuntimeError('a quantizer saw no input during calibration: the calibration '
-                               'forward does not reach it (is it used by the model?)')
         _all_reduce(self.lo, dist.ReduceOp.MIN)
         _all_reduce(self.hi, dist.ReduceOp.MAX)
-        self.bins = max(min(self.spec.bins, self.BIN_BUDGET // self.lo.numel()), self.MIN_BINS)
 
     @property
     def width(self) -> torch.Tensor:
@@ -261,6 +274,9 @@ class ActivationObserver:
         self.counts = counts if self.counts is None else self.counts + counts
 
     def sync_histogram(self) -> None:
+        if self.counts is None:  # this process's data did not reach the quantizer
+            self.counts = torch.zeros(self.lo.numel(), self.bins, dtype=torch.float64,
+                                      device=self.lo.device)
         _all_reduce(self.counts, dist.ReduceOp.SUM)
 
     def range(self, params_for_range: RangeToParams, qn: int, qp: int,

@@ -203,6 +203,7 @@ class _StepQuantizer(nn.Module):
         self._initialized = False
         self.calibration = CalibrationSpec.build(calibration)
         self.observer = None
+        self.qualified_name = type(self).__name__  # the module swap sets the model's name
 
     @property
     def enabled(self) -> bool:
@@ -230,7 +231,7 @@ class _StepQuantizer(nn.Module):
         """Refuse to run with a step that calibration was meant to set but did not."""
         if self.calibration is not None:
             raise RuntimeError(
-                f'{type(self).__name__} is set to be calibrated ({self.calibration.method!r}) '
+                f'{self.qualified_name} is set to be calibrated ({self.calibration.method!r}) '
                 'but has no step yet: add custom_hooks=[dict(type="mmext.QuantCalibrationHook")] '
                 'to the config, load a calibrated checkpoint (tools/deploy/calibrate.py), or call '
                 'mmext.quant.calibrate_model(model, batches) first; quant.calibration=None '
@@ -245,8 +246,15 @@ class _StepQuantizer(nn.Module):
     @torch.no_grad()
     def set_range(self, lo: torch.Tensor, hi: torch.Tensor) -> None:
         """Set the step (and zero point) from a clipping range per group (each of the size of
-        ``scale``, or one value for all groups) and mark the quantizer initialised."""
-        scale, zero_point = self.params_for_range(lo.float(), hi.float())
+        ``scale``, or one value for all groups) and mark the quantizer initialised.
+
+        A group whose range is narrower than 1% of the widest group's (a dead channel, a
+        constant input) is widened to that: its step would otherwise be so small that it stays
+        dead, or its gradient explodes, once training moves its input."""
+        lo, hi = lo.float(), hi.float()
+        floor = 0.01 * (hi - lo).max()
+        hi = torch.where(hi - lo < floor, lo + floor, hi)
+        scale, zero_point = self.params_for_range(lo, hi)
         self.scale.copy_(torch.broadcast_to(scale.reshape(-1), self.scale.shape).clamp_min(1e-8))
         if zero_point is not None:
             self.zero_point.copy_(torch.broadcast_to(zero_point.reshape(-1),
@@ -329,13 +337,14 @@ class LSQPlusQuantizer(_StepQuantizer):
         self.zero_point = nn.Parameter(torch.zeros(num_channels or 1))
 
     def params_for_range(self, lo, hi):
-        """Asymmetric: ``s = (hi - lo) / (Qp - Qn)``, ``z = Qn - lo / s`` (lo maps to Qn and hi
-        to Qp), the range first widened to hold 0. That keeps a constant input (a bias passed
-        through attention over zero queries, say) from a range of width 0, whose step would be
+        """Asymmetric: ``s = (hi - lo) / (Qp - Qn)``, ``z = round(Qn - lo / s)`` (lo maps to
+        Qn and hi to Qp, within s / 2), the range first widened to hold 0. Zero is then a level
+        exactly (inputs with many exact zeros keep them), and a constant input (a bias passed
+        through attention over zero queries, say) gets no range of width 0, whose step would be
         tiny and whose gradients would explode once training moves the input off it."""
         lo, hi = lo.clamp_max(0), hi.clamp_min(0)
         scale = ((hi - lo) / (self.qp - self.qn)).clamp_min(1e-8)
-        return scale, self.qn - lo / scale
+        return scale, (self.qn - lo / scale).round()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.enabled:

@@ -168,8 +168,11 @@ class ModuleSwap:
         cfg = dict(cfg)
         weight_method = cfg.pop('weight_method', None) or cfg.get('method', 'mse')
         activation = CalibrationSpec.build(cfg)
-        return dict(weight=CalibrationSpec.build(dict(cfg, method=weight_method)),
-                    activation=activation)
+        try:
+            weight = CalibrationSpec.build(dict(cfg, method=weight_method))
+        except ValueError as error:
+            raise ValueError(f'ModuleSwap calibration weight_method: {error}') from None
+        return dict(weight=weight, activation=activation)
 
     def _bits_for(self, name: str) -> dict:
         bits = dict(w_bits=self.w_bits, a_bits=self.a_bits, attn_bits=self.attn_bits)
@@ -247,10 +250,11 @@ class ModuleSwap:
         for module in model.modules():
             if isinstance(module, _StepQuantizer):
                 module.fused = self.fused
-        if self.calibration is not None:
-            owners = weight_owners(model)
-            for quantizer in step_quantizers(model).values():
-                if id(quantizer) not in existing:
+        owners = weight_owners(model)
+        for name, quantizer in step_quantizers(model).items():
+            if id(quantizer) not in existing:
+                quantizer.qualified_name = name
+                if self.calibration is not None:
                     role = 'weight' if id(quantizer) in owners else 'activation'
                     quantizer.calibration = self.calibration[role]
         register_absent_state_report(model)

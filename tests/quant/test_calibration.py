@@ -21,6 +21,7 @@ from mmext.quant import (
     calibrate_model,
     passthrough,
     pending_calibration,
+    step_quantizers,
 )
 from mmext.quant.observers import ActivationObserver, mse_range, quantize_rows
 
@@ -111,7 +112,7 @@ def test_minmax_and_percentile_of_activations_match_numpy():
     values = np.concatenate([c.transpose(1, 0, 2).reshape(3, -1) for c in chunks], axis=1)
     for method in ('minmax', 'percentile'):
         spec = CalibrationSpec(method=method, percentile=99.0, bins=4096)
-        observer = ActivationObserver(spec, channel_dim=1)
+        observer = ActivationObserver(spec, channel_dim=1, num_groups=3)
         for c in chunks:
             observer.observe_range(torch.from_numpy(c))
         observer.sync_range()
@@ -209,24 +210,50 @@ def test_8_bit_ptq_is_nearly_lossless_and_beats_the_lsq_initialisation():
             assert report['weights'] == {method: 4} and report['activations'] == {method: 4}
             assert not pending_calibration(model)
         errors[method] = ptq_error(model, float_model, data)
-    assert max(errors['minmax'], errors['mse']) < 0.01
+    assert max(errors['minmax'], errors['percentile'], errors['mse']) < 0.01
     assert errors['mse'] < errors[None] / 3  # LSQ's 2 mean|x| / sqrt(Qp) clips at 8 bits
 
 
-def test_calibration_leaves_the_training_state_and_random_state_alone():
+def random_batches(n: int):
+    """Batches drawn from the global random generator while calibration iterates them (as a
+    training pipeline's augmentations are)."""
+    for _ in range(n):
+        yield torch.randn(4, 3, 8, 8) * 2
+
+
+def test_calibration_leaves_modes_and_random_state_alone_and_seeds_its_batches():
     model = ModuleSwap(w_bits=4, a_bits=4, calibration=dict(method='mse', batches=2))(Tiny())
     model.train()
+    model.stem.eval()  # a frozen part stays in eval mode
     torch.manual_seed(3)
     expected = torch.rand(3)
     torch.manual_seed(3)
-    calibrate_model(model, batches(2))
-    assert model.training
-    torch.testing.assert_close(torch.rand(3), expected)
+    calibrate_model(model, random_batches(2))
+    assert model.training and model.body.training and not model.stem.training
+    torch.testing.assert_close(torch.rand(3), expected)  # the batches' draws were undone
     scale = model.body[0].a_quantizer.scale.detach().clone()
     calibrate_model(model, batches(2, seed=5))  # already calibrated: nothing changes
     torch.testing.assert_close(model.body[0].a_quantizer.scale.detach(), scale)
     calibrate_model(model, batches(2, seed=5), force=True)
     assert not torch.equal(model.body[0].a_quantizer.scale.detach(), scale)
+    # with a seed, the batches drawn during calibration are the same whatever the state
+    steps = []
+    for state in (1, 2):
+        torch.manual_seed(state)
+        calibrate_model(model, random_batches(2), force=True, seed=7)
+        steps.append(model.body[0].a_quantizer.scale.detach().clone())
+    torch.testing.assert_close(steps[0], steps[1], rtol=0, atol=0)
+
+
+def test_dead_channels_and_constant_inputs_keep_a_usable_step():
+    q = LSQPlusQuantizer(bits=4, num_channels=3, channel_dim=-1)
+    q.set_range(torch.tensor([-1.0, 0.0, 0.2]), torch.tensor([1.0, 0.0, 0.2]))
+    # the dead channel (always 0) and the constant one get 1% of the widest range
+    assert q.scale[1].item() == pytest.approx(0.02 / 15)
+    assert q.scale[2].item() == pytest.approx(0.22 / 15)
+    # zero is a level: exact zeros stay exact
+    torch.testing.assert_close(q(torch.zeros(5, 3)).detach(), torch.zeros(5, 3))
+    assert torch.equal(q.zero_point.detach(), q.zero_point.detach().round())
 
 
 def test_quantizers_with_a_step_keep_quantizing_while_others_calibrate():
@@ -294,7 +321,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _calibrated_state(data: list[torch.Tensor], num_batches: int) -> dict:
+def _calibrated_state(data: list[torch.Tensor], num_batches: int, net=Tiny) -> dict:
     """The quantizer state after calibration, with one thread (so that the float sums of the
     forward passes are the same bits in every process)."""
     threads = torch.get_num_threads()
@@ -302,11 +329,28 @@ def _calibrated_state(data: list[torch.Tensor], num_batches: int) -> dict:
     try:
         torch.manual_seed(0)
         model = ModuleSwap(w_bits=4, a_bits=4, a_granularity='channel',
-                           calibration=dict(method='mse'))(Tiny())
+                           calibration=dict(method='mse'))(net())
         calibrate_model(model, data, num_batches)
     finally:
         torch.set_num_threads(threads)
     return {k: v for k, v in model.state_dict().items() if 'quantizer' in k}
+
+
+class Branchy(Tiny):
+    """A head reached only by batches with a positive mean (a data-dependent branch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.extra = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = super().forward(x)
+        return self.extra(y) if x.mean() > 0 else y
+
+
+def branchy_batches() -> list[torch.Tensor]:
+    """8 batches; only the even ones (process 0's half) reach Branchy.extra."""
+    return [b.abs() if i % 2 == 0 else -b.abs() for i, b in enumerate(batches(8))]
 
 
 def _ddp_worker(rank: int, port: int, out: str) -> None:
@@ -314,8 +358,9 @@ def _ddp_worker(rank: int, port: int, out: str) -> None:
     dist.init_process_group('gloo', rank=rank, world_size=2)
     try:
         state = _calibrated_state(batches(8)[rank::2], 4)  # this process's half
+        branchy = _calibrated_state(branchy_batches()[rank::2], 4, Branchy)
         if rank == 0:
-            torch.save(state, out)
+            torch.save(dict(state=state, branchy=branchy), out)
     finally:
         dist.destroy_process_group()
 
@@ -323,13 +368,23 @@ def _ddp_worker(rank: int, port: int, out: str) -> None:
 def test_calibration_under_two_process_ddp_equals_one_process(tmp_path):
     out = str(tmp_path / 'ddp.pt')
     mp.spawn(_ddp_worker, args=(_free_port(), out), nprocs=2, join=True)
-    ddp = torch.load(out)
-    single = _calibrated_state(batches(8), 8)
-    assert set(ddp) == set(single)
-    for key in single:
-        torch.testing.assert_close(ddp[key], single[key], rtol=0, atol=0, msg=key)
-    assert any(not torch.equal(single[k], torch.ones_like(single[k]))
-               for k in single if k.endswith('scale'))
+    saved = torch.load(out)
+    for ddp, single in ((saved['state'], _calibrated_state(batches(8), 8)),
+                        (saved['branchy'], _calibrated_state(branchy_batches(), 8, Branchy))):
+        assert set(ddp) == set(single)
+        for key in single:
+            torch.testing.assert_close(ddp[key], single[key], rtol=0, atol=0, msg=key)
+        assert any(not torch.equal(single[k], torch.ones_like(single[k]))
+                   for k in single if k.endswith('scale'))
+    assert 'extra.a_quantizer.scale' in saved['branchy']  # reached by process 0 only
+
+
+def test_a_quantizer_no_batch_reaches_is_named_and_nothing_changes():
+    model = ModuleSwap(w_bits=4, a_bits=4, calibration=dict(method='mse'))(Branchy())
+    negative = [-b.abs() for b in batches(2)]
+    with pytest.raises(RuntimeError, match=r'got no input .*extra\.a_quantizer.*skip'):
+        calibrate_model(model, negative)
+    assert set(pending_calibration(model)) == set(step_quantizers(model))  # all still pending
 
 
 def test_all_batches_are_used_when_the_data_has_fewer():
