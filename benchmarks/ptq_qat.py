@@ -37,6 +37,7 @@ from pathlib import Path
 
 from ablation_runs import REPO, ResultsFile, final_metrics, mean_spread, train
 
+from mmext.utils.run_logs import read_scalars
 from mmext.utils.schedule import iter_schedule_options
 
 FLOAT_CONFIG = 'configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py'
@@ -48,6 +49,7 @@ TABLE = Path(__file__).parent / 'results/ptq_qat.md'
 DET = {'mAP': 'coco/bbox_mAP', 'AP50': 'coco/bbox_mAP_50'}
 CLS = {'top1': 'accuracy/top1'}
 BASELINE = ['model.distribution_alignment=None', 'model.teacher=None']
+CURVE_EVERY = 400  # longer QAT runs validate this often (the learning curve)
 VIT_SUBSET = 15000
 INITS = {  # name: --cfg-options of the quantizers' start (inputs / weights)
     'lsq': ['model.quant.calibration=None'],
@@ -140,9 +142,13 @@ class Benchmark:
                 options = BASELINE + INITS[start] + [
                     f'randomness.seed={seed}', f'load_from={checkpoint}',
                     *iter_schedule_options(iters)]
+                if iters > CURVE_EVERY:  # a learning curve: validate every CURVE_EVERY
+                    options.append(f'train_cfg.val_interval={CURVE_EVERY}')
                 minutes = train(QUANT_CONFIG, work_dir, options, f'{row} seed {seed}')
+                curve = [e['coco/bbox_mAP'] for e in read_scalars(work_dir)
+                         if 'coco/bbox_mAP' in e]
                 self.record(row, seed, dict(final_metrics(work_dir, DET), minutes=minutes,
-                                            iters=iters, options=options))
+                                            iters=iters, options=options, curve=curve))
 
     # ------------------------------------------------------------------------------ ViT
     def vit_checkpoint(self) -> str:
@@ -238,6 +244,13 @@ def summarize(results: ResultsFile) -> str:
                          f"{_cell(list(qat[row].values()), 'AP50', None)} | "
                          f"{per_seed_ratio(qat[row], floats, 'mAP')} |")
         lines.append('')
+        curves = [(row, seed, run['curve']) for row in sorted(qat)
+                  for seed, run in sorted(qat[row].items()) if len(run.get('curve', [])) > 1]
+        if curves:
+            lines += [f'Learning curves (mAP every {CURVE_EVERY} iterations):', '']
+            lines += [f"- {row.split('/')[1]} it., {INIT_NAMES[row.split('/')[2]]}, seed {seed}: "
+                      + ', '.join(f'{m:.3f}' for m in curve) for row, seed, curve in curves]
+            lines.append('')
     vit_float = runs.get('vit-float', {}).get('0')
     vit_ptq = rows('vit-ptq/')
     vit_qat = {k: v for k, v in runs.items() if k.startswith('vit-qat/')}

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ablation_runs import ResultsFile, final_metrics, mean_spread, train
 
+from mmext.utils.run_logs import read_scalars
 from mmext.utils.schedule import iter_schedule_options
 
 FLOATS = Path(__file__).parent / 'results/ptq_qat.json'
@@ -70,8 +71,12 @@ def run(row: str, seed: int, teacher: str, iters: int | None, work_root: Path) -
     iters = iters or (LOW_BIT_ITERS if bits < 4 else None)
     if iters:
         options += iter_schedule_options(iters)
+    if (iters or 400) > 400:  # a learning curve: validate every 400 iterations
+        options.append('train_cfg.val_interval=400')
     minutes = train(CONFIG, work_dir, options, f'{row} seed {seed}')
-    return dict(final_metrics(work_dir, METRICS), minutes=minutes, iters=iters, options=options)
+    curve = [e['coco/bbox_mAP'] for e in read_scalars(work_dir) if 'coco/bbox_mAP' in e]
+    return dict(final_metrics(work_dir, METRICS), minutes=minutes, iters=iters, options=options,
+                curve=curve)
 
 
 def summarize(results: ResultsFile) -> str:
@@ -99,6 +104,12 @@ def summarize(results: ResultsFile) -> str:
             + (f'{100 * sum(kept) / len(kept):.0f}%' if kept else '-') + ' | '
             + (f"{before['mean']:.3f} ± {before['spread']:.3f}" if before else '-')
             + f' | {PAPER_VOC_AP50[row]} |')
+    curves = [(row, seed, run['curve']) for row in ROWS for seed, run in
+              sorted(results.runs(row).items()) if len(run.get('curve', [])) > 1]
+    if curves:
+        lines += ['', 'Learning curves (mAP every 400 iterations):', '']
+        lines += [f'- {ROWS[row][0]} {ROWS[row][1]}-{ROWS[row][1]}-8, seed {seed}: '
+                  + ', '.join(f'{m:.3f}' for m in curve) for row, seed, curve in curves]
     if previous:
         lines += ['', 'Before calibration: ' + results.data['previous']['note']]
     return '\n'.join(lines + results.superseded_lines(tuple(METRICS)))

@@ -8,7 +8,9 @@
 
 The config's quantizers must be set to be calibrated (``model.quant.calibration=dict(...)``);
 they observe the first ``calibration.batches`` batches of the config's ``train_dataloader``,
-exactly as ``mmext.QuantCalibrationHook`` does inside ``tools/train.py`` / ``tools/test.py``.
+built and augmented with the seed, as ``mmext.QuantCalibrationHook`` does inside a
+single-process ``tools/train.py`` / ``tools/test.py`` with the same ``randomness.seed`` (under
+DDP the hook observes that many batches of each process's shard).
 The checkpoint holds the model's state (``state_dict``) and, in ``meta``, the float checkpoint,
 the seed and the calibration report.
 """
