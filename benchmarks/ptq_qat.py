@@ -190,89 +190,87 @@ class Benchmark:
 
 
 # ------------------------------------------------------------------------------ the tables
-def _cell(runs: list[dict], metric: str, reference: float | None) -> str:
+def _cell(runs: dict, metric: str, reference: dict | float | None) -> str:
+    """Mean ± half range over the seeds of ``runs`` ({seed: run}), [n] seeds, and in brackets
+    the mean share of ``reference``: each seed's own float run ({seed: run}) or one number."""
     if not runs:
         return '-'
-    mean, spread = mean_spread([r[metric] for r in runs])
-    text = f'{mean:.3f}' if metric != 'top1' else f'{mean:.2f}'
-    if len(runs) > 1:
-        text += f' ± {spread:.3f}' if metric != 'top1' else f' ± {spread:.2f}'
-    if reference:
-        text += f' ({100 * mean / reference:.1f}%)'
-    return text + ('' if len(runs) == 1 else f' [{len(runs)}]')
+    values = list(runs.values())
+    mean, spread = mean_spread([r[metric] for r in values])
+    digits = 2 if metric == 'top1' else 3
+    text = f'{mean:.{digits}f}'
+    if len(values) > 1:
+        text += f' ± {spread:.{digits}f}'
+    if isinstance(reference, dict):
+        shares = [r[metric] / reference[s][metric] for s, r in runs.items() if s in reference]
+    else:
+        shares = [r[metric] / reference for r in values] if reference else []
+    if shares:
+        text += f' ({100 * sum(shares) / len(shares):.1f}%)'
+    return text + ('' if len(values) == 1 else f' [{len(values)}]')
 
 
 def summarize(results: ResultsFile) -> str:
     runs = results.data.get('runs', {})
 
     def rows(prefix):
-        return {k[len(prefix):]: list(v.values()) for k, v in runs.items()
-                if k.startswith(prefix)}
+        return {k[len(prefix):]: v for k, v in runs.items() if k.startswith(prefix)}
 
-    def per_seed_ratio(row_runs: dict, floats: dict, metric: str) -> str:
-        ratios = [r[metric] / floats[s][metric] for s, r in row_runs.items() if s in floats]
-        return f'{100 * sum(ratios) / len(ratios):.1f}%' if ratios else '-'
-
-    lines = ['Mean ± half range over seeds, [n] seeds; (%) of the float mean, per-seed ratio '
-             'columns against each seed\'s own float model.', '']
+    lines = ["Mean ± half range over seeds, [n] seeds; in brackets the mean share of each seed's "
+             'own float model.', '']
     floats = runs.get('float', {})
     if floats:
         lines += ['## Demo detector (Conditional DETR, MobileNetV2), Fashion Scenes val', '',
-                  f"Float: mAP {_cell(list(floats.values()), 'mAP', None)}, AP50 "
-                  f"{_cell(list(floats.values()), 'AP50', None)}; per seed "
-                  + ', '.join(f"{s}: {r['mAP']:.3f}" for s, r in sorted(floats.items())), '']
-    ref = mean_spread([r['mAP'] for r in floats.values()])[0] if floats else None
+                  f"Float: mAP {_cell(floats, 'mAP', None)}, AP50 {_cell(floats, 'AP50', None)}"
+                  '; per seed ' + ', '.join(f"{s}: {r['mAP']:.3f}"
+                                            for s, r in sorted(floats.items())), '']
     ptq = rows('ptq/')
     if ptq:
         lines += ['### Post-training quantization (no training; tools/test.py on the float '
                   'checkpoint)', '', '| steps from | W8A8-Attn8 mAP | W6A6-Attn8 mAP | '
                   'W4A4-Attn8 mAP |', '|---|---|---|---|']
         for init, name in INIT_NAMES.items():
-            cells = [_cell(ptq.get(f'w{b}/{init}', []), 'mAP', ref) for b in (8, 6, 4)]
+            cells = [_cell(ptq.get(f'w{b}/{init}', {}), 'mAP', floats) for b in (8, 6, 4)]
             if any(c != '-' for c in cells):
                 lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
         lines.append('')
-    qat = {k: v for k, v in runs.items() if k.startswith('qat/')}
+    qat = rows('qat/')
     if qat:
         lines += ['### 4-bit QAT (LSQ baseline, 4-4-8) from the float detector of the same seed',
-                  '', '| iterations | start | mAP | AP50 | kept of own float (per seed) |',
-                  '|---|---|---|---|---|']
-        for row in sorted(qat, key=lambda k: (int(k.split('/')[1]), k)):
-            _, iters, start = row.split('/')
+                  '', '| iterations | start | mAP | AP50 |', '|---|---|---|---|']
+        for row in sorted(qat, key=lambda k: (int(k.split('/')[0]), k)):
+            iters, start = row.split('/')
             lines.append(f'| {iters} | {INIT_NAMES[start]} | '
-                         f"{_cell(list(qat[row].values()), 'mAP', ref)} | "
-                         f"{_cell(list(qat[row].values()), 'AP50', None)} | "
-                         f"{per_seed_ratio(qat[row], floats, 'mAP')} |")
+                         f"{_cell(qat[row], 'mAP', floats)} | {_cell(qat[row], 'AP50', None)} |")
         lines.append('')
         curves = [(row, seed, run['curve']) for row in sorted(qat)
                   for seed, run in sorted(qat[row].items()) if len(run.get('curve', [])) > 1]
         if curves:
             lines += [f'Learning curves (mAP every {CURVE_EVERY} iterations):', '']
-            lines += [f"- {row.split('/')[1]} it., {INIT_NAMES[row.split('/')[2]]}, seed {seed}: "
+            lines += [f"- {row.split('/')[0]} it., {INIT_NAMES[row.split('/')[1]]}, seed {seed}: "
                       + ', '.join(f'{m:.3f}' for m in curve) for row, seed, curve in curves]
             lines.append('')
     vit_float = runs.get('vit-float', {}).get('0')
-    vit_ptq = rows('vit-ptq/')
-    vit_qat = {k: v for k, v in runs.items() if k.startswith('vit-qat/')}
+    vit_ptq, vit_qat = rows('vit-ptq/'), rows('vit-qat/')
     if vit_float:
         top = vit_float['top1']
         lines += ['## Miniature ViT (4 layers, embed 64), Fashion-MNIST test', '',
                   f'Float: top-1 {top:.2f} (seed 0, 10 epochs on the first {VIT_SUBSET} '
-                  'training images)', '']
+                  'training images; every row below starts from it)', '']
         if vit_ptq:
             lines += ['### Post-training quantization', '', '| steps from | W8A8-Attn8 top-1 | '
                       'W6A6-Attn8 top-1 | W4A4-Attn8 top-1 |', '|---|---|---|---|']
             for init, name in INIT_NAMES.items():
-                cells = [_cell(vit_ptq.get(f'w{b}/{init}', []), 'top1', top) for b in (8, 6, 4)]
+                cells = [_cell(vit_ptq.get(f'w{b}/{init}', {}), 'top1', top) for b in (8, 6, 4)]
                 if any(c != '-' for c in cells):
                     lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
             lines.append('')
         if vit_qat:
             lines += ['### 4-bit QAT (4-4-8)', '', '| epochs | start | top-1 |', '|---|---|---|']
             for row in sorted(vit_qat):
-                _, epochs, start = row.split('/')
+                epochs, start = row.split('/')
                 lines.append(f'| {epochs[:-1]} | {INIT_NAMES[start]} | '
-                             f"{_cell(list(vit_qat[row].values()), 'top1', top)} |")
+                             f"{_cell(vit_qat[row], 'top1', top)} |")
             lines.append('')
     return '\n'.join(lines).rstrip()
 
