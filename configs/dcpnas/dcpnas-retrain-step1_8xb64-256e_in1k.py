@@ -4,7 +4,7 @@
 # label loss), AdamW lr 1e-3 (x batch / 512), weight decay 1e-5, cosine, 256 epochs, 64 per GPU
 # x 8. Step 2 (..._step2) binarizes the weights too, starting from this run's last checkpoint.
 #
-# The genotype is the one your CIFAR-10 search wrote (configs/dcpnas/dcpnas_search_8xb64-50e_cifar10.py);
+# The genotype is the one your CIFAR-10 search wrote (configs/dcpnas/dcpnas_search_1xb64-50e_cifar10.py);
 # point at another with --cfg-options model.classifier.backbone.genotype=<genotype.py>.
 # The teacher is mmpretrain's ResNet-34 (config resnet34_8xb32_in1k) with its released weights
 # in checkpoints/ (https://download.openmmlab.com/mmclassification/v0/resnet/
@@ -19,7 +19,7 @@ model = dict(
         type='ImageClassifier',
         backbone=dict(
             type='mmext.DartsNetwork',
-            genotype='work_dirs/dcpnas_search_8xb64-50e_cifar10/genotype.py',
+            genotype='work_dirs/dcpnas_search_1xb64-50e_cifar10/genotype.py',
             channels=108,
             num_cells=10,
             in_channels=3,

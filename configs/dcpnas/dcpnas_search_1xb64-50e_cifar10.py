@@ -26,7 +26,7 @@ arch_dataloader = dict(
     batch_size=64,
     num_workers=4,
     persistent_workers=True,
-    dataset=dict(type=dataset_type, data_root=data_root, split='train',
+    dataset=dict(_delete_=True, type=dataset_type, data_root=data_root, split='train',
                  indices=range(25000, 50000), pipeline=train_pipeline),
     sampler=dict(type='DefaultSampler', shuffle=True))
 val_dataloader = dict(

@@ -1,0 +1,14 @@
+# The training recipe of Bi-ViT's DeiT-Small runs (configs/bivit/bivit_deit-small_4xb256-300e_in1k.py and
+# its children): mmpretrain's DeiT-Small config with the settings Bi-ViT's code takes from DeiT where
+# mmpretrain's differ. Checked against the paper's recipe by tests/test_paper_schedules.py.
+_base_ = 'mmpretrain::deit/deit-small_4xb256_in1k.py'
+
+# DeiT's drop-path 0.1 (mmpretrain's small and tiny DeiT configs remove it).
+model = dict(backbone=dict(drop_path_rate=0.1))
+
+# 5 linear warm-up epochs (mmpretrain's ImageNet AdamW schedule has 20), then cosine to 300.
+warmup_epochs = 5
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=warmup_epochs,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=warmup_epochs)]
