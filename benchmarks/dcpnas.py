@@ -9,6 +9,8 @@ through ``tools/train.py``, with the row's genotype and the seed):
 
 - ``dcpnas``: the genotype of ``configs/dcpnas/dcpnas_search_fashion-mnist.py`` (parent and
   1-bit child, tangent propagation, decoupled optimisation), searched with the seed;
+- ``no_decoupled``: the DCP-NAS search with plain gradient steps on alpha
+  (``model.decoupled=None``: no weight-norm mask, no backtracking ``psi``);
 - ``child_only``: the same search without the parent (``model.use_parent=False``: first-order
   DARTS on the 1-bit child alone);
 - ``random``: a genotype drawn uniformly (``mmext.nas.random_genotype``) with the seed.
@@ -34,6 +36,8 @@ RESULTS = Path(__file__).parent / 'results/dcpnas.json'
 METRICS = {'top1': 'accuracy/top1'}
 ROWS = {
     'dcpnas': ('DCP-NAS search (parent + 1-bit child)', ['model.use_parent=True']),
+    'no_decoupled': ('DCP-NAS search without the decoupled step',
+                     ['model.use_parent=True', 'model.decoupled=None']),
     'child_only': ('1-bit child searched alone (no parent)', ['model.use_parent=False']),
     'random': ('random genotype', None),
 }

@@ -161,12 +161,17 @@ def build_operation(name: str, channels: int, stride: int, binary: bool = False,
 def weight_norm(operation: nn.Module) -> float:
     """``R(w) = ||w||_2^2`` over an operation's convolution weights (DCP-NAS's decoupled
     optimisation ranks operations by it). Parameter-free operations get constants: 1 for the
-    identity, ``1 / K^2`` for a K x K pool, 0 for zero."""
+    identity, ``1 / K^2`` for a K x K pool, 0 for zero. A pool wrapped with other modules
+    without convolutions (the search space's ``Sequential(pool, BatchNorm)``) counts as the
+    pool."""
     if isinstance(operation, Zero):
         return 0.0
     if isinstance(operation, nn.Identity):
         return 1.0
-    if isinstance(operation, (nn.MaxPool2d, nn.AvgPool2d)):
-        return 1.0 / operation.kernel_size ** 2
-    return float(sum(m.weight.detach().pow(2).sum() for m in operation.modules()
-                     if isinstance(m, nn.Conv2d)))
+    convs = [m for m in operation.modules() if isinstance(m, nn.Conv2d)]
+    pools = [m for m in operation.modules() if isinstance(m, (nn.MaxPool2d, nn.AvgPool2d))]
+    if pools and not convs:
+        size = pools[0].kernel_size
+        height, width = (size, size) if isinstance(size, int) else size
+        return 1.0 / (height * width)
+    return float(sum(m.weight.detach().pow(2).sum() for m in convs))

@@ -16,6 +16,7 @@ from mmext.nas import (
     load_genotype,
     parse_genotype,
     random_genotype,
+    weight_norm,
 )
 from mmext.quant import QConv2d
 
@@ -43,6 +44,32 @@ def test_mixed_op_is_the_weighted_sum_of_its_operations(binary):
         convs = [m for m in edge.modules() if isinstance(m, torch.nn.Conv2d)]
         assert convs and all(isinstance(m, QConv2d) for m in convs)
 
+
+
+@pytest.mark.parametrize('binary', [False, True])
+def test_weight_norms_of_an_edge_follow_the_documented_constants(binary):
+    """R(w) per operation of one search edge, by hand: zero 0, pools (wrapped with their
+    BatchNorm in the search space) 1 / 3^2, identity 1, convolutions the sum of their squared
+    weights."""
+    edge = MixedOp(4, stride=1, binary=binary)
+    norms = dict(zip(PRIMITIVES, (weight_norm(op) for op in edge.ops)))
+    assert norms['none'] == 0.0 and norms['skip_connect'] == 1.0
+    assert norms['max_pool_3x3'] == norms['avg_pool_3x3'] == pytest.approx(1 / 9)
+    for name in ('sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3', 'dil_conv_5x5'):
+        op = edge.ops[PRIMITIVES.index(name)]
+        by_hand = sum(float((m.weight ** 2).sum()) for m in op.modules()
+                      if isinstance(m, torch.nn.Conv2d))
+        assert norms[name] == pytest.approx(by_hand) and by_hand > 0
+
+
+def test_edge_weight_norms_sum_the_cells_of_each_type():
+    supernet = DartsSupernet(channels=4, num_cells=3, num_classes=10, in_channels=1)
+    norms = supernet.edge_weight_norms()
+    normal = sum(1 for c in supernet.cells if not c.reduction)
+    pool = PRIMITIVES.index('avg_pool_3x3')
+    torch.testing.assert_close(norms['normal'][:, pool],
+                               torch.full((norms['normal'].shape[0],), normal / 9))
+    assert (norms['normal'][:, PRIMITIVES.index('none')] == 0).all()
 
 def test_per_sample_arch_gradients_sum_to_the_batch_gradient_and_match_own_gradients():
     torch.manual_seed(0)
