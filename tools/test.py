@@ -4,8 +4,8 @@
                                            [--cfg-options k=v ...] [--launcher pytorch]
 
 ``--show-dir`` saves the predictions drawn on the images (each library's visualization hook);
-for a model with a teacher (``mmext.QDETR``), also the student's detections beside the
-teacher's, under ``<show-dir>/teacher_vs_student``.
+for a config that lists ``mmext.TeacherStudentVisualizationHook`` (Q-DETR's), also the
+student's detections beside the teacher's, under ``<show-dir>/teacher_vs_student``.
 ``--out`` dumps the raw predictions, e.g. for mmdet's analysis_tools/analyze_results.py.
 """
 import argparse
@@ -67,11 +67,12 @@ def trigger_visualization_hook(cfg: Config, args) -> None:
     if args.show:
         hook['show'] = True
         hook['wait_time'] = args.wait_time
-    if args.show_dir and isinstance(cfg.model.get('teacher'), dict):
-        # a distilled student (e.g. mmext.QDETR): its detections beside its teacher's
-        cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [dict(
-            type='mmext.TeacherStudentVisualizationHook',
-            out_dir=os.path.join(args.show_dir, 'teacher_vs_student'))]
+    for custom in cfg.get('custom_hooks', []):
+        # a config that lists it (mmext.QDETR's): the student's detections beside its teacher's
+        if args.show_dir and str(custom.get('type', '')).endswith(
+                'TeacherStudentVisualizationHook'):
+            custom['draw'] = True
+            custom['out_dir'] = os.path.join(args.show_dir, 'teacher_vs_student')
 
 
 def main():

@@ -43,7 +43,10 @@ model = dict(
         loss=dict(type='mmext.DRDLoss', loss_weight=0.1)))
 load_from = float_checkpoint
 # calibrates the quantizers the checkpoint lacks, before training or testing
-custom_hooks = [dict(type='mmext.QuantCalibrationHook')]
+custom_hooks = [
+    dict(type='mmext.QuantCalibrationHook'),
+    # tools/test.py --show-dir also draws the student's detections beside the teacher's
+    dict(type='mmext.TeacherStudentVisualizationHook', draw=False)]
 
 # QAT from the float detector: a short schedule at a lower learning rate.
 max_iters = 400

@@ -30,4 +30,7 @@ model = dict(
         # embedded set it let loss_drd dominate and 0.1 was used (projects/qdetr/README.md).
         loss=dict(type='mmext.DRDLoss', loss_weight=1.0)))
 load_from = 'work_dirs/qdetr_r50_w4a4-attn8-stage1_8xb2-300e_voc0712/epoch_300.pth'
-custom_hooks = [dict(type='mmext.QuantCalibrationHook')]
+custom_hooks = [
+    dict(type='mmext.QuantCalibrationHook'),
+    # tools/test.py --show-dir also draws the student's detections beside the teacher's
+    dict(type='mmext.TeacherStudentVisualizationHook', draw=False)]

@@ -42,7 +42,10 @@ model = dict(
         loss=dict(type='mmext.DRDLoss', loss_weight=1.0)))
 
 # calibrates the quantizers the loaded checkpoint lacks, before training or testing
-custom_hooks = [dict(type='mmext.QuantCalibrationHook')]
+custom_hooks = [
+    dict(type='mmext.QuantCalibrationHook'),
+    # tools/test.py --show-dir also draws the student's detections beside the teacher's
+    dict(type='mmext.TeacherStudentVisualizationHook', draw=False)]
 
 # Batch 16 (8 GPUs x 2), AdamW lr 1e-4, backbone 1e-5, weight decay 1e-4, clip 0.1 (mmdet's
 # DETR-R50 500e settings), 500 epochs with lr x0.1 at 400 as in the paper (mmdet's drops at 334).

@@ -1,5 +1,5 @@
-"""Student and teacher detections side by side (``tools/test.py --show-dir`` on a config whose
-model has a teacher)."""
+"""Student and teacher detections side by side (``tools/test.py --show-dir`` on a detection
+config that lists :class:`TeacherStudentVisualizationHook` in its ``custom_hooks``)."""
 from __future__ import annotations
 
 import copy
@@ -18,17 +18,26 @@ from mmext.registry import HOOKS
 class TeacherStudentVisualizationHook(Hook):
     """Save, for the first ``max_images`` test images, the student's detections (left) beside
     the teacher's (right), boxes above ``score_thr``, to ``out_dir`` (relative paths are taken
-    inside the work dir). Builds the teacher from the model's ``teacher`` config."""
+    inside the work dir), using the model's ``teacher``.
 
-    def __init__(self, out_dir: str = 'teacher_vs_student', max_images: int = 8,
-                 score_thr: float = 0.3):
-        self.out_dir, self.max_images, self.score_thr = out_dir, max_images, score_thr
+    A detection config with a teacher opts in by listing the hook with ``draw=False``, as
+    mmdet's ``DetVisualizationHook`` is listed; ``tools/test.py --show-dir DIR`` sets
+    ``draw=True`` and ``out_dir=DIR/teacher_vs_student``. A model without a teacher (an LSQ
+    baseline run of the same config) draws nothing.
+    """
+
+    def __init__(self, draw: bool = False, out_dir: str = 'teacher_vs_student',
+                 max_images: int = 8, score_thr: float = 0.3):
+        self.draw, self.out_dir = draw, out_dir
+        self.max_images, self.score_thr = max_images, score_thr
         self.saved = 0
 
     def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if self.saved >= self.max_images or not outputs:
+        if not self.draw or self.saved >= self.max_images or not outputs:
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if getattr(model, 'teacher', None) is None:
+            return
         data = model.data_preprocessor(copy.deepcopy(data_batch), False)
         with torch.no_grad():
             teacher_outputs = model.teacher.predict(data['inputs'], data['data_samples'])

@@ -43,8 +43,13 @@ def test_bivit_deit_tiny_distills_through_the_runner_then_tests_without_teacher(
                            for k in missing.group(1).split(', '))
     assert 'unexpected key' not in train.stdout
     checkpoint = tmp_path / 'bivit' / 'epoch_1.pth'
+    # --show-dir on a classifier with a teacher: mmpretrain's drawings, and no detection-only
+    # teacher | student hook (which Q-DETR's configs list and classifiers must not get)
     test = run_tool('tools/test.py', BIVIT, checkpoint, '--work-dir', tmp_path / 'test',
-                    '--cfg-options', *_small_run_options(),
+                    '--show-dir', tmp_path / 'shown', '--cfg-options', *_small_run_options(),
                     f"model.teacher.checkpoint={tmp_path / 'gone.pth'}")  # never built
     assert test.returncode == 0, test.stdout[-3000:]
     assert 'accuracy/top1:' in test.stdout
+    assert list((tmp_path / 'shown').glob('*.png'))  # the first test image, drawn
+    assert 'TeacherStudentVisualizationHook' not in test.stdout
+    assert not list(tmp_path.rglob('teacher_vs_student'))
