@@ -3,11 +3,10 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
+import projects.bivit as bivit
 from mmext.quant import QLinear, SignBinarizer, WeightBinarizer
 from mmext.quant.quantizers import LearnableScaleBinarizer
 from mmext.registry import QUANTIZERS
-
-bivit = pytest.importorskip('projects.bivit')
 
 
 def tiny_vit_cfg(layers: int = 2) -> dict:

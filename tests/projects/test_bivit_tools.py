@@ -53,3 +53,34 @@ def test_bivit_deit_tiny_distills_through_the_runner_then_tests_without_teacher(
     assert list((tmp_path / 'shown').glob('*.png'))  # the first test image, drawn
     assert 'TeacherStudentVisualizationHook' not in test.stdout
     assert not list(tmp_path.rglob('teacher_vs_student'))
+
+
+def test_ablation_diagnostics_measure_the_checkpoint_they_are_given(fashion_mnist_root, tmp_path,
+                                                                    monkeypatch):
+    """benchmarks/bivit_ablation.py's Kendall tau and gradient norms come from the student
+    checkpoint it is handed: two students give two values, the same one twice the same."""
+    import importlib
+    import sys
+    monkeypatch.syspath_prepend(str(REPO / 'benchmarks'))
+    monkeypatch.setenv('MMEXT_FASHION_MNIST', str(fashion_mnist_root))
+    ablation = importlib.import_module('bivit_ablation')
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        from mmpretrain.registry import MODELS
+        torch.manual_seed(0)
+        teacher = MODELS.build(Config.fromfile(REPO / ablation.TEACHER_CONFIG).model)
+        torch.save(dict(state_dict=teacher.state_dict(), meta=dict()), tmp_path / 'teacher.pth')
+        cfg = Config.fromfile(REPO / ablation.row_config('baseline'))
+        cfg.model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+        for seed in (1, 2):  # two different students, their scales set by a first forward
+            torch.manual_seed(seed)
+            student = MODELS.build(cfg.model).train()
+            student.student(torch.randn(8, 1, 28, 28), mode='tensor')
+            torch.save(dict(state_dict=student.state_dict(), meta=dict()),
+                       tmp_path / f'student{seed}.pth')
+    first, second, again = (
+        ablation.diagnostics('baseline', tmp_path / name, str(tmp_path / 'teacher.pth'))
+        for name in ('student1.pth', 'student2.pth', 'student1.pth'))
+    assert first == again
+    assert first['kendall_tau'] != second['kendall_tau']
+    assert first['grad_norm'] != second['grad_norm']
+    sys.modules.pop('bivit_ablation', None)

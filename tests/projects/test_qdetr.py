@@ -2,11 +2,10 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
+import projects.qdetr as qdetr
 from mmext.quant import QLinear
 
 from ..quant.test_swap import tiny_conditional_detr_cfg
-
-qdetr = pytest.importorskip('projects.qdetr')
 
 
 def test_distribution_alignment_standardises_each_query_token():
