@@ -2,7 +2,7 @@
 
 A config's comment can say "lr x0.1 at epoch 400" while an inherited scheduler drops it at 334.
 :func:`summarize_schedule` reads the values the runner will use from the merged config;
-:data:`PAPER_SCHEDULES` holds what each paper (or ``methods.md``, where the paper is silent)
+:data:`PAPER_SCHEDULES` holds what each paper (or our choice, where the paper is silent)
 prescribes for the production configs, and :func:`schedule_mismatches` compares the two. The
 tests run the comparison on every production config; ``tools/analysis/schedule_table.py``
 prints the tables the methods' READMEs show.
@@ -108,7 +108,8 @@ def summarize_schedule(cfg: Config, config_path: str | Path | None = None,
         drop_path=_find_key(model, 'drop_path_rate'), label_smoothing=smoothing)
 
 
-# What the papers prescribe, per production config (file-name patterns under configs/).
+# What the papers prescribe, per production config (file-name patterns under configs/); where
+# a paper is silent, the entry says which choice the config makes.
 # Each entry: patterns, the expected values (only the fields given are compared) and where they
 # come from. Bi-ViT's learning rate follows DeiT's rule, 5e-4 x total batch / 512.
 PAPER_SCHEDULES: list[dict] = [
@@ -130,15 +131,15 @@ PAPER_SCHEDULES: list[dict] = [
          expect=dict(epochs=300, batch=1024, optimizer='AdamW', lr=1e-3, weight_decay=0.05,
                      warmup_epochs=5, cosine=True, drop_path=0.2, label_smoothing=0.1)),
     dict(method='dcpnas', patterns=['dcpnas/dcpnas_search_1xb64-50e_cifar10.py'],
-         part='child', source='methods.md 4.4, weights (our choice; not in the paper)',
+         part='child', source="our choice (the paper gives none): DARTS's weight optimizer",
          expect=dict(epochs=50, batch=64, optimizer='SGD', lr=0.025, momentum=0.9,
                      weight_decay=3e-4, cosine=True)),
     dict(method='dcpnas', patterns=['dcpnas/dcpnas_search_1xb64-50e_cifar10.py'],
-         part='parent', source='methods.md 4.4, weights (our choice; not in the paper)',
+         part='parent', source="our choice (the paper gives none): DARTS's weight optimizer",
          expect=dict(epochs=50, batch=64, optimizer='SGD', lr=0.025, momentum=0.9,
                      weight_decay=3e-4, cosine=True)),
     dict(method='dcpnas', patterns=['dcpnas/dcpnas_search_1xb64-50e_cifar10.py'],
-         part='arch', source='methods.md 4.4, architecture (our choice; not in the paper)',
+         part='arch', source="our choice (the paper gives none): DARTS's architecture optimizer",
          expect=dict(epochs=50, batch=64, optimizer='Adam', lr=3e-4, weight_decay=1e-3,
                      cosine=False)),
     dict(method='dcpnas', patterns=['dcpnas/dcpnas-retrain-step1_8xb64-256e_in1k.py'],
@@ -151,18 +152,18 @@ PAPER_SCHEDULES: list[dict] = [
                      cosine=True)),
     dict(method='dcpnas', patterns=['dcpnas/dcpnas-retrain_1xb96-600e_cifar10.py'],
          source="our choice (the paper has no CIFAR-10 retraining recipe): DARTS's length and "
-                "batch with methods.md 4.5's step-2 optimizer (Adam, weight decay 0, cosine) "
-                'at its base lr, not scaled to the batch',
+                "batch with the ImageNet step 2's optimizer (Adam, weight decay 0, cosine) at "
+                'its lr, not scaled to the batch',
          expect=dict(epochs=600, batch=96, optimizer='Adam', lr=1e-3, weight_decay=0,
                      cosine=True)),
     dict(method='mvpseg', patterns=['mvpseg/mvpseg_vit-b16_8xb2-20k_voc12aug*.py'],
-         source='methods.md 8.6 (our choice; not in the paper)',
+         source='our choice (the paper gives no schedule)',
          expect=dict(iters=20000, batch=16, optimizer='AdamW', lr=1e-3)),
     dict(method='mvpseg', patterns=['mvpseg/mvpseg_vit-b16_8xb2-80k_coco-stuff*.py'],
-         source='methods.md 8.6 (our choice; not in the paper)',
+         source='our choice (the paper gives no schedule)',
          expect=dict(iters=80000, batch=16, optimizer='AdamW', lr=1e-3)),
     dict(method='mvpseg', patterns=['mvpseg/mvpseg_vit-b16_8xb2-40k_pascal-context*.py'],
-         source='our choice (methods.md names VOC and COCO-Stuff lengths only)',
+         source='our choice (the paper gives no schedule)',
          expect=dict(iters=40000, batch=16, optimizer='AdamW', lr=1e-3)),
 ]
 

@@ -6,9 +6,10 @@
 
 Every production config of the method is read with ``Config.fromfile`` (so ``_base_``
 inheritance is resolved) and summarised by ``mmext.utils.schedule_summary``; configs with the
-same schedule share a row (named by the entry's file patterns when all share one). The first row of each table is what the paper (or ``methods.md``)
-prescribes; a merged value that differs is shown in bold with the paper's in brackets.
-``--update`` rewrites the block between ``<!-- schedule-table:METHOD -->`` and
+same schedule share a row (named by the entry's file patterns when all share one). The first
+row of each table is what the paper prescribes (or the choice the configs make where the paper
+is silent, which the table's heading says); a merged value that differs is shown in bold with
+the paper's in brackets. ``--update`` rewrites the block between ``<!-- schedule-table:METHOD -->`` and
 ``<!-- /schedule-table -->`` in a README (the tests check that block is current).
 """
 from __future__ import annotations
