@@ -118,26 +118,34 @@ def fake_quantize(x: torch.Tensor, s: torch.Tensor, z: torch.Tensor | None, qn: 
 
     ``fused=True`` runs the formula through ``torch.compile``, which fuses forward and backward
     into one pass each over ``x`` (2-3x faster than eager on large CPU tensors); the first call
-    per input layout compiles for seconds. Without a working compiler it falls back to eager
-    with a warning.
+    per input layout compiles for seconds. Dynamo's recompilation limit is raised to 64 for
+    these calls only (a model has many layouts). Without a working compiler it falls back to
+    eager with a warning; :func:`fused_fake_quantize_active` says which path runs.
     """
     global _compiled_fake_quantize
     if not fused:
         return _FakeQuantize.apply(x, s, z, qn, qp, grad_factor)
+    import torch._dynamo
     if _compiled_fake_quantize is None:
-        import torch._dynamo
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
         _compiled_fake_quantize = torch.compile(_fake_quantize_composite, dynamic=True)
     s = grad_scale(s, grad_factor)
     z = None if z is None else grad_scale(z, grad_factor)
     try:
-        return _compiled_fake_quantize(x, s, z, qn, qp)
+        limit = max(torch._dynamo.config.cache_size_limit, 64)
+        with torch._dynamo.config.patch(cache_size_limit=limit):
+            return _compiled_fake_quantize(x, s, z, qn, qp)
     except Exception as error:  # no C++ / triton toolchain: keep training, say so
         import warnings
         warnings.warn(f'fused fake quantization failed ({type(error).__name__}: {error}); '
                       'falling back to eager kernels', stacklevel=2)
         _compiled_fake_quantize = _fake_quantize_composite
         return _fake_quantize_composite(x, s, z, qn, qp)
+
+
+def fused_fake_quantize_active() -> bool:
+    """Whether ``fake_quantize(..., fused=True)`` runs compiled (False before its first call
+    and after a fall-back to eager)."""
+    return _compiled_fake_quantize not in (None, _fake_quantize_composite)
 
 
 def _broadcast(param: torch.Tensor, x: torch.Tensor, dim: int | None) -> torch.Tensor:
