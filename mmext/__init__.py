@@ -1,8 +1,13 @@
 """mmext: OpenMMLab extension suite for ten 2023 vision papers.
 
 Importing ``mmext`` makes its registries known to mmengine (configs name components as
-``type='mmext.Name'``) and lets torch's default ``weights_only`` loading read mmengine
-checkpoints (see :func:`mmext.utils.register_checkpoint_safe_globals`).
+``type='mmext.Name'``) and adds to torch's process-wide ``weights_only`` safe-globals list the
+objects an mmengine runner checkpoint holds, so that torch's default loading reads them:
+mmengine's ``HistoryBuffer`` (and, under the name ``builtins.getattr``, a getattr limited to its
+statistics methods, which its pickles use), ``numpy.ndarray``,
+``numpy.dtype`` and its ``numpy.dtypes.*DType`` classes, and numpy's ``_reconstruct`` and
+``scalar`` (see :func:`mmext.utils.register_checkpoint_safe_globals`). Nothing else
+process-wide is changed on import.
 """
 from .registry import SCOPE
 from .utils import register_checkpoint_safe_globals

@@ -24,12 +24,17 @@ DEMO_CLIP_HINT = ('the demo CLIP of this repo is made by `python tools/clip/trai
 
 
 def register_model_config(name: str, model_cfg: dict) -> None:
-    """Make an architecture that open_clip does not ship known under ``name``."""
+    """Make an architecture that open_clip does not ship known under ``name``. open_clip
+    reads configs from files: the JSON goes to a temporary folder that is removed once read.
+    Registering the same config again does nothing."""
     import open_clip
-    folder = Path(tempfile.mkdtemp(prefix='mmext_open_clip_'))
-    with open(folder / f'{name}.json', 'w') as f:
-        json.dump(model_cfg, f)
-    open_clip.add_model_config(folder / f'{name}.json')
+    as_read = json.loads(json.dumps(model_cfg))  # tuples become lists, as open_clip reads it
+    if open_clip.get_model_config(name) == as_read:
+        return
+    with tempfile.TemporaryDirectory(prefix='mmext_open_clip_') as folder:
+        path = Path(folder) / f'{name}.json'
+        path.write_text(json.dumps(model_cfg))
+        open_clip.add_model_config(path)
 
 
 def _check_source(model_name: str, pretrained: str | None) -> None:

@@ -126,3 +126,17 @@ def test_zero_shot_weights(tiny):
     single = tiny.encode_text(['a photo of a bag.'])
     ensemble_of_one = tiny.zero_shot_weights(['bag'], ['a photo of a {}.'])
     assert torch.allclose(single, ensemble_of_one, atol=1e-5)
+
+
+def test_registering_an_architecture_leaves_no_folder_and_is_idempotent(tmp_path, monkeypatch):
+    import tempfile
+
+    import open_clip
+
+    from mmext.clip import register_model_config
+    monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))  # where the JSON is written
+    cfg = dict(TINY_CLIP_CFG, embed_dim=24)
+    register_model_config('mmext-test-registration', cfg)
+    register_model_config('mmext-test-registration', cfg)  # again: nothing changes
+    assert open_clip.get_model_config('mmext-test-registration')['embed_dim'] == 24
+    assert list(tmp_path.iterdir()) == []  # the temporary folder is gone
