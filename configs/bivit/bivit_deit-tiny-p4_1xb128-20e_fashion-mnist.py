@@ -13,7 +13,7 @@ model = dict(
     type='mmext.BiViT',
     classifier={{_base_.model}},
     quant=dict(type='mmext.BiViTSwap', learnable_scale=True, qk_norm=True),
-    teacher=dict(config='configs/bivit/deit-tiny-p4_1xb128-20e_fashion-mnist.py',
+    teacher=dict(config='{{fileDirname}}/deit-tiny-p4_1xb128-20e_fashion-mnist.py',
                  checkpoint=float_checkpoint),
     distill=dict(
         rank=dict(type='mmext.RankingAwareAttentionLoss', top_k=8, num_samples=32,

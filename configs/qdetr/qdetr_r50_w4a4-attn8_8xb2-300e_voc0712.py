@@ -21,7 +21,7 @@ model = dict(
         ]),
     distribution_alignment=dict(pattern='decoder.layers.*'),
     teacher=dict(
-        config='configs/qdetr/detr_r101_8xb2-300e_voc0712.py',
+        config='{{fileDirname}}/detr_r101_8xb2-300e_voc0712.py',
         checkpoint='work_dirs/detr_r101_8xb2-300e_voc0712/epoch_300.pth'),
     distill=dict(
         feature_pattern='decoder.layers.*.cross_attn*',
