@@ -66,8 +66,9 @@ class DartsNetwork(BaseModule):
         in_channels: input image channels.
         binary: True: 1-bit convolutions inside the cells (stem stays real-valued);
             'activations': 1-bit inputs, real weights (step 1 of two-step retraining); False.
-        stem: 'cifar' (one 3 x 3 conv, full resolution) or 'imagenet' (two stride-2 stems,
-            then a reduction: the input shrinks 8x before the first cell, as in DARTS).
+        stem: 'cifar' (one 3 x 3 conv, full resolution, module ``stem``) or 'imagenet'
+            (DARTS's two stems: ``stem0``, two stride-2 convs, gives the first cell's first
+            input at 1/4 resolution; ``stem1``, one more, its second at 1/8).
         stem_multiplier: the CIFAR stem's output is ``stem_multiplier * channels``.
         stem_stride: stride of the CIFAR stem (2 halves the input before the first cell).
         out_indices: cells whose outputs are returned (default: the last one).
@@ -88,13 +89,15 @@ class DartsNetwork(BaseModule):
                 nn.BatchNorm2d(stem_channels))
             prev_prev = prev = stem_channels
             reduction_prev = False
-        elif stem == 'imagenet':
-            self.stem = nn.Sequential(
+        elif stem == 'imagenet':  # DARTS's two ImageNet stems: the cells' first two inputs
+            self.stem0 = nn.Sequential(  # (B, C, H / 4, W / 4)
                 nn.Conv2d(in_channels, channels // 2, 3, 2, 1, bias=False),
                 nn.BatchNorm2d(channels // 2), nn.ReLU(),
                 nn.Conv2d(channels // 2, channels, 3, 2, 1, bias=False),
-                nn.BatchNorm2d(channels), nn.ReLU(),
-                nn.Conv2d(channels, channels, 3, 2, 1, bias=False), nn.BatchNorm2d(channels))
+                nn.BatchNorm2d(channels))
+            self.stem1 = nn.Sequential(  # (B, C, H / 8, W / 8)
+                nn.ReLU(), nn.Conv2d(channels, channels, 3, 2, 1, bias=False),
+                nn.BatchNorm2d(channels))
             prev_prev, prev = channels, channels
             reduction_prev = True
         else:
@@ -119,8 +122,8 @@ class DartsNetwork(BaseModule):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if self.stem_kind == 'imagenet':
-            s0 = self.stem[:5](x)  # stem0: (B, C, H / 4, W / 4)
-            s1 = self.stem[5:](s0)  # stem1: (B, C, H / 8, W / 8)
+            s0 = self.stem0(x)
+            s1 = self.stem1(s0)
         else:
             s0 = s1 = self.stem(x)
         outs = []
