@@ -48,6 +48,16 @@ def record_coattended_features(model: nn.Module, pattern: str):
             handle.remove()
 
 
+def last_decoder_layer_boxes(head_outputs: tuple) -> torch.Tensor:
+    """The last decoder layer's boxes (B, Nq, 4), normalised cx, cy, w, h, from the output of
+    a DETR-family head's ``forward`` (and of ``detector(..., mode='tensor')``):
+    ``(all_layers_cls_scores (L, B, Nq, C), all_layers_bbox_preds (L, B, Nq, 4))``."""
+    if not isinstance(head_outputs, (tuple, list)) or len(head_outputs) < 2:
+        raise TypeError('expected a DETR head output (all_layers_cls_scores, '
+                        f'all_layers_bbox_preds), got {type(head_outputs).__name__}')
+    return head_outputs[1][-1]
+
+
 def normalised_gt_boxes(data_samples) -> list[torch.Tensor]:
     """Each image's ground-truth boxes as (G, 4) cx, cy, w, h divided by the image size."""
     boxes = []
@@ -108,7 +118,8 @@ class QDETR(TeacherStudentModel):
             return self.student.loss(inputs, data_samples)
         teacher = self.teacher
         with torch.no_grad(), record_coattended_features(teacher, self.feature_pattern) as t_feat:
-            teacher_boxes = teacher._forward(inputs, data_samples)[1][-1]  # (B, Nq, 4)
+            teacher_boxes = last_decoder_layer_boxes(teacher(inputs, data_samples,
+                                                             mode='tensor'))
         head_outputs = []
         handle = self.student.bbox_head.register_forward_hook(
             lambda module, args, output: head_outputs.append(output))
@@ -117,7 +128,7 @@ class QDETR(TeacherStudentModel):
                 losses = self.student.loss(inputs, data_samples)
         finally:
             handle.remove()
-        student_boxes = head_outputs[0][1][-1].detach()  # last decoder layer (B, Nq, 4)
+        student_boxes = last_decoder_layer_boxes(head_outputs[0]).detach()
         gts = normalised_gt_boxes(data_samples)
         pairs = [self.matcher(student_boxes[b], teacher_boxes[b], gts[b])
                  for b in range(len(gts))]
