@@ -1,6 +1,7 @@
 """MVP-SEG: multi-view prompt learning for open-vocabulary segmentation (projects/mvpseg/README.md)."""
 from .head import MVPSegHead
 from .losses import GlobalPromptLoss, OrthogonalConstraintLoss
-from .segmentor import MVPSegmentor
+from .segmentor import CLIPDenseEncoder, MVPSegmentor
 
-__all__ = ['GlobalPromptLoss', 'MVPSegHead', 'MVPSegmentor', 'OrthogonalConstraintLoss']
+__all__ = ['CLIPDenseEncoder', 'GlobalPromptLoss', 'MVPSegHead', 'MVPSegmentor',
+           'OrthogonalConstraintLoss']
