@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from ablation_runs import REPO, ResultsFile, final_metrics, mean_spread, train
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope
 from mmengine.runner.checkpoint import load_checkpoint
 
 TEACHER_CONFIG = 'configs/bivit/vit-mini-p4_1xb128-10e_fashion-mnist.py'
@@ -81,15 +81,15 @@ def first_test_batch(model, size: int = 256):
 def diagnostics(row: str, checkpoint: Path, teacher_checkpoint: str) -> dict:
     from mmext.quant import twin_attention
     from projects.bivit import attention_input_gradients, attention_ranking_agreement
-    init_default_scope('mmpretrain')
-    student = build(row_config(row), checkpoint)
-    student = getattr(student, 'student', student)  # BiViT holds the classifier
-    teacher = build(TEACHER_CONFIG, teacher_checkpoint).eval()
-    twin_attention(teacher)
-    student.eval()  # fixed scales, no dropout; gradients still flow
-    inputs, samples = first_test_batch(student)
-    grads = attention_input_gradients(student, inputs, samples)
-    tau = attention_ranking_agreement(student, teacher, inputs[:64])
+    with DefaultScope.overwrite_default_scope('mmpretrain'):  # for this call only
+        student = build(row_config(row), checkpoint)
+        student = getattr(student, 'student', student)  # BiViT holds the classifier
+        teacher = build(TEACHER_CONFIG, teacher_checkpoint).eval()
+        twin_attention(teacher)
+        student.eval()  # fixed scales, no dropout; gradients still flow
+        inputs, samples = first_test_batch(student)
+        grads = attention_input_gradients(student, inputs, samples)
+        tau = attention_ranking_agreement(student, teacher, inputs[:64])
     return dict(grad_norm={k: float(f'{v:.4g}') for k, v in grads.items()},
                 kendall_tau=round(tau, 4))
 
