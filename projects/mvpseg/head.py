@@ -45,8 +45,9 @@ class MVPSegHead(BaseDecodeHead):
 
     Training uses labels of ``seen_classes`` only; pixels of other classes are ignored.
     Inductive: only seen names are candidates during training. Transductive: all names are,
-    and unlabelled pixels whose prediction is an unseen class with probability above
-    ``pseudo_label_threshold`` become pseudo-labels (methods.md 8.5, on the fly).
+    and the pixels left unlabelled because their class is unseen (never void boundaries or crop
+    padding) whose prediction is an unseen class with probability above
+    ``pseudo_label_threshold`` become pseudo-labels, on the fly.
 
     Args:
         class_names: every class, in label order, or the name of an mmseg dataset type
@@ -210,13 +211,21 @@ class MVPSegHead(BaseDecodeHead):
         return self._scatter(logits, classes)
 
     # ---------------------------------------------------------------- losses
-    def _training_labels(self, batch_data_samples) -> Tensor:
-        """(B, 1, H, W) labels with every class but the seen ones set to ignore."""
-        labels = self._stack_batch_gt(batch_data_samples).clone()
-        keep = torch.zeros(max(self.num_classes, 256), dtype=torch.bool, device=labels.device)
+    def _training_labels(self, batch_data_samples) -> tuple[Tensor, Tensor]:
+        """(B, 1, H, W) labels with every class but the seen ones set to ignore, and the
+        (B, 1, H, W) mask of the pixels whose label is an unseen class: the only pixels a
+        transductive run may pseudo-label (void boundaries, crop padding and other ignored
+        pixels never are)."""
+        gt = self._stack_batch_gt(batch_data_samples)
+        index = gt.long().clamp(0, max(self.num_classes, 256) - 1)
+        keep = torch.zeros(max(self.num_classes, 256), dtype=torch.bool, device=gt.device)
         keep[self.seen] = True
-        labels[~keep[labels.long().clamp(0, keep.numel() - 1)]] = self.ignore_index
-        return labels
+        unseen = torch.zeros_like(keep)
+        unseen[self.unseen] = True
+        unseen_pixels = unseen[index] & (gt != self.ignore_index)
+        labels = gt.clone()
+        labels[~keep[index]] = self.ignore_index
+        return labels, unseen_pixels
 
     def loss(self, inputs, batch_data_samples, train_cfg) -> dict:
         if not self.learn_prompts and self.gpr_loss is None:
@@ -224,17 +233,17 @@ class MVPSegHead(BaseDecodeHead):
                                'evaluate it with tools/test.py instead')
         classes = self.active_classes()
         per_view, views = self.view_logits(inputs, classes)
-        labels = self._training_labels(batch_data_samples)
+        labels, unseen_pixels = self._training_labels(batch_data_samples)
         logits = resize(self._scatter(self.merge_views(per_view), classes),
                         size=labels.shape[2:], mode='bilinear', align_corners=self.align_corners)
-        labels = labels.squeeze(1)
+        labels, unseen_pixels = labels.squeeze(1), unseen_pixels.squeeze(1)
         losses = {}
         if self.setting == 'transductive' and self.unseen:
             with torch.no_grad():
                 prob, pred = logits.softmax(1).max(1)
                 unseen = torch.zeros(self.num_classes, dtype=torch.bool, device=pred.device)
                 unseen[self.unseen] = True
-                pseudo = ((labels == self.ignore_index) & unseen[pred]
+                pseudo = (unseen_pixels & unseen[pred]
                           & (prob > self.pseudo_label_threshold))
                 labels = torch.where(pseudo, pred, labels)
                 losses['pseudo_label_ratio'] = pseudo.float().mean()

@@ -132,11 +132,16 @@ def test_transductive_training_labels_confident_unseen_pixels(clip):
     torch.manual_seed(0)
     head = make_head(clip, setting='transductive', pseudo_label_threshold=0.0).train()
     feats = features(clip)
-    unlabelled = torch.full((64, 64), 255, dtype=torch.long)
-    losses = head.loss(feats, [_sample(unlabelled), _sample(unlabelled)], None)
-    assert 0 < losses['pseudo_label_ratio'] <= 1
+    # the right half is an unseen class (its pixels carry no label in training), the left half
+    # void (255: boundaries, crop padding): only the unseen half may get pseudo-labels
+    labels = torch.full((64, 64), 255, dtype=torch.long)
+    labels[:, 32:] = NAMES.index(next(n for n in NAMES if n not in SEEN))
+    losses = head.loss(feats, [_sample(labels), _sample(labels)], None)
+    assert 0 < losses['pseudo_label_ratio'] <= 0.5
+    void = torch.full((64, 64), 255, dtype=torch.long)
+    assert head.loss(feats, [_sample(void)] * 2, None)['pseudo_label_ratio'] == 0
     strict = make_head(clip, setting='transductive', pseudo_label_threshold=1.0).train()
-    assert strict.loss(feats, [_sample(unlabelled)] * 2, None)['pseudo_label_ratio'] == 0
+    assert strict.loss(feats, [_sample(labels)] * 2, None)['pseudo_label_ratio'] == 0
 
 
 def test_zero_shot_baseline_uses_templates_and_has_nothing_to_train(clip):
