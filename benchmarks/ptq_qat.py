@@ -20,6 +20,8 @@ Parts (each run goes through the stock tools and is kept in
   and 'mse-pct-tensor' (the same with per-tensor inputs).
 - ``qat``: the 4-bit LSQ baseline (4-4-8) trained from its float detector (same seed) for each
   of ``--iters``, from each of ``--starts`` (default: the configs' calibration).
+- ``float-more``: the float detector trained ``--iters`` more iterations with the QAT rows'
+  optimizer and schedule, unquantized: what the extra training alone gives.
 - ``vit-float``, ``vit-ptq``, ``vit-qat``: the same for the miniature ViT (its float model
   trained 10 epochs on the first 15,000 training images, seed 0; top-1 on the 10,000 test
   images), QAT for ``--vit-epochs``.
@@ -150,6 +152,28 @@ class Benchmark:
                 self.record(row, seed, dict(final_metrics(work_dir, DET), minutes=minutes,
                                             iters=iters, options=options, curve=curve))
 
+    def float_more(self, seed: int) -> None:
+        """The float detector trained ``iters`` more iterations from its checkpoint with the QAT
+        rows' optimizer and schedule (lr 1e-4, x0.1 at 75%, no warm-up), unquantized: the
+        reference for a long QAT, which is also that much more training."""
+        checkpoint = self.float_checkpoint(seed)
+        for iters in self.args.iters:
+            row = f'float-more/{iters}'
+            if self.done(row, seed):
+                continue
+            work_dir = self.root / f'float_more_{iters}_seed{seed}'
+            options = [f'randomness.seed={seed}', f'load_from={checkpoint}',
+                       'optim_wrapper.optimizer.lr=1e-4', 'param_scheduler.0.start_factor=1.0',
+                       f'train_cfg.max_iters={iters}',
+                       f'train_cfg.val_interval={min(iters, CURVE_EVERY)}',
+                       f'default_hooks.checkpoint.interval={iters}',
+                       f'param_scheduler.1.end={iters}',
+                       f'param_scheduler.1.milestones=[{max(1, int(iters * 0.75))}]']
+            minutes = train(FLOAT_CONFIG, work_dir, options, f'{row} seed {seed}')
+            curve = [e['coco/bbox_mAP'] for e in read_scalars(work_dir) if 'coco/bbox_mAP' in e]
+            self.record(row, seed, dict(final_metrics(work_dir, DET), minutes=minutes,
+                                        iters=iters, options=options, curve=curve))
+
     # ------------------------------------------------------------------------------ ViT
     def vit_checkpoint(self) -> str:
         work_dir = self.root / 'vit_float'
@@ -250,6 +274,18 @@ def summarize(results: ResultsFile) -> str:
             lines += [f"- {row.split('/')[0]} it., {INIT_NAMES[row.split('/')[1]]}, seed {seed}: "
                       + ', '.join(f'{m:.3f}' for m in curve) for row, seed, curve in curves]
             lines.append('')
+    more = rows('float-more/')
+    if more:
+        lines += ['The float detector trained as many more iterations from the same checkpoint, '
+                  "with the QAT rows' optimizer and schedule but unquantized (what the extra "
+                  'training alone gives):', '']
+        for row in sorted(more, key=int):
+            curves = '; '.join(f"seed {seed}: " + ', '.join(f'{m:.3f}' for m in run['curve'])
+                               for seed, run in sorted(more[row].items()) if run.get('curve'))
+            lines.append(f"- {row} it.: mAP {_cell(more[row], 'mAP', floats)}, AP50 "
+                         f"{_cell(more[row], 'AP50', None)}"
+                         + (f' (curve every {CURVE_EVERY} it.: {curves})' if curves else ''))
+        lines.append('')
     vit_float = runs.get('vit-float', {}).get('0')
     vit_ptq, vit_qat = rows('vit-ptq/'), rows('vit-qat/')
     if vit_float:
@@ -275,7 +311,7 @@ def summarize(results: ResultsFile) -> str:
     return '\n'.join(lines).rstrip()
 
 
-PARTS = ('float', 'ptq', 'qat', 'vit-float', 'vit-ptq', 'vit-qat')
+PARTS = ('float', 'ptq', 'qat', 'float-more', 'vit-float', 'vit-ptq', 'vit-qat')
 
 
 def main() -> None:
