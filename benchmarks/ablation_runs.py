@@ -28,6 +28,11 @@ def final_metrics(work_dir: Path, keys: dict[str, str]) -> dict:
     return {name: val[-1][key] for name, key in keys.items()}
 
 
+def learning_curve(work_dir: Path, key: str = 'coco/bbox_mAP') -> list[float]:
+    """``key`` at every validation of the run's scalars.json, in order."""
+    return [e[key] for e in read_scalars(work_dir) if key in e]
+
+
 def train(config: str, work_dir: Path, options: list[str], label: str) -> float:
     """Run ``tools/train.py config --work-dir work_dir --cfg-options options`` from the repo
     root; return its wall time in minutes; raise with the output's tail if it fails."""

@@ -37,9 +37,8 @@ import sys
 import time
 from pathlib import Path
 
-from ablation_runs import REPO, ResultsFile, final_metrics, mean_spread, train
+from ablation_runs import REPO, ResultsFile, final_metrics, learning_curve, mean_spread, train
 
-from mmext.utils.run_logs import read_scalars
 from mmext.utils.schedule import iter_schedule_options
 
 FLOAT_CONFIG = 'configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py'
@@ -147,8 +146,7 @@ class Benchmark:
                 if iters > CURVE_EVERY:  # a learning curve: validate every CURVE_EVERY
                     options.append(f'train_cfg.val_interval={CURVE_EVERY}')
                 minutes = train(QUANT_CONFIG, work_dir, options, f'{row} seed {seed}')
-                curve = [e['coco/bbox_mAP'] for e in read_scalars(work_dir)
-                         if 'coco/bbox_mAP' in e]
+                curve = learning_curve(work_dir)
                 self.record(row, seed, dict(final_metrics(work_dir, DET), minutes=minutes,
                                             iters=iters, options=options, curve=curve))
 
@@ -170,7 +168,7 @@ class Benchmark:
                        f'param_scheduler.1.end={iters}',
                        f'param_scheduler.1.milestones=[{max(1, int(iters * 0.75))}]']
             minutes = train(FLOAT_CONFIG, work_dir, options, f'{row} seed {seed}')
-            curve = [e['coco/bbox_mAP'] for e in read_scalars(work_dir) if 'coco/bbox_mAP' in e]
+            curve = learning_curve(work_dir)
             self.record(row, seed, dict(final_metrics(work_dir, DET), minutes=minutes,
                                         iters=iters, options=options, curve=curve))
 

@@ -23,9 +23,8 @@ import json
 import sys
 from pathlib import Path
 
-from ablation_runs import ResultsFile, final_metrics, mean_spread, train
+from ablation_runs import ResultsFile, final_metrics, learning_curve, mean_spread, train
 
-from mmext.utils.run_logs import read_scalars
 from mmext.utils.schedule import iter_schedule_options
 
 FLOATS = Path(__file__).parent / 'results/ptq_qat.json'
@@ -74,7 +73,7 @@ def run(row: str, seed: int, teacher: str, iters: int | None, work_root: Path) -
     if (iters or 400) > 400:  # a learning curve: validate every 400 iterations
         options.append('train_cfg.val_interval=400')
     minutes = train(CONFIG, work_dir, options, f'{row} seed {seed}')
-    curve = [e['coco/bbox_mAP'] for e in read_scalars(work_dir) if 'coco/bbox_mAP' in e]
+    curve = learning_curve(work_dir)
     return dict(final_metrics(work_dir, METRICS), minutes=minutes, iters=iters, options=options,
                 curve=curve)
 

@@ -4,8 +4,8 @@
 # which is also where the student starts: mmpretrain's checkpoint, 81.18 top-1 in its model
 # zoo (the Swin paper reports 81.2). The recipe (./swin-tiny_16xb64-300e_in1k.py, on mmpretrain's
 # Swin-T config): AdamW, lr 5e-4 x batch / 512 (1e-3 at batch 1024), weight decay 0.05,
-# 5 linear warm-up epochs, cosine to epoch 300, drop-path 0.2 (Swin-T's own; Bi-ViT's code covers DeiT only), label smoothing 0.1,
-# Mixup / CutMix.
+# 5 linear warm-up epochs, cosine to epoch 300, drop-path 0.2 (Swin-T's own; Bi-ViT's code
+# covers DeiT only), label smoothing 0.1, Mixup / CutMix.
 #   bash tools/dist_train.sh configs/bivit/bivit_swin-tiny_16xb64-300e_in1k.py 8
 _base_ = './swin-tiny_16xb64-300e_in1k.py'
 custom_imports = dict(imports=['mmext', 'projects.bivit'], allow_failed_imports=False)

@@ -1,6 +1,7 @@
-# The training recipe of Bi-ViT's DeiT-Small runs (configs/bivit/bivit_deit-small_4xb256-300e_in1k.py and
-# its children): mmpretrain's DeiT-Small config with the settings Bi-ViT's code takes from DeiT where
-# mmpretrain's differ. Checked against the paper's recipe by tests/test_paper_schedules.py.
+# The training recipe of Bi-ViT's DeiT-Small runs (bivit_deit-small_4xb256-300e_in1k.py and its
+# children): mmpretrain's DeiT-Small config with the settings Bi-ViT's code takes from DeiT
+# where mmpretrain's differ. Checked against the paper's recipe by
+# tests/test_paper_schedules.py.
 _base_ = 'mmpretrain::deit/deit-small_4xb256_in1k.py'
 
 # DeiT's drop-path 0.1 (mmpretrain's small and tiny DeiT configs remove it).

@@ -1,6 +1,7 @@
-# The training recipe of Bi-ViT's Swin-T runs (configs/bivit/bivit_swin-tiny_16xb64-300e_in1k.py and
-# its children): mmpretrain's Swin-T config with the settings Bi-ViT's code takes from DeiT where
-# mmpretrain's differ. Checked against the paper's recipe by tests/test_paper_schedules.py.
+# The training recipe of Bi-ViT's Swin-T runs (bivit_swin-tiny_16xb64-300e_in1k.py and its
+# children): mmpretrain's Swin-T config with the settings Bi-ViT's code takes from DeiT
+# where mmpretrain's differ. Checked against the paper's recipe by
+# tests/test_paper_schedules.py.
 _base_ = 'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py'
 
 # 5 linear warm-up epochs (mmpretrain's ImageNet AdamW schedule has 20), then cosine to 300.

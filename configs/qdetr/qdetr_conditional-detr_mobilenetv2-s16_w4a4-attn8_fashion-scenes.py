@@ -33,7 +33,8 @@ model = dict(
     # the baseline's 0.118 (benchmarks/results/qdetr_ablation.json, superseded).
     distribution_alignment=dict(pattern='decoder.layers.*', init='fit'),
     teacher=dict(
-        config='{{fileDirname}}/../demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py',
+        config='{{fileDirname}}/../demo/'
+               'conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py',
         checkpoint=float_checkpoint),
     distill=dict(
         matcher=dict(type='mmext.ForegroundQueryMatcher', tau=0.5),
