@@ -14,7 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # mmext and projects/ from a plain clone, as tools/ do
 
-from mmext.utils.run_logs import read_scalars  # noqa: E402
+from mmext.utils.run_logs import read_scalars, relative_paths  # noqa: E402
 
 
 def final_metrics(work_dir: Path, keys: dict[str, str]) -> dict:
@@ -52,18 +52,6 @@ def mean_spread(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (max(values) - min(values)) / 2
 
 
-def relative_to_clone(value):
-    """``value`` (nested dicts, lists, strings) with every path inside the clone made relative
-    to it, so that results files read the same on every machine."""
-    if isinstance(value, dict):
-        return {k: relative_to_clone(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [relative_to_clone(v) for v in value]
-    if isinstance(value, str):
-        return value.replace(f'{REPO}/', '')
-    return value
-
-
 class ResultsFile:
     """``{'runs': {row: {seed: run}}, 'summary': ..., 'superseded': [...], ...}`` in a JSON
     file, with a markdown table written beside it after every run."""
@@ -86,7 +74,7 @@ class ResultsFile:
 
     def save(self, table: str) -> None:
         """Write the file (paths inside the clone relative to it) and the table."""
-        self.data = relative_to_clone(self.data)
+        self.data = relative_paths(self.data, REPO)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(self.data, indent=2) + '\n')
         self.table.write_text(table + '\n')

@@ -3,7 +3,7 @@
     python benchmarks/qdetr_ablation.py --seeds 0 1 2                # float detectors: ptq_qat.py
     python benchmarks/qdetr_ablation.py --rows qdetr-4 --seeds 2     # add one run
 
-Rows (the paper's VOC ablation, methods.md §2.6): the LSQ baseline, +DA, +FQM and Q-DETR
+Rows (the paper's VOC ablation): the LSQ baseline, +DA, +FQM and Q-DETR
 (DA + FQM) at W-A-Attn 4-4-8, and the baseline and Q-DETR at 3-3-8 and 2-2-8. Every run trains
 ``configs/qdetr/qdetr_conditional-detr_mobilenetv2-s16_w4a4-attn8_fashion-scenes.py`` (QAT from
 the float demo detector of the same seed, which is also the teacher; steps calibrated first, as

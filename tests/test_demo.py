@@ -46,11 +46,13 @@ def test_demo_chain_float_baseline_and_qdetr_through_the_stock_tools(tiny_scenes
     _save_float_model(Config.fromfile(REPO / _demo_module().CONFIG).model, float_checkpoint)
     work = tmp_path / 'demo'
     done = run_tool('tools/demo.py', '--work-dir', work, '--float-checkpoint', float_checkpoint,
-                    '--skip-data', '--student-iters', 2, '--cfg-options',
+                    '--skip-data', '--student-iters', 2, '--results', tmp_path / 'demo.json',
+                    '--cfg-options',
                     *scene_cfg_options(tiny_scenes))
     assert done.returncode == 0, done.stdout[-3000:]
     assert 'Float detector and its 4-bit students' in done.stdout
     summary = json.loads((work / 'demo_summary.json').read_text())
+    assert json.loads((tmp_path / 'demo.json').read_text()) == summary  # --results
     assert summary['test'].keys() == {'coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75'}
     students = summary['students']
     assert list(students) == ['4-bit LSQ baseline', '4-bit Q-DETR (DA + FQM / DRD)']
@@ -64,3 +66,12 @@ def test_demo_chain_float_baseline_and_qdetr_through_the_stock_tools(tiny_scenes
     # the students' training ran no validation of its own: tools/test.py evaluated them
     assert 'coco/bbox_mAP' not in (work / 'qdetr' / 'train').glob('*/vis_data/scalars.json'
                                                                    ).__next__().read_text()
+
+
+def test_results_hold_paths_relative_to_the_clone():
+    from mmext.utils.run_logs import relative_paths
+    summary = {'checkpoint': f'{REPO}/work_dirs/demo/iter_1600.pth', 'options': [
+        f'load_from={REPO}/work_dirs/x.pth', '/elsewhere/y.pth'], 'mAP': 0.3}
+    assert relative_paths(summary, REPO) == {'checkpoint': 'work_dirs/demo/iter_1600.pth',
+                                             'options': ['load_from=work_dirs/x.pth',
+                                                         '/elsewhere/y.pth'], 'mAP': 0.3}

@@ -10,10 +10,10 @@
    by side);
 6. count the theoretical acceleration (tools/analysis/count_ops.py);
 7. print the learning curve and one table (float / 4-bit baseline / Q-DETR mAP, acceleration),
-   and write them to WORK_DIR/demo_summary.json.
+   and write them to WORK_DIR/demo_summary.json (and to --results, paths relative to the clone).
 
     python tools/demo.py [--work-dir work_dirs/demo] [--student-iters 120]
-                         [--float-checkpoint PTH] [--cfg-options ...]
+                         [--float-checkpoint PTH] [--results JSON] [--cfg-options ...]
 """
 import argparse
 import json
@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # mmext from a plain clone too
-from mmext.utils.run_logs import read_scalars  # noqa: E402
+from mmext.utils.run_logs import read_scalars, relative_paths  # noqa: E402
 from mmext.utils.schedule import iter_schedule_options  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,6 +129,8 @@ def main():
                         help='use this float demo detector instead of training one')
     parser.add_argument('--skip-data', action='store_true',
                         help='do not generate Fashion Scenes (the --cfg-options point elsewhere)')
+    parser.add_argument('--results', type=Path,
+                        help='also write the summary here (e.g. benchmarks/results/demo.json)')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='passed to every tools/train.py and tools/test.py run')
     args = parser.parse_args()
@@ -189,7 +191,11 @@ def main():
                   f'{pairs}/ (Q-DETR student | teacher)')
     summary.update(students=students, ops=dict(input_shape=ops['input_shape'],
                                               conventions=ops['conventions']), minutes=minutes)
-    (work / 'demo_summary.json').write_text(json.dumps(summary, indent=2))
+    summary = relative_paths(summary, REPO)
+    for path in filter(None, (work / 'demo_summary.json', args.results)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=2) + '\n')
+        console.print(f'summary written to {path}')
 
 
 if __name__ == '__main__':

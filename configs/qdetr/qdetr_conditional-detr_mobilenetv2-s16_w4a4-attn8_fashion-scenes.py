@@ -38,7 +38,7 @@ model = dict(
         checkpoint=float_checkpoint),
     distill=dict(
         matcher=dict(type='mmext.ForegroundQueryMatcher', tau=0.5),
-        # lambda: 1.0 (methods.md's proposal) made loss_drd (~13) twice the DETR loss (~6-8),
+        # lambda: 1.0 (our proposal) made loss_drd (~13) twice the DETR loss (~6-8),
         # and under DETR's gradient clipping (0.1) it took most of each update: 0.073 mAP
         # against the baseline's 0.118 (benchmarks/results/qdetr_ablation.json, superseded).
         loss=dict(type='mmext.DRDLoss', loss_weight=0.1)))

@@ -26,7 +26,7 @@ model = dict(
     distill=dict(
         feature_pattern='decoder.layers.*.cross_attn*',
         matcher=dict(type='mmext.ForegroundQueryMatcher', tau=0.5),
-        # lambda 1.0 is methods.md's proposal (the paper's value is not in our sources); on the
+        # lambda 1.0 is our proposal (the paper's value is not in our sources); on the
         # embedded set it let loss_drd dominate and 0.1 was used (projects/qdetr/README.md).
         loss=dict(type='mmext.DRDLoss', loss_weight=1.0)))
 load_from = 'work_dirs/qdetr_r50_w4a4-attn8-stage1_8xb2-300e_voc0712/epoch_300.pth'

@@ -1,4 +1,4 @@
-# Q-DETR (methods.md §2): DETR-R50 at W-A-Attn 4-4-8 on COCO with distribution alignment (DA)
+# Q-DETR: DETR-R50 at W-A-Attn 4-4-8 on COCO with distribution alignment (DA)
 # in every decoder attention and distribution rectification distillation (foreground-aware
 # query matching + DRD loss) from a real-valued DETR-R101 teacher. Stage 2 of the paper's two
 # stages: it starts from stage 1 (qdetr_r50_w4a4-attn8-stage1_8xb2-500e_coco.py).
@@ -37,7 +37,7 @@ model = dict(
         feature_pattern='decoder.layers.*.cross_attn*',  # co-attended features, all layers
         matcher=dict(type='mmext.ForegroundQueryMatcher', tau=0.5, giou_weight=2.0,
                      l1_weight=5.0),
-        # lambda 1.0 is methods.md's proposal (the paper's value is not in our sources); on the
+        # lambda 1.0 is our proposal (the paper's value is not in our sources); on the
         # embedded set it let loss_drd dominate and 0.1 was used (projects/qdetr/README.md).
         loss=dict(type='mmext.DRDLoss', loss_weight=1.0)))
 

@@ -1,6 +1,6 @@
 # DeiT-Tiny with binary weights, activations and attention (q, k, v and probabilities through
 # learnable-scale binarizers) by the module swap alone; the patch embedding and the head stay
-# real-valued, as in Bi-ViT's released code (methods.md §3.1). Bi-ViT's own blocks (qk-norm,
+# real-valued, as in Bi-ViT's released code. Bi-ViT's own blocks (qk-norm,
 # ranking-aware distillation) build on this.
 # OPs: python tools/analysis/count_ops.py configs/quant/deit-tiny_w1a1-attn1_4xb256_in1k.py
 _base_ = 'mmpretrain::deit/deit-tiny_4xb256_in1k.py'

@@ -1,6 +1,6 @@
 # DETR-R50 at W-A-Attn 4-4-8 by the module swap alone (LSQ weights per output channel, LSQ+
 # inputs per input channel, per-head LSQ+ on q, k, v and softmax probabilities, as Q-DETR's
-# code): the quantized baseline of Q-DETR (methods.md §2.1), fine-tuned (QAT) from mmdet's
+# code): the quantized baseline of Q-DETR, fine-tuned (QAT) from mmdet's
 # float DETR-R50, its steps calibrated first (inputs: MSE over 16 training batches; weights:
 # 99.99th percentile per channel; calibration=None gives LSQ's data initialisation). Post-training quantization of the same float model:
 #   python tools/test.py configs/quant/detr_r50_w4a4-attn8_8xb2-150e_coco.py <float checkpoint>

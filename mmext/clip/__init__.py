@@ -1,4 +1,4 @@
-"""open_clip models as mmengine modules, prompt learners and dense features (methods.md 1.4)."""
+"""open_clip models as mmengine modules, prompt learners and dense features."""
 from .dense import dense_image_features
 from .model import OpenCLIPModel, register_model_config
 from .prompt import PromptLearner

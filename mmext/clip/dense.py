@@ -1,4 +1,4 @@
-"""Per-pixel CLIP image features that live in the text space (MaskCLIP's trick, methods.md 1.4).
+"""Per-pixel CLIP image features that live in the text space (MaskCLIP's trick, Zhou et al., 2022).
 
 ``dense_image_features(visual, images)`` returns, for an open_clip image tower,
 

@@ -1,6 +1,6 @@
 """Token-level access to an open_clip text tower, for prompts whose context is learned.
 
-CoOp's pattern (methods.md 1.4): embed ``[SOS] <context> <class name> . [EOS]``, where the context
+CoOp's pattern (Zhou et al., 2022): embed ``[SOS] <context> <class name> . [EOS]``, where the context
 vectors are parameters rather than words, then run the rest of the text encoder on the
 embeddings. open_clip has two kinds of text tower and :class:`TextTower` hides the difference:
 

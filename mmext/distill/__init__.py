@@ -1,4 +1,4 @@
-"""Teacher-student plumbing shared by the distillers (methods.md §1.3)."""
+"""Teacher-student plumbing shared by the distillers."""
 from .classifier import DistilledClassifier
 from .losses import LogitDistillationLoss
 from .teacher import (

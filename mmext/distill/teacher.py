@@ -1,4 +1,4 @@
-"""A frozen real-valued teacher beside a trained student (methods.md §1.3).
+"""A frozen real-valued teacher beside a trained student.
 
 :class:`TeacherStudentModel` is the base of the distillers (Q-DETR, Bi-ViT): it holds the
 ``student`` and builds the teacher from ``dict(config=..., checkpoint=...)`` on first use, so

@@ -1,5 +1,5 @@
 """``mmext.OpenVocabIoUMetric``: mIoU over seen classes, over unseen classes, and their harmonic
-mean hIoU (methods.md 1.7), as an mmseg evaluator."""
+mean hIoU, as an mmseg evaluator."""
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -3,7 +3,7 @@
 ``count_macs(model, *inputs)`` runs one forward pass with hooks and returns one
 :class:`LayerMACs` per matmul-like operation: Linear and Conv2d layers (quantized or not) and
 the two activation-activation matmuls of attention (``q k^T`` and ``P v``). Reductions of those
-records under a named convention (``methods.md`` §1.8) give the OPs:
+records under a named convention give the OPs:
 
 - ``bireal64`` (Bi-Real Net, ReActNet): a MAC whose operands both have at most 8 bits costs
   ``b_w * b_a / 64`` FLOP (a 64-bit word holds 64 XNOR-popcount 1-bit MACs); any other MAC

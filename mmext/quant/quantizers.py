@@ -2,8 +2,7 @@
 
 Each module maps a float tensor to a float tensor that takes only the values of a b-bit grid
 (or of {-a, +a} for 1 bit), with straight-through gradients, so that quantization-aware training
-runs in ordinary float arithmetic. Definitions follow the project's method reference
-(``methods.md`` §1.1):
+runs in ordinary float arithmetic. The definitions:
 
 - :class:`LSQQuantizer` (weights, symmetric): ``w_q = s * round_ste(clamp(w / s, Qn, Qp))``,
   learnable step ``s`` per tensor or per channel, gradient scale ``1 / sqrt(numel * Qp)``,

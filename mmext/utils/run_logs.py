@@ -13,3 +13,15 @@ def read_scalars(run_dir: Path) -> list[dict]:
         raise FileNotFoundError(f'no vis_data/scalars.json under {run_dir}: the run did not '
                                 'log (or did not start)')
     return [json.loads(line) for line in files[-1].read_text().splitlines() if line.strip()]
+
+
+def relative_paths(value, root: Path):
+    """``value`` (nested dicts, lists, strings) with every path under ``root`` made relative to
+    it, so that a results file reads the same on every machine."""
+    if isinstance(value, dict):
+        return {k: relative_paths(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relative_paths(v, root) for v in value]
+    if isinstance(value, str):
+        return value.replace(f'{Path(root).resolve()}/', '')
+    return value

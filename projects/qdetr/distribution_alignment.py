@@ -2,7 +2,7 @@
 decoder queries before their quantizer.
 
 ``q* = gamma * (q - mu) / sqrt(var + eps) + beta`` over the head dimension of each query token,
-gamma and beta (d,) shared across heads, initialised to 1 and 0 (methods.md §2.2, ``init='paper'``)
+gamma and beta (d,) shared across heads, initialised to 1 and 0 (the paper's initialisation, ``init='paper'``)
 or, with ``init='fit'`` [our choice], fitted on the first batch so that q* is the closest
 per-channel affine map of the standardised q to q itself: QAT from a float detector then starts
 from (nearly) the queries it was trained with, instead of standardised ones. It sits in

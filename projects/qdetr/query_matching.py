@@ -1,5 +1,5 @@
 """Q-DETR's foreground-aware query matching (FQM) and distribution rectification distillation
-(DRD) loss, the upper level (methods.md §2.3; absent from the official code).
+(DRD) loss, the upper level (absent from the official code).
 
 Per image, with boxes in normalised (cx, cy, w, h):
 

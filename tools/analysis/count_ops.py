@@ -4,7 +4,7 @@ parameters and their size in bits, against the same model in full precision.
     python tools/analysis/count_ops.py configs/quant/detr_r50_w4a4-attn8_8xb2-150e_coco.py
     python tools/analysis/count_ops.py CONFIG --shape 224 224 --convention linear32 --out ops.json
 
-Conventions (``methods.md`` §1.8): FLOPs count 1 per full-precision MAC (fvcore's unit);
+Conventions: FLOPs count 1 per full-precision MAC (fvcore's unit);
 a low-bit MAC with b_w-bit and b_a-bit operands is b_w * b_a BOPs. OPs = FLOPs + BOPs / 64 under
 ``bireal64`` (Bi-Real Net's rule, W4A4 at most 4x), or FLOPs + sum(max(b_w, b_a) / 32 * MACs)
 under ``linear32`` (W4A4 at most 8x). Both are printed; ``--convention`` picks the per-module
