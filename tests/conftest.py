@@ -17,6 +17,13 @@ def quiet_mmengine():
     MMLogger.get_current_instance().setLevel(logging.WARNING)
 
 
+
+def has_nonzero_grad(tensor) -> bool:
+    """The backward pass reached ``tensor`` with a gradient that is not all zeros (a gradient
+    of zeros is what a detached or saturated path leaves, so ``grad is not None`` proves
+    little)."""
+    return tensor.grad is not None and bool((tensor.grad != 0).any())
+
 def missing_embedded_data(message: str):
     """Skip a test whose embedded data (Fashion-MNIST, the demo CLIP's text tower) is not
     installed; under ``CI=true`` (``.ci/run``, after ``make install`` put them in place) fail
