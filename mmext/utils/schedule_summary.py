@@ -121,6 +121,16 @@ PAPER_SCHEDULES: list[dict] = [
          source='Q-DETR paper (VOC; clip and weight decay from its code)',
          expect=dict(epochs=300, batch=16, optimizer='AdamW', lr=1e-4, weight_decay=1e-4,
                      backbone_lr_mult=0.1, clip_grad=0.1, lr_drops=[(200, 0.1)])),
+    dict(method='qdetr', patterns=['qdetr/smca-detr_r50_*50e_coco*.py'],
+         source='SMCA-DETR paper (single scale, 50 epochs; optimizer, weight decay and clip '
+                "as DETR's)",
+         expect=dict(epochs=50, batch=16, optimizer='AdamW', lr=1e-4, weight_decay=1e-4,
+                     backbone_lr_mult=0.1, clip_grad=0.1, lr_drops=[(40, 0.1)])),
+    dict(method='qdetr', patterns=['qdetr/qdetr_smca-detr_r50_*50e_coco*.py'],
+         source='Q-DETR paper (Q-SMCA-DETR on COCO: 50 epochs, lr x0.1 at 40; clip and weight '
+                'decay from its code)',
+         expect=dict(epochs=50, batch=16, optimizer='AdamW', lr=1e-4, weight_decay=1e-4,
+                     backbone_lr_mult=0.1, clip_grad=0.1, lr_drops=[(40, 0.1)])),
     dict(method='bivit', patterns=['bivit/*deit-*_in1k*.py'],
          source='Bi-ViT code (DeiT recipe): 5e-4 x batch / 512, 5 warm-up epochs, cosine',
          expect=dict(epochs=300, batch=1024, optimizer='AdamW', lr=1e-3, weight_decay=0.05,

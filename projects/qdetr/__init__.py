@@ -8,6 +8,7 @@ from .distribution_alignment import (
 )
 from .qdetr import QDETR, normalised_gt_boxes, record_coattended_features
 from .query_matching import DRDLoss, ForegroundQueryMatcher
+from .smca_detr import SMCADETR as SMCADETR  # registers mmext.SMCADETR
 from .visualization import TeacherStudentVisualizationHook
 
 __all__ = [
