@@ -1,4 +1,4 @@
-"""Q-DETR (methods.md §2): quantized DETR with distribution alignment and distribution
+"""Q-DETR: quantized DETR (and SMCA-DETR, its second detector) with distribution alignment and distribution
 rectification distillation. Configs import it with
 ``custom_imports=dict(imports=['mmext', 'projects.qdetr'])``."""
 from .distribution_alignment import (
@@ -8,11 +8,11 @@ from .distribution_alignment import (
 )
 from .qdetr import QDETR, normalised_gt_boxes, record_coattended_features
 from .query_matching import DRDLoss, ForegroundQueryMatcher
-from .smca_detr import SMCADETR as SMCADETR  # registers mmext.SMCADETR
+from .smca_detr import SMCADETR
 from .visualization import TeacherStudentVisualizationHook
 
 __all__ = [
     'QueryDistributionAlignment', 'add_distribution_alignment', 'query_head_dim', 'QDETR',
     'normalised_gt_boxes', 'record_coattended_features', 'DRDLoss',
-    'ForegroundQueryMatcher', 'TeacherStudentVisualizationHook'
+    'ForegroundQueryMatcher', 'SMCADETR', 'TeacherStudentVisualizationHook'
 ]
