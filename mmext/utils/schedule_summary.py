@@ -175,6 +175,11 @@ PAPER_SCHEDULES: list[dict] = [
     dict(method='mvpseg', patterns=['mvpseg/mvpseg_vit-b16_8xb2-40k_pascal-context*.py'],
          source='our choice (the paper gives no schedule)',
          expect=dict(iters=40000, batch=16, optimizer='AdamW', lr=1e-3)),
+    dict(method='mvpseg', patterns=['mvpseg/mvpseg-plus_*coco-stuff164k*.py'],
+         source="our choice (the paper gives no schedule for MVP-SEG+'s second segmentor): "
+                "mmseg's DeepLabV3+ 80k schedule",
+         expect=dict(iters=80000, batch=16, optimizer='SGD', lr=0.01, momentum=0.9,
+                     weight_decay=5e-4, cosine='poly')),
 ]
 
 

@@ -14,6 +14,8 @@ from mmext.clip import OpenCLIPModel, PromptLearner
 from mmext.evaluation import split_classes
 from mmext.registry import MODELS
 
+from .pseudo_labels import select_pseudo_labels, unseen_pixel_mask
+
 INACTIVE = -1e4  # logit of a class that is not a candidate (unseen names in inductive training)
 
 
@@ -220,12 +222,9 @@ class MVPSegHead(BaseDecodeHead):
         index = gt.long().clamp(0, max(self.num_classes, 256) - 1)
         keep = torch.zeros(max(self.num_classes, 256), dtype=torch.bool, device=gt.device)
         keep[self.seen] = True
-        unseen = torch.zeros_like(keep)
-        unseen[self.unseen] = True
-        unseen_pixels = unseen[index] & (gt != self.ignore_index)
         labels = gt.clone()
         labels[~keep[index]] = self.ignore_index
-        return labels, unseen_pixels
+        return labels, unseen_pixel_mask(gt, self.unseen, self.ignore_index)
 
     def loss(self, inputs, batch_data_samples, train_cfg) -> dict:
         if not self.learn_prompts and self.gpr_loss is None:
@@ -240,11 +239,8 @@ class MVPSegHead(BaseDecodeHead):
         losses = {}
         if self.setting == 'transductive' and self.unseen:
             with torch.no_grad():
-                prob, pred = logits.softmax(1).max(1)
-                unseen = torch.zeros(self.num_classes, dtype=torch.bool, device=pred.device)
-                unseen[self.unseen] = True
-                pseudo = (unseen_pixels & unseen[pred]
-                          & (prob > self.pseudo_label_threshold))
+                pred, pseudo = select_pseudo_labels(logits.softmax(1), unseen_pixels,
+                                                    self.unseen, self.pseudo_label_threshold)
                 labels = torch.where(pseudo, pred, labels)
                 losses['pseudo_label_ratio'] = pseudo.float().mean()
         if self.learn_prompts:
