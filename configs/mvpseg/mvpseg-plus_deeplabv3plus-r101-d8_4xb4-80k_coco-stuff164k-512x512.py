@@ -1,5 +1,5 @@
 # MVP-SEG+ stage 2 on COCO-Stuff 164k (171 classes, 156 seen / 15 unseen, transductive): an
-# ordinary mmseg DeepLabV3+ R101-d8 (methods.md 8.5's choice; the paper names none we could
+# ordinary mmseg DeepLabV3+ R101-d8 (our choice; the paper names none we could
 # check) trained on the seen ground truth plus MVP-SEG's pseudo-labels for the unseen classes.
 # The paper's number for MVP-SEG+ here: hIoU 45.5 (ZegCLIP, transductive: 40.7 / 59.9 / 48.5).
 #   1. python tools/train.py configs/mvpseg/mvpseg_vit-b16_8xb2-80k_coco-stuff164k-512x512_transductive.py

@@ -1,4 +1,4 @@
-"""Losses of MVP-SEG (methods.md 8.3, 8.4)."""
+"""Losses of MVP-SEG."""
 from __future__ import annotations
 
 import torch
@@ -16,7 +16,7 @@ class OrthogonalConstraintLoss(nn.Module):
     embeddings: 0 when the views of every class are orthogonal, up to 1 when they coincide.
 
     Args:
-        loss_weight: multiplies the loss (methods.md: 0.1).
+        loss_weight: multiplies the loss (0.1 in the configs, our choice).
     """
 
     def __init__(self, loss_weight: float = 0.1, loss_name: str = 'loss_oc'):

@@ -1,4 +1,4 @@
-"""MVP-SEG+ pseudo-labels (methods.md 8.5): which pixels may get one, and which label they get.
+"""MVP-SEG+ pseudo-labels: which pixels may get one, and which label they get.
 
 One rule, used by the transductive head (on the fly, in training) and by
 ``tools/data/mvpseg_pseudo_labels.py`` (written to annotation files for a second segmentor):

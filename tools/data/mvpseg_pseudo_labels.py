@@ -12,7 +12,7 @@ same relative path and encoding, so that mmseg's stock dataset loads it with
   they are;
 - pixels whose ground truth is an unseen class (the pixels the transductive setting leaves
   unlabelled) get the predicted class where it is an unseen class with probability above
-  ``--threshold`` (methods.md 8.5: 0.9), else "ignore" (255). The unseen ground truth itself
+  ``--threshold`` (0.9 by default, our choice), else "ignore" (255). The unseen ground truth itself
   is never copied.
 
 This is the rule of the transductive MVP-SEG head (``projects/mvpseg/pseudo_labels.py``).
@@ -49,7 +49,7 @@ def parse_args():
                         "dataset's own annotation folder)")
     parser.add_argument('--threshold', type=float, default=0.9,
                         help='keep an unseen-class prediction when its probability is above '
-                        'this (default 0.9, methods.md 8.5; 0 keeps every one)')
+                        'this (default 0.9, our choice; 0 keeps every one)')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--num-workers', type=int, default=2, help='data-loading processes')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,

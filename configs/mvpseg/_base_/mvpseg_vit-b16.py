@@ -1,4 +1,4 @@
-# MVP-SEG with the OpenAI CLIP ViT-B/16 (methods.md 8): frozen CLIP, MaskCLIP dense features,
+# MVP-SEG with the OpenAI CLIP ViT-B/16 (the paper's backbone): frozen CLIP, MaskCLIP dense features,
 # K = 3 learned prompt views of 16 tokens, OCLoss 0.1, global prompt refining; AdamW 1e-3 on the
 # prompts. A dataset config sets classes, unseen classes, data and schedule.
 # Weights: pretrained='openai' is fetched into open_clip's cache (needs internet once); offline,
