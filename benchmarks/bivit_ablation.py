@@ -1,15 +1,18 @@
 """Miniature reproduction of Bi-ViT's ablation on Fashion-MNIST.
 
-    python benchmarks/bivit_ablation.py                      # teacher (once), 4 rows x 2 seeds
+    python benchmarks/bivit_ablation.py                      # teacher (once), 5 rows x 2 seeds
     python benchmarks/bivit_ablation.py --rows bivit --seeds 2   # add one run
 
 The real-valued teacher is the miniature ViT of
 ``configs/bivit/vit-mini-p4_1xb128-10e_fashion-mnist.py`` (trained once, seed 0, unless
 ``--teacher`` names a checkpoint). Each row trains a child of
 ``configs/bivit/bivit_vit-mini-p4_1xb128-3e_fashion-mnist.py`` from it through
-``tools/train.py`` with a seed: the binary baseline (scales fixed, no distillation),
-+scaling (learnable scaling factors), +ranking (ranking-aware + logit distillation, fixed
-scales) and Bi-ViT (both). After each run, on the first 256 test images: the gradient norms
+``tools/train.py`` with a seed: the chain ``_binary-baseline`` (the paper's plain binarized ViT:
+fixed scales, no qk-norm, no distillation), ``_scaling`` (learnable scaling factors),
+``_qk-norm``, ``_distill`` (DeiT's hard distillation through a distillation token) and Bi-ViT
+(no suffix: + ranking-aware distillation), each row adding one component to the previous;
+``soft-kd`` (outside the chain, not run by default) is Bi-ViT with soft logit distillation
+instead of the token. After each run, on the first 256 test images: the gradient norms
 reaching the binarized attention's inputs (q, k, v, P) and Kendall's tau of the student's
 attention logits against the teacher's. Runs accumulate in
 ``benchmarks/results/bivit_ablation.json`` (mean and spread over seeds) and a markdown table.
@@ -30,12 +33,16 @@ TEACHER_CONFIG = 'configs/bivit/vit-mini-p4_1xb128-10e_fashion-mnist.py'
 CONFIG = 'configs/bivit/bivit_vit-mini-p4_1xb128-3e_fashion-mnist.py'
 RESULTS = Path(__file__).parent / 'results/bivit_ablation.json'
 METRICS = {'top1': 'accuracy/top1'}
-ROWS = {  # name, config suffix, uses the teacher
-    'baseline': ('binary baseline', '_binary-baseline', False),
+ROWS = {  # name, config suffix, uses the teacher; each row adds one component to the previous
+    'baseline': ('binary baseline (fixed scales, no qk-norm, no distillation)',
+                 '_binary-baseline', False),
     'scaling': ('+ learnable scaling', '_scaling', False),
-    'ranking': ('+ ranking-aware distillation', '_ranking', True),
-    'bivit': ('Bi-ViT (scaling + ranking)', '', True),
+    'qk-norm': ('+ qk-norm', '_qk-norm', False),
+    'distill': ('+ hard distillation (distillation token)', '_distill', True),
+    'bivit': ('+ ranking-aware distillation (Bi-ViT)', '', True),
+    'soft-kd': ('Bi-ViT with soft logit distillation (no token)', '_soft-kd', True),
 }
+CHAIN = [row for row in ROWS if row != 'soft-kd']
 PAPER = 'Bi-ViT over the binary baseline on ImageNet: +22.1 top-1 (DeiT-T), +21.4 (Swin-T)'
 
 
@@ -107,9 +114,10 @@ def run(row: str, seed: int, teacher: str, extra: list[str], work_root: Path) ->
 
 def summarize(results: ResultsFile) -> str:
     lines = [PAPER, '', f"Teacher (real-valued): top-1 {results.data['teacher']['top1']:.2f}", '',
-             '| row | runs | top-1 (mean ± spread) | vs baseline | Kendall tau vs teacher | '
-             'grad norm q / k / v / P |', '|---|---|---|---|---|---|']
-    baseline = None
+             '| row | runs | top-1 (mean ± spread) | vs baseline | vs previous row | '
+             'Kendall tau vs teacher (per seed) | grad norm q / k / v / P |',
+             '|---|---|---|---|---|---|---|']
+    baseline = previous = None
     for row, (name, _, _) in ROWS.items():
         runs = list(results.runs(row).values())
         if not runs:
@@ -119,10 +127,15 @@ def summarize(results: ResultsFile) -> str:
         grads = {k: mean_spread([r['grad_norm'][k] for r in runs])[0] for k in 'qkvp'}
         baseline = top1 if row == 'baseline' else baseline
         delta = '-' if baseline is None or row == 'baseline' else f'{top1 - baseline:+.2f}'
+        step = '-' if previous is None or row in ('baseline', 'soft-kd') else \
+            f'{top1 - previous:+.2f}'
+        previous = top1 if row != 'soft-kd' else previous
+        taus = ' / '.join(f"{r['kendall_tau']:.4f}" for r in runs)
         results.data.setdefault('summary', {})[row] = dict(
             top1=dict(mean=round(top1, 3), spread=round(spread, 3), n=len(runs)),
             kendall_tau=round(tau, 4), grad_norm={k: float(f'{v:.3g}') for k, v in grads.items()})
-        lines.append(f'| {name} | {len(runs)} | {top1:.2f} ± {spread:.2f} | {delta} | {tau:.3f} | '
+        lines.append(f'| {name} | {len(runs)} | {top1:.2f} ± {spread:.2f} | {delta} | {step} | '
+                     f'{tau:.3f} ({taus}) | '
                      + ' / '.join(f'{grads[k]:.2e}' for k in 'qkvp') + ' |')
     return '\n'.join(lines + results.superseded_lines(tuple(METRICS)))
 
@@ -131,7 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--teacher', help='the float miniature ViT checkpoint (default: train '
                         'it into WORK_ROOT/teacher once)')
-    parser.add_argument('--rows', nargs='+', default=list(ROWS), choices=list(ROWS))
+    parser.add_argument('--rows', nargs='+', default=CHAIN, choices=list(ROWS))
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
     parser.add_argument('--epochs', type=int, help="student epochs (default: the config's)")
     parser.add_argument('--teacher-epochs', type=int, help="teacher epochs (default: the "

@@ -1,4 +1,5 @@
-# Bi-ViT ablation row, DeiT-Small: + the learnable scaling factors (no distillation).
-_base_ = './bivit_deit-small_4xb256-300e_in1k.py'
+# Bi-ViT ablation row 2, DeiT-Small: the binary baseline + learnable scaling factors (per-head
+# scale and zero point of the q, k, v and P binarizers, learnt). No qk-norm, no distillation.
+_base_ = './bivit_deit-small_4xb256-300e_in1k_binary-baseline.py'
 
-model = dict(teacher=None)
+model = dict(quant=dict(learnable_scale=True))

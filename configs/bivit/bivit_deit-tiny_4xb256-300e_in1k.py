@@ -1,26 +1,13 @@
-# Bi-ViT DeiT-Tiny on ImageNet-1k: every Linear, q, k, v and attention probability binarized
-# (W-A-Attn 1-1-1), learnable per-head scaling factors with zero points, qk-norm, and
-# ranking-aware attention distillation + logit distillation from the real-valued DeiT-Tiny,
-# which is also where the student starts: mmpretrain's checkpoint, 74.5 top-1 in its model
-# zoo (the DeiT paper reports 72.2). The recipe (./deit-tiny_4xb256-300e_in1k.py, on mmpretrain's
-# DeiT-Tiny config): AdamW, lr 5e-4 x batch / 512 (1e-3 at batch 1024), weight decay 0.05,
-# 5 linear warm-up epochs, cosine to epoch 300, drop-path 0.1, label smoothing 0.1,
-# Mixup / CutMix.
-#   bash tools/dist_train.sh configs/bivit/bivit_deit-tiny_4xb256-300e_in1k.py 8
-_base_ = './deit-tiny_4xb256-300e_in1k.py'
-custom_imports = dict(imports=['mmext', 'projects.bivit'], allow_failed_imports=False)
+# Bi-ViT, DeiT-Tiny: the full method, the last row of the ablation chain
+#   _binary-baseline -> _scaling -> _qk-norm -> _distill -> this config
+# i.e. W-A-Attn 1-1-1 binarization (weights, Linear inputs, q, k, v and attention probabilities;
+# biases kept), learnable per-head scaling factors with zero points, qk-norm, DeiT's hard
+# distillation through a distillation token, and (added here) the ranking-aware attention
+# distillation, all from the real-valued teacher that is also the starting point.
+#   bash tools/dist_train.sh configs/bivit/bivit_deit-tiny_4xb256-300e_in1k.py 4
+_base_ = './bivit_deit-tiny_4xb256-300e_in1k_distill.py'
 
-# mmpretrain's model zoo, kept by the user:
-# https://download.openmmlab.com/mmclassification/v0/deit/deit-tiny_pt-4xb256_in1k_20220218-13b382a0.pth
-float_checkpoint = 'checkpoints/deit-tiny_pt-4xb256_in1k_20220218-13b382a0.pth'
 model = dict(
-    _delete_=True,
-    type='mmext.BiViT',
-    classifier={{_base_.model}},
-    quant=dict(type='mmext.BiViTSwap', learnable_scale=True, qk_norm=True),
-    teacher=dict(config='mmpretrain::deit/deit-tiny_4xb256_in1k.py', checkpoint=float_checkpoint),
     distill=dict(
         rank=dict(type='mmext.RankingAwareAttentionLoss', top_k=8, num_samples=32,
-                  loss_weight=1.0),
-        logit=dict(type='mmext.LogitDistillationLoss', temperature=1.0, loss_weight=0.5)))
-load_from = float_checkpoint
+                  loss_weight=1.0)))

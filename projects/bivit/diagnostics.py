@@ -3,22 +3,30 @@ attention's inputs, and how well the student's attention keeps the teacher's ran
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .binarized_vit import attention_cores
-from .ranking import kendall_tau, record_attention_logits
+from .ranking import (
+    kendall_tau,
+    num_extra_tokens,
+    paired_attention_logits,
+    record_attention_logits,
+)
 
 TENSORS = ('q', 'k', 'v', 'p')
 
 
 def attention_input_gradients(classifier: nn.Module, inputs: torch.Tensor,
                               data_samples) -> dict[str, float]:
-    """One forward / backward of the classifier's own loss; for q, k, v (the inputs of their
-    binarizers, after qk-norm) and P (the softmax output, input of its binarizer), the L2 norm
-    of the gradient per image, averaged over images and attention layers.
+    """One forward / backward of the cross-entropy of the classifier's predicted logits
+    (``mode='tensor'``; with a distillation token, the two heads' average) against the labels;
+    for q, k, v (the inputs of their binarizers, after qk-norm) and P (the softmax output,
+    input of its binarizer), the L2 norm of the gradient per image, averaged over images and
+    attention layers. The same loss for every model, whatever it was trained with.
 
-    ``inputs``: a preprocessed batch (B, C, H, W); the model's parameter gradients are left
-    as they were."""
+    ``inputs``: a preprocessed batch (B, C, H, W); ``data_samples``: B samples with
+    ``gt_label``. The model's parameter gradients are left as they were."""
     captured: dict[str, list[torch.Tensor]] = {t: [] for t in TENSORS}
     handles = []
     for _, core in attention_cores(classifier).values():
@@ -32,8 +40,8 @@ def attention_input_gradients(classifier: nn.Module, inputs: torch.Tensor,
         raise ValueError('attention_input_gradients needs a model with quantized attention')
     saved = {name: p.grad for name, p in classifier.named_parameters()}
     try:
-        loss = classifier.loss(inputs, data_samples)['loss']
-        loss.backward()
+        labels = torch.cat([sample.gt_label for sample in data_samples]).to(inputs.device)
+        F.cross_entropy(classifier(inputs, mode='tensor'), labels).backward()
     finally:
         for handle in handles:
             handle.remove()
@@ -47,8 +55,9 @@ def attention_input_gradients(classifier: nn.Module, inputs: torch.Tensor,
 def attention_ranking_agreement(student: nn.Module, teacher: nn.Module,
                                 inputs: torch.Tensor) -> float:
     """Kendall's tau of the student's pre-softmax attention logits against the teacher's, per
-    query over its keys, averaged over images, heads, queries and layers. Both models need
-    recordable attention (a quantized model, or a float one after ``twin_attention``)."""
+    query over its keys, averaged over images, heads, queries and layers, on the tokens both
+    have (a student's distillation token is left out against a plain teacher). Both models
+    need recordable attention (a quantized model, or a float one after ``twin_attention``)."""
     with record_attention_logits(student) as s_logits:
         student(inputs, mode='tensor')
     with record_attention_logits(teacher) as t_logits:
@@ -56,4 +65,6 @@ def attention_ranking_agreement(student: nn.Module, teacher: nn.Module,
     if set(s_logits) != set(t_logits) or not s_logits:
         raise ValueError('student and teacher need the same (recordable) attention layers, got '
                          f'{sorted(s_logits)} and {sorted(t_logits)}')
-    return torch.stack([kendall_tau(s_logits[k], t_logits[k]) for k in s_logits]).mean().item()
+    pairs = paired_attention_logits(s_logits, t_logits, num_extra_tokens(student),
+                                    num_extra_tokens(teacher))
+    return torch.stack([kendall_tau(s, t) for s, t in pairs.values()]).mean().item()

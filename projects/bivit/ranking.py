@@ -36,6 +36,46 @@ def record_attention_logits(model: nn.Module):
             handle.remove()
 
 
+def num_extra_tokens(model: nn.Module) -> int:
+    """How many tokens precede the patch tokens in ``model``'s backbone (or ``model`` itself, if
+    it is a backbone): 1 for a ViT with a class token, 2 with a distillation token as well,
+    0 for Swin (no such tokens)."""
+    backbone = getattr(model, 'backbone', model)
+    return int(getattr(backbone, 'num_extra_tokens', 0))
+
+
+def drop_tokens(logits: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Attention logits (B, H, L, S) without tokens ``start .. stop - 1``, as queries and as
+    keys: (B, H, L - n, S - n) for n = stop - start."""
+    if stop <= start:
+        return logits
+    def kept(n: int) -> torch.Tensor:
+        return torch.tensor([i for i in range(n) if not start <= i < stop], device=logits.device)
+
+    return logits.index_select(-2, kept(logits.shape[-2])).index_select(-1, kept(logits.shape[-1]))
+
+
+def paired_attention_logits(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor],
+                            student_extra: int = 0, teacher_extra: int = 0
+                            ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{layer: (student logits, teacher logits)} over the tokens both models have.
+
+    ``student`` / ``teacher``: the recorded logits (B, H, L, S) by attention layer (the same
+    layers in both). A student with more extra tokens than the teacher (a distillation token,
+    index 1, beside the class token, index 0, of a plain teacher) has the surplus ones
+    (indices ``teacher_extra .. student_extra - 1``) dropped as queries and keys, so that
+    both sides rank the same keys for the same queries."""
+    if set(student) != set(teacher) or not student:
+        raise ValueError('student and teacher have different attention layers: '
+                         f'{sorted(set(student) ^ set(teacher))}; the ranking loss needs the '
+                         "student's architecture in the teacher")
+    if student_extra < teacher_extra:
+        raise ValueError(f'the teacher has {teacher_extra} extra tokens and the student only '
+                         f'{student_extra}: the student must have every token of the teacher')
+    return {name: (drop_tokens(student[name], teacher_extra, student_extra), teacher[name])
+            for name in student}
+
+
 def sample_ranked_pairs(teacher: torch.Tensor, top_k: int, num_samples: int,
                         generator: torch.Generator | None = None
                         ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -118,7 +118,7 @@ def test_kendall_tau():
     torch.testing.assert_close(bivit.kendall_tau(one_swap, t), torch.tensor(1 - 2 / 15))
 
 
-def test_bivit_distills_ranking_and_logits_and_saves_the_students_keys(tmp_path):
+def test_bivit_soft_kd_distills_ranking_and_logits_and_saves_the_students_keys(tmp_path):
     torch.manual_seed(0)
     teacher_cfg = tiny_vit_cfg()
     checkpoint = tmp_path / 'teacher.pth'
@@ -127,7 +127,9 @@ def test_bivit_distills_ranking_and_logits_and_saves_the_students_keys(tmp_path)
         from mmext.registry import MODELS
         model = MODELS.build(dict(
             type='mmext.BiViT', classifier=tiny_vit_cfg(), quant=dict(type='mmext.BiViTSwap'),
-            teacher=dict(config=dict(model=teacher_cfg), checkpoint=str(checkpoint))))
+            teacher=dict(config=dict(model=teacher_cfg), checkpoint=str(checkpoint)),
+            distill=dict(rank=dict(type='mmext.RankingAwareAttentionLoss'),
+                         logit=dict(type='mmext.LogitDistillationLoss', loss_weight=0.5))))
         from mmpretrain.structures import DataSample
         samples = [DataSample().set_gt_label(i % 5) for i in range(4)]
         data = model.data_preprocessor(dict(inputs=list(torch.rand(4, 1, 16, 16) * 255),

@@ -22,7 +22,8 @@ def _small_run_options(iters_per_epoch: int = 2) -> list[str]:
 
 def test_bivit_deit_tiny_distills_through_the_runner_then_tests_without_teacher(
         fashion_mnist_root, tmp_path):
-    # the float DeiT-Tiny's checkpoint (random weights): teacher, and the student's start
+    # the float (plain, no distillation token) DeiT-Tiny's checkpoint, random weights: the
+    # teacher, and the student's start
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         from mmpretrain.registry import MODELS
         torch.manual_seed(0)
@@ -35,13 +36,19 @@ def test_bivit_deit_tiny_distills_through_the_runner_then_tests_without_teacher(
                      '--cfg-options', *options)
     assert train.returncode == 0, train.stdout[-3000:]
     assert re.search(r'Epoch\(train\) +\[1\]\[2/2\]', train.stdout), train.stdout[-2000:]
-    for term in ('loss_rank', 'loss_logit', 'accuracy/top1'):
+    # DeiT's hard distillation through the distillation token, and the ranking loss
+    for term in ('loss_cls', 'loss_dist', 'loss_rank', 'accuracy/top1'):
         assert term in train.stdout
-    # loading the float checkpoint: only the binarizers' and qk-norms' keys were missing
+    assert 'loss_logit' not in train.stdout
+    # loading the plain float checkpoint: the distillation token, its position embedding and
+    # its head were filled in from the class token's; only the binarizers' and qk-norms' keys
+    # were missing, and no shape mismatched
+    assert 'dist_token is not in the checkpoint' in train.stdout
+    assert 'head_dist.weight is not in the checkpoint' in train.stdout
     missing = re.search(r'missing keys in source state_dict: (.*)', train.stdout)
     assert missing and all(('quantizer' in k or 'q_transform' in k or 'k_transform' in k)
                            for k in missing.group(1).split(', '))
-    assert 'unexpected key' not in train.stdout
+    assert 'unexpected key' not in train.stdout and 'size mismatch' not in train.stdout
     checkpoint = tmp_path / 'bivit' / 'epoch_1.pth'
     # --show-dir on a classifier with a teacher: mmpretrain's drawings, and no detection-only
     # teacher | student hook (which Q-DETR's configs list and classifiers must not get)

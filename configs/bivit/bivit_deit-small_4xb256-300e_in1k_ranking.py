@@ -1,4 +1,0 @@
-# Bi-ViT ablation row, DeiT-Small: + ranking-aware distillation (fixed scales).
-_base_ = './bivit_deit-small_4xb256-300e_in1k.py'
-
-model = dict(quant=dict(learnable_scale=False))
