@@ -1,4 +1,4 @@
-"""Learnable prompt contexts (CoOp), shared by the CLIP methods (MVP-SEG, A3R, AttriCLIP, SADA)."""
+"""Learnable prompt contexts (CoOp), used by MVP-SEG."""
 from __future__ import annotations
 
 from collections.abc import Sequence
