@@ -21,7 +21,7 @@ model = dict(
               loss=dict(type='CrossEntropyLoss')))
 
 # CPU-sized: the first 12,800 training images, 3 epochs (300 iterations, about 6 minutes on 2
-# cores); the binary-network recipe of methods.md §4.5 shortened: Adam, cosine, no weight decay.
+# cores); the ImageNet retraining recipe shortened: Adam, cosine, no weight decay.
 train_dataloader = dict(dataset=dict(indices=12800))
 max_epochs = 3
 optim_wrapper = dict(optimizer=dict(type='Adam', lr=2e-3, weight_decay=0.0))

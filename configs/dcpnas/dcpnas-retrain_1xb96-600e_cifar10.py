@@ -1,6 +1,6 @@
 # Retrain a searched genotype on CIFAR-10 as a 1-bit network: DARTS's evaluation network
 # (20 cells, 36 initial channels), real-valued stem and classifier, Adam, weight decay 0 and
-# cosine (the step-2 recipe of methods.md §4.5) at lr 1e-3 (its base lr, not scaled to the
+# cosine (the step-2 recipe of the ImageNet retraining) at lr 1e-3 (its base lr, not scaled to the
 # batch), for 600 epochs, batch 96 [our choice: the paper has no CIFAR-10 retraining recipe].
 # Pass your search's genotype:
 #   --cfg-options model.backbone.genotype=work_dirs/dcpnas_search_1xb64-50e_cifar10/genotype.py

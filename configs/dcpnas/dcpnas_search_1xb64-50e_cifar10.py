@@ -1,4 +1,4 @@
-# DCP-NAS search on CIFAR-10 (methods.md §4.4 defaults): parent and 1-bit child supernets of 8
+# DCP-NAS search on CIFAR-10 (DARTS's settings; the paper gives none): parent and 1-bit child supernets of 8
 # cells, 16 initial channels, 50 epochs, batch 64; the training set split 50/50 into a weight
 # half and an architecture half (never the test set). CIFAR-10 in data/cifar10 as mmpretrain
 # keeps it. One GPU; the final genotype goes to <work_dir>/genotype.py.
@@ -38,7 +38,7 @@ test_dataloader = val_dataloader
 
 max_epochs = 50
 train_cfg = dict(max_epochs=max_epochs, val_interval=5, arch_dataloader=arch_dataloader)
-# methods.md §4.4: weights SGD 0.025 cosine, alpha Adam 3e-4, betas (0.5, 0.999), wd 1e-3
+# DARTS's settings: weights SGD 0.025 cosine, alpha Adam 3e-4, betas (0.5, 0.999), wd 1e-3
 optim_wrapper = dict(
     child=dict(optimizer=dict(_delete_=True, type='SGD', lr=0.025, momentum=0.9,
                               weight_decay=3e-4)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -21,6 +22,7 @@ class DumpGenotypeHook(Hook):
     and draw the cells into ``<work_dir>/genotype.png``.
 
     The model must have a ``genotype()`` method returning a :class:`mmext.nas.Genotype`.
+    Under DDP only the main process writes (the processes hold the same alphas).
     """
 
     priority = 'LOW'
@@ -39,12 +41,16 @@ class DumpGenotypeHook(Hook):
     def after_train_epoch(self, runner) -> None:
         genotype = self._genotype(runner)
         runner.logger.info(f'Epoch {runner.epoch + 1} genotype: {genotype}')
+        if not is_main_process():
+            return
         with open(Path(runner.work_dir) / 'genotypes.jsonl', 'a') as f:
             f.write(json.dumps(dict(epoch=runner.epoch + 1, iter=runner.iter,
                                     genotype=str(genotype))) + '\n')
 
     def after_train(self, runner) -> None:
         genotype = self._genotype(runner)
+        if not is_main_process():
+            return
         work_dir = Path(runner.work_dir)
         config = Path(runner.cfg.filename).name if runner.cfg.filename else 'a search'
         comment = (f'Genotype found by {config} after {runner.epoch} epochs ({runner.iter} '

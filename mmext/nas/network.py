@@ -24,7 +24,8 @@ class GenotypeCell(nn.Module):
     """
 
     def __init__(self, genotype: Genotype, prev_prev_channels: int, prev_channels: int,
-                 channels: int, reduction: bool, reduction_prev: bool, binary: bool = False):
+                 channels: int, reduction: bool, reduction_prev: bool, binary: bool = False,
+                 real_depthwise_input: bool = False):
         super().__init__()
         self.reduction = reduction
         edges, concat = ((genotype.reduce, genotype.reduce_concat) if reduction else
@@ -36,7 +37,8 @@ class GenotypeCell(nn.Module):
         self.sources = [source for _, source in edges]
         self.concat = list(concat)
         self.ops = nn.ModuleList(
-            build_operation(name, channels, 2 if reduction and source < 2 else 1, binary)
+            build_operation(name, channels, 2 if reduction and source < 2 else 1, binary,
+                            real_depthwise_input=real_depthwise_input)
             for name, source in edges)
 
     @property
@@ -72,15 +74,23 @@ class DartsNetwork(BaseModule):
         stem_multiplier: the CIFAR stem's output is ``stem_multiplier * channels``.
         stem_stride: stride of the CIFAR stem (2 halves the input before the first cell).
         out_indices: cells whose outputs are returned (default: the last one).
+        real_depthwise_input: the depthwise convolutions of the separable and dilated
+            operations see real-valued inputs (1-bit weights when ``binary=True``), as in the
+            released ImageNet retraining; False (default): every convolution in the cells
+            takes 1-bit inputs when ``binary`` is set.
     """
 
     def __init__(self, genotype: str | Genotype, channels: int = 36, num_cells: int = 20,
                  in_channels: int = 3, binary: bool | str = True, stem: str = 'cifar',
                  stem_multiplier: int = 3, stem_stride: int = 1, out_indices: tuple[int, ...] = (-1, ),
-                 init_cfg=None):
+                 real_depthwise_input: bool = False, init_cfg=None):
         super().__init__(init_cfg)
         self.genotype = load_genotype(genotype)
         self.binary = binary
+        if not isinstance(real_depthwise_input, bool):
+            raise TypeError(f'real_depthwise_input must be True or False, got '
+                            f'{real_depthwise_input!r}')
+        self.real_depthwise_input = real_depthwise_input
         self.num_cells = num_cells
         if stem == 'cifar':
             stem_channels = stem_multiplier * channels
@@ -113,7 +123,7 @@ class DartsNetwork(BaseModule):
             reduction = i in reduction_layers(num_cells)
             c = c * 2 if reduction else c
             cell = GenotypeCell(self.genotype, prev_prev, prev, c, reduction, reduction_prev,
-                                binary)
+                                binary, real_depthwise_input)
             self.cells.append(cell)
             reduction_prev = reduction
             prev_prev, prev = prev, cell.out_channels_factor * c

@@ -6,6 +6,12 @@
 weights (``beta * sign(w)``, learnable per-channel ``beta``), and the ReLUs of the real-valued
 DARTS operations are dropped (the sign that follows is the non-linearity; ``sign(relu(x))``
 would be constant). Pools, identity and zero have no weights and are the same in both.
+
+``real_depthwise_input=True`` is an option of the released ImageNet retraining: the depthwise
+convolution of each separable / dilated operation sees real-valued inputs (its weights stay
+as ``binary`` says); the pointwise convolution after it still signs its input. Such a
+depthwise convolution counts as floating-point operations (``mmext.quant.count_macs``: 32-bit
+inputs).
 """
 from __future__ import annotations
 
@@ -42,13 +48,21 @@ def check_binary(binary) -> bool | str:
 
 def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
          padding: int = 0, dilation: int = 1, groups: int = 1,
-         binary: bool | str = False) -> nn.Module:
+         binary: bool | str = False, real_input: bool = False) -> nn.Module:
     """A bias-free convolution: real-valued, 1-bit (``binary=True``) or with 1-bit inputs and
-    real weights (``binary='activations'``)."""
-    if check_binary(binary) == 'activations':
+    real weights (``binary='activations'``). ``real_input=True`` keeps the input real-valued
+    whatever ``binary`` says: 1-bit weights on real inputs for ``binary=True``, a real-valued
+    convolution otherwise."""
+    mode = check_binary(binary)
+    if real_input and mode is True:
+        return QConv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                       bias=False,
+                       w_quantizer=dict(type='WeightBinarizer', learnable_scale=True,
+                                        num_channels=out_channels))
+    if mode == 'activations' and not real_input:
         return QConv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
                        bias=False, a_quantizer=dict(type='SignBinarizer', ste='approx_sign'))
-    if binary:
+    if mode is True:
         return binary_conv(in_channels, out_channels, kernel_size, stride, padding, dilation,
                            groups)
     return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
@@ -73,14 +87,19 @@ class ReLUConvBN(nn.Sequential):
 
 
 class DilConv(nn.Sequential):
-    """ReLU, depthwise dilated k x k conv, pointwise conv, BatchNorm."""
+    """ReLU (real-valued only), depthwise dilated k x k conv, pointwise conv, BatchNorm.
+
+    (B, C_in, H, W) -> (B, C_out, H / stride, W / stride). ``real_depthwise_input``: the
+    depthwise conv (module ``[1]``) takes the real-valued input, not its sign.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 padding: int, dilation: int, binary: bool = False, affine: bool = True):
+                 padding: int, dilation: int, binary: bool = False, affine: bool = True,
+                 real_depthwise_input: bool = False):
         super().__init__(
             activation(binary),
             conv(in_channels, in_channels, kernel_size, stride, padding, dilation,
-                 groups=in_channels, binary=binary),
+                 groups=in_channels, binary=binary, real_input=real_depthwise_input),
             conv(in_channels, out_channels, 1, binary=binary),
             nn.BatchNorm2d(out_channels, affine=affine))
 
@@ -89,10 +108,12 @@ class SepConv(nn.Sequential):
     """Two stacked (depthwise k x k, pointwise) convolutions, the first with ``stride``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 padding: int, binary: bool = False, affine: bool = True):
+                 padding: int, binary: bool = False, affine: bool = True,
+                 real_depthwise_input: bool = False):
+        r = real_depthwise_input
         super().__init__(
-            DilConv(in_channels, in_channels, kernel_size, stride, padding, 1, binary, affine),
-            DilConv(in_channels, out_channels, kernel_size, 1, padding, 1, binary, affine))
+            DilConv(in_channels, in_channels, kernel_size, stride, padding, 1, binary, affine, r),
+            DilConv(in_channels, out_channels, kernel_size, 1, padding, 1, binary, affine, r))
 
 
 class Zero(nn.Module):
@@ -135,12 +156,13 @@ def _pool(kind: str, stride: int) -> nn.Module:
 
 
 def build_operation(name: str, channels: int, stride: int, binary: bool = False,
-                    affine: bool = True) -> nn.Module:
+                    affine: bool = True, real_depthwise_input: bool = False) -> nn.Module:
     """One candidate operation of :data:`PRIMITIVES` on ``channels`` channels.
 
-    Raises ValueError for an unknown name, listing the known ones.
+    ``real_depthwise_input`` applies to the separable and dilated convolutions (see the module
+    docstring). Raises ValueError for an unknown name, listing the known ones.
     """
-    c, s, b, a = channels, stride, binary, affine
+    c, s, b, a, r = channels, stride, binary, affine, real_depthwise_input
     if name == 'none':
         return Zero(s)
     if name in ('max_pool_3x3', 'avg_pool_3x3'):
@@ -148,13 +170,13 @@ def build_operation(name: str, channels: int, stride: int, binary: bool = False,
     if name == 'skip_connect':
         return nn.Identity() if s == 1 else FactorizedReduce(c, c, b, a)
     if name == 'sep_conv_3x3':
-        return SepConv(c, c, 3, s, 1, b, a)
+        return SepConv(c, c, 3, s, 1, b, a, r)
     if name == 'sep_conv_5x5':
-        return SepConv(c, c, 5, s, 2, b, a)
+        return SepConv(c, c, 5, s, 2, b, a, r)
     if name == 'dil_conv_3x3':
-        return DilConv(c, c, 3, s, 2, 2, b, a)
+        return DilConv(c, c, 3, s, 2, 2, b, a, r)
     if name == 'dil_conv_5x5':
-        return DilConv(c, c, 5, s, 4, 2, b, a)
+        return DilConv(c, c, 5, s, 4, 2, b, a, r)
     raise ValueError(f'unknown operation {name!r}; the DARTS operations are {PRIMITIVES}')
 
 

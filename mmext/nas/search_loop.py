@@ -6,13 +6,35 @@ replaces the stock epoch loop. Each iteration hands the model
 ``train_step`` decides what each batch updates (DARTS: weights on ``train``, architecture on
 ``arch``). The architecture loader cycles when it is shorter. Hooks see the ``train`` batch,
 so logging, checkpointing and resuming are the runner's.
+
+Under DDP the model wrapper must hand that dict to the model's own ``train_step``.
+mmengine's ``MMDistributedDataParallel`` would instead run the model's 'loss' forward on it,
+so the loop refuses it and names the fix: a wrapper such as
+``mmext.DCPNASDistributedDataParallel``.
 """
 from __future__ import annotations
 
+from mmengine.model import MMDistributedDataParallel, is_model_wrapper
 from mmengine.runner import EpochBasedTrainLoop
+from torch import nn
 from torch.utils.data import DataLoader
 
 from mmext.registry import LOOPS
+
+
+def check_search_wrapper(model: nn.Module) -> None:
+    """Raise TypeError if ``model`` is a model wrapper whose ``train_step`` would not pass
+    ``dict(train=..., arch=...)`` to the wrapped model's ``train_step``: torch's plain DDP
+    has no ``train_step``, and ``MMDistributedDataParallel``'s runs the 'loss' forward."""
+    if not is_model_wrapper(model):
+        return
+    train_step = getattr(type(model), 'train_step', None)
+    if train_step is None or train_step is MMDistributedDataParallel.train_step:
+        raise TypeError(
+            f"NASSearchLoop needs the model's own train_step, but {type(model).__name__} "
+            f"{'has none' if train_step is None else 'runs the loss forward instead'}. Set "
+            f"model_wrapper_cfg to a wrapper that calls it; for DCP-NAS "
+            f"model_wrapper_cfg=dict(type='mmext.DCPNASDistributedDataParallel')")
 
 
 @LOOPS.register_module()
@@ -28,6 +50,7 @@ class NASSearchLoop(EpochBasedTrainLoop):
     def __init__(self, runner, dataloader: DataLoader | dict, arch_dataloader: DataLoader | dict,
                  max_epochs: int, val_begin: int = 1, val_interval: int = 1,
                  dynamic_intervals=None):
+        check_search_wrapper(runner.model)
         super().__init__(runner, dataloader, max_epochs, val_begin, val_interval,
                          dynamic_intervals)
         if isinstance(arch_dataloader, dict):

@@ -160,6 +160,14 @@ PAPER_SCHEDULES: list[dict] = [
          source='DCP-NAS code (ReActNet-style step 2)',
          expect=dict(epochs=256, batch=512, optimizer='AdamW', lr=1e-3, weight_decay=0,
                      cosine=True)),
+    dict(method='dcpnas', patterns=['dcpnas/dcpnas-released-retrain-step1_8xb64-256e_in1k.py'],
+         source='DCP-NAS code (released genotype and width, ReActNet-style step 1)',
+         expect=dict(epochs=256, batch=512, optimizer='AdamW', lr=1e-3, weight_decay=1e-5,
+                     cosine=True)),
+    dict(method='dcpnas', patterns=['dcpnas/dcpnas-released-retrain-step2_8xb64-256e_in1k.py'],
+         source='DCP-NAS code (released genotype and width, ReActNet-style step 2)',
+         expect=dict(epochs=256, batch=512, optimizer='AdamW', lr=1e-3, weight_decay=0,
+                     cosine=True)),
     dict(method='dcpnas', patterns=['dcpnas/dcpnas-retrain_1xb96-600e_cifar10.py'],
          source="our choice (the paper has no CIFAR-10 retraining recipe): DARTS's length and "
                 "batch with the ImageNet step 2's optimizer (Adam, weight decay 0, cosine) at "

@@ -1,4 +1,4 @@
-"""DCP-NAS: a 1-bit child supernet searched under a real-valued parent (methods.md §4).
+"""DCP-NAS: a 1-bit child supernet searched under a real-valued parent (README.md).
 
 One set of architecture parameters alpha is shared by a real-valued parent supernet and a 1-bit
 child supernet. Every search iteration (``train_step``, driven by ``mmext.NASSearchLoop``) runs
@@ -20,8 +20,15 @@ second-order autograd and no micro-batches are needed.
 
 ``use_parent=False`` gives the ablation "search the 1-bit child alone": plain first-order DARTS
 on the child (CE for weights and architecture).
+
+Under DDP (:class:`DCPNASDistributedDataParallel`) ``train_step`` gets an ``average`` function
+and averages, over the processes, every batch mean whose global value a later step needs: the
+weight gradients before each weight step, ``g_P``, ``u`` before ``D(u)`` is taken, and the
+Fisher product (see ``distributed.py``).
 """
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +39,9 @@ from mmext.quant import QConv2d, WeightBinarizer
 from mmext.registry import MODELS
 
 from .decoupled import DecoupledOptimization
+
+#: ``average(tensors)`` replaces each tensor, in place, by its mean over the processes.
+Average = Callable[[Sequence[torch.Tensor]], None]
 
 DISCREPANCIES = ('fro', 'l1', 'cosine')
 TANGENTS = ('loss_gradient', 'likelihood_gradient')
@@ -106,7 +116,7 @@ class DCPNAS(BaseModel):
         discrepancy: 'fro' (default, the paper's best), 'l1' or 'cosine'.
         tangent: 'loss_gradient' (``g_P = dL_NAS/dalpha``: the child's architecture gradient is
             pulled towards the parent's, our reading) or 'likelihood_gradient'
-            (``g_P = -dL_NAS/dalpha``, methods.md's literal reading of the book).
+            (``g_P = -dL_NAS/dalpha``, the literal reading of the book's ``sum_n dp_n/dalpha``).
         decoupled: kwargs of :class:`DecoupledOptimization`, or None to switch it off.
         arch_init_std: alpha starts as ``arch_init_std * randn``.
     """
@@ -149,6 +159,24 @@ class DCPNAS(BaseModel):
         w = self.op_weights()
         return derive_genotype(w['normal'], w['reduce'], self.arch.steps, self.arch.primitives)
 
+    @staticmethod
+    def _update_weights(optim_wrapper, loss: torch.Tensor, module: torch.nn.Module,
+                        average: Average | None) -> None:
+        """``optim_wrapper.update_params(loss)`` with the gradients of ``module``'s parameters
+        averaged over the processes between the backward and the step (a parameter without a
+        gradient gets a zero one first, so that every process averages the same list)."""
+        optim_wrapper.backward(optim_wrapper.scale_loss(loss))
+        if not optim_wrapper.should_update():
+            return
+        if average is not None:
+            params = [p for p in module.parameters() if p.requires_grad]
+            for param in params:
+                if param.grad is None:
+                    param.grad = torch.zeros_like(param)
+            average([param.grad for param in params])
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+
     def _arch_step(self, optim_wrapper, grads: dict[str, torch.Tensor], network) -> None:
         params = self.arch.alphas()
         if self.decoupled is not None:
@@ -159,29 +187,38 @@ class DCPNAS(BaseModel):
         optim_wrapper.step()
         optim_wrapper.zero_grad()
 
-    def parent_arch_gradient(self, inputs: torch.Tensor, labels: torch.Tensor):
+    def parent_arch_gradient(self, inputs: torch.Tensor, labels: torch.Tensor,
+                             average: Average | None = None):
         """``L_NAS = CE(parent(x, alpha), y)`` and its gradient ``dL_NAS / dalpha`` by cell type
-        (the tangent direction before its sign). Returns (loss, logits, grads)."""
+        (the tangent direction before its sign), averaged over the processes if ``average``
+        is given. Returns (loss, logits, grads): loss and logits (B, classes) of this
+        process's batch, grads ``dict(normal=(E, M), reduce=(E, M))``."""
         alphas = self.alphas()
         keys = tuple(alphas)
         logits = self.parent(inputs, {k: a.softmax(-1) for k, a in alphas.items()})
         loss = F.cross_entropy(logits, labels)
         grads = torch.autograd.grad(loss, [alphas[k] for k in keys])
+        if average is not None:
+            average(grads)
         return loss, logits, dict(zip(keys, grads))
 
     def child_arch_gradient(self, inputs: torch.Tensor, target: torch.Tensor,
-                            tangent: torch.Tensor):
+                            tangent: torch.Tensor, average: Average | None = None):
         """The child's architecture gradient ``u + lambda * F dD/du`` (flat over the cell types).
 
         Args:
             inputs: (B, C, H, W) architecture batch.
             target: (B, classes) the parent's softmax output on it.
             tangent: (P,) the tangent direction, flat like :meth:`ArchParameters.alphas`.
+            average: under DDP, the mean over the processes. ``u`` is averaged before ``D(u)``
+                and ``dD/du`` are taken, and the Fisher product after, so ``F`` is the mean over
+                the samples of all processes (equal batches per process).
 
         Returns:
-            (G, grad (P,), D(u), u (P,)): the child's KL to the parent, the corrected gradient,
-            the discrepancy and ``u = dG / dalpha``. ``F = mean_b g_b g_b^T`` over the per-sample
-            gradients g_b of G (the empirical Fisher standing in for G's Hessian).
+            (G, grad (P,), D(u), u (P,)): the child's KL to the parent (this process's batch),
+            the corrected gradient, the discrepancy and ``u = dG / dalpha``. ``F = mean_b g_b
+            g_b^T`` over the per-sample gradients g_b of G (the empirical Fisher standing in for
+            G's Hessian).
         """
         alphas = self.alphas()
         keys = tuple(alphas)
@@ -195,15 +232,24 @@ class DCPNAS(BaseModel):
         finally:
             self.child.record_edges(False)
         u = torch.cat([t.flatten() for t in u])
+        if average is not None:
+            average([u])
         d_value, d_grad = discrepancy(u, tangent, self.discrepancy)
         per_sample = inputs.shape[0] * _flat(shares, keys).flatten(1)  # (B, P) own gradients
         fisher_v = per_sample.T @ (per_sample @ d_grad) / per_sample.shape[0]
+        if average is not None:
+            average([fisher_v])
         return g, u + self.tangent_weight * fisher_v, d_value, u
 
     # training ------------------------------------------------------------------------------
-    def train_step(self, data: dict, optim_wrapper) -> dict[str, torch.Tensor]:
+    def train_step(self, data: dict, optim_wrapper,
+                   average: Average | None = None) -> dict[str, torch.Tensor]:
         """One search iteration on ``dict(train=batch, arch=batch)`` (``NASSearchLoop``) with an
-        ``OptimWrapperDict`` holding 'child', 'arch' and (with the parent) 'parent'."""
+        ``OptimWrapperDict`` holding 'child', 'arch' and (with the parent) 'parent'.
+
+        ``average`` (given by :class:`DCPNASDistributedDataParallel`): in-place mean over the
+        processes, applied to every gradient before it is used; None in a single process.
+        The logged losses are this process's."""
         if not isinstance(data, dict) or set(data) != {'train', 'arch'}:
             raise TypeError('DCPNAS.train_step takes dict(train=..., arch=...): use '
                             "train_cfg=dict(type='mmext.NASSearchLoop', arch_dataloader=...)")
@@ -219,10 +265,10 @@ class DCPNAS(BaseModel):
                 weights = {k: w.detach() for k, w in self.op_weights().items()}
                 logits_pw = self.parent(x_w, weights)
                 loss = F.cross_entropy(logits_pw, y_w)
-            optim_wrapper['parent'].update_params(loss)
+            self._update_weights(optim_wrapper['parent'], loss, self.parent, average)
             log['loss_parent'] = loss.detach()
             # 2. parent architecture and the tangent direction
-            loss_nas, logits_pa, g_parent = self.parent_arch_gradient(x_a, y_a)
+            loss_nas, logits_pa, g_parent = self.parent_arch_gradient(x_a, y_a, average)
             self._arch_step(optim_wrapper['arch'], g_parent, self.parent)
             log['loss_nas'] = loss_nas.detach()
             sign = 1.0 if self.tangent == 'loss_gradient' else -1.0
@@ -244,7 +290,7 @@ class DCPNAS(BaseModel):
                 rec = self.reconstruction_weight * reconstruction_loss(self.child)
                 log['loss_rec'] = rec.detach()
                 loss = loss + rec
-        optim_wrapper['child'].update_params(loss)
+        self._update_weights(optim_wrapper['child'], loss, self.child, average)
 
         # 4. child architecture
         if not self.use_parent:  # first-order DARTS on the child alone
@@ -252,10 +298,12 @@ class DCPNAS(BaseModel):
             loss_a = F.cross_entropy(self.child(x_a, {k: a.softmax(-1) for k, a in
                                                       alphas.items()}), y_a)
             grads = dict(zip(keys, torch.autograd.grad(loss_a, [alphas[k] for k in keys])))
+            if average is not None:
+                average(list(grads.values()))
             self._arch_step(optim_wrapper['arch'], grads, self.child)
             log['loss_child_arch'] = loss_a.detach()
             return log
-        g, grad, d_value, u = self.child_arch_gradient(x_a, target_a, tangent)
+        g, grad, d_value, u = self.child_arch_gradient(x_a, target_a, tangent, average)
         self._arch_step(optim_wrapper['arch'], _unflat(grad, self.arch.alphas(), keys),
                         self.child)
         log.update(loss_child_arch=g.detach(), discrepancy=d_value.detach(),

@@ -1,4 +1,4 @@
-"""DCP-NAS's decoupled optimisation of the architecture parameters (methods.md §4.3).
+"""DCP-NAS's decoupled optimisation of the architecture parameters (README.md).
 
 After the ordinary update ``alpha^{t+1} = alpha^t - eta1 * grad``, the operations whose weights
 are large on their edge are backtracked::
@@ -8,7 +8,7 @@ are large on their edge are backtracked::
 
 with ``R(w) = ||w||^2`` of the operation's weights (constants for parameter-free ones, see
 :func:`mmext.nas.weight_norm`), ``eta = eta1 * eta2`` and a learnable non-negative ``psi``
-updated as ``psi <- |psi - eta_psi * dL/dpsi|``. Our concretisation [proposed in methods.md]:
+updated as ``psi <- |psi - eta_psi * dL/dpsi|``. Our concretisation (the paper leaves it open):
 ``psi`` is (E, M) per cell type, starts at 0.01, and gets its gradient because the next
 forward uses ``alpha~`` (:meth:`effective`); ``tau`` backtracks the upper half of each edge.
 """

@@ -148,3 +148,57 @@ def test_bad_genotypes_give_clear_errors(text, message):
         load_genotype(text)
     with pytest.raises(GenotypeError):
         DartsNetwork(text, channels=8, num_cells=3)
+
+
+# ------------------------------------------------------------ real-valued depthwise inputs
+def _depthwise_and_pointwise(op):
+    convs = [m for m in op.modules() if isinstance(m, torch.nn.Conv2d)]
+    return [c for c in convs if c.groups > 1], [c for c in convs if c.groups == 1]
+
+
+@pytest.mark.parametrize('name', ['sep_conv_3x3', 'dil_conv_5x5'])
+def test_real_depthwise_input_keeps_the_depthwise_input_and_the_one_bit_weights(name):
+    from mmext.nas import build_operation
+    torch.manual_seed(0)
+    op = build_operation(name, 4, 1, binary=True, real_depthwise_input=True).eval()
+    depthwise, pointwise = _depthwise_and_pointwise(op)
+    assert depthwise and pointwise
+    x = torch.randn(2, 4, 8, 8)
+    dw = depthwise[0]
+    w = dw.w_quantizer(dw.weight)  # (C, 1, k, k) +-beta_c: the weights stay 1-bit
+    assert torch.equal(w.abs(), dw.w_quantizer.scale.view(-1, 1, 1, 1).expand_as(w))
+    real = F.conv2d(x, w, None, dw.stride, dw.padding, dw.dilation, dw.groups)
+    signed = F.conv2d(torch.sign(x), w, None, dw.stride, dw.padding, dw.dilation, dw.groups)
+    torch.testing.assert_close(dw(x), real)
+    assert not torch.allclose(dw(x), signed)
+    for pw in pointwise:  # the pointwise convolutions still take 1-bit inputs
+        torch.testing.assert_close(pw(x), pw(torch.sign(x)))
+    # the default binarizes the depthwise input too
+    default = build_operation(name, 4, 1, binary=True).eval()
+    default.load_state_dict(op.state_dict())  # same parameters, interchangeable checkpoints
+    dw_default = _depthwise_and_pointwise(default)[0][0]
+    torch.testing.assert_close(dw_default(x), signed)
+    assert not torch.allclose(default(x), op(x))
+
+
+def test_real_depthwise_input_changes_the_network_and_counts_as_flops():
+    from mmext.quant import count_macs, summarize_ops
+    torch.manual_seed(0)
+    kwargs = dict(genotype=GENOTYPE, channels=8, num_cells=3, in_channels=1, binary=True)
+    on = DartsNetwork(**kwargs, real_depthwise_input=True).eval()
+    off = DartsNetwork(**kwargs).eval()
+    off.load_state_dict(on.state_dict())
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        assert not torch.allclose(on(x)[0], off(x)[0])
+        ops_on = summarize_ops(count_macs(on, x[:1]))
+        ops_off = summarize_ops(count_macs(off, x[:1]))
+    assert ops_on['macs'] == ops_off['macs']
+    assert ops_on['flops'] > ops_off['flops'] and ops_on['bops'] < ops_off['bops']
+    with pytest.raises(TypeError, match='real_depthwise_input must be True or False'):
+        DartsNetwork(**kwargs, real_depthwise_input='yes')
+    # step 1 of the retraining (real weights): the depthwise convolution is plain real-valued
+    step1 = DartsNetwork(**dict(kwargs, binary='activations'), real_depthwise_input=True)
+    depthwise, pointwise = _depthwise_and_pointwise(step1.cells[0])
+    assert all(type(c) is torch.nn.Conv2d for c in depthwise)
+    assert all(isinstance(c, QConv2d) for c in pointwise)

@@ -158,3 +158,105 @@ def test_reconstruction_loss_and_optimizer_constructor_errors():
         MultiOptimWrapperConstructor(dict(child=dict(lr=1)))
     with pytest.raises(ValueError, match='unknown tangent'):
         _model(tangent='hessian')
+
+
+# ------------------------------------------------------------------------------ retraining
+RELEASED = ("Genotype(normal=[('sep_conv_5x5', 1), ('max_pool_3x3', 0), ('dil_conv_3x3', 2), "
+            "('skip_connect', 0), ('sep_conv_3x3', 3), ('avg_pool_3x3', 1), "
+            "('dil_conv_3x3', 4), ('avg_pool_3x3', 3)], normal_concat=[2, 3, 4, 5], "
+            "reduce=[('max_pool_3x3', 0), ('sep_conv_3x3', 1), ('dil_conv_3x3', 1), "
+            "('sep_conv_3x3', 0), ('max_pool_3x3', 1), ('dil_conv_5x5', 2), "
+            "('dil_conv_5x5', 2), ('sep_conv_5x5', 1)], reduce_concat=[2, 3, 4, 5])")
+
+
+@pytest.mark.parametrize('step', [1, 2])
+def test_released_genotype_configs_build_the_released_network(step):
+    from mmengine.config import Config
+
+    from mmext.nas import load_genotype, parse_genotype
+    from mmext.quant import QConv2d, SignBinarizer
+    from mmext.registry import MODELS
+    from projects.dcpnas import DistilledClassifierWithReconstruction
+
+    from ..conftest import REPO
+    cfg = Config.fromfile(REPO / f'configs/dcpnas/dcpnas-released-retrain-step{step}_8xb64-256e_in1k.py')
+    backbone = cfg.model.classifier.backbone
+    assert (backbone.channels, backbone.num_cells, backbone.stem) == (108, 10, 'imagenet')
+    assert load_genotype(backbone.genotype) == parse_genotype(RELEASED)
+    assert backbone.real_depthwise_input is True
+    assert cfg.model.reconstruction_weight == (0.0 if step == 1 else 5e-5)
+    assert cfg.model.teacher.config == 'mmpretrain::resnet/resnet34_8xb32_in1k.py'
+    model = MODELS.build(cfg.model)  # the teacher is built on first use: not here
+    assert isinstance(model, DistilledClassifierWithReconstruction)
+    # 14.30 M parameters with real weights; step 2 adds one learnable scale per output channel
+    # of every 1-bit convolution (README, "The released ImageNet model")
+    params = sum(p.numel() for p in model.parameters())
+    assert params == (14_301_550 if step == 1 else 14_343_238)
+    # real_depthwise_input: only the pointwise (and 1 x 1) convolutions of the cells sign
+    # their inputs
+    convs = [m for m in model.student.backbone.cells.modules() if isinstance(m, torch.nn.Conv2d)]
+    signs = {m: isinstance(getattr(m, 'a_quantizer', None), SignBinarizer) for m in convs}
+    assert all(not signs[m] for m in convs if m.groups > 1)
+    assert all(signs[m] for m in convs if m.groups == 1)
+    assert any(m.groups > 1 for m in convs)
+    assert all(isinstance(m, QConv2d) for m in convs if m.groups > 1) == (step == 2)
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.randn(2, 3, 64, 64), mode='tensor')
+    assert logits.shape == (2, 1000) and torch.isfinite(logits).all()
+
+
+def _retrain_model(reconstruction_weight, binary=True):
+    from projects.dcpnas import DistilledClassifierWithReconstruction
+    from tests.nas.test_search_space import GENOTYPE
+    torch.manual_seed(0)
+    classifier = dict(
+        type='ImageClassifier',
+        backbone=dict(type='mmext.DartsNetwork', genotype=GENOTYPE, channels=4, num_cells=3,
+                      in_channels=1, binary=binary, stem_stride=2),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=64,
+                  loss=dict(type='CrossEntropyLoss')),
+        data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=10, mean=[73.0],
+                               std=[90.0]))
+    return DistilledClassifierWithReconstruction(
+        classifier, teacher=None, label_loss_weight=1.0,
+        reconstruction_weight=reconstruction_weight)
+
+
+def test_reconstruction_weight_adds_mu_times_l_r_to_the_retraining_loss():
+    model = _retrain_model(0.0)
+    x = torch.randn(4, 1, 16, 16)
+    samples = [DataSample().set_gt_label(i) for i in range(4)]
+    losses = model.loss(x, samples)  # off: the distilled classifier's loss, nothing added
+    assert set(losses) == {'loss'}
+    conv = next(m for m in model.student.backbone.modules()
+                if isinstance(m, torch.nn.Conv2d) and hasattr(m, 'w_quantizer')
+                and hasattr(m.w_quantizer, 'scale'))
+
+    def loss_and_grad(mu):
+        model.reconstruction_weight = mu
+        model.zero_grad()
+        total, log = model.parse_losses(model.loss(x, samples))
+        total.backward()
+        return total.detach(), log, conv.weight.grad.clone()
+
+    base, _, grad_off = loss_and_grad(0.0)
+    mu = 0.5
+    total, log, grad_on = loss_and_grad(mu)
+    l_r = reconstruction_loss(model.student)
+    assert l_r > 0
+    torch.testing.assert_close(log['loss_rec'], mu * l_r.detach())
+    torch.testing.assert_close(total, base + mu * l_r.detach())
+    # the weights feel the pull towards beta * sign(w): d(mu L_R)/dw = 2 mu (w - beta sign(w))
+    w = conv.weight.detach()
+    beta = conv.w_quantizer.scale.detach().view(-1, 1, 1, 1)
+    torch.testing.assert_close(grad_on - grad_off, 2 * mu * (w - beta * torch.sign(w)))
+
+
+def test_reconstruction_weight_needs_one_bit_weights():
+    with pytest.raises(ValueError, match='needs 1-bit weights'):
+        _retrain_model(1e-4, binary='activations')  # step 1: real weights
+    with pytest.raises(ValueError, match='must be >= 0'):
+        _retrain_model(-1.0)
+    assert _retrain_model(0.0, binary='activations').reconstruction_weight == 0.0
