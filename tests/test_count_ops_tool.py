@@ -64,3 +64,18 @@ def test_count_ops_on_the_qdetr_config_compares_with_its_float_detector(tmp_path
     assert result.returncode == 0, result.stdout[-3000:]
     ops = json.loads(out.read_text())
     assert ops['float_flops'] > 3e9 and ops['conventions']['linear32']['acceleration'] > 7
+
+
+def test_count_ops_compares_a_binary_dcpnas_network_with_its_real_valued_twin(tmp_path):
+    """The released ImageNet model (a distiller whose classifier has 1-bit cells): the float
+    baseline is the same network with binary=False, not the model itself."""
+    out = tmp_path / 'ops.json'
+    result = run_tool('tools/analysis/count_ops.py',
+                      REPO / 'configs/dcpnas/dcpnas-released-retrain-step2_8xb64-256e_in1k.py',
+                      '--quiet', '--shape', '64', '64', '--out', out)
+    assert result.returncode == 0, result.stdout[-3000:]
+    ops = json.loads(out.read_text())
+    bireal = ops['conventions']['bireal64']
+    assert bireal['bops'] > 0 and ops['float_flops'] > bireal['flops']
+    assert bireal['acceleration'] > 1.5
+    assert ops['float_size_bits'] > 4 * ops['size_bits']

@@ -54,14 +54,23 @@ def parse_args():
     return parser.parse_args()
 
 
-FLOAT_MODEL_KEYS = {'QuantizedModel': 'model', 'QDETR': 'detector', 'BiViT': 'classifier'}
+FLOAT_MODEL_KEYS = {'QuantizedModel': 'model', 'QDETR': 'detector', 'BiViT': 'classifier',
+                    'DistilledClassifier': 'classifier',
+                    'DistilledClassifierWithReconstruction': 'classifier'}
 
 
 def _float_model_cfg(model_cfg: dict) -> dict | None:
-    """The float model inside ``mmext.QuantizedModel`` (``model``), ``mmext.QDETR``
-    (``detector``) or ``mmext.BiViT`` (``classifier``); None if the config is float."""
+    """The float twin of a quantized model config: the model inside ``mmext.QuantizedModel``
+    (``model``), ``mmext.QDETR`` (``detector``), ``mmext.BiViT`` or the distillers
+    (``classifier``), with a binary backbone (``binary=True``, DCP-NAS's cells) made
+    real-valued; None if the config is float."""
     key = FLOAT_MODEL_KEYS.get(str(model_cfg.get('type', '')).split('.')[-1])
-    return model_cfg[key] if key else None
+    float_cfg = copy.deepcopy(model_cfg[key]) if key else copy.deepcopy(model_cfg)
+    backbone = float_cfg.get('backbone')
+    if isinstance(backbone, dict) and backbone.get('binary'):
+        backbone['binary'] = False
+        return float_cfg
+    return float_cfg if key else None
 
 
 def _build(model_cfg) -> torch.nn.Module:
