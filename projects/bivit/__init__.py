@@ -1,4 +1,4 @@
-"""Bi-ViT: fully binarized ViT / Swin on mmpretrain (methods.md §3). Importing this package
+"""Bi-ViT: fully binarized ViT / Swin on mmpretrain. Importing this package
 registers its modules (configs: ``custom_imports=dict(imports=['mmext', 'projects.bivit'])``)."""
 from .binarized_vit import BiViTSwap, HeadLayerNorm, attention_cores
 from .bivit import BiViT, LogitDistillationLoss

@@ -1,4 +1,4 @@
-"""Bi-ViT's fully binarized transformer by module swap (methods.md §3.1).
+"""Bi-ViT's fully binarized transformer by module swap.
 
 ``BiViTSwap`` is a :class:`mmext.quant.ModuleSwap` at W-A-Attn 1-1-1 for mmpretrain's
 ``VisionTransformer`` (DeiT) and ``SwinTransformer``:

@@ -1,4 +1,4 @@
-"""Evidence for Bi-ViT's diagnosis (methods.md §3): how much gradient reaches the binarized
+"""Evidence for Bi-ViT's diagnosis: how much gradient reaches the binarized
 attention's inputs, and how well the student's attention keeps the teacher's ranking."""
 from __future__ import annotations
 

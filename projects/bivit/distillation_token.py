@@ -1,5 +1,5 @@
 """DeiT's hard distillation through a distillation token, on mmpretrain's distilled DeiT
-(methods.md §3.2: ``L = 0.5 CE(y, z_cls) + 0.5 CE(argmax z_T, z_dist) + lambda_rank L_rank``).
+(``L = 0.5 CE(y, z_cls) + 0.5 CE(argmax z_T, z_dist) + lambda_rank L_rank``).
 
 - :class:`DistillationTokenViT` is mmpretrain's ``DistilledVisionTransformer`` (a class token
   and a distillation token, tokens ``[cls, dist, patches]``) that also starts from a *plain*

@@ -1,11 +1,11 @@
-"""Ranking-aware distillation of attention (methods.md §3.2) and a ranking-agreement score.
+"""Ranking-aware distillation of attention and a ranking-agreement score.
 
-The paper names the loss but not its form; the pair sampling follows methods.md's proposal
+The paper names the loss but not its form; the pair sampling is our proposal
 (each of the teacher's top-K keys of a query against S keys drawn from the rest), and the
 default penalty is ours: ``relu(ratio * (t_j - t_k) - (u_j - u_k))`` for teacher logits t and
 student logits u with ``t_j > t_k``. It is zero when the student keeps the teacher's order with
 at least ``ratio`` of its gaps, and positive for a swapped or tied pair (binarized q and k give
-many ties). ``penalty='logistic'`` is methods.md's RankNet form ``softplus(-(u_j - u_k) / T)``.
+many ties). ``penalty='logistic'`` is RankNet's form ``softplus(-(u_j - u_k) / T)``.
 """
 from __future__ import annotations
 

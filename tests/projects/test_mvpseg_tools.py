@@ -146,7 +146,7 @@ def test_pseudo_labels_then_stage2_training(tmp_path, void_scenes, tiny_mvpseg):
         assert 0 <= metric(result.stdout, key) <= 100
     assert (work / 'iter_2.pth').is_file()
 
-    # optional second round (methods.md 8.5): the stage-2 model pseudo-labels the original set
+    # optional second round (our option): the stage-2 model pseudo-labels the original set
     again = void_scenes / 'train/labels_round2'
     result = run_tool(PSEUDO_TOOL, PLUS_CONFIG, work / 'iter_2.pth', '--out', again,
                       '--threshold', '0', '--device', 'cpu', '--num-workers', '0',
