@@ -17,3 +17,8 @@ model = dict(
         stem='imagenet',
         out_indices=(2, )),
     neck=dict(in_channels=[128]))
+
+# A backbone trained from scratch learns at the detector's learning rate: the demo's backbone
+# multiplier 0.1 is for its ImageNet-initialised MobileNetV2. (With 0.1 the 1-bit backbone
+# stayed where it started: the loss did not fall in 950 iterations, 0.000 mAP at 400 and 800.)
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys=dict(backbone=dict(lr_mult=1.0))))
