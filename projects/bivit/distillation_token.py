@@ -85,7 +85,7 @@ class HardDistillationHead(DeiTClsHead):
         super().__init__(**kwargs)
         self.distill_loss = (distill_loss if isinstance(distill_loss, torch.nn.Module)
                              else MMPRETRAIN_MODELS.build(distill_loss))
-        self._register_load_state_dict_pre_hook(self._copy_class_head)
+        self.register_load_state_dict_pre_hook(HardDistillationHead._copy_class_head)
 
     def token_logits(self, feats) -> tuple[torch.Tensor, torch.Tensor]:
         """The class token's and the distillation token's logits, (B, num_classes) each, from
@@ -121,6 +121,7 @@ class HardDistillationHead(DeiTClsHead):
         return losses
 
     def _copy_class_head(self, state_dict: dict, prefix: str, *args) -> None:
+        # torch's public pre-hook passes the module first: (module, state_dict, prefix, ...)
         """A checkpoint with the class head only (a plain ViT's): the distillation head
         starts as its copy."""
         for name in ('weight', 'bias'):
