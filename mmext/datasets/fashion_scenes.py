@@ -13,7 +13,10 @@ Layout under ``out_dir``::
     annotations/instances_{train,val}.json   COCO detection (bbox, RLE segmentation, area)
     {train,val}/images/000000.png            RGB canvases
     {train,val}/labels/000000.png            uint8 label map: 0 background, 1..10 the classes
-    meta.json                                the generation parameters
+    meta.json                                the generation parameters and annotation format
+
+Each annotation also records the item's Fashion-MNIST index and its ``tint`` (RGB in [0, 1], max
+channel 1), from which ``FashionVocabulary`` writes colour words for captions.
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ from PIL import Image
 from .fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
 
 SEG_CLASSES = ('background', ) + FASHION_MNIST_CLASSES
+# 2: annotations carry each item's ``tint`` (the colour its pixels were multiplied by)
+ANNOTATION_FORMAT = 2
 SEG_PALETTE = [(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
                (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60),
                (250, 190, 212)]
@@ -66,17 +71,19 @@ def _tint(rng: np.random.Generator) -> np.ndarray:
 
 
 def compose_canvas(rng: np.random.Generator, items: np.ndarray, labels: np.ndarray,
-                   cfg: SceneConfig) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+                   cfg: SceneConfig, tint=None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     """Compose one canvas.
 
     Args:
         rng: the generator that decides everything random.
         items: (N, 28, 28) uint8 source pool; labels: (N,) class indices.
+        tint: ``rng -> (3,) colour`` for each item (default: a random colour, see ``_tint``).
 
     Returns:
         image (S, S, 3) uint8, instance map (S, S) int32 (0 background, i+1 the i-th object),
-        and per object dict(label, source_index).
+        and per object dict(label, source_index, full_area, tint).
     """
+    tint = tint or _tint
     size = cfg.canvas_size
     image = _background(rng, size)
     instance = np.zeros((size, size), np.int32)
@@ -86,7 +93,8 @@ def compose_canvas(rng: np.random.Generator, items: np.ndarray, labels: np.ndarr
         side = int(rng.integers(cfg.min_item_size, cfg.max_item_size + 1))
         item = np.asarray(Image.fromarray(items[src]).resize((side, side), Image.BILINEAR))
         mask = item >= cfg.mask_threshold
-        pixels = (item[..., None] * _tint(rng)).round().clip(0, 255).astype(np.uint8)
+        colour = tint(rng)
+        pixels = (item[..., None] * colour).round().clip(0, 255).astype(np.uint8)
         for _ in range(cfg.max_tries):
             y, x = (int(v) for v in rng.integers(0, size - side + 1, size=2))
             trial = instance.copy()
@@ -98,24 +106,37 @@ def compose_canvas(rng: np.random.Generator, items: np.ndarray, labels: np.ndarr
                 instance = trial
                 image[y:y + side, x:x + side][mask] = pixels[mask]
                 objects.append(dict(label=int(labels[src]), source_index=src,
-                                    full_area=int(mask.sum())))
+                                    full_area=int(mask.sum()),
+                                    tint=[round(float(c), 4) for c in colour]))
                 break
     return image, instance, objects
 
 
 def item_on_background(rng: np.random.Generator, item: np.ndarray, size: int,
-                       min_side: int, max_side: int, mask_threshold: int = 24) -> np.ndarray:
+                       min_side: int, max_side: int, mask_threshold: int = 24,
+                       tint=None) -> tuple[np.ndarray, list[int], np.ndarray]:
     """One tinted item pasted at a random scale and place on a Fashion Scenes background: an
-    image-level sample that looks like a crop of a canvas. item (28, 28) uint8 ->
-    (size, size, 3) uint8."""
+    image-level sample that looks like a crop of a canvas.
+
+    Args:
+        item: (28, 28) uint8; size: the image side; min_side / max_side: the item's side range.
+        tint: ``rng -> (3,) colour`` (default: a random colour, see ``_tint``).
+
+    Returns:
+        image (size, size, 3) uint8, the box of the item's visible pixels [x, y, w, h] and its
+        tint (3,).
+    """
     image = _background(rng, size)
     side = int(rng.integers(min_side, min(max_side, size) + 1))
     resized = np.asarray(Image.fromarray(item).resize((side, side), Image.BILINEAR))
     mask = resized >= mask_threshold
-    pixels = (resized[..., None] * _tint(rng)).round().clip(0, 255).astype(np.uint8)
+    colour = (tint or _tint)(rng)
+    pixels = (resized[..., None] * colour).round().clip(0, 255).astype(np.uint8)
     y, x = (int(v) for v in rng.integers(0, size - side + 1, size=2))
     image[y:y + side, x:x + side][mask] = pixels[mask]
-    return image
+    full = np.zeros((size, size), bool)
+    full[y:y + side, x:x + side] = mask
+    return image, _bbox_xywh(full), colour
 
 
 def _bbox_xywh(mask: np.ndarray) -> list[int]:
@@ -163,12 +184,14 @@ def make_fashion_scenes(out_dir: str | Path, cfg: SceneConfig = SceneConfig(),
                 annotations.append(dict(
                     id=len(annotations) + 1, image_id=idx, category_id=obj['label'] + 1,
                     bbox=_bbox_xywh(mask), area=int(mask.sum()), segmentation=rle, iscrowd=0,
-                    fashion_mnist_split=source, fashion_mnist_index=obj['source_index']))
+                    fashion_mnist_split=source, fashion_mnist_index=obj['source_index'],
+                    tint=obj['tint']))
         coco = dict(info=dict(description=f'Fashion Scenes {split} (mmext), seed {cfg.seed}'),
                     images=images, annotations=annotations, categories=categories)
         with open(out / 'annotations' / f'instances_{split}.json', 'w') as f:
             json.dump(coco, f)
     with open(out / 'meta.json', 'w') as f:
-        json.dump(dict(asdict(cfg), classes=list(FASHION_MNIST_CLASSES)), f, indent=2)
+        json.dump(dict(asdict(cfg), classes=list(FASHION_MNIST_CLASSES),
+                       format=ANNOTATION_FORMAT), f, indent=2)
     return out
 

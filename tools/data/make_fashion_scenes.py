@@ -11,6 +11,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from mmext.datasets import SceneConfig, make_fashion_scenes
+from mmext.datasets.fashion_scenes import ANNOTATION_FORMAT
 
 
 def parse_args():
@@ -31,9 +32,14 @@ def main():
     cfg = SceneConfig(**{f.name: getattr(args, f.name) for f in fields(SceneConfig)})
     meta = Path(args.out) / 'meta.json'
     if not args.force and meta.is_file():
-        if {k: v for k, v in json.loads(meta.read_text()).items() if k != 'classes'} == asdict(cfg):
+        written = json.loads(meta.read_text())
+        same = {k: v for k, v in written.items() if k not in ('classes', 'format')} == asdict(cfg)
+        if same and written.get('format') == ANNOTATION_FORMAT:
             print(f'{args.out} is up to date (same parameters); --force rewrites it')
             return
+        if same:
+            print(f'{args.out}: annotation format {written.get("format", 1)} -> '
+                  f'{ANNOTATION_FORMAT} (item tints added); rewriting (the images stay the same)')
     out = make_fashion_scenes(args.out, cfg, args.fashion_mnist)
     print(f'wrote {cfg.num_train} train and {cfg.num_val} val canvases to {out}')
 
