@@ -1,6 +1,7 @@
 # mmext: the commands the README names.
 #   make install   the pinned OpenMMLab stack + mmext (editable) into $(VENV); skipped when done
 #   make demo      install if needed, then the main job on embedded data
+#   make demo-clip install if needed, then build the demo CLIP into the cache (once; ~8 min)
 #   make test      install if needed, then the tests
 #   make bench     the benchmarks under benchmarks/ (adds brevitas, the comparison library)
 VENV ?= .venv
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install data demo test lint bench
+.PHONY: install data demo demo-clip test lint bench
 
 install:
 	@bash tools/install.sh $(VENV)
@@ -18,6 +19,9 @@ data: install
 
 demo: install
 	$(PY) tools/demo.py
+
+demo-clip: install
+	$(PY) tools/clip/train_demo_clip.py
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

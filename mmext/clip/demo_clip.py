@@ -1,17 +1,19 @@
-"""The demo CLIP: a small image-text model trained here, saved as an open_clip ``local-dir`` folder.
+"""The demo CLIP's architecture and folder: a small image-text model trained here, saved as an
+open_clip ``local-dir`` folder.
 
-No CLIP weights can be had on the development machines (``docs/embedded-data.md``). The demo
-stand-in is an ordinary open_clip ``CustomTextCLIP``:
+No CLIP weights can be had on the development machines. The demo stand-in is an ordinary
+open_clip ``CustomTextCLIP``:
 
-- image tower: timm ``mobilenetv2_100`` (open_clip ``TimmModel``, average pooling + linear
-  projection), started from the real ImageNet MobileNetV2 weights of torchvision;
+- image tower: timm MobileNetV2 with its last stage dilated (``mmext_mobilenetv2_100_os16``,
+  output stride 16: a 16 x 16 feature grid on a 256-px input), in open_clip's ``TimmModel``
+  (average pooling + linear projection), started from the real ImageNet MobileNetV2 weights of
+  torchvision;
 - text tower: the real all-MiniLM-L6-v2 sentence encoder (open_clip ``HFTextEncoder``, mean
-  pooling), frozen, plus a linear projection. It knows words the demo never trains on, which is
-  what makes zero-shot on held-out classes possible.
+  pooling) plus a linear projection.
 
-``tools/clip/train_demo_clip.py`` trains the two projections (and the image tower) contrastively
-on Fashion-MNIST items pasted on the Fashion Scenes backgrounds, and writes the folder;
-``OpenCLIPModel('local-dir:<folder>')`` loads it through open_clip's own code path.
+``mmext/clip/demo_clip_training.py`` pretrains it on captioned Fashion-MNIST images and caches the
+folder; ``OpenCLIPModel('local-dir:<folder>')`` (or ``'mmext:demo-clip'``) loads it through
+open_clip's own code path.
 """
 from __future__ import annotations
 
@@ -24,8 +26,28 @@ from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+DILATED_TRUNK = 'mmext_mobilenetv2_100_os16'
 TOKENIZER_FILES = ('config.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.txt',
                    'special_tokens_map.json')
+
+
+def register_dilated_trunk() -> None:
+    """Make timm know ``mmext_mobilenetv2_100_os16``: ``mobilenetv2_100`` with
+    ``output_stride=16`` (its last stride-2 stage dilated), so an open_clip config can name it.
+    Registering again does nothing."""
+    import timm
+    from timm.models import is_model, register_model
+    if is_model(DILATED_TRUNK):
+        return
+
+    def mmext_mobilenetv2_100_os16(pretrained: bool = False, **kwargs):
+        kwargs.setdefault('output_stride', 16)
+        return timm.create_model('mobilenetv2_100', pretrained=pretrained, **kwargs)
+
+    register_model(mmext_mobilenetv2_100_os16)
+
+
+register_dilated_trunk()
 
 
 def minilm_folder() -> Path:
@@ -40,12 +62,12 @@ def minilm_folder() -> Path:
 
 
 def demo_clip_config(folder: str | Path, embed_dim: int = 256, image_size: int = 96,
-                     context_length: int = 32) -> dict:
+                     context_length: int = 40) -> dict:
     """``open_clip_config.json`` content of a demo CLIP living in ``folder``."""
     return dict(
         model_cfg=dict(
             embed_dim=embed_dim,
-            vision_cfg=dict(timm_model_name='mobilenetv2_100', timm_model_pretrained=False,
+            vision_cfg=dict(timm_model_name=DILATED_TRUNK, timm_model_pretrained=False,
                             timm_pool='avg', timm_proj='linear', image_size=image_size),
             text_cfg=dict(hf_model_name=str(Path(folder).resolve()),
                           hf_tokenizer_name=str(Path(folder).resolve()),

@@ -19,8 +19,12 @@ from .demo_clip import local_dir_text_cfg
 from .dense import dense_image_features
 from .text import TextTower
 
-DEMO_CLIP_HINT = ('the demo CLIP of this repo is made by `python tools/clip/train_demo_clip.py` '
-                  '(default folder work_dirs/demo_clip)')
+DEMO_CLIP_HINT = ("the repo's demo CLIP is model_name='mmext:demo-clip' (built into the cache on "
+                  'first use, or by `make demo-clip`); `python tools/clip/train_demo_clip.py '
+                  '--out DIR` writes one into DIR')
+
+
+WEIGHT_FILES = ('open_clip_model.safetensors', 'open_clip_pytorch_model.bin')
 
 
 def register_model_config(name: str, model_cfg: dict) -> None:
@@ -46,6 +50,14 @@ def _check_source(model_name: str, pretrained: str | None) -> None:
             raise FileNotFoundError(
                 f'no open_clip model folder at {folder} (it needs open_clip_config.json and the '
                 f'weights); {DEMO_CLIP_HINT}')
+        try:
+            json.loads((folder / 'open_clip_config.json').read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f'{folder}/open_clip_config.json is damaged ({err}); rebuild the '
+                             f'folder: {DEMO_CLIP_HINT}') from err
+        if not any((folder / name).is_file() for name in WEIGHT_FILES):
+            raise FileNotFoundError(f'{folder} has no weights (one of {WEIGHT_FILES}); '
+                                    f'{DEMO_CLIP_HINT}')
         return
     if model_name.startswith('hf-hub:'):
         return
@@ -69,14 +81,25 @@ def _check_source(model_name: str, pretrained: str | None) -> None:
                          f'{model_name}; its tags are {tags}')
 
 
+def _resolve_mmext_model(model_name: str) -> str:
+    """``'mmext:demo-clip'`` -> ``'local-dir:<cached folder>'`` (built if missing)."""
+    from .demo_clip_training import DEMO_CLIP_ALIAS, ensure_demo_clip
+    if model_name != DEMO_CLIP_ALIAS:
+        raise ValueError(f'unknown mmext model {model_name!r}; the one there is is '
+                         f'{DEMO_CLIP_ALIAS!r}')
+    return f'local-dir:{ensure_demo_clip()}'
+
+
 @MODELS.register_module()
 class OpenCLIPModel(BaseModule):
     """An open_clip image-text model (any architecture) as an mmengine module.
 
     Args:
         model_name: an open_clip architecture (``'ViT-B-16'``), ``'local-dir:<folder>'`` (a
-            folder with ``open_clip_config.json`` and weights, like the demo CLIP) or
-            ``'hf-hub:<repo>'``.
+            folder with ``open_clip_config.json`` and weights), ``'hf-hub:<repo>'``, or
+            ``'mmext:demo-clip'``: this repo's demo CLIP, from the cache outside the clone
+            (built there on first use, about 8 minutes on 2 CPU cores; see
+            ``mmext/clip/demo_clip_training.py``).
         pretrained: weights for a named architecture: an open_clip tag (``'openai'``,
             ``'laion2b_s34b_b88k'``; fetched into open_clip's cache, so not offline) or the path
             of a checkpoint file. ``None``: random initialisation.
@@ -97,6 +120,8 @@ class OpenCLIPModel(BaseModule):
         import open_clip
         if model_cfg is not None:
             register_model_config(model_name, model_cfg)
+        if model_name.startswith('mmext:'):
+            model_name = _resolve_mmext_model(model_name)
         _check_source(model_name, pretrained)
         overrides = {}
         if model_name.startswith('local-dir:'):
@@ -107,12 +132,17 @@ class OpenCLIPModel(BaseModule):
             self.clip = open_clip.create_model(
                 model_name, pretrained=pretrained, pretrained_image=False,
                 pretrained_text=pretrained_text_tower, **overrides)
-        except RuntimeError as err:
+        except Exception as err:
             if pretrained and 'download' in str(err).lower():
                 raise RuntimeError(
                     f'could not fetch the {model_name} weights {pretrained!r} (offline?). Put '
                     'them into open_clip\'s cache on a machine with internet, or download the '
                     'checkpoint and pass its path as pretrained=') from err
+            if model_name.startswith('local-dir:'):
+                raise RuntimeError(
+                    f'could not load the open_clip folder {model_name[len("local-dir:"):]} '
+                    f'({type(err).__name__}: {err}); it is damaged or from another '
+                    f'architecture. {DEMO_CLIP_HINT}') from err
             raise
         self.model_name = model_name
         self.tokenizer = open_clip.get_tokenizer(model_name)

@@ -21,12 +21,16 @@ class PromptLearner(nn.Module):
         num_prompts: P, prompts ("views") per class.
         class_position: ``'end'``, ``'middle'`` or ``'front'`` (where the name goes).
         init_std: contexts start as N(0, init_std^2) (CoOp: 0.02).
+        init_embeddings: (M, D_txt) token embeddings to start every context from (CoOp's
+            word initialisation, e.g. of "a photo of a"); N(0, init_std^2) noise is added so
+            that several prompts do not stay identical. M must equal ``num_context``.
 
     Returns of forward: (C, P, D) text features, not normalised.
     """
 
     def __init__(self, width: int, num_context: int = 16, num_prompts: int = 1,
-                 class_position: str = 'end', init_std: float = 0.02):
+                 class_position: str = 'end', init_std: float = 0.02,
+                 init_embeddings: Tensor | None = None):
         super().__init__()
         if num_context < 1 or num_prompts < 1:
             raise ValueError(f'need at least one context token and one prompt, got '
@@ -35,7 +39,13 @@ class PromptLearner(nn.Module):
             raise ValueError(f"class_position must be 'end', 'middle' or 'front', "
                              f'not {class_position!r}')
         self.class_position = class_position
-        self.context = nn.Parameter(torch.randn(num_prompts, num_context, width) * init_std)
+        context = torch.randn(num_prompts, num_context, width) * init_std
+        if init_embeddings is not None:
+            if tuple(init_embeddings.shape) != (num_context, width):
+                raise ValueError(f'init_embeddings must be ({num_context}, {width}), got '
+                                 f'{tuple(init_embeddings.shape)}')
+            context = context + init_embeddings.detach().float()[None]
+        self.context = nn.Parameter(context)
 
     @property
     def num_prompts(self) -> int:

@@ -98,7 +98,7 @@ def test_prompt_path_reproduces_encode_text_with_a_huggingface_tower(tmp_path):
     assert torch.allclose(feats, ref, atol=1e-5)
     # dense features of a timm tower with average pooling average to the global embedding
     dense, pooled = clip.dense_features(torch.randn(2, 3, 64, 64), normalize=False)
-    assert dense.shape == (2, 16, 2, 2)
+    assert dense.shape == (2, 16, 4, 4)  # output stride 16
     assert torch.allclose(dense.mean((2, 3)), pooled, atol=1e-5)
 
 
