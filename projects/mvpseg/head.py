@@ -66,9 +66,15 @@ class MVPSegHead(BaseDecodeHead):
         merge: ``'mean'`` or ``'max'`` over views.
         learn_prompts: ``False`` gives the zero-shot baseline: fixed ``templates`` (prompt
             ensembling), nothing to train.
+        context_init: words whose token embeddings start every view's context (CoOp's word
+            initialisation, e.g. ``'a photo of a'``), plus N(0, 0.02^2) noise so that the views
+            differ; ``num_context`` must equal their token count. ``None``: N(0, 0.02^2).
         oc_loss: the orthogonal constraint loss config
             (``dict(type='mmext.OrthogonalConstraintLoss', loss_weight=0.1)``), or ``None``.
-        gpr: ``dict(loss=..., threshold=0.01, num_context=M)`` to use global prompt refining.
+        gpr: ``dict(loss=..., threshold=0.01, num_context=M, reweight=True)`` to use global
+            prompt refining. ``reweight=False`` keeps GPR as a filter only: classes with
+            ``pi_c < threshold`` are removed, the others keep their pixel probabilities (the
+            spec multiplies them by ``pi_c``); an inference-time choice.
         setting: ``'inductive'`` or ``'transductive'``.
         logit_scale: the cosine temperature (CLIP: 100).
     """
@@ -79,6 +85,7 @@ class MVPSegHead(BaseDecodeHead):
                  class_texts: dict[str, str] | None = None, num_prompts: int = 3,
                  num_context: int = 16,
                  class_position: str = 'end', merge: str = 'mean', learn_prompts: bool = True,
+                 context_init: str | None = None,
                  templates: Sequence[str] = ('a photo of a {}.', ),
                  oc_loss: dict | None = None,
                  gpr: dict | None = None, setting: str = 'inductive',
@@ -100,8 +107,13 @@ class MVPSegHead(BaseDecodeHead):
         self.num_prompts, self.num_context = num_prompts, num_context
         self.class_position, self.merge = class_position, merge
         self.learn_prompts, self.templates = learn_prompts, list(templates)
+        self.context_init = context_init
         self.oc_loss = MODELS.build(oc_loss) if oc_loss and learn_prompts else None
         self.gpr_cfg = dict(gpr) if gpr else None
+        unknown = set(self.gpr_cfg or {}) - {'loss', 'threshold', 'num_context', 'reweight'}
+        if unknown:
+            raise ValueError(f'gpr: unknown keys {sorted(unknown)}; it takes loss, threshold, '
+                             'num_context and reweight')
         self.gpr_loss = MODELS.build(self.gpr_cfg.pop('loss', dict(
             type='mmext.GlobalPromptLoss'))) if self.gpr_cfg else None
         self.setting, self.pseudo_label_threshold = setting, pseudo_label_threshold
@@ -118,8 +130,19 @@ class MVPSegHead(BaseDecodeHead):
         self.__dict__['clip'] = clip  # a reference, not a sub-module
         width = clip.text_tower.width
         if self.learn_prompts:
+            init = None
+            if self.context_init:
+                tower = clip.text_tower
+                _, ids, _ = tower.split_special(self.context_init)
+                if len(ids) != self.num_context:
+                    raise ValueError(
+                        f'context_init {self.context_init!r} is {len(ids)} tokens for this text '
+                        f'tower; set num_context={len(ids)} (CoOp: one context token per word '
+                        'token)')
+                with torch.no_grad():
+                    init = tower.embed_ids(ids)
             self.prompts = PromptLearner(width, self.num_context, self.num_prompts,
-                                         self.class_position)
+                                         self.class_position, init_embeddings=init)
         if self.gpr_cfg is not None:
             self.global_prompt = PromptLearner(
                 width, self.gpr_cfg.get('num_context', self.num_context), 1, self.class_position)
@@ -206,8 +229,10 @@ class MVPSegHead(BaseDecodeHead):
         if self.gpr_cfg is not None and not self.training:
             # in log space: with a temperature of 100 the probabilities underflow
             log_pi = self.presence_logits(inputs[1], classes).log_softmax(-1)  # (B, C_a)
-            log_pi = log_pi.masked_fill(log_pi.exp() < self.gpr_cfg.get('threshold', 0.01),
-                                        INACTIVE)  # finite: resizing -inf would give NaN
+            dropped = log_pi.exp() < self.gpr_cfg.get('threshold', 0.01)
+            if not self.gpr_cfg.get('reweight', True):
+                log_pi = torch.zeros_like(log_pi)  # filter only
+            log_pi = log_pi.masked_fill(dropped, INACTIVE)  # finite: resizing -inf gives NaN
             logits = logits.log_softmax(1) + log_pi[:, :, None, None]
             logits = logits - logits.logsumexp(1, keepdim=True)
         return self._scatter(logits, classes)

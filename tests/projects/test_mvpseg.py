@@ -128,6 +128,44 @@ def test_inference_covers_all_classes_and_gpr_gives_log_probabilities(clip):
         assert (plain(features(clip)) > -1e4).all()  # unseen names are candidates
 
 
+def test_gpr_as_a_filter_only_removes_absent_classes_and_keeps_the_rest(clip):
+    torch.manual_seed(0)
+    reweight = make_head(clip, gpr=dict(threshold=0.3)).eval()
+    filter_only = make_head(clip, gpr=dict(threshold=0.3, reweight=False)).eval()
+    filter_only.load_state_dict(reweight.state_dict())
+    plain = make_head(clip, gpr=None).eval()
+    plain.load_state_dict(reweight.state_dict(), strict=False)
+    feats = features(clip)
+    with torch.no_grad():
+        pi = reweight.presence_logits(feats[1], list(range(4))).softmax(-1)
+        a, b, ref = reweight(feats), filter_only(feats), plain(feats).log_softmax(1)
+    kept = pi >= 0.3
+    assert kept.any() and not kept.all()  # some classes dropped, some kept
+    for i in range(2):
+        dropped = ~kept[i]
+        assert (b[i, dropped] < -1e3).all() and (a[i, dropped] < -1e3).all()
+        # kept classes: the pixel probabilities renormalised over them, no pi factor
+        expected = ref[i, kept[i]] - ref[i, kept[i]].logsumexp(0, keepdim=True)
+        assert torch.allclose(b[i, kept[i]], expected, atol=1e-4)
+        if kept[i].sum() > 1:
+            assert not torch.allclose(a[i, kept[i]], expected, atol=1e-4)
+    with pytest.raises(ValueError, match="unknown keys \\['reweigh'\\]"):
+        make_head(clip, gpr=dict(reweigh=False))
+
+
+def test_context_init_starts_every_view_near_the_words(clip):
+    tower = clip.text_tower
+    _, ids, _ = tower.split_special('a photo of a')
+    head = make_head(clip, num_context=len(ids), context_init='a photo of a')
+    words = tower.embed_ids(ids)
+    context = head.prompts.context.detach()
+    assert context.shape == (3, len(ids), tower.width)
+    assert ((context - words).std() - 0.02).abs() < 0.005  # words + N(0, 0.02^2)
+    assert not torch.equal(context[0], context[1])  # the views differ
+    with pytest.raises(ValueError, match=f'set num_context={len(ids)}'):
+        make_head(clip, num_context=len(ids) + 1, context_init='a photo of a')
+
+
 def test_transductive_training_labels_confident_unseen_pixels(clip):
     torch.manual_seed(0)
     head = make_head(clip, setting='transductive', pseudo_label_threshold=0.0).train()

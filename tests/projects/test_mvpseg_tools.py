@@ -44,6 +44,24 @@ def test_demo_config_trains_and_tests_two_iterations(tmp_path, tiny_scenes, tiny
                       '--cfg-options', *opts)
     assert result.returncode == 0, result.stdout[-5000:]
     assert 0 <= metric(result.stdout, 'hIoU') <= 100
+    # GPR as a filter only: an inference option on the same checkpoint
+    result = run_tool('tools/test.py', CONFIG, ckpt, '--work-dir', tmp_path / 'filter',
+                      '--cfg-options', *opts, 'model.decode_head.gpr.reweight=False')
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert 0 <= metric(result.stdout, 'hIoU') <= 100
+    # GPR's presence predictions per class, seen and unseen
+    import json
+    out_file = tmp_path / 'presence.json'
+    result = run_tool('tools/analysis/mvpseg_presence.py', CONFIG, ckpt, '--out', out_file,
+                      '--cfg-options', *opts)
+    assert result.returncode == 0, result.stdout[-5000:]
+    presence = json.loads(out_file.read_text())
+    assert presence['images'] == 8 and set(presence['summary']) == {'seen', 'unseen'}
+    per_class = presence['per_class']
+    assert [n for n, v in per_class.items() if v['unseen']] == ['Pullover', 'Sandal', 'Bag']
+    for values in per_class.values():
+        for key in ('kept_when_present', 'kept_when_absent'):
+            assert values[key] is None or 0 <= values[key] <= 1
 
 
 # ------------------------------------------------------------------ MVP-SEG+ (two stages)

@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import mmext  # noqa: E402, F401
 import projects.mvpseg  # noqa: E402, F401
+from projects.mvpseg.analysis import load_model_and_test_set  # noqa: E402
 
 
 def parse_args():
@@ -41,16 +42,8 @@ def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
 def main():
     args = parse_args()
     from mmengine.dataset import pseudo_collate
-    from mmseg.apis import init_model
-    from mmseg.registry import DATASETS
-    from mmseg.utils import register_all_modules
-    register_all_modules(init_default_scope=True)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    model = init_model(cfg, None if args.checkpoint == 'none' else args.checkpoint, 'cpu')
+    model, dataset = load_model_and_test_set(args.config, args.checkpoint, args.cfg_options)
     head = model.decode_head
-    dataset = DATASETS.build(cfg.test_dataloader.dataset)
     palette = np.array(dataset.metainfo['palette'], np.uint8)
     batch = pseudo_collate([dataset[i] for i in range(min(args.num_images, len(dataset)))])
     data = model.data_preprocessor(batch, False)
