@@ -84,6 +84,9 @@ def _build_in_mmext_scope(cfg, registry, default_args=None):
         return build_from_cfg(cfg, registry, default_args)
 
 
+# New in mmext: saliency methods (Decom-CAM and pytorch-grad-cam's baselines), under TASK_UTILS.
+CAM_METHODS = Registry('cam method', parent=TASK_UTILS, scope=SCOPE, locations=['mmext.cam'])
+
 # New in mmext: quantizers and binarizers (no mmengine parent).
 QUANTIZERS = Registry('quantizer', scope=SCOPE, locations=['mmext.quant'],
                       build_func=_build_in_mmext_scope)
