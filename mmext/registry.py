@@ -42,9 +42,9 @@ def _child(name: str, parent: Registry, locations: list[str]) -> Registry:
 
 # Where the components of each kind live; imported on first lookup.
 _ENGINE = ['mmext.engine', 'mmext.nas', 'mmext.quant']
-_MODELS = ['mmext.models', 'mmext.quant', 'mmext.nas', 'mmext.distill', 'mmext.clip']
+_MODELS = ['mmext.models', 'mmext.quant', 'mmext.nas', 'mmext.distill', 'mmext.clip', 'mmext.cam']
 _DATA = ['mmext.datasets']
-_EVALUATION = ['mmext.evaluation']
+_EVALUATION = ['mmext.evaluation', 'mmext.cam']
 
 RUNNERS = _child('runner', MMENGINE_RUNNERS, _ENGINE)
 RUNNER_CONSTRUCTORS = _child('runner constructor', MMENGINE_RUNNER_CONSTRUCTORS, _ENGINE)

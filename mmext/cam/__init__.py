@@ -13,6 +13,7 @@ from pytorch_grad_cam import (
 from mmext.registry import CAM_METHODS
 
 from .decom_cam import DecomCAM, Decomposition, decompose_activations, gaussian_blur, minmax
+from .evaluation import CAMEvalModel, StratifiedCAMMetric
 from .layers import resolve_target_layers, token_reshape_transform
 from .targets import ClassLogitTarget, ClassProbabilityTarget, CLIPImageModel, CLIPTextTarget
 
@@ -22,7 +23,7 @@ for _name, _cls in GRAD_CAM_BASELINES.items():
     if _name not in CAM_METHODS.module_dict:
         CAM_METHODS.register_module(name=_name, module=_cls)
 
-__all__ = ['CAM_METHODS', 'CLIPImageModel', 'CLIPTextTarget', 'ClassLogitTarget',
+__all__ = ['CAM_METHODS', 'CAMEvalModel', 'StratifiedCAMMetric', 'CLIPImageModel', 'CLIPTextTarget', 'ClassLogitTarget',
            'ClassProbabilityTarget', 'DecomCAM', 'Decomposition', 'GRAD_CAM_BASELINES',
            'decompose_activations', 'gaussian_blur', 'minmax', 'resolve_target_layers',
            'token_reshape_transform']
