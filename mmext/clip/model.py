@@ -85,7 +85,7 @@ def _resolve_mmext_model(model_name: str) -> str:
     """``'mmext:demo-clip'`` -> ``'local-dir:<cached folder>'`` (built if missing)."""
     from .demo_clip_training import DEMO_CLIP_ALIAS, ensure_demo_clip
     if model_name != DEMO_CLIP_ALIAS:
-        raise ValueError(f'unknown mmext model {model_name!r}; the one there is is '
+        raise ValueError(f'unknown mmext model {model_name!r}; the only one is '
                          f'{DEMO_CLIP_ALIAS!r}')
     return f'local-dir:{ensure_demo_clip()}'
 

@@ -15,7 +15,7 @@ def classifier(tmp_path_factory):
     from mmengine.config import Config
     from mmpretrain.registry import MODELS
     from mmpretrain.utils import register_all_modules
-    register_all_modules()
+    register_all_modules(init_default_scope=False)  # no default scope left for later tests
     folder = tmp_path_factory.mktemp('vis_cam')
     torch.manual_seed(0)
     model = MODELS.build(Config.fromfile(CONFIG).model)
