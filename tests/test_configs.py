@@ -14,8 +14,8 @@ GENOTYPE = REPO / 'configs/dcpnas/genotypes/dcpnas_fashion-mnist_seed0.py'
 def _no_pretrained(model_cfg, tiny_clip_folder) -> None:
     clip = model_cfg.get('clip')
     if isinstance(clip, dict):  # a CLIP: random weights, or a written tiny one for local-dir
-        clip.pretrained = None
-        if clip.model_name.startswith('local-dir:'):
+        clip.pretrained = None  # and for the demo CLIP (mmext:), which would be built otherwise
+        if clip.model_name.startswith(('local-dir:', 'mmext:')):
             clip.model_name = f'local-dir:{tiny_clip_folder}'
             model_cfg.decode_head.in_channels = 32
     for key in ('model', 'detector', 'classifier'):
