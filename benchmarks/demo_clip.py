@@ -56,7 +56,9 @@ def encode_images(clip: OpenCLIPModel, images: np.ndarray, batch: int = 100) -> 
 
 @torch.no_grad()
 def prompt_weights(clip: OpenCLIPModel, prompt_sets: list[list[str]]) -> torch.Tensor:
-    """(C, D): per entry, the normalised mean of its prompts' normalised embeddings."""
+    """(C, D): per entry, the normalised mean of its prompts' normalised embeddings (CLIP's
+    prompt ensembling for prompt sets that are not one template list over class names: the
+    colour prompts; classes go through ``OpenCLIPModel.zero_shot_weights``)."""
     return F.normalize(torch.stack([clip.encode_text(p).mean(0) for p in prompt_sets]), dim=-1)
 
 
@@ -74,8 +76,7 @@ def single_items(items, labels, per_class: int, size: int, seed: int, tint=None)
 
 def zero_shot(clip, vocab, items, labels, per_class, size, seed) -> dict:
     images, truth, _ = single_items(items, labels, per_class, size, seed)
-    weights = prompt_weights(clip, [[t.format(name) for t in vocab.zero_shot_templates]
-                                    for name in vocab.class_names])
+    weights = clip.zero_shot_weights(vocab.class_names, vocab.zero_shot_templates)
     pred = (encode_images(clip, images) @ weights.T).argmax(-1).numpy()
     per_class = {name: float((pred[truth == k] == k).mean())
                  for k, name in enumerate(vocab.class_names)}
@@ -127,8 +128,7 @@ def retrieval(clip, vocab, pixels, objects, seed) -> dict:
 
 @torch.no_grad()
 def dense_segmentation(clip, vocab, pixels, label_maps, input_size: int = 256) -> dict:
-    weights = prompt_weights(clip, [[t.format(name) for t in vocab.zero_shot_templates]
-                                    for name in vocab.class_names])
+    weights = clip.zero_shot_weights(vocab.class_names, vocab.zero_shot_templates)
     num = len(vocab.class_names)
     confusion = np.zeros((num, num), np.int64)
     grid = None

@@ -1,7 +1,7 @@
 """Miniature reproduction of MVP-SEG on the Fashion Scenes canvases with the demo CLIP: do several
 learned prompt views (and global prompt refining) transfer better to unseen classes than one?
 
-    python benchmarks/mvpseg.py                        # 4 rows x 2 seeds
+    python benchmarks/mvpseg.py                        # every row below x seeds 0 and 1
     python benchmarks/mvpseg.py --rows single --seeds 2
 
 Rows (``configs/mvpseg/mvpseg_demo-clip_1xb16-200it_fashion-scenes.py``, 7 seen Fashion-MNIST

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from mmext.cam import StratifiedCAMMetric
-from tests.cam.test_vis_cam_tool import classifier  # noqa: F401  (the fixture)
 from tests.conftest import run_tool
 
 PROTOCOL = 'configs/decomcam/decomcam_resnet18-cifar_fashion-mnist.py'
@@ -41,7 +40,7 @@ def test_stratified_metric_by_hand():
 
 
 @pytest.mark.slow
-def test_protocol_through_tools_test(classifier, tmp_path):  # noqa: F811
+def test_protocol_through_tools_test(classifier, tmp_path):
     _, checkpoint, _ = classifier
     opts = ['test_dataloader.dataset.indices=12', 'test_dataloader.batch_size=4',
             'test_dataloader.num_workers=0', 'model.steps=4', 'model.cam.num_components=3']
