@@ -19,7 +19,9 @@ score ``y``:
 ``DecomCAM`` is called like every pytorch-grad-cam method (``target_layers``, ``targets``,
 ``reshape_transform``, batched, a context manager that releases its hooks) and returns the
 saliency maps ``(B, H, W)``; the sub-maps and their weights of the last call are in
-``last_sub_maps`` ``(B, n, H, W)`` and ``last_weights`` ``(B, n)``, or use :meth:`explain`.
+``last_sub_maps`` ``(B, n, H, W)`` and ``last_weights`` ``(B, n)``, or use :meth:`explain`. An
+image whose weighted activations have a rank r below n has r sub-maps; its other rows are zero
+maps with weight 0.
 """
 from __future__ import annotations
 
@@ -178,8 +180,11 @@ class DecomCAM(BaseCAM):
                 w = gain / gain.max().clamp_min(1e-12)
             w = w.to(maps)
             sal.append(minmax((w[:, None, None] * maps).sum(0)))
-            subs.append(maps.cpu().numpy())
-            weights.append(w.cpu().numpy())
+            # an image whose weighted activations have a rank below n gets fewer components:
+            # zero maps with weight 0 fill its rows, so that a batch stacks to (B, n, H, W)
+            missing = self.num_components - len(maps)
+            subs.append(F.pad(maps, (0, 0, 0, 0, 0, missing)).cpu().numpy())
+            weights.append(F.pad(w, (0, missing)).cpu().numpy())
         self._sub_maps.append(np.stack(subs))
         self._weights.append(np.stack(weights))
         return torch.stack(sal).cpu().numpy()

@@ -77,14 +77,31 @@ def test_saliency_peaks_where_the_evidence_is():
     with DecomCAM(model, [model.features[1]], num_components=4, blur_sigma=3) as cam:
         result = cam.explain(images, [ClassLogitTarget(0)] * 2)
     saliency = result['saliency']
-    assert saliency.shape == (2, 32, 32) and result['sub_maps'].shape[:2] == (2, 1)
-    assert result['weights'].shape == (2, 1)  # one non-zero channel: rank one
+    assert saliency.shape == (2, 32, 32) and result['sub_maps'].shape[:2] == (2, 4)
+    # one channel with a non-zero weight: rank one; the other rows are empty, weight 0
+    assert (result['weights'][:, 1:] == 0).all() and (result['sub_maps'][:, 1:] == 0).all()
     inside = np.zeros((32, 32), bool)
     inside[4:12, 6:14] = True
     for s in saliency:
         assert s[inside].mean() > 3 * s[~inside].mean()
         y, x = np.unravel_index(s.argmax(), s.shape)
         assert inside[y, x]
+
+
+def test_a_batch_of_images_with_different_ranks():
+    """Activations affine in the pixel colour: a grey image with one red square spans 2
+    colour directions (centred rank 2), a random colour image 3; both stack in one batch."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 2))
+    images = torch.cat([red_square_images(1), torch.rand(1, 3, 32, 32)])
+    with DecomCAM(model, [model[0]], num_components=5, blur_sigma=3) as cam:
+        result = cam.explain(images, [ClassLogitTarget(1)] * 2)
+    assert result['sub_maps'].shape == (2, 5, 32, 32) and result['weights'].shape == (2, 5)
+    filled = np.abs(result['sub_maps']).reshape(2, 5, -1).max(-1) > 0
+    assert filled[0].tolist() == [True, True, False, False, False]
+    assert filled[1].tolist() == [True, True, True, False, False]
+    assert (result['weights'][~filled] == 0).all()
 
 
 @pytest.mark.parametrize('weighting', ['reference', 'released'])
