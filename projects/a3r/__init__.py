@@ -1,5 +1,6 @@
 """A3R: attribute augmentation and adaption re-ranking for text-to-image retrieval
 (projects/a3r/README.md)."""
+from .query import QuerySuffix, route_query, strip_leading_article
 from .rerank import (
            AdaptionReRanker,
            ReRanking,
@@ -9,5 +10,5 @@ from .rerank import (
            stage1_scores,
 )
 
-__all__ = ['AdaptionReRanker', 'ReRanking', 'adapted_query', 'nearest_neighbours',
-           'reciprocal_sets', 'stage1_scores']
+__all__ = ['AdaptionReRanker', 'QuerySuffix', 'ReRanking', 'adapted_query', 'nearest_neighbours',
+           'reciprocal_sets', 'route_query', 'stage1_scores', 'strip_leading_article']
