@@ -37,18 +37,39 @@ CLASSIFIER = 'configs/demo/resnet18-w32_1xb64-20e_fashion-scene-items.py'
 PROTOCOL = 'configs/decomcam/decomcam_resnet18-w32_fashion-scene-items.py'
 RESULTS = Path(__file__).parent / 'results/decomcam.json'
 METHODS = ('DecomCAM', 'GradCAM', 'GradCAMPlusPlus', 'XGradCAM', 'LayerCAM', 'HiResCAM',
-           'EigenCAM', 'ScoreCAM')
+           'EigenCAM', 'ScoreCAM', 'RandomMap')
 MEASURES = {  # name in the table, True when higher is better
     'average_drop': ('AD', False), 'increase_in_confidence': ('IC', True),
     'deletion_auc': ('Del', False), 'insertion_auc': ('Ins', True),
     'energy_pointing_game': ('EPG', True)}
 SUBSETS = ('correct', 'wrong', 'q1', 'q2', 'q3', 'q4', 'q5')
 DECOM = dict(type='DecomCAM', num_components=10, blur_sigma=6.0)
-PAPER = ('Decom-CAM (Yang et al. 2023) reports, on ImageNet val with VGG-16 / ResNet-50, that it '
-         'beats Grad-CAM, Grad-CAM++, Score-CAM and the other baselines on Average Drop, Increase '
-         'in Confidence and deletion / insertion at every accuracy level (subsets by the '
-         'probability of the ground-truth class). ImageNet is not here; this is the same '
-         'protocol on 500 single-item Fashion Scenes canvases with a classifier trained here.')
+PAPER = ('The paper (Yang et al. 2023) claims, in its abstract, that Decom-CAM beats Grad-CAM, '
+         'Grad-CAM++, Score-CAM and other methods at every accuracy level (subsets by how well '
+         'the model classifies the image); none of its numbers is confirmed here, and ImageNet is '
+         'not on this machine. This is the same protocol on 500 single-item Fashion Scenes '
+         'canvases with a classifier trained here.')
+
+
+def register_random_map() -> None:
+    """``RandomMap``: the control row, uniform noise at the target layer's resolution (8 x 8)
+    upsampled like every CAM; a measure that does not separate the methods from it says
+    nothing. Registered for this benchmark only."""
+    from pytorch_grad_cam.base_cam import BaseCAM
+
+    from mmext.registry import CAM_METHODS
+
+    class RandomMap(BaseCAM):
+        def __init__(self, model, target_layers, reshape_transform=None):
+            super().__init__(model, target_layers, reshape_transform, uses_gradients=False)
+            self.rng = np.random.default_rng(0)
+
+        def get_cam_image(self, input_tensor, target_layer, targets, activations, grads,
+                          eigen_smooth=False):
+            return self.rng.random((activations.shape[0], *activations.shape[2:]))
+
+    if 'RandomMap' not in CAM_METHODS.module_dict:
+        CAM_METHODS.register_module(name='RandomMap', module=RandomMap)
 
 
 def checkpoint(seed: int) -> Path:
@@ -183,6 +204,7 @@ def main():
     os.environ.setdefault('TQDM_DISABLE', '1')  # Score-CAM's bar per image
     sys.path.insert(0, str(REPO))
     import mmext  # noqa: F401  (registers the models, datasets, metrics)
+    register_random_map()
     results = ResultsFile(RESULTS, RESULTS.with_suffix('.md'))
     ckpts = {seed: checkpoint(seed) for seed in args.seeds}
     if not args.skip_timing:

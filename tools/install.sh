@@ -45,6 +45,23 @@ check_fashion_mnist() {
 MSG
 }
 
+fetch_darknet_photos() {
+    # Seven real photos (dog, eagle, giraffe, ...) for the CAM pictures: Debian's darknet
+    # package, unpacked into the cache (nothing is installed system-wide). Optional.
+    local dest="$CACHE/darknet"
+    [ -f "$dest/deb/usr/share/darknet/data/dog.jpg" ] && return
+    [ -f /usr/share/darknet/data/dog.jpg ] && return
+    command -v apt-get >/dev/null || return 0
+    mkdir -p "$dest"
+    if (cd "$dest" && apt-get download darknet >/dev/null 2>&1 \
+            && dpkg-deb -x darknet_*.deb deb && rm -f darknet_*.deb); then
+        say "darknet's photos unpacked into $dest/deb/usr/share/darknet/data"
+    else
+        say "note: darknet's photos are not available (apt-get download darknet failed); the" \
+            "CAM pictures use the other photos"
+    fi
+}
+
 link_imagenet_weights() {
     # torchvision and mmengine (``torchvision://mobilenet_v2``) look in torch's hub cache first.
     local hub=${TORCH_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/torch}/hub/checkpoints
@@ -64,6 +81,7 @@ if [ -f "$STAMP" ] && [ "$(sed -n 1p "$STAMP")" = "$KEY" ]; then
     fi
     say "install up to date in $VENV"
     link_imagenet_weights
+    fetch_darknet_photos
     check_fashion_mnist
     exit 0
 fi
@@ -145,6 +163,7 @@ print(f'torch {torch.__version__}, mmcv {mmcv.__version__} (ops ok), mmdet {mmde
       f'mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}, mmext {mmext.__version__}')
 PY
 link_imagenet_weights
+fetch_darknet_photos
 printf '%s\n%s\n' "$KEY" "$ROOT" > "$STAMP"
 check_fashion_mnist
 say "done: $VENV"

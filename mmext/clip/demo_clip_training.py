@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -28,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from mmext.datasets.fashion_captions import VOCABULARY_FILE, FashionVocabulary, captioned_scene
+from mmext.utils.cache import cache_root
 
 from .demo_clip import (
     IMAGENET_MEAN,
@@ -69,12 +69,6 @@ class DemoCLIPRecipe:
         digest.update(VOCABULARY_FILE.read_bytes())
         digest.update(f'training code v{TRAINING_CODE_VERSION}'.encode())
         return digest.hexdigest()[:12]
-
-
-def cache_root() -> Path:
-    """``$MMEXT_CACHE`` (default ``~/.cache/mmext``), the cache ``tools/install.sh`` uses."""
-    default = Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) / 'mmext'
-    return Path(os.environ.get('MMEXT_CACHE', default))
 
 
 def demo_clip_folder(recipe: DemoCLIPRecipe = DemoCLIPRecipe()) -> Path:

@@ -27,10 +27,11 @@ def _read(path: str | Path) -> np.ndarray:
 
 
 def darknet_data_dir() -> Path | None:
-    """``$MMEXT_DARKNET_DATA``, Debian's path, or the copy unpacked in the mmext cache."""
-    cache = Path(os.environ.get('MMEXT_CACHE', Path.home() / '.cache' / 'mmext'))
-    for folder in (os.environ.get('MMEXT_DARKNET_DATA'), '/usr/share/darknet/data',
-                   cache / 'darknet' / 'deb' / 'usr' / 'share' / 'darknet' / 'data'):
+    """``$MMEXT_DARKNET_DATA``, Debian's path, or the copy ``make install`` unpacks into the
+    mmext cache."""
+    from mmext.utils.cache import cache_root
+    cached = cache_root() / 'darknet' / 'deb' / 'usr' / 'share' / 'darknet' / 'data'
+    for folder in (os.environ.get('MMEXT_DARKNET_DATA'), '/usr/share/darknet/data', cached):
         if folder and (Path(folder) / 'dog.jpg').is_file():
             return Path(folder)
     return None
