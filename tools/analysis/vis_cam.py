@@ -94,9 +94,16 @@ def classifier_input(args, rgb: np.ndarray):
     inputs = model.data_preprocessor(dict(inputs=tensor), False)['inputs']
     stages = list(model.backbone.named_children()) if hasattr(model, 'backbone') else []
     default = [f'backbone.{stages[-1][0]}'] if stages else []
-    classes = getattr(model, 'dataset_meta', {}) or {}
+    classes = (getattr(model, 'dataset_meta', {}) or {}).get('classes')
+    if classes is None:  # a checkpoint without dataset_meta: the config's test set names them
+        from mmpretrain.registry import DATASETS
+        try:
+            dataset = DATASETS.get(model._config.test_dataloader.dataset.type)
+            classes = dataset.METAINFO.get('classes')
+        except (AttributeError, KeyError, TypeError):
+            classes = None
     display = np.repeat(image, 3, -1) if image.shape[-1] == 1 else image[..., ::-1]
-    return model, inputs, display, default, classes.get('classes')
+    return model, inputs, display, default, classes
 
 
 def clip_input(args, rgb: np.ndarray):
