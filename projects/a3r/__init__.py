@@ -1,5 +1,11 @@
 """A3R: attribute augmentation and adaption re-ranking for text-to-image retrieval
 (projects/a3r/README.md)."""
+from .dataset import (
+    AnnotationLine,
+    TextImageRetrievalDataset,
+    read_annotations,
+    write_annotations,
+)
 from .query import QuerySuffix, route_query, strip_leading_article
 from .rerank import (
            AdaptionReRanker,
@@ -10,5 +16,6 @@ from .rerank import (
            stage1_scores,
 )
 
-__all__ = ['AdaptionReRanker', 'QuerySuffix', 'ReRanking', 'adapted_query', 'nearest_neighbours',
+__all__ = ['AdaptionReRanker', 'AnnotationLine', 'QuerySuffix', 'TextImageRetrievalDataset',
+           'read_annotations', 'write_annotations', 'ReRanking', 'adapted_query', 'nearest_neighbours',
            'reciprocal_sets', 'route_query', 'stage1_scores', 'strip_leading_article']
