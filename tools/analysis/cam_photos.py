@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -70,6 +71,7 @@ def draw(crop, title, maps: dict, sub_maps, weights, path: Path) -> None:
 
 def main(argv=None):
     args = parse_args(argv)
+    os.environ.setdefault('TQDM_DISABLE', '1')  # Score-CAM's bar per batch of channels
     for line in missing_photo_sources():
         print(f'note: not included: {line}')
     photos = real_photos(args.photos)
