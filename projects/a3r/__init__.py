@@ -8,14 +8,15 @@ from .dataset import (
 )
 from .query import QuerySuffix, route_query, strip_leading_article
 from .rerank import (
-           AdaptionReRanker,
-           ReRanking,
-           adapted_query,
-           nearest_neighbours,
-           reciprocal_sets,
-           stage1_scores,
+    AdaptionReRanker,
+    ReRanking,
+    adapted_query,
+    nearest_neighbours,
+    reciprocal_sets,
+    stage1_scores,
 )
+from .retriever import CLIPRetriever
 
-__all__ = ['AdaptionReRanker', 'AnnotationLine', 'QuerySuffix', 'TextImageRetrievalDataset',
+__all__ = ['AdaptionReRanker', 'AnnotationLine', 'CLIPRetriever', 'QuerySuffix', 'TextImageRetrievalDataset',
            'read_annotations', 'write_annotations', 'ReRanking', 'adapted_query', 'nearest_neighbours',
            'reciprocal_sets', 'route_query', 'stage1_scores', 'strip_leading_article']

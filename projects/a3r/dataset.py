@@ -84,7 +84,9 @@ class TextImageRetrievalDataset(BaseDataset):
     image_id, text_id)``. Evaluation (``test_mode=True``): one item per image, ``dict(img_path,
     image_id, text=[its captions], text_id=[their ids], gt_text_id=[ids of every caption that
     matches the image], gt_image_id=[for each of its captions, the ids of every image it
-    matches]``); ``img_size`` and ``text_size`` count the gallery and the queries (one per line).
+    matches]``), with text ids numbered image after image (the order in which a retrieval loop
+    concatenates them); ``img_size`` and ``text_size`` count the gallery and the queries (one
+    per line).
 
     Args:
         ann_file: the annotation file (relative to ``data_root``).
@@ -123,7 +125,9 @@ class TextImageRetrievalDataset(BaseDataset):
         items = {name: dict(img_path=str(folder / name), image_id=i, text=[], text_id=[],
                             gt_text_id=[], gt_image_id=[]) for name, i in image_ids.items()}
         by_id = list(items.values())
-        for text_id, line in enumerate(lines):
+        # text ids follow the images (a retrieval loop concatenates the texts item by item)
+        grouped = sorted(lines, key=lambda line: image_ids[line.image])
+        for text_id, line in enumerate(grouped):
             matches = sorted(images_of_caption[_key(line.caption)])
             item = items[line.image]
             item['text'].append(line.caption)

@@ -36,10 +36,11 @@ def test_evaluation_items_are_the_images_with_many_to_many_matches(retrieval_set
     data = TextImageRetrievalDataset('label.txt', data_root=str(retrieval_set), test_mode=True)
     assert len(data) == 3
     a, b, c = (data.get_data_info(i) for i in range(3))
-    assert a['text'] == ['A white Audi sedan.', 'A white car.'] and a['text_id'] == [0, 2]
+    # text ids image after image: a's two captions 0, 1, b's 2, c's 3
+    assert a['text'] == ['A white Audi sedan.', 'A white car.'] and a['text_id'] == [0, 1]
     assert a['gt_image_id'] == [[0, 2], [0]]  # the sedan caption also describes c.jpg
-    assert sorted(a['gt_text_id']) == [0, 2, 3] and sorted(c['gt_text_id']) == [0, 3]
-    assert b['gt_image_id'] == [[1]] and b['gt_text_id'] == [1]
+    assert sorted(a['gt_text_id']) == [0, 1, 3] and sorted(c['gt_text_id']) == [0, 3]
+    assert b['gt_image_id'] == [[1]] and b['gt_text_id'] == [2] and c['text_id'] == [3]
 
 
 def test_round_trip(tmp_path):
