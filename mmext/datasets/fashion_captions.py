@@ -121,13 +121,16 @@ class FashionVocabulary:
         return pairs[int(rng.integers(len(pairs)))][int(plural)].lower()
 
     def describe(self, objects: list[SceneObject], image_side: float,
-                 rng: np.random.Generator) -> str:
-        """One caption of an image holding ``objects`` (a random phrasing)."""
+                 rng: np.random.Generator, colour: bool | None = None) -> str:
+        """One caption of an image holding ``objects`` (a random phrasing). ``colour``: True
+        names the colours, False leaves them out (as many real captions miss an attribute),
+        None decides at random (single items: by the phrasing; scenes: 70% with colours)."""
         if not objects:
             raise ValueError('cannot describe an image without items')
         if len(objects) == 1:
             words = self.attributes(objects[0], image_side)
-            phrasings = self.data['single_item_phrasings']
+            phrasings = [p for p in self.data['single_item_phrasings']
+                         if colour is None or ('{colour}' in p) == colour]
             phrasing = phrasings[int(rng.integers(len(phrasings)))]
             return _articles(phrasing.format(
                 noun=self.noun(objects[0].label, rng), colour=words['colour'],
@@ -135,7 +138,7 @@ class FashionVocabulary:
         groups: dict[tuple[int, str], list[SceneObject]] = {}
         for obj in objects:
             groups.setdefault((obj.label, self.colour_of(obj.tint)), []).append(obj)
-        with_colour = rng.random() < 0.7
+        with_colour = rng.random() < 0.7 if colour is None else colour
         parts = []
         for (label, colour), members in groups.items():
             colour_word = f'{colour} ' if with_colour else ''
