@@ -17,7 +17,8 @@ def _no_pretrained(model_cfg, tiny_clip_folder) -> None:
         clip.pretrained = None  # and for the demo CLIP (mmext:), which would be built otherwise
         if clip.model_name.startswith(('local-dir:', 'mmext:')):
             clip.model_name = f'local-dir:{tiny_clip_folder}'
-            model_cfg.decode_head.in_channels = 32
+            if 'decode_head' in model_cfg:  # MVP-SEG: the head takes the CLIP's width
+                model_cfg.decode_head.in_channels = 32
     for key in ('model', 'detector', 'classifier'):
         if isinstance(model_cfg.get(key), dict):
             _no_pretrained(model_cfg[key], tiny_clip_folder)

@@ -19,10 +19,10 @@ def test_samples_carry_label_mask_and_box(tiny_scene_items):
         ys, xs = np.nonzero(mask)
         x, y, w, h = info['gt_bbox']
         assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x, y, x + w, y + h)
-    packed = FashionSceneItems(
+    packed = FashionSceneItems(  # scoped names: another test may leave a default scope set
         data_root=str(tiny_scene_items), split='val', pipeline=[
-            dict(type='LoadImageFromFile'),
-            dict(type='PackInputs', algorithm_keys=('gt_mask', 'gt_bbox'))])[0]
+            dict(type='mmpretrain.LoadImageFromFile'),
+            dict(type='mmpretrain.PackInputs', algorithm_keys=('gt_mask', 'gt_bbox'))])[0]
     assert packed['inputs'].shape == (3, 128, 128)
     assert packed['data_samples'].gt_mask.shape == (128, 128)
 

@@ -6,6 +6,7 @@ from .dataset import (
     read_annotations,
     write_annotations,
 )
+from .metrics import TextImageRecall, ranking_to_scores
 from .query import QuerySuffix, route_query, strip_leading_article
 from .rerank import (
     AdaptionReRanker,
@@ -18,5 +19,5 @@ from .rerank import (
 from .retriever import CLIPRetriever
 
 __all__ = ['AdaptionReRanker', 'AnnotationLine', 'CLIPRetriever', 'QuerySuffix', 'TextImageRetrievalDataset',
-           'read_annotations', 'write_annotations', 'ReRanking', 'adapted_query', 'nearest_neighbours',
+           'TextImageRecall', 'ranking_to_scores', 'read_annotations', 'write_annotations', 'ReRanking', 'adapted_query', 'nearest_neighbours',
            'reciprocal_sets', 'route_query', 'stage1_scores', 'strip_leading_article']

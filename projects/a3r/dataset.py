@@ -92,11 +92,22 @@ class TextImageRetrievalDataset(BaseDataset):
         ann_file: the annotation file (relative to ``data_root``).
         data_prefix: the image folder (relative to ``data_root``), or ``dict(img_path=...)``.
         check_images: verify at load time that every image file exists (default True).
+        indices: in training, mmpretrain's subset of lines; in evaluation, a number N: the
+            first N gallery images and their captions.
     """
 
     def __init__(self, ann_file: str, data_root: str = '', data_prefix: str | dict = '',
                  test_mode: bool = False, check_images: bool = True, **kwargs):
         self.check_images = check_images
+        # evaluation: ``indices=N`` keeps the first N images and their captions, renumbered
+        # (the ground truth has to stay within the kept gallery)
+        self.num_gallery = None
+        if test_mode and kwargs.get('indices') is not None:
+            indices = kwargs.pop('indices')
+            if not isinstance(indices, int):
+                raise ValueError('in test mode, indices must be a number of gallery images '
+                                 f'(the first N are kept), got {indices!r}')
+            self.num_gallery = indices
         if isinstance(data_prefix, str):
             data_prefix = dict(img_path=data_prefix)
         super().__init__(ann_file=ann_file, data_root=data_root, data_prefix=data_prefix,
@@ -108,6 +119,9 @@ class TextImageRetrievalDataset(BaseDataset):
         image_ids: dict[str, int] = {}
         for line in lines:
             image_ids.setdefault(line.image, len(image_ids))
+        if self.num_gallery is not None:
+            image_ids = {k: v for k, v in image_ids.items() if v < self.num_gallery}
+            lines = [line for line in lines if line.image in image_ids]
         if self.check_images:
             missing = [name for name in image_ids if not (folder / name).is_file()]
             if missing:

@@ -14,9 +14,9 @@ from mmpretrain.structures import DataSample
 from torch import Tensor
 
 from mmext.clip import OpenCLIPModel
-from mmext.evaluation import ranking_to_scores
 from mmext.registry import MODELS, TASK_UTILS
 
+from .metrics import ranking_to_scores
 from .rerank import stage1_scores
 
 
@@ -62,11 +62,13 @@ class CLIPRetriever(BaseModel):
             texts.extend([text] if isinstance(text, str) else list(text))
         return texts
 
-    def forward(self, inputs: Tensor, data_samples=None, mode: str = 'tensor'):
+    def forward(self, images: Tensor | None = None, data_samples=None, mode: str = 'tensor'):
+        """``images``: (B, 3, H, W), the key mmpretrain's ``MultiModalDataPreprocessor``
+        gives them."""
         if mode == 'loss':
-            return self.loss(inputs, data_samples)
+            return self.loss(images, data_samples)
         if mode == 'tensor':
-            return self.extract_feat(inputs, data_samples)
+            return self.extract_feat(images, data_samples)
         raise RuntimeError(f"CLIPRetriever has no {mode!r} mode: it is evaluated by mmpretrain's "
                            "RetrievalValLoop / RetrievalTestLoop (mode='tensor', then "
                            'predict_all)')

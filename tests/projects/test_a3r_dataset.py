@@ -43,6 +43,16 @@ def test_evaluation_items_are_the_images_with_many_to_many_matches(retrieval_set
     assert b['gt_image_id'] == [[1]] and b['gt_text_id'] == [2] and c['text_id'] == [3]
 
 
+def test_an_evaluation_subset_keeps_its_ground_truth_inside(retrieval_set):
+    data = TextImageRetrievalDataset('label.txt', data_root=str(retrieval_set), test_mode=True,
+                                     indices=2)  # a and b: c.jpg and its caption go
+    assert (data.img_size, data.text_size) == (2, 3)
+    assert data.get_data_info(0)['gt_image_id'] == [[0], [0]]
+    with pytest.raises(ValueError, match='number of gallery images'):
+        TextImageRetrievalDataset('label.txt', data_root=str(retrieval_set), test_mode=True,
+                                  indices=[0, 2])
+
+
 def test_round_trip(tmp_path):
     lines = [AnnotationLine('x.jpg', '', 'A bag.'), AnnotationLine('y.jpg', 'red', 'A red bag.')]
     write_annotations(tmp_path / 'out.txt', lines)

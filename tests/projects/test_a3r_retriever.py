@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from mmpretrain.structures import DataSample
 
-from mmext.evaluation import TextImageRecall
+from projects.a3r.metrics import TextImageRecall
 from projects.a3r.retriever import CLIPRetriever
 
 

@@ -31,6 +31,17 @@ class TextImageRecall(RetrievalRecall):
     def __init__(self, topk=(1, 5, 10), collect_device: str = 'cpu', prefix: str | None = None):
         super().__init__(topk=topk, collect_device=collect_device, prefix=prefix)
 
+    def process(self, data_batch, data_samples) -> None:
+        """As mmpretrain's, with K capped at the gallery size (a gallery smaller than K has
+        every item within the top K)."""
+        from mmpretrain.structures import label_to_onehot
+        for sample in data_samples:
+            score = sample['pred_score'].clone()
+            target = label_to_onehot(sample['gt_label'], score.size(-1))
+            recalls = self.calculate(score[None], target[None],
+                                     topk=tuple(min(k, score.size(-1)) for k in self.topk))
+            self.results.append(recalls)
+
     def compute_metrics(self, results: list) -> dict:
         metrics = super().compute_metrics(results)
         metrics['mAR'] = float(np.mean([metrics[f'Recall@{k}'] for k in self.topk]))

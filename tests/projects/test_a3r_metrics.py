@@ -3,7 +3,7 @@ import pytest
 import torch
 from mmpretrain.structures import DataSample
 
-from mmext.evaluation import TextImageRecall, ranking_to_scores
+from projects.a3r.metrics import TextImageRecall, ranking_to_scores
 
 
 def test_recall_and_mar_by_hand():
@@ -21,6 +21,14 @@ def test_recall_and_mar_by_hand():
     assert out['Recall@2'] == pytest.approx(50.0)
     assert out['Recall@5'] == pytest.approx(75.0)
     assert out['mAR'] == pytest.approx(50.0)
+
+
+def test_k_beyond_the_gallery_counts_every_item():
+    metric = TextImageRecall(topk=(1, 10))
+    sample = DataSample().set_pred_score(torch.tensor([0.9, 0.1, 0.5])).set_gt_label([1])
+    metric.process(None, [sample.to_dict()])
+    out = metric.compute_metrics(metric.results)
+    assert out['Recall@1'] == 0.0 and out['Recall@10'] == pytest.approx(100.0)
 
 
 def test_ranking_to_scores_sorts_like_the_ranking():

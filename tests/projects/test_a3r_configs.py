@@ -1,0 +1,38 @@
+"""The A3R demo config for a few iterations through tools/train.py and tools/test.py, on a tiny
+CLIP and a tiny retrieval set the test writes."""
+import re
+
+import pytest
+
+from tests.conftest import run_tool
+
+CONFIG = 'configs/a3r/a3r_demo-clip_1xb32-10e_fashion-retrieval.py'
+
+
+@pytest.mark.slow
+def test_demo_config_trains_and_tests(tiny_scene_items, tiny_clip_folder, tmp_path):
+    data = tmp_path / 'retrieval'
+    result = run_tool('tools/data/make_fashion_retrieval.py', '--items', tiny_scene_items,
+                      '--out', data)
+    assert result.returncode == 0, result.stdout[-3000:]
+    opts = [f'model.clip.model_name=local-dir:{tiny_clip_folder}', 'train_cfg.max_epochs=1',
+            'train_cfg.val_interval=1', 'train_dataloader.batch_size=4',
+            'default_hooks.logger.interval=1']
+    for loader, split in (('train_dataloader', 'train'), ('val_dataloader', 'val'),
+                          ('test_dataloader', 'val')):
+        opts += [f'{loader}.dataset.ann_file={data}/{split}_label.txt',
+                 f'{loader}.dataset.data_prefix={tiny_scene_items}',
+                 f'{loader}.dataset.pipeline.1.scale=(64,64)', f'{loader}.num_workers=0']
+    result = run_tool('tools/train.py', CONFIG, '--work-dir', tmp_path / 'work',
+                      '--cfg-options', *opts)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert 'loss:' in result.stdout
+    checkpoint = tmp_path / 'work' / 'epoch_1.pth'
+    result = run_tool('tools/test.py', CONFIG.replace('.py', '_adapt-krecip.py'), checkpoint,
+                      '--work-dir', tmp_path / 'test', '--cfg-options', *opts,
+                      'model.reranker.num_candidates=6', 'model.reranker.num_adapt=3',
+                      'model.reranker.k=2')
+    assert result.returncode == 0, result.stdout[-4000:]
+    found = dict(re.findall(r't2i/retrieval/(\S+?): ([\d.]+)', result.stdout))
+    assert set(found) == {'Recall@1', 'Recall@5', 'Recall@10', 'mAR'}
+    assert float(found['Recall@10']) == pytest.approx(100.0)  # 8 images: all within 10
