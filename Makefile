@@ -18,6 +18,7 @@ data: install
 	$(PY) tools/data/make_fashion_scenes.py
 	$(PY) tools/data/make_fashion_scenes.py --out data/fashion_scene_items --min-items 1 \
 		--max-items 1 --num-train 3000 --num-val 500
+	$(PY) tools/data/make_fashion_retrieval.py
 
 demo: install
 	$(PY) tools/demo.py
