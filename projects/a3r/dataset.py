@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from mmpretrain.datasets import BaseDataset
 
 from mmext.datasets import CorruptDataError, DataNotFoundError
@@ -92,13 +93,24 @@ class TextImageRetrievalDataset(BaseDataset):
         ann_file: the annotation file (relative to ``data_root``).
         data_prefix: the image folder (relative to ``data_root``), or ``dict(img_path=...)``.
         check_images: verify at load time that every image file exists (default True).
+        carve: ``dict(fraction=0.05, part='val', seed=0)`` keeps a random ``fraction`` of the
+            images (and all their captions) as a validation split, ``part='train'`` the rest:
+            model selection on data carved from training, not on the test set.
         indices: in training, mmpretrain's subset of lines; in evaluation, a number N: the
             first N gallery images and their captions.
     """
 
     def __init__(self, ann_file: str, data_root: str = '', data_prefix: str | dict = '',
-                 test_mode: bool = False, check_images: bool = True, **kwargs):
+                 test_mode: bool = False, check_images: bool = True,
+                 carve: dict | None = None, **kwargs):
         self.check_images = check_images
+        if carve is not None:
+            unknown = set(carve) - {'fraction', 'part', 'seed'}
+            if unknown or carve.get('part') not in ('train', 'val') or \
+                    not 0 < carve.get('fraction', 0) < 1:
+                raise ValueError(f"carve must be dict(fraction=<in (0, 1)>, part='train' or "
+                                 f"'val', seed=<int>), got {carve}")
+        self.carve = carve
         # evaluation: ``indices=N`` keeps the first N images and their captions, renumbered
         # (the ground truth has to stay within the kept gallery)
         self.num_gallery = None
@@ -119,6 +131,15 @@ class TextImageRetrievalDataset(BaseDataset):
         image_ids: dict[str, int] = {}
         for line in lines:
             image_ids.setdefault(line.image, len(image_ids))
+        if self.carve is not None:  # a validation split carved from training, by image
+            names = sorted(image_ids)
+            order = np.random.default_rng(self.carve.get('seed', 0)).permutation(len(names))
+            held = {names[i] for i in order[:round(len(names) * self.carve['fraction'])]}
+            keep = held if self.carve['part'] == 'val' else set(names) - held
+            lines = [line for line in lines if line.image in keep]
+            image_ids = {}
+            for line in lines:
+                image_ids.setdefault(line.image, len(image_ids))
         if self.num_gallery is not None:
             image_ids = {k: v for k, v in image_ids.items() if v < self.num_gallery}
             lines = [line for line in lines if line.image in image_ids]

@@ -63,10 +63,8 @@ class QuerySuffix(BaseTransform):
         self.routes, self.suffixes, self.default = dict(routes), dict(suffixes), default
         self.strip_articles = set(suffixes if strip_articles is None else strip_articles)
 
-    def transform(self, results: dict) -> dict:
-        text = results.get('text')
-        if not isinstance(text, str):
-            raise KeyError(f"QuerySuffix needs results['text'] (a caption), got {text!r}")
+    def rewrite(self, text: str) -> tuple[str, str]:
+        """One caption -> (the rewritten caption, its route)."""
         route = route_query(text, self.routes, self.default)
         if route in self.strip_articles:
             text = strip_leading_article(text)
@@ -74,5 +72,19 @@ class QuerySuffix(BaseTransform):
         if suffix:
             text = text.rstrip()
             text = f'{text} {suffix}' if text.endswith(('.', '!', '?')) else f'{text}. {suffix}'
-        results['text'], results['route'] = text, route
+        return text, route
+
+    def transform(self, results: dict) -> dict:
+        """``results['text']``: a caption (training) or a list of captions (an evaluation
+        item); ``results['route']`` gets the route, or the list of routes."""
+        text = results.get('text')
+        if isinstance(text, str):
+            results['text'], results['route'] = self.rewrite(text)
+        elif isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text):
+            pairs = [self.rewrite(t) for t in text]
+            results['text'] = [t for t, _ in pairs]
+            results['route'] = [r for _, r in pairs]
+        else:
+            raise KeyError(f"QuerySuffix needs results['text'] (a caption or a list of them), "
+                           f'got {text!r}')
         return results

@@ -29,6 +29,9 @@ class CLIPRetriever(BaseModel):
             ``freeze=True`` is given.
         reranker: an ``AdaptionReRanker`` config for text-to-image predictions; ``None`` ranks by
             stage 1 (the better of each image and its flipped copy, or the image alone).
+        route_rerankers: ``{route: AdaptionReRanker config}`` for captions that
+            ``QuerySuffix`` routed (their ``route`` in the data samples), e.g. K1 = 25 for
+            vehicles and 50 for persons; other captions use ``reranker``.
         flip_gallery: embed horizontally flipped gallery images too (the re-ranker's stage 1).
         grad_checkpointing: open_clip's gradient checkpointing (large towers).
         data_preprocessor: mmpretrain's ``MultiModalDataPreprocessor`` with the CLIP's mean /
@@ -39,7 +42,8 @@ class CLIPRetriever(BaseModel):
     captions of the batch's samples in order.
     """
 
-    def __init__(self, clip: dict, reranker: dict | None = None, flip_gallery: bool = True,
+    def __init__(self, clip: dict, reranker: dict | None = None,
+                 route_rerankers: dict[str, dict] | None = None, flip_gallery: bool = True,
                  grad_checkpointing: bool = False, data_preprocessor: dict | None = None,
                  init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -47,6 +51,8 @@ class CLIPRetriever(BaseModel):
         if grad_checkpointing:
             self.clip.clip.set_grad_checkpointing(True)
         self.reranker = TASK_UTILS.build(reranker) if reranker is not None else None
+        self.route_rerankers = {route: TASK_UTILS.build(cfg)
+                                for route, cfg in (route_rerankers or {}).items()}
         self.flip_gallery = flip_gallery
         from open_clip.loss import ClipLoss
         self.contrastive = ClipLoss()
@@ -96,14 +102,19 @@ class CLIPRetriever(BaseModel):
         return feats
 
     def rank_images(self, text_feat: Tensor, image_feat: Tensor,
-                    image_feat_flip: Tensor | None = None) -> Tensor:
+                    image_feat_flip: Tensor | None = None,
+                    routes: list[str | None] | None = None) -> Tensor:
         """(T, D) captions against (N, D) images -> (T, N) scores: the re-ranked order as
-        scores (``N - rank``) with a re-ranker, else the stage-1 cosines."""
-        if self.reranker is None:
-            return stage1_scores(text_feat, image_feat, image_feat_flip)
-        return torch.stack([ranking_to_scores(self.reranker(t, image_feat,
-                                                            image_feat_flip).order)
-                            for t in text_feat]).to(text_feat)
+        scores (``N - rank``) where a re-ranker applies (the caption's route's, else
+        ``reranker``), else the stage-1 cosines."""
+        scores = stage1_scores(text_feat, image_feat, image_feat_flip)
+        routes = routes or [None] * len(text_feat)
+        for j, route in enumerate(routes):
+            reranker = self.route_rerankers.get(route, self.reranker)
+            if reranker is not None:
+                order = reranker(text_feat[j], image_feat, image_feat_flip).order
+                scores[j] = ranking_to_scores(order).to(scores)
+        return scores
 
     def predict_all(self, feats: dict, data_samples: list, num_images: int | None = None,
                     num_texts: int | None = None) -> tuple[list, list]:
@@ -124,7 +135,12 @@ class CLIPRetriever(BaseModel):
         i2t = stage1_scores(image, text)  # flipped images only matter for text queries
         if flip is not None:
             i2t = torch.maximum(i2t, flip @ text.T)
-        t2i = self.rank_images(text, image, flip)
+        routes = []
+        for sample in data_samples:
+            count = len(sample.text) if isinstance(sample.text, (list, tuple)) else 1
+            route = sample.get('route')
+            routes.extend(route if isinstance(route, (list, tuple)) else [route] * count)
+        t2i = self.rank_images(text, image, flip, routes)
         i2t_samples, t2i_samples = [], []
         for sample in data_samples:
             i2t_samples.append(DataSample().set_gt_label(list(sample.gt_text_id)))

@@ -53,6 +53,17 @@ def test_an_evaluation_subset_keeps_its_ground_truth_inside(retrieval_set):
                                   indices=[0, 2])
 
 
+def test_a_validation_split_carved_by_image(retrieval_set):
+    kwargs = dict(ann_file='label.txt', data_root=str(retrieval_set), test_mode=True)
+    val = TextImageRetrievalDataset(carve=dict(fraction=0.34, part='val', seed=1), **kwargs)
+    train = TextImageRetrievalDataset(carve=dict(fraction=0.34, part='train', seed=1), **kwargs)
+    names = lambda d: {d.get_data_info(i)['img_path'] for i in range(len(d))}  # noqa: E731
+    assert len(val) == 1 and len(train) == 2 and not names(val) & names(train)
+    assert val.text_size + train.text_size == 4  # every caption goes with its image
+    with pytest.raises(ValueError, match='carve must be'):
+        TextImageRetrievalDataset(carve=dict(fraction=0.1, part='test'), **kwargs)
+
+
 def test_round_trip(tmp_path):
     lines = [AnnotationLine('x.jpg', '', 'A bag.'), AnnotationLine('y.jpg', 'red', 'A red bag.')]
     write_annotations(tmp_path / 'out.txt', lines)

@@ -27,6 +27,13 @@ def test_suffix_and_article():
     assert strip_leading_article('Another car.') == 'Another car.'
 
 
+def test_a_list_of_captions_is_routed_one_by_one():
+    out = QuerySuffix(ROUTES, SUFFIX, default='person')(dict(text=['A SUV.', 'A man.']))
+    assert out['route'] == ['vehicle', 'person']
+    assert out['text'] == ['SUV. This image was taken by a traffic surveillance camera.',
+                           'A man.']
+
+
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match='routes that do not exist'):
         QuerySuffix(ROUTES, {'bike': 'x'}, default='person')

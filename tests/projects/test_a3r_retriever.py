@@ -61,6 +61,20 @@ def test_predict_all_gives_what_the_recall_metric_reads(retriever):
         assert sorted(sample.pred_score.tolist()) == [1.0, 2.0, 3.0]
 
 
+def test_routed_captions_use_their_route_s_reranker(retriever):
+    from projects.a3r.rerank import AdaptionReRanker
+    torch.manual_seed(2)
+    image = F.normalize(torch.randn(3, 8), dim=1)
+    text = F.normalize(torch.randn(4, 8), dim=1)
+    retriever.route_rerankers = {'vehicle': AdaptionReRanker(num_candidates=3, num_adapt=2,
+                                                             k=None)}
+    scores = retriever.rank_images(text, image, routes=['vehicle', None, 'person', 'vehicle'])
+    stage1 = text @ image.T
+    assert torch.equal(scores[1], stage1[1]) and torch.equal(scores[2], stage1[2])
+    for j in (0, 3):  # re-ranked: N - rank
+        assert sorted(scores[j].tolist()) == [1.0, 2.0, 3.0]
+
+
 def test_tensor_mode_embeds_images_flips_and_captions(retriever):
     images = torch.randn(2, 3, 64, 64)
     feats = retriever(images, _evaluation_items()[:2], mode='tensor')
