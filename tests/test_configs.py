@@ -9,13 +9,17 @@ CONFIGS = sorted(p.relative_to(REPO) for p in (REPO / 'configs').rglob('*.py')
                  if not {'genotypes', '_base_'} & set(p.parts))  # fragments, not configs
 # the genotype of configs that retrain a search's output, when that search has not run here
 GENOTYPE = REPO / 'configs/dcpnas/genotypes/dcpnas_fashion-mnist_seed0.py'
+# CLIPs whose random initialisation alone would take minutes and tens of GB here: the tiny one
+# stands in (A3R's ViT-bigG-14, 2.5 B parameters)
+TOO_LARGE_TO_BUILD_HERE = ('ViT-bigG-14', )
 
 
 def _no_pretrained(model_cfg, tiny_clip_folder) -> None:
     clip = model_cfg.get('clip')
     if isinstance(clip, dict):  # a CLIP: random weights, or a written tiny one for local-dir
         clip.pretrained = None  # and for the demo CLIP (mmext:), which would be built otherwise
-        if clip.model_name.startswith(('local-dir:', 'mmext:')):
+        if clip.model_name.startswith(('local-dir:', 'mmext:')) or \
+                clip.model_name in TOO_LARGE_TO_BUILD_HERE:
             clip.model_name = f'local-dir:{tiny_clip_folder}'
             if 'decode_head' in model_cfg:  # MVP-SEG: the head takes the CLIP's width
                 model_cfg.decode_head.in_channels = 32

@@ -42,20 +42,32 @@ def strip_leading_article(text: str) -> str:
     return stripped
 
 
+def _route_words(vocabulary_cls, words) -> list[str]:
+    if isinstance(words, str):  # an attribute vocabulary file
+        vocabulary = vocabulary_cls.from_json(words)
+        return [v for slot in vocabulary.route_slots for v in vocabulary.slots[slot].values]
+    return list(words)
+
+
 @TRANSFORMS.register_module()
 class QuerySuffix(BaseTransform):
     """Route ``results['text']`` and rewrite it for its domain; the route goes to
     ``results['route']``.
 
     Args:
-        routes: ``{route name: [attribute words or phrases]}``, tried in order.
+        routes: ``{route name: [attribute words or phrases]}``, tried in order, or
+            ``{route name: path}``: an attribute vocabulary JSON (``projects/a3r/attributes.py``)
+            whose ``route_slots`` values are the route's words (the file the augmentation tool
+            reads).
         suffixes: ``{route name: suffix}``; a route without one keeps its text.
         default: the route of a text without any listed word (e.g. 'person').
         strip_articles: routes whose leading article is removed (default: those with a suffix).
     """
 
-    def __init__(self, routes: Mapping[str, Sequence[str]], suffixes: Mapping[str, str],
+    def __init__(self, routes: Mapping[str, Sequence[str] | str], suffixes: Mapping[str, str],
                  default: str, strip_articles: Sequence[str] | None = None):
+        from .attributes import AttributeVocabulary
+        routes = {name: _route_words(AttributeVocabulary, words) for name, words in routes.items()}
         unknown = set(suffixes) - set(routes) - {default}
         if unknown:
             raise ValueError(f'suffixes name routes that do not exist: {sorted(unknown)}; '

@@ -36,3 +36,45 @@ def test_demo_config_trains_and_tests(tiny_scene_items, tiny_clip_folder, tmp_pa
     found = dict(re.findall(r't2i/retrieval/(\S+?): ([\d.]+)', result.stdout))
     assert set(found) == {'Recall@1', 'Recall@5', 'Recall@10', 'mAR'}
     assert float(found['Recall@10']) == pytest.approx(100.0)  # 8 images: all within 10
+
+
+def test_production_pipelines_route_and_carve(tmp_path):
+    """The ViT-bigG-14 config's data: a carved validation split, zero-padding to square, and
+    vehicle captions routed by the attribute vocabulary's words and given the suffix."""
+    import json
+
+    import numpy as np
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import DATASETS
+    from PIL import Image
+    root = tmp_path / 'cvpr23'
+    (root / 'train/train_images').mkdir(parents=True)
+    lines = []
+    for i in range(20):
+        Image.fromarray(np.zeros((30, 60, 3), np.uint8)).save(
+            root / f'train/train_images/{i}.jpg')
+        caption = 'A white sedan.' if i % 2 else 'A man in a coat.'
+        lines.append(f'{i}.jpg$$' + caption)
+    (root / 'train/train_label_augmented.txt').write_text('\n'.join(lines) + '\n')
+    (root / 'attributes.json').write_text(json.dumps({
+        'slots': {'colour': {'values': ['white'], 'fill': True, 'insert_before': ['type']},
+                  'type': {'values': ['sedan'], 'fill': True}}, 'route_slots': ['type']}))
+    cfg = Config.fromfile('configs/a3r/a3r_vit-bigG-14_1xb25-30e_cvpr23-retrieval.py')
+    val = cfg.val_dataloader.dataset
+    val.data_root = str(root)
+    val.pipeline[3].routes.vehicle = str(root / 'attributes.json')
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        dataset = DATASETS.build(val)
+        train = cfg.train_dataloader.dataset
+        train.data_root = str(root)
+        assert len(dataset) == 1 and len(DATASETS.build(train)) == 19  # 5% of 20 images
+        item = dataset[0]
+    assert item['inputs'].shape == (3, 224, 224)
+    sample = item['data_samples']
+    assert len(sample.text) == 1 and len(sample.route) == 1
+    if sample.route[0] == 'vehicle':
+        assert sample.text[0] == ('White sedan. This image was taken by a traffic surveillance '
+                                  'camera.')
+    else:
+        assert sample.text[0] == 'A man in a coat.'

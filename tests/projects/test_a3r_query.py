@@ -34,6 +34,17 @@ def test_a_list_of_captions_is_routed_one_by_one():
                            'A man.']
 
 
+def test_route_words_from_an_attribute_vocabulary(tmp_path):
+    import json
+    path = tmp_path / 'vocabulary.json'
+    path.write_text(json.dumps({'slots': {'colour': {'values': ['white']},
+                                          'type': {'values': ['sedan']}},
+                                'route_slots': ['type']}))
+    transform = QuerySuffix({'vehicle': str(path)}, SUFFIX, default='person')
+    assert transform(dict(text='A sedan.'))['route'] == 'vehicle'
+    assert transform(dict(text='A white dog.'))['route'] == 'person'  # colour is not a route slot
+
+
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match='routes that do not exist'):
         QuerySuffix(ROUTES, {'bike': 'x'}, default='person')
