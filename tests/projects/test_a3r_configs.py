@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import run_tool
 
-CONFIG = 'configs/a3r/a3r_demo-clip_1xb32-10e_fashion-retrieval.py'
+CONFIG = 'configs/a3r/a3r_demo-clip_1xb32-5e_fashion-retrieval.py'
 
 
 @pytest.mark.slow
@@ -78,3 +78,24 @@ def test_production_pipelines_route_and_carve(tmp_path):
                                   'camera.')
     else:
         assert sample.text[0] == 'A man in a coat.'
+
+
+@pytest.mark.slow
+def test_retrieval_grid_tool(tiny_scene_items, tiny_clip_folder, tmp_path):
+    data = tmp_path / 'retrieval'
+    assert run_tool('tools/data/make_fashion_retrieval.py', '--items', tiny_scene_items,
+                    '--out', data).returncode == 0
+    out = tmp_path / 'grid.png'
+    result = run_tool('tools/analysis/a3r_retrieval_grid.py',
+                      CONFIG.replace('.py', '_adapt-krecip.py'), '--num-queries', '2',
+                      '--out', out, '--cfg-options',
+                      f'model.clip.model_name=local-dir:{tiny_clip_folder}',
+                      f'test_dataloader.dataset.ann_file={data}/val_label.txt',
+                      f'test_dataloader.dataset.data_prefix={tiny_scene_items}',
+                      'test_dataloader.dataset.pipeline.1.scale=(64,64)',
+                      'model.reranker.num_candidates=6', 'model.reranker.num_adapt=3',
+                      'model.reranker.k=2')
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert out.is_file() and 'R@1 stage 1' in result.stdout
+    result = run_tool('tools/analysis/a3r_retrieval_grid.py', CONFIG)
+    assert result.returncode != 0 and 'has no reranker' in result.stdout

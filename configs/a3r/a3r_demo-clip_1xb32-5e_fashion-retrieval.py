@@ -1,10 +1,10 @@
 # A3R's retriever on the Fashion Scenes retrieval set with the demo CLIP, through the stock
 # mmpretrain runner (RetrievalValLoop / RetrievalTestLoop, Recall@1/5/10 and mAR):
 #   make data && python tools/data/make_fashion_retrieval.py
-#   python tools/train.py configs/a3r/a3r_demo-clip_1xb32-10e_fashion-retrieval.py
-#   python tools/test.py configs/a3r/a3r_demo-clip_1xb32-10e_fashion-retrieval.py CHECKPOINT
+#   python tools/train.py configs/a3r/a3r_demo-clip_1xb32-5e_fashion-retrieval.py
+#   python tools/test.py configs/a3r/a3r_demo-clip_1xb32-5e_fashion-retrieval.py CHECKPOINT
 # Fine-tuning: the whole demo CLIP with the symmetric contrastive loss (ClipLoss), AdamW, linear
-# warm-up then cosine. Evaluation: 500 val captions against the 500 val canvases, stage 1 only
+# warm-up then cosine, 5 epochs of 93 iterations (about 1.3 s each on 2 CPU cores). Evaluation: 500 val captions against the 500 val canvases, stage 1 only
 # (the re-ranking variants are the children *_adapt.py, *_adapt-krecip.py, *_adapt-jaccard.py,
 # which evaluate a checkpoint of this config).
 _base_ = ['mmpretrain::_base_/default_runtime.py']
@@ -54,9 +54,9 @@ optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-5, weight_decay=0.01))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0, end=1,
          convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=1, end=10, T_max=9),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=1, end=5, T_max=4),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=10, val_interval=5)
+train_cfg = dict(by_epoch=True, max_epochs=5, val_interval=5)
 val_cfg = dict(type='RetrievalValLoop')
 test_cfg = dict(type='RetrievalTestLoop')
 default_hooks = dict(checkpoint=dict(interval=5, max_keep_ckpts=1,
