@@ -104,10 +104,28 @@ def summarize(results: ResultsFile) -> str:
             spread = f' +- {np.std(values):.1f}' if len(values) > 1 else ''
             cells.append(f'{np.mean(values):.1f}{spread}')
         lines.append(f'| {row}: {description} | {len(seeds)} | ' + ' | '.join(cells) + ' |')
-    report = AUGMENTED.with_suffix('.report.json')
-    if report.is_file():
-        lines += ['', f'Attribute augmentation report: {report.read_text().strip()}']
+    accuracy = completion_accuracy()
+    if accuracy is not None:
+        lines += ['', 'Attribute augmentation (demo CLIP, zero-shot): {completed} of {captions} '
+                  'training captions completed; the filled colour equals the exact one of the '
+                  'canvas in {correct} ({percent:.1f}%; chance 11.1%).'.format(**accuracy)]
     return '\n'.join(lines)
+
+
+def completion_accuracy() -> dict | None:
+    """How often the filled colour is the canvas's true one (its attributes field)."""
+    from projects.a3r.dataset import read_annotations
+    original = REPO / 'data/fashion_retrieval/train_label.txt'
+    if not (AUGMENTED.is_file() and original.is_file()):
+        return None
+    before, after = read_annotations(original), read_annotations(AUGMENTED)
+    changed = [(a, b) for a, b in zip(before, after) if a.caption != b.caption]
+    correct = 0
+    for old, new in changed:
+        added = set(new.caption.lower().split()) - set(old.caption.lower().split())
+        correct += old.attributes.split()[0] in added
+    return dict(captions=len(before), completed=len(changed), correct=correct,
+                percent=100 * correct / max(len(changed), 1))
 
 
 def main():
