@@ -113,7 +113,7 @@ def time_methods(methods, ckpt: Path, images: int = 32, batch: int = 16) -> dict
     from mmpretrain.utils import register_all_modules
 
     from mmext.cam import CAM_METHODS, ClassLogitTarget, resolve_target_layers
-    from mmext.cam.evaluation import _Probabilities
+    from mmext.cam.evaluation import ClassProbabilities
     from mmext.datasets import FashionSceneItems
     register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(REPO / CLASSIFIER)
@@ -127,7 +127,7 @@ def time_methods(methods, ckpt: Path, images: int = 32, batch: int = 16) -> dict
     packed = model.data_preprocessor(batch_data, False)
     inputs = packed['inputs']
     labels = [int(s.gt_label) for s in packed['data_samples']]
-    probabilities = _Probabilities(model)
+    probabilities = ClassProbabilities(model)
     layers = resolve_target_layers(model, ['backbone.layer4'])
     out = {}
     for method in methods:

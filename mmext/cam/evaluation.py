@@ -38,8 +38,9 @@ MEASURES = ('average_drop', 'increase_in_confidence', 'deletion_auc', 'insertion
             'energy_pointing_game')
 
 
-class _Probabilities(torch.nn.Module):
-    """The classifier's logits (``mode='tensor'``) turned into probabilities."""
+class ClassProbabilities(torch.nn.Module):
+    """The classifier's logits (``mode='tensor'``) turned into probabilities: the model a CAM
+    method and the measures see."""
 
     def __init__(self, classifier):
         super().__init__()
@@ -83,7 +84,7 @@ class CAMEvalModel(BaseModel):
         resolve_target_layers(self.classifier, self.cam_cfg['target_layers'])  # fail early
         self.steps, self.blur_sigma = steps, blur_sigma
         # the CAM's view of the classifier; not a sub-module (its weights are classifier.*)
-        self.__dict__['probabilities'] = _Probabilities(self.classifier)
+        self.__dict__['probabilities'] = ClassProbabilities(self.classifier)
         import inspect
         method = CAM_METHODS.get(self.cam_cfg['type'])
         accepted = set(inspect.signature(method.__init__).parameters)

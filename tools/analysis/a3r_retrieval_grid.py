@@ -61,7 +61,7 @@ def main(argv=None):
     from mmpretrain.registry import DATASETS, MODELS
 
     import mmext  # noqa: F401
-    import projects.a3r  # noqa: F401
+    from projects.a3r import stage1_scores
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -77,7 +77,7 @@ def main(argv=None):
     texts = [t for s in samples for t in s.text]
     truths = [set(g) for s in samples for g in s.gt_image_id]
     reranker = model.reranker
-    before = (captions @ gallery.T).maximum(captions @ flipped.T).argsort(1, descending=True)
+    before = stage1_scores(captions, gallery, flipped).argsort(1, descending=True)
     after = torch.stack([reranker(t, gallery, flipped).order for t in captions])
     change = [len(set(before[j, :args.top].tolist()) ^ set(after[j, :args.top].tolist()))
               for j in range(len(texts))]
