@@ -1,19 +1,28 @@
-"""Embedded data: Fashion-MNIST and the Fashion Scenes sets generated from it."""
+"""Embedded data: Fashion-MNIST and the Fashion Scenes sets generated from it; class-incremental
+task sequences over any classification dataset."""
+from .class_incremental import (
+                                ClassIncrementalDataset,
+                                MergedClassDataset,
+                                TaskView,
+                                normalise_class_name,
+)
 from .fashion_mnist import (
-                            FASHION_MNIST_CLASSES,
-                            CorruptDataError,
-                            DataNotFoundError,
-                            FashionMNIST,
-                            load_fashion_mnist,
-                            read_idx,
+                                FASHION_MNIST_CLASSES,
+                                CorruptDataError,
+                                DataNotFoundError,
+                                FashionMNIST,
+                                load_fashion_mnist,
+                                read_idx,
 )
 from .fashion_scenes import SEG_CLASSES, SEG_PALETTE, SceneConfig, make_fashion_scenes
 from .scene_datasets import FashionScenesDataset, FashionScenesSegDataset
 from .scene_items import FashionSceneItems
+from .transforms import ReverseChannels
 
 __all__ = [
+    'ClassIncrementalDataset', 'MergedClassDataset', 'TaskView', 'normalise_class_name',
     'FASHION_MNIST_CLASSES', 'CorruptDataError', 'DataNotFoundError', 'FashionMNIST',
     'load_fashion_mnist', 'read_idx', 'SEG_CLASSES', 'SEG_PALETTE', 'FashionScenesDataset',
-    'FashionScenesSegDataset', 'FashionSceneItems', 'SceneConfig',
+    'FashionScenesSegDataset', 'FashionSceneItems', 'ReverseChannels', 'SceneConfig',
     'make_fashion_scenes'
 ]

@@ -1,4 +1,5 @@
-"""Engine parts shared by several methods (optimizer wrapper constructors)."""
+"""Engine parts shared by several methods (optimizer wrapper constructors, the class-incremental loop)."""
+from .continual_loop import ClassIncrementalLoop
 from .optim import MultiOptimWrapperConstructor
 
-__all__ = ['MultiOptimWrapperConstructor']
+__all__ = ['ClassIncrementalLoop', 'MultiOptimWrapperConstructor']
