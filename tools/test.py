@@ -22,7 +22,7 @@ from mmengine.runner import Runner
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mmext  # noqa: F401  (registries, safe checkpoint loading)
-from mmext.utils import load_tool_config, prepare_distributed
+from mmext.utils import finish_distributed, load_tool_config, prepare_distributed
 
 
 def parse_args():
@@ -97,6 +97,7 @@ def main():
         else:
             runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     runner.test()
+    finish_distributed()
 
 
 if __name__ == '__main__':

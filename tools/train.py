@@ -19,7 +19,7 @@ from mmengine.runner import Runner
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mmext  # noqa: F401  (registries, safe checkpoint loading)
-from mmext.utils import load_tool_config, prepare_distributed
+from mmext.utils import finish_distributed, load_tool_config, prepare_distributed
 
 
 def parse_args():
@@ -72,6 +72,7 @@ def main():
     prepare_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

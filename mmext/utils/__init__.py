@@ -1,4 +1,10 @@
 """Utilities shared by the tools and the library."""
-from .setup_env import load_tool_config, prepare_distributed, register_checkpoint_safe_globals
+from .setup_env import (
+                        finish_distributed,
+                        load_tool_config,
+                        prepare_distributed,
+                        register_checkpoint_safe_globals,
+)
 
-__all__ = ['load_tool_config', 'prepare_distributed', 'register_checkpoint_safe_globals']
+__all__ = ['finish_distributed', 'load_tool_config', 'prepare_distributed',
+           'register_checkpoint_safe_globals']

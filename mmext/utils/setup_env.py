@@ -99,3 +99,17 @@ def prepare_distributed(cfg: Config, launcher: str) -> None:
     wrapper.update(cfg.get('model_wrapper_cfg') or {})
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
+
+
+def finish_distributed() -> None:
+    """End a distributed run cleanly: every rank waits for the others, then the process group
+    is destroyed before the interpreter exits.
+
+    Left to interpreter shutdown, gloo's worker threads can be torn down while still joinable,
+    and a rank then aborts at exit ("terminate called without an active exception") after a
+    run that succeeded. A no-op when no process group is running.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
