@@ -274,3 +274,12 @@ def test_loop_needs_a_sequence(image_folder, clip_cfg, tmp_path):
     with DefaultScope.overwrite_default_scope('mmpretrain'), \
             pytest.raises(TypeError, match='ClassIncrementalDataset'):
         _train(cfg, 'ci-loop-plain')
+
+
+def test_reverse_channels():
+    from mmext.datasets import ReverseChannels
+    img = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+    out = ReverseChannels()(dict(img=img))['img']
+    assert (out[..., 0] == img[..., 2]).all() and (out[..., 2] == img[..., 0]).all()
+    with pytest.raises(ValueError, match=r'\(H, W, 3\)'):
+        ReverseChannels()(dict(img=np.zeros((2, 2))))
