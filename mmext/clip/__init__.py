@@ -6,10 +6,12 @@ from .classifiers import (
                           ZeroShotCLIPClassifier,
 )
 from .dense import dense_image_features
+from .losses import PromptOrthogonalityLoss
 from .model import OpenCLIPModel, register_model_config
 from .prompt import PromptLearner
-from .text import TextTower, build_prompt_sequences
+from .text import TextTower, build_prompt_sequences, encode_contexts_alone
 
 __all__ = ['CLIPClassifier', 'CoOpClassifier', 'LinearProbeClassifier', 'OpenCLIPModel',
-           'PromptLearner', 'TextTower', 'ZeroShotCLIPClassifier', 'build_prompt_sequences',
-           'dense_image_features', 'register_model_config']
+           'PromptLearner', 'PromptOrthogonalityLoss', 'TextTower', 'ZeroShotCLIPClassifier',
+           'build_prompt_sequences', 'dense_image_features', 'encode_contexts_alone',
+           'register_model_config']

@@ -174,3 +174,21 @@ def build_prompt_sequences(tower: TextTower, context: Tensor, class_names: Seque
     c = len(class_names)
     order = [ci * num_prompts + p for p in range(num_prompts) for ci in range(c)]
     return embeds[order], torch.tensor(lengths)[order]
+
+
+def encode_contexts_alone(tower: TextTower, contexts: Tensor) -> Tensor:
+    """Text features of learned contexts with no class name: ``[SOS] ctx_n [EOS]``.
+
+    Args:
+        tower: the text tower.
+        contexts: (N, M, D_txt) context vectors.
+
+    Returns:
+        (N, D) text features (not normalised).
+    """
+    sos, _, eos = tower.split_special('.')
+    num = len(contexts)
+    start = tower.embed_ids([sos]).to(contexts.dtype)[None].expand(num, -1, -1)
+    end = tower.embed_ids([eos]).to(contexts.dtype)[None].expand(num, -1, -1)
+    embeds = torch.cat([start, contexts, end], dim=1)
+    return tower.encode_embeddings(embeds, torch.full((num, ), embeds.shape[1]))

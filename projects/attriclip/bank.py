@@ -1,4 +1,5 @@
-"""AttriCLIP's attribute word bank and its two losses (Wang et al., CVPR 2023)."""
+"""AttriCLIP's attribute word bank and its key matching loss (Wang et al., CVPR 2023); the
+prompt orthogonality loss is shared with SADA (``mmext.clip.PromptOrthogonalityLoss``)."""
 from __future__ import annotations
 
 import torch
@@ -87,25 +88,3 @@ class KeyMatchingLoss(nn.Module):
         chosen = F.normalize(keys[selections].float(), dim=-1)  # (B, k, D)
         cos = torch.einsum('bd,bkd->bk', image, chosen)
         return self.loss_weight * (1 - cos.mean())
-
-
-@MODELS.register_module()
-class PromptOrthogonalityLoss(nn.Module):
-    """``L_p = mean_{i != j} |cos(g(P_i), g(P_j))|``, g the text encoder on ``[SOS] P_i [EOS]``.
-
-    Keeps the attributes different from one another.
-    """
-
-    def __init__(self, loss_weight: float = 0.3):
-        super().__init__()
-        self.loss_weight = loss_weight
-
-    def forward(self, prompt_feats: Tensor) -> Tensor:
-        """prompt_feats (N, D): the text features of the N prompts alone."""
-        feats = F.normalize(prompt_feats.float(), dim=-1)
-        num = len(feats)
-        if num < 2:
-            return feats.sum() * 0
-        cos = feats @ feats.T
-        off = ~torch.eye(num, dtype=torch.bool, device=feats.device)
-        return self.loss_weight * cos[off].abs().mean()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mmext.clip import CLIPClassifier, build_prompt_sequences
+from mmext.clip import CLIPClassifier, build_prompt_sequences, encode_contexts_alone
 from mmext.registry import MODELS
 
 
@@ -73,14 +73,7 @@ class AttriCLIPClassifier(CLIPClassifier):
 
     def prompt_features(self) -> Tensor:
         """(N, D): the text encoder on every prompt alone, ``[SOS] P_i [EOS]``."""
-        tower = self.clip.text_tower
-        sos, _, eos = tower.split_special('.')
-        prompts = self.bank.prompts
-        start = tower.embed_ids([sos])[None].expand(len(prompts), -1, -1)
-        end = tower.embed_ids([eos])[None].expand(len(prompts), -1, -1)
-        embeds = torch.cat([start.to(prompts.dtype), prompts, end.to(prompts.dtype)], dim=1)
-        lengths = torch.full((len(prompts), ), embeds.shape[1])
-        return tower.encode_embeddings(embeds, lengths)
+        return encode_contexts_alone(self.clip.text_tower, self.bank.prompts)
 
     # ------------------------------------------------------------ the logits
     def seen_logits(self, feats: Tensor, data_samples=None) -> tuple[Tensor, dict]:
