@@ -21,7 +21,7 @@ from mmext.datasets.class_incremental import normalise_class_name
 from mmext.registry import MODELS
 
 from .model import OpenCLIPModel
-from .prompt import PromptLearner
+from .prompt import ProDAPromptLearner, PromptLearner
 
 
 class CLIPClassifier(BaseClassifier):
@@ -97,6 +97,11 @@ class CLIPClassifier(BaseClassifier):
         """(B, 3, H, W) -> (B, D) normalised image features of the frozen image tower."""
         with torch.no_grad():
             return self.clip.encode_image(inputs).float()
+
+    def view_features(self, inputs: Tensor | list[Tensor]) -> Tensor:
+        """A batch (B, 3, H, W), or a list of V views of it -> (B, V, D) image features."""
+        views = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        return torch.stack([self.extract_feat(v) for v in views], dim=1)
 
     def seen_logits(self, feats: Tensor, data_samples=None) -> tuple[Tensor, dict]:
         """(B, D) image features -> (B, S) logits over the seen classes, and extra losses."""
@@ -226,3 +231,108 @@ class LinearProbeClassifier(CLIPClassifier):
     def seen_logits(self, feats, data_samples=None):
         seen = torch.tensor(self.seen_classes, device=feats.device)
         return self.fc(self.scale * feats)[:, seen], {}
+
+
+def prompt_distribution(text_feats: Tensor) -> tuple[Tensor, Tensor]:
+    """(C, k, D) class features of k prompts -> per-class mean (C, D) and variance (C, D) of
+    the normalised features."""
+    feats = F.normalize(text_feats.float(), dim=-1)
+    return feats.mean(1), feats.var(1, unbiased=False)
+
+
+@MODELS.register_module()
+class ProDAClassifier(CLIPClassifier):
+    """ProDA: a distribution of K prompts per class on a frozen CLIP.
+
+    Training samples ``prompts_per_step`` prompts; with the normalised image feature z, the
+    class-c logit is ``s z . mu_c + s^2 / 2 * sum_d z_d^2 var_cd`` (the mean term and the
+    diagonal-covariance correction: the variance of ``s z . t_c`` over the prompts).
+    Evaluation uses all K prompts and ``s cos(z, mu_c)``.
+
+    Args:
+        num_prompts, num_context, prompts_per_step: ``ProDAPromptLearner`` (32, 16, 4).
+    """
+
+    def __init__(self, clip: dict, num_prompts: int = 32, num_context: int = 16,
+                 prompts_per_step: int = 4, **kwargs):
+        super().__init__(clip, **kwargs)
+        self.prompts = ProDAPromptLearner(self.clip.text_tower.width, num_prompts=num_prompts,
+                                          num_context=num_context,
+                                          prompts_per_step=prompts_per_step)
+        self._test_text: Tensor | None = None
+
+    def train(self, mode: bool = True):
+        self._test_text = None  # prompts change in training
+        return super().train(mode)
+
+    def class_distribution(self) -> tuple[Tensor, Tensor]:
+        """Per seen class: mean (S, D) and variance (S, D) of the normalised prompt features;
+        sampled prompts in training, all of them (cached) otherwise."""
+        tower = self.clip.text_tower
+        if self.training:
+            return prompt_distribution(self.prompts(tower, self.seen_names(),
+                                                    self.prompts.sample()))
+        key = tuple(self.seen_classes)
+        if self._test_text is None or self._test_key != key:
+            with torch.no_grad():
+                self._test_text = prompt_distribution(self.prompts(tower, self.seen_names()))
+            self._test_key = key
+        return self._test_text
+
+    def distribution_logits(self, feats: Tensor, mean: Tensor, var: Tensor) -> Tensor:
+        scale = self.clip.logit_scale.float()
+        if self.training:
+            return scale * feats @ mean.T + scale ** 2 / 2 * (feats ** 2) @ var.T
+        return self.scaled_cosine(feats, mean)
+
+    def seen_logits(self, feats, data_samples=None):
+        mean, var = self.class_distribution()
+        return self.distribution_logits(feats, mean, var), {}
+
+
+@MODELS.register_module()
+class TipAdapterClassifier(ZeroShotCLIPClassifier):
+    """Tip-Adapter (Zhang et al., 2022), training-free: zero-shot logits plus a cache model of
+    the few-shot training features.
+
+    ``logits = s z . W_zs + alpha * exp(-beta (1 - z . F^T)) L``: F (N, D) the normalised
+    features of the N training images (each averaged over the augmented passes of
+    ``InitFromTrainFeaturesHook``), L (N, C) their one-hot labels.
+
+    Args:
+        alpha: weight of the cache (1.0).
+        beta: sharpness of the affinities (5.5, the paper's ImageNet value; it searches both on
+            the validation split, which is not done here).
+        templates: the zero-shot templates.
+    """
+
+    def __init__(self, clip: dict, alpha: float = 1.0, beta: float = 5.5, **kwargs):
+        super().__init__(clip, **kwargs)
+        self.alpha, self.beta = alpha, beta
+        self.register_buffer('cache_keys', torch.zeros(0), persistent=True)
+        self.register_buffer('cache_labels', torch.zeros(0, dtype=torch.long), persistent=True)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in ('cache_keys', 'cache_labels'):  # the cache's size comes with it
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def needs_feature_init(self) -> bool:
+        return self.cache_keys.numel() == 0
+
+    def init_from_features(self, feats: Tensor, labels: Tensor) -> None:
+        """feats (N, R, D) features of N training images over R augmented views; labels (N,)."""
+        self.cache_keys = F.normalize(F.normalize(feats.float(), dim=-1).mean(1), dim=-1)
+        self.cache_labels = labels.long().to(self.cache_keys.device)
+
+    def seen_logits(self, feats, data_samples=None):
+        logits, _ = super().seen_logits(feats)
+        if self.needs_feature_init():
+            raise RuntimeError('the Tip-Adapter cache is empty: add '
+                               "dict(type='mmext.InitFromTrainFeaturesHook') to custom_hooks "
+                               'or load a checkpoint that holds it')
+        seen = torch.tensor(self.seen_classes, device=feats.device)
+        values = (self.cache_labels[:, None] == seen[None]).float()  # (N, S)
+        affinity = torch.exp(-self.beta * (1 - feats @ self.cache_keys.T))
+        return logits + self.alpha * affinity @ values, {}

@@ -56,3 +56,63 @@ class PromptLearner(nn.Module):
                                                  self.class_position)
         feats = tower.encode_embeddings(embeds, lengths)  # (P * C, D), prompt-major
         return feats.reshape(self.num_prompts, len(class_names), -1).transpose(0, 1)
+
+
+POSITIONS = ('front', 'middle', 'end')
+
+
+class ProDAPromptLearner(nn.Module):
+    """ProDA's prompt distribution (Lu et al., 2022): K learnable prompts whose class features
+    form a distribution per class.
+
+    The class name goes at the front of the first quarter of the prompts, in the middle of the
+    second quarter and at the end of the rest. Training samples ``prompts_per_step`` of them per
+    step; evaluation uses all K.
+
+    Args:
+        width: D_txt.
+        num_prompts: K (32).
+        num_context: M context tokens per prompt (16).
+        prompts_per_step: prompts sampled per training step (4).
+        init_std: contexts start as N(0, init_std^2).
+
+    ``forward(tower, class_names, indices)`` returns (C, k, D) text features, not normalised,
+    for the prompts ``indices`` (all K when ``None``).
+    """
+
+    def __init__(self, width: int, num_prompts: int = 32, num_context: int = 16,
+                 prompts_per_step: int = 4, init_std: float = 0.02):
+        super().__init__()
+        if not 1 <= prompts_per_step <= num_prompts:
+            raise ValueError(f'prompts_per_step={prompts_per_step} must be between 1 and '
+                             f'num_prompts={num_prompts}')
+        self.context = nn.Parameter(torch.randn(num_prompts, num_context, width) * init_std)
+        self.prompts_per_step = prompts_per_step
+        quarter = num_prompts // 4
+        self.positions = (['front'] * quarter + ['middle'] * quarter
+                          + ['end'] * (num_prompts - 2 * quarter))
+
+    @property
+    def num_prompts(self) -> int:
+        return self.context.shape[0]
+
+    def sample(self, generator: torch.Generator | None = None) -> Tensor:
+        """``prompts_per_step`` distinct prompt indices, drawn at random."""
+        order = torch.randperm(self.num_prompts, generator=generator)
+        return order[:self.prompts_per_step].sort().values
+
+    def forward(self, tower: TextTower, class_names: Sequence[str],
+                indices: Tensor | None = None) -> Tensor:
+        indices = torch.arange(self.num_prompts) if indices is None else indices.cpu()
+        feats = [None] * len(indices)
+        for position in POSITIONS:
+            chosen = [i for i, k in enumerate(indices.tolist()) if self.positions[k] == position]
+            if not chosen:
+                continue
+            context = self.context[indices[chosen].to(self.context.device)]
+            embeds, lengths = build_prompt_sequences(tower, context, class_names, position)
+            out = tower.encode_embeddings(embeds, lengths)  # (p * C, D), prompt-major
+            out = out.reshape(len(chosen), len(class_names), -1)
+            for slot, i in enumerate(chosen):
+                feats[i] = out[slot]
+        return torch.stack(feats, dim=1)  # (C, k, D)

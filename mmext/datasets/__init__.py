@@ -1,5 +1,5 @@
 """Embedded data: Fashion-MNIST and the Fashion Scenes sets generated from it; class-incremental
-task sequences over any classification dataset."""
+task sequences over any classification dataset; few-shot splits (CoOp's files)."""
 from .class_incremental import (
                                 ClassIncrementalDataset,
                                 MergedClassDataset,
@@ -15,11 +15,13 @@ from .fashion_mnist import (
                                 read_idx,
 )
 from .fashion_scenes import SEG_CLASSES, SEG_PALETTE, SceneConfig, make_fashion_scenes
+from .few_shot import FewShotDataset, read_split_file, sample_few_shot
 from .scene_datasets import FashionScenesDataset, FashionScenesSegDataset
 from .scene_items import FashionSceneItems
 from .transforms import ReverseChannels
 
 __all__ = [
+    'FewShotDataset', 'read_split_file', 'sample_few_shot',
     'ClassIncrementalDataset', 'MergedClassDataset', 'TaskView', 'normalise_class_name',
     'FASHION_MNIST_CLASSES', 'CorruptDataError', 'DataNotFoundError', 'FashionMNIST',
     'load_fashion_mnist', 'read_idx', 'SEG_CLASSES', 'SEG_PALETTE', 'FashionScenesDataset',
