@@ -19,6 +19,7 @@ data: install
 	$(PY) tools/data/make_fashion_scenes.py --out data/fashion_scene_items --min-items 1 \
 		--max-items 1 --num-train 3000 --num-val 500
 	$(PY) tools/data/make_fashion_retrieval.py
+	$(PY) tools/data/make_fewshot_split.py
 
 demo: install
 	$(PY) tools/demo.py
