@@ -10,8 +10,9 @@ CONFIGS = sorted(p.relative_to(REPO) for p in (REPO / 'configs').rglob('*.py')
 # the genotype of configs that retrain a search's output, when that search has not run here
 GENOTYPE = REPO / 'configs/dcpnas/genotypes/dcpnas_fashion-mnist_seed0.py'
 # CLIPs too large to build for every config here: the tiny one stands in (A3R's ViT-bigG-14,
-# 2.5 B parameters, minutes and tens of GB; AttriCLIP's ViT-L-14, 0.4 B, seconds per config)
-TOO_LARGE_TO_BUILD_HERE = ('ViT-bigG-14', 'ViT-L-14')
+# 2.5 B parameters, minutes and tens of GB; AttriCLIP's ViT-L-14, 0.4 B, and SADA's RN50 in
+# 99 configs, seconds each)
+TOO_LARGE_TO_BUILD_HERE = ('ViT-bigG-14', 'ViT-L-14', 'RN50')
 
 
 def _no_pretrained(model_cfg, tiny_clip_folder) -> None:

@@ -30,7 +30,7 @@ class CLIPClassifier(BaseClassifier):
     Args:
         clip: ``OpenCLIPModel`` arguments; the model is frozen (``freeze=True``) unless said.
         class_names: every class name, in global id order (underscores read as spaces), or the path of a text file with one
-            name per line (read on first use). ``None``: ``ClassIncrementalLoop`` sets them
+            name per line, or a CoOp split file ``split_zhou_*.json`` (read on first use). ``None``: ``ClassIncrementalLoop`` sets them
             from the dataset (``set_class_names``).
         data_preprocessor: mmpretrain's ``ClsDataPreprocessor`` with the CLIP's mean and std.
 
@@ -77,9 +77,13 @@ class CLIPClassifier(BaseClassifier):
                 raise FileNotFoundError(
                     f'class names file {path} does not exist: it lists one class name per '
                     'line, in the order of the dataset\'s class ids (the file the dataset\'s '
-                    'metainfo classes names)')
-            self.set_class_names([line.strip() for line in path.read_text().splitlines()
-                                  if line.strip()])
+                    'metainfo classes names), or is a CoOp split file (split_zhou_*.json)')
+            if path.suffix == '.json':
+                from mmext.datasets.few_shot import split_class_names
+                self.set_class_names(split_class_names(path))
+            else:
+                self.set_class_names([line.strip() for line in path.read_text().splitlines()
+                                      if line.strip()])
         if self.class_names is None:
             raise RuntimeError(f'{type(self).__name__} has no class names: give class_names in '
                                'its config or train it with ClassIncrementalLoop')

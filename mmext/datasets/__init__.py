@@ -15,13 +15,13 @@ from .fashion_mnist import (
                                 read_idx,
 )
 from .fashion_scenes import SEG_CLASSES, SEG_PALETTE, SceneConfig, make_fashion_scenes
-from .few_shot import FewShotDataset, read_split_file, sample_few_shot
+from .few_shot import FewShotDataset, read_split_file, sample_few_shot, split_class_names
 from .scene_datasets import FashionScenesDataset, FashionScenesSegDataset
 from .scene_items import FashionSceneItems
 from .transforms import ReverseChannels
 
 __all__ = [
-    'FewShotDataset', 'read_split_file', 'sample_few_shot',
+    'FewShotDataset', 'read_split_file', 'sample_few_shot', 'split_class_names',
     'ClassIncrementalDataset', 'MergedClassDataset', 'TaskView', 'normalise_class_name',
     'FASHION_MNIST_CLASSES', 'CorruptDataError', 'DataNotFoundError', 'FashionMNIST',
     'load_fashion_mnist', 'read_idx', 'SEG_CLASSES', 'SEG_PALETTE', 'FashionScenesDataset',

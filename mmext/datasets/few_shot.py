@@ -45,6 +45,17 @@ def read_split_file(path: str | Path) -> dict[str, list[tuple[str, int, str]]]:
     return splits
 
 
+def split_class_names(path: str | Path) -> list[str]:
+    """The class names of a split file, in label order."""
+    names: dict[int, str] = {}
+    for rows in read_split_file(path).values():
+        for _, label, name in rows:
+            names.setdefault(label, name)
+    if sorted(names) != list(range(len(names))):
+        raise CorruptDataError(f'{path}: labels should be 0..C-1, got {sorted(names)[:10]}')
+    return [names[i] for i in range(len(names))]
+
+
 def sample_few_shot(items: list[tuple[str, int, str]], num_shots: int, seed: int,
                     what: str = 'train', strict: bool = True) -> list[tuple[str, int, str]]:
     """k items per class, drawn as CoOp's Dassl does: classes in order of first appearance,
@@ -89,16 +100,8 @@ class FewShotDataset(BaseDataset):
             raise ValueError(f"split must be 'train', 'val' or 'test', not {split!r}")
         self.split_file, self.image_dir, self.split = split_file, image_dir, split
         self.num_shots, self.seed, self.check_files = num_shots, seed, check_files
-        splits = read_split_file(Path(data_root) / split_file)
-        names: dict[int, str] = {}
-        for rows in splits.values():
-            for _, label, name in rows:
-                names.setdefault(label, name)
-        if sorted(names) != list(range(len(names))):
-            raise CorruptDataError(f'{split_file}: labels should be 0..C-1, got '
-                                   f'{sorted(names)[:10]}')
-        self._splits = splits
-        classes = tuple(names[i] for i in range(len(names)))
+        self._splits = read_split_file(Path(data_root) / split_file)
+        classes = tuple(split_class_names(Path(data_root) / split_file))
         super().__init__(ann_file='', data_root=data_root,
                          metainfo=dict(classes=classes), **kwargs)
 

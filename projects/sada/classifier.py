@@ -39,6 +39,8 @@ class SADAClassifier(ProDAClassifier):
     Args:
         clip: ``OpenCLIPModel`` arguments (frozen).
         num_shots: k; the bank holds ``prototypes_per_shot * k`` prototypes per class.
+        num_classes: C, when ``class_names`` is a file read later (a CoOp split file);
+            default: the number of ``class_names``.
         num_prompts, num_context, prompts_per_step: ProDA's prompts (32, 16, 4).
         prototypes_per_shot: 8.
         attack: ``dict(eps=2/255, steps=1, step_size=None)``; ``None`` trains without it (the
@@ -54,7 +56,8 @@ class SADAClassifier(ProDAClassifier):
         class_names: every class name.
     """
 
-    def __init__(self, clip: dict, num_shots: int, num_prompts: int = 32,
+    def __init__(self, clip: dict, num_shots: int, num_classes: int | None = None,
+                 num_prompts: int = 32,
                  num_context: int = 16, prompts_per_step: int = 4, prototypes_per_shot: int = 8,
                  attack: dict | None = None, area_prior: dict | None = None,
                  per_view_adapters: bool = False, num_views: int = 4,
@@ -62,7 +65,9 @@ class SADAClassifier(ProDAClassifier):
                  calibration: float = 0.2, **kwargs):
         super().__init__(clip, num_prompts=num_prompts, num_context=num_context,
                          prompts_per_step=prompts_per_step, **kwargs)
-        self._require_names()
+        if num_classes is None:
+            self._require_names()
+            num_classes = len(self.class_names)
         if num_shots < 1:
             raise ValueError(f'num_shots must be at least 1, got {num_shots}')
         self.attack = None if attack is None else dict(dict(eps=2 / 255, steps=1), **attack)
@@ -75,7 +80,7 @@ class SADAClassifier(ProDAClassifier):
                                    if orthogonality_loss is not None else None)
         self.emd_loss = MODELS.build(emd_loss) if emd_loss is not None else None
         self.prototypes = MODELS.build(dict(
-            type='mmext.PrototypeBank', num_classes=len(self.class_names),
+            type='mmext.PrototypeBank', num_classes=num_classes,
             num_prototypes=prototypes_per_shot * num_shots, dim=self.clip.embed_dim))
         self.calibration = calibration
         mean, std = self.clip.image_mean_std

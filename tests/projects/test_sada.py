@@ -237,3 +237,34 @@ def test_split_file_bad_input(split_folder, tmp_path):
     (tmp_path / 'bad.json').write_text('{"train": [["a.png", 0]]}')
     with pytest.raises(CorruptDataError, match=r'\[image path, label, class name\]'):
         FewShotDataset(data_root=str(tmp_path), split_file='bad.json')
+
+
+def test_coop_split_tool_for_imagenet_and_aircraft(tmp_path):
+    from tests.conftest import run_tool
+    net = tmp_path / 'imagenet'
+    (net / 'classnames.txt').parent.mkdir()
+    (net / 'classnames.txt').write_text('n01 goldfish\nn02 great white shark\n')
+    for folder in ('train', 'val'):
+        for wnid in ('n01', 'n02'):
+            (net / 'images' / folder / wnid).mkdir(parents=True)
+            Image.new('RGB', (8, 8)).save(net / 'images' / folder / wnid / 'a.JPEG')
+    result = run_tool('tools/data/make_coop_split.py', 'imagenet', net)
+    assert result.returncode == 0, result.stdout
+    test = FewShotDataset(data_root=str(net), split_file='split_zhou_ImageNet.json',
+                          split='test')
+    assert test.metainfo['classes'] == ('goldfish', 'great white shark') and len(test) == 2
+    air = tmp_path / 'aircraft'
+    (air / 'images').mkdir(parents=True)
+    (air / 'variants.txt').write_text('707-320\nA300B4\n')
+    for part, rows in (('train', '1 707-320\n2 A300B4\n'), ('val', '3 A300B4\n'),
+                       ('test', '4 707-320\n')):
+        (air / f'images_variant_{part}.txt').write_text(rows)
+    for i in range(1, 5):
+        Image.new('RGB', (8, 8)).save(air / 'images' / f'{i}.jpg')
+    assert run_tool('tools/data/make_coop_split.py', 'fgvc-aircraft', air).returncode == 0
+    train = FewShotDataset(data_root=str(air), split_file='split_zhou_FGVCAircraft.json',
+                           num_shots=1)
+    assert sorted(train.get_gt_labels().tolist()) == [0, 1]
+    (air / 'images_variant_test.txt').write_text('4 747-400\n')
+    result = run_tool('tools/data/make_coop_split.py', 'fgvc-aircraft', air)
+    assert result.returncode != 0 and "variant '747-400'" in result.stdout

@@ -1,0 +1,7 @@
+# SADA, 2 shots, oxford-pets (CoOp's protocol; seeds 1, 2, 3 by --cfg-options
+# train_dataloader.dataset.seed=S randomness.seed=S, one run each; projects/sada/README.md):
+#   python tools/train.py configs/sada/sada_rn50_2shot-50e_oxford-pets.py
+_base_ = ['./_base_/datasets/oxford-pets.py']
+
+model = dict(num_shots=2)
+train_dataloader = dict(dataset=dict(num_shots=2))
