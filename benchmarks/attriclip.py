@@ -12,7 +12,8 @@ Rows (configs in ``configs/attriclip/``, 500 test canvases, Avg / Last / Forgett
   class order);
 - ``linear_probe``: a linear layer on the frozen image features, task after task;
 - ``coop``: one shared 16-token context, task after task (the forgetting baseline);
-- ``attriclip``: the attribute word bank.
+- ``attriclip``: the attribute word bank (keys matched by the dot product, as released);
+- ``attriclip_cosine``: keys matched by cosine, as the key loss trains them.
 
 Each training run goes through ``tools/train.py`` into ``work_dirs/benchmarks/attriclip/``
 (a finished run is reused); the accuracy matrix is read back from its logged scalars. Results
@@ -41,6 +42,8 @@ ROWS = {  # row: (config, description)
              'CoOp (one shared context), task after task'),
     'attriclip': (f'{CONFIGS}/attriclip_demo-clip_5x2-5e_fashion-scene-items.py',
                   'AttriCLIP (attribute word bank)'),
+    'attriclip_cosine': (f'{CONFIGS}/attriclip_demo-clip_5x2-5e_fashion-scene-items_cosine.py',
+                         'AttriCLIP, cosine key matching'),
 }
 METRICS = ('Avg', 'Last', 'Forgetting')
 NUM_TASKS = 5

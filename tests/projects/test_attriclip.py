@@ -200,3 +200,19 @@ def test_demo_configs_through_the_stock_tools(items_all_classes, tiny_clip_folde
                       '--work-dir', tmp_path / 'zero', '--cfg-options', *opts)
     assert result.returncode == 0, result.stdout[-3000:]
     assert 'continual/matrix' in result.stdout and 'continual/Avg' in result.stdout
+
+
+def test_selection_statistics_by_hand():
+    import importlib.util
+
+    from tests.conftest import REPO
+    spec = importlib.util.spec_from_file_location(
+        'attriclip_selection', REPO / 'tools/analysis/attriclip_selection.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    stats = tool.statistics({0: [(0, 1), (0, 1), (2, 3)], 1: [(0, 1)]}, num_keys=4)
+    assert stats['tasks'][0]['distinct'] == 2
+    assert stats['tasks'][0]['top'][0] == ([0, 1], pytest.approx(66.7))
+    assert stats['tasks'][0]['shared_with_other_tasks'] == pytest.approx(66.7)
+    assert stats['tasks'][1]['shared_with_other_tasks'] == 100.0
+    assert stats['key_share'] == [37.5, 37.5, 12.5, 12.5]
