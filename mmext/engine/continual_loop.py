@@ -55,7 +55,7 @@ class ClassIncrementalLoop(EpochBasedTrainLoop):
             raise TypeError('ClassIncrementalLoop needs train_dataloader.dataset to be a '
                             "ClassIncrementalDataset (type='mmext.ClassIncrementalDataset'), "
                             f'got {type(self.sequence).__name__}')
-        self.runner_ref = runner
+        self._building_runner = runner  # BaseLoop keeps it only after super().__init__
         self.epochs_per_task = int(epochs_per_task)
         self.evaluate_tasks = evaluate_tasks
         super().__init__(runner, self._task_loader(0),
@@ -71,10 +71,10 @@ class ClassIncrementalLoop(EpochBasedTrainLoop):
     # ----------------------------------------------------------------- parts
     def _task_loader(self, task: int) -> DataLoader:
         cfg = dict(copy.deepcopy(self._loader_cfg), dataset=self.sequence.view(task, 'task'))
-        runner = self.runner_ref
+        runner = self._building_runner
         return runner.build_dataloader(
             cfg, seed=runner.seed,
-            diff_rank_seed=runner._randomness_cfg.get('diff_rank_seed', False))
+            diff_rank_seed=(runner.cfg.get('randomness') or {}).get('diff_rank_seed', False))
 
     def _num_batches(self, task: int) -> int:
         size = len(self.sequence.indices(task, 'task'))
