@@ -213,8 +213,12 @@ class ClassIncrementalDataset(Dataset):
 
     def task_of_samples(self, indices: np.ndarray) -> np.ndarray:
         """The task each of the wrapped dataset's samples ``indices`` belongs to."""
-        lookup = {c: t for t, classes in enumerate(self.split_tasks) for c in classes}
-        return np.asarray([lookup[int(c)] for c in self._split_labels[indices]], dtype=np.int64)
+        if not hasattr(self, '_sample_tasks'):
+            lookup = np.full(int(self._split_labels.max()) + 1, -1, dtype=np.int64)
+            for t, classes in enumerate(self.split_tasks):
+                lookup[classes] = t
+            self._sample_tasks = lookup[self._split_labels]
+        return self._sample_tasks[indices]
 
     def view(self, task: int, subset: str = 'task') -> TaskView:
         """A dataset of the samples of ``task`` (``subset='task'``) or of tasks 0..task."""

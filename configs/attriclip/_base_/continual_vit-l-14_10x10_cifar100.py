@@ -3,8 +3,10 @@
 # - class order: np.random.RandomState(1993).permutation(100) (the iCaRL convention), cut in
 #   tens; task t trains on its 10 classes only; after it, the CIFAR-100 test images of all
 #   classes seen so far are classified among all of them (ContinualAccuracy);
-# - SGD, lr 1e-3 * batch / 20 (batch 32), cosine to lr * 1e-3 within every task, no warm-up,
-#   no weight decay, 10 epochs per task.
+# - SGD, lr 1e-3 * batch / 20 (batch 32), a cosine towards lr * 1e-3 restarted in every task,
+#   no warm-up, no weight decay, 10 epochs per task. The cosine is stepped per epoch (tasks of
+#   different sizes keep their restarts aligned), so a task's last epoch runs at 0.025 x lr,
+#   not the 1e-3 x lr a per-iteration cosine would end at.
 # Data: data/cifar100/cifar-100-python/ (the python version from the CIFAR site, unpacked);
 # weights: open_clip's 'openai' ViT-L-14 (fetched into its cache; offline, give the file path
 # as clip.pretrained).
