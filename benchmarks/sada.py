@@ -8,6 +8,10 @@ without the attack or without the EMD term.
 Rows (configs in ``configs/sada/``; 500 test canvases, top-1):
 
 - ``zero_shot``: no training, one run;
+- ``linear_probe``: logistic regression on the frozen image features of the k shots (CoOp's
+  linear-probe baseline; inverse regularisation C chosen on the val split), and once on all
+  2,402 training canvases (``all`` in the results): the ceiling of any method that keeps the
+  image encoder frozen and its features linear;
 - ``tip_adapter``: training-free cache of the k-shot features;
 - ``coop``, ``proda``: prompt learning on the same shots and schedule;
 - ``sada``, ``sada_no_attack``, ``sada_no_emd``: the method and its two ablations.
@@ -31,6 +35,8 @@ from ablation_runs import REPO, ResultsFile, final_metrics, train
 ROWS = {  # row: (config, trains, sets model.num_shots, description)
     'zero_shot': ('configs/sada/zero-shot_demo-clip_fashion-scene-items.py', False, False,
                   'zero-shot CLIP'),
+    'linear_probe': ('configs/sada/zero-shot_demo-clip_fashion-scene-items.py', False, False,
+                     'linear probe (logistic regression on frozen features)'),
     'tip_adapter': ('configs/sada/tip-adapter_demo-clip_16shot_fashion-scene-items.py', False,
                     False, 'Tip-Adapter (training-free)'),
     'coop': ('configs/sada/coop_demo-clip_16shot-20e_fashion-scene-items.py', True, False,
@@ -58,8 +64,51 @@ def options(row: str, shots: int, seed: int) -> list[str]:
     return opts + ([f'model.num_shots={shots}'] if ROWS[row][2] else [])
 
 
-def run(row: str, shots: int, seed: int) -> dict:
+class FrozenFeatures:
+    """The frozen demo CLIP's normalised image features of a split (test pipeline), built
+    once per process from the zero-shot config."""
+
+    def __init__(self):
+        from mmengine.config import Config
+        from mmengine.registry import init_default_scope
+        from mmpretrain.registry import MODELS
+
+        import mmext  # noqa: F401
+        init_default_scope('mmpretrain')
+        self.cfg = Config.fromfile(REPO / ROWS['zero_shot'][0])
+        self.model = MODELS.build(self.cfg.model).eval()
+
+    def __call__(self, split: str, shots: int | None = None, seed: int = 1):
+        import torch
+        from mmengine.runner import Runner
+        loader = dict(self.cfg.test_dataloader)
+        loader['dataset'] = dict(loader['dataset'], split=split, num_shots=shots, seed=seed)
+        feats, labels = [], []
+        with torch.no_grad():
+            for data in Runner.build_dataloader(loader):
+                data = self.model.data_preprocessor(data, False)
+                feats.append(self.model.clip.encode_image(data['inputs']).float())
+                labels += [s.gt_label.item() for s in data['data_samples']]
+        return torch.cat(feats).numpy(), np.array(labels)
+
+
+def linear_probe(features: FrozenFeatures, shots: int | None, seed: int) -> dict:
+    """Top-1 (%) on test of logistic regression on the k-shot (or, ``shots=None``, all)
+    training features, C picked on val from a log grid."""
+    from sklearn.linear_model import LogisticRegression
+    if not hasattr(features, 'fixed'):
+        features.fixed = {s: features(s) for s in ('val', 'test')}
+    x, y = features('train', shots, seed)
+    (xv, yv), (xt, yt) = features.fixed['val'], features.fixed['test']
+    fits = [LogisticRegression(C=c, max_iter=5000).fit(x, y) for c in (0.01, 0.1, 1, 10, 100)]
+    best = max(fits, key=lambda f: f.score(xv, yv))
+    return dict(top1=round(100 * best.score(xt, yt), 2), C=best.C, minutes=None)
+
+
+def run(row: str, shots: int, seed: int, features: FrozenFeatures | None = None) -> dict:
     config, trains, _, _ = ROWS[row]
+    if row == 'linear_probe':
+        return linear_probe(features, shots, seed)
     work_dir = REPO / 'work_dirs/benchmarks/sada' / f'{row}_{shots}shot_seed{seed}'
     if trains:
         try:
@@ -94,6 +143,10 @@ def summarize(results: ResultsFile) -> str:
             spread = f' +- {np.std(values):.1f}' if len(values) > 1 else ''
             cells.append(f'{np.mean(values):.1f}{spread}' if values else '')
         lines.append(f'| {row}: {description} | ' + ' | '.join(cells) + ' |')
+    ceiling = runs.get('linear_probe', {}).get('all')
+    if ceiling:
+        lines += ['', f'Linear probe on all 2,402 training canvases (the frozen-feature '
+                  f'ceiling): {ceiling["top1"]:.1f} (C = {ceiling["C"]}).']
     return '\n'.join(lines)
 
 
@@ -111,7 +164,10 @@ def draw(results: ResultsFile) -> None:
                 xs.append(k)
                 ys.append(np.mean(values))
                 es.append(np.std(values))
-        ax.errorbar(xs, ys, yerr=es, marker='o', capsize=3, label=row)
+        line = ax.errorbar(xs, ys, yerr=es, marker='o', capsize=3, label=row)
+        if 'all' in found:
+            ax.axhline(found['all']['top1'], ls='--', color=line[0].get_color(), lw=1,
+                       label='linear probe, all training canvases')
     ax.set_xscale('log', base=2)
     ax.set_xticks(SHOTS, [str(k) for k in SHOTS])
     ax.set_xlabel('shots per class')
@@ -130,6 +186,9 @@ def main():
     parser.add_argument('--seeds', nargs='+', type=int, default=[1, 2, 3])
     args = parser.parse_args()
     results = ResultsFile(RESULTS, RESULTS.with_suffix('.md'))
+    features = FrozenFeatures() if 'linear_probe' in args.rows else None
+    if features is not None and not results.has('linear_probe', 'all'):
+        results.record('linear_probe', 'all', linear_probe(features, None, 1), summarize)
     for seed in args.seeds:
         for shots in args.shots:
             for row in args.rows:
@@ -139,7 +198,7 @@ def main():
                 if results.has(row, key):
                     print(f'{row} {key}: done before, kept', flush=True)
                     continue
-                results.record(row, key, run(row, shots, seed), summarize)
+                results.record(row, key, run(row, shots, seed, features), summarize)
                 draw(results)
 
 
