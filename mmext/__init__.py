@@ -24,6 +24,7 @@ def register_all_modules() -> None:
     or inspect the registries up front.
     """
     import mmext.datasets  # noqa: F401
+    import mmext.diffusion  # noqa: F401
     import mmext.engine  # noqa: F401
     import mmext.models  # noqa: F401
     import mmext.nas  # noqa: F401

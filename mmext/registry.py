@@ -42,7 +42,8 @@ def _child(name: str, parent: Registry, locations: list[str]) -> Registry:
 
 # Where the components of each kind live; imported on first lookup.
 _ENGINE = ['mmext.engine', 'mmext.nas', 'mmext.quant']
-_MODELS = ['mmext.models', 'mmext.quant', 'mmext.nas', 'mmext.distill', 'mmext.clip', 'mmext.cam']
+_MODELS = ['mmext.models', 'mmext.quant', 'mmext.nas', 'mmext.distill', 'mmext.clip', 'mmext.cam',
+           'mmext.diffusion']
 _DATA = ['mmext.datasets']
 _EVALUATION = ['mmext.evaluation', 'mmext.cam']
 
