@@ -20,6 +20,7 @@ data: install
 		--max-items 1 --num-train 3000 --num-val 500
 	$(PY) tools/data/make_fashion_retrieval.py
 	$(PY) tools/data/make_fewshot_split.py
+	$(PY) tools/data/make_simulated_fmri.py
 
 demo: install
 	$(PY) tools/demo.py

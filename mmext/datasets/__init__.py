@@ -16,9 +16,11 @@ from .fashion_mnist import (
 )
 from .fashion_scenes import SEG_CLASSES, SEG_PALETTE, SceneConfig, make_fashion_scenes
 from .few_shot import FewShotDataset, read_split_file, sample_few_shot, split_class_names
+from .fmri import BOLD5000Dataset, FMRIDataset, GODDataset, SimulatedFMRIDataset
 from .scene_datasets import FashionScenesDataset, FashionScenesSegDataset
 from .scene_items import FashionSceneItems
-from .transforms import ReverseChannels
+from .simulated_fmri import SimulatorConfig, make_simulated_fmri
+from .transforms import PackFMRIInputs, ReverseChannels, VoxelDropout, VoxelPad
 
 __all__ = [
     'FewShotDataset', 'read_split_file', 'sample_few_shot', 'split_class_names',
@@ -26,5 +28,7 @@ __all__ = [
     'FASHION_MNIST_CLASSES', 'CorruptDataError', 'DataNotFoundError', 'FashionMNIST',
     'load_fashion_mnist', 'read_idx', 'SEG_CLASSES', 'SEG_PALETTE', 'FashionScenesDataset',
     'FashionScenesSegDataset', 'FashionSceneItems', 'ReverseChannels', 'SceneConfig',
-    'make_fashion_scenes'
+    'make_fashion_scenes', 'BOLD5000Dataset', 'FMRIDataset', 'GODDataset',
+    'SimulatedFMRIDataset', 'SimulatorConfig', 'make_simulated_fmri', 'PackFMRIInputs',
+    'VoxelDropout', 'VoxelPad'
 ]

@@ -19,9 +19,19 @@ from torch import Tensor
 
 @dataclass
 class FixedNoise:
-    """``initial`` (1, C, H, W) and ``steps``, one (1, C, H, W) tensor per sampling step."""
+    """``initial`` (N, C, H, W) and ``steps``, one (N, C, H, W) tensor per sampling step; N is
+    1 (shared by every sample of a batch) or the batch size (one noise per sample)."""
     initial: Tensor
     steps: list[Tensor]
+
+    @classmethod
+    def stack(cls, noises: list[FixedNoise]) -> FixedNoise:
+        """One batch of per-sample noises from single ones (same step count)."""
+        return cls(torch.cat([n.initial for n in noises]),
+                   [torch.cat(s) for s in zip(*[n.steps for n in noises])])
+
+    def to(self, device) -> FixedNoise:
+        return FixedNoise(self.initial.to(device), [s.to(device) for s in self.steps])
 
     @classmethod
     def draw(cls, shape: tuple[int, ...], num_steps: int, seed: int) -> FixedNoise:
@@ -46,7 +56,8 @@ def sample(denoiser: Callable[[Tensor, Tensor], Tensor], scheduler, batch_size: 
         denoiser: ``(x_t (B, C, H, W), t (B,)) -> model output`` (the scheduler's
             prediction type); conditions are bound by the caller.
         scheduler: a diffusers scheduler (its timesteps are set here).
-        noise: ``FixedNoise`` with at least ``num_steps`` step noises.
+        noise: ``FixedNoise`` with at least ``num_steps`` step noises, of batch 1 (shared) or
+            ``batch_size``.
         eta: DDIM's eta (ignored by schedulers without it).
 
     Returns:
@@ -61,8 +72,9 @@ def sample(denoiser: Callable[[Tensor, Tensor], Tensor], scheduler, batch_size: 
         raise ValueError(f'{type(scheduler).__name__} draws its own step noise, which cannot be '
                          'fixed across samples: use DDIMScheduler (eta in the config) or a '
                          'deterministic scheduler (PNDMScheduler)')
-    device = next(iter([noise.initial.device]))
-    scheduler.set_timesteps(num_steps, device=device)
+    if noise.initial.shape[0] not in (1, batch_size):
+        raise ValueError(f'noise for {noise.initial.shape[0]} samples, batch of {batch_size}')
+    scheduler.set_timesteps(num_steps, device=noise.initial.device)
     x = noise.initial.expand(batch_size, -1, -1, -1) * scheduler.init_noise_sigma
     for i, t in enumerate(scheduler.timesteps):
         model_in = scheduler.scale_model_input(x, t)

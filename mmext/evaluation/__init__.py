@@ -1,5 +1,13 @@
 """Metrics shared by the methods ."""
 from .continual import ContinualAccuracy, continual_summary
+from .image_quality import (
+                            Judge,
+                            ReconstructionMetric,
+                            gaussian_ssim,
+                            n_way_identification,
+                            pixel_pcc,
+)
 from .open_vocab_iou import OpenVocabIoUMetric, class_indices, harmonic_iou, split_classes
 
-__all__ = ['ContinualAccuracy', 'continual_summary', 'OpenVocabIoUMetric', 'class_indices', 'harmonic_iou', 'split_classes']
+__all__ = ['Judge', 'ReconstructionMetric', 'gaussian_ssim', 'n_way_identification', 'pixel_pcc',
+           'ContinualAccuracy', 'continual_summary', 'OpenVocabIoUMetric', 'class_indices', 'harmonic_iou', 'split_classes']
