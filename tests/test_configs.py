@@ -24,11 +24,15 @@ def _no_pretrained(model_cfg, tiny_clip_folder) -> None:
             clip.model_name = f'local-dir:{tiny_clip_folder}'
             if 'decode_head' in model_cfg:  # MVP-SEG: the head takes the CLIP's width
                 model_cfg.decode_head.in_channels = 32
+    vae = model_cfg.get('vae')
+    if isinstance(vae, dict) and vae.get('from_pretrained'):  # CMVDM's VQ-f4: a local folder
+        model_cfg.vae = None                                    # users convert; pixel space here
     for key in ('model', 'detector', 'classifier'):
         if isinstance(model_cfg.get(key), dict):
             _no_pretrained(model_cfg[key], tiny_clip_folder)
     if isinstance(model_cfg.get('backbone'), dict):
-        model_cfg.backbone.init_cfg = None
+        if 'init_cfg' in model_cfg.backbone:   # LeNet5 takes none
+            model_cfg.backbone.init_cfg = None
         genotype = model_cfg.backbone.get('genotype')
         if isinstance(genotype, str) and genotype.startswith('work_dirs/'):
             model_cfg.backbone.genotype = str(GENOTYPE)

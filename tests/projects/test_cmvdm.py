@@ -312,3 +312,31 @@ def test_every_demo_stage_through_the_stock_tools(simulated, tiny_clip_folder, t
                     f'model.silhouette_checkpoint={tmp_path}/sdec/epoch_1.pth')
     assert done.returncode == 0, done.stdout[-3000:]
     assert 'recon/pcc' in done.stdout and 'recon/ssim_grey-gauss1.5' in done.stdout
+
+
+def test_mindvis_checkpoint_converts_into_cmvdm():
+    from mmext.diffusion import diffusers_to_ldm_unet
+    from projects.cmvdm.convert import mindvis_to_cmvdm
+    torch.manual_seed(0)
+    source = tiny_cmvdm()
+    mindvis = diffusers_to_ldm_unet(source.unet.state_dict(), source.unet)
+    for key, value in source.encoder.state_dict().items():
+        mindvis[f'cond_stage_model.mae.{key}'] = value
+    mindvis['cond_stage_model.mae.mask_token'] = torch.zeros(1, 1, 32)
+    mindvis['cond_stage_model.mae.pos_embed'] = torch.zeros(1, 5, 32)     # cls + 4 patches
+    for key, value in source.conditioner.state_dict().items():
+        name = key.replace('time_cond.', 'TIME.')
+        prefix = 'model.diffusion_model.time_embed_condtion.' if name.startswith('TIME.') \
+            else 'cond_stage_model.'
+        mindvis[prefix + name.removeprefix('TIME.')] = value
+    mindvis['first_stage_model.quantize.embedding.weight'] = torch.zeros(4, 3)
+    target = tiny_cmvdm()
+    converted = mindvis_to_cmvdm(mindvis, target)
+    target.load_state_dict(converted, strict=False)
+    for key, value in source.state_dict().items():
+        if key.startswith(('unet.', 'encoder.', 'conditioner.')):
+            assert torch.equal(target.state_dict()[key], value), key
+    wider = tiny_cmvdm(encoder=dict(type='mmext.FMRIMAEEncoder', num_voxels=80, patch_size=16,
+                                    embed_dim=32, depth=1, num_heads=2))
+    with pytest.raises(ValueError, match='num_voxels'):
+        mindvis_to_cmvdm(mindvis, wider)                # another subject's voxel count
