@@ -79,7 +79,8 @@ class FMRIMAEEncoder(BaseModule):
     def load_mindvis(self, path: str | Path) -> list[str]:
         """Load a MinD-Vis pretrained encoder (``{'model': state_dict, ...}``; the decoder and
         mask token are dropped, ``pos_embed`` is fixed here and not read). Returns the keys of
-        the file that were not used."""
+        the file that were not used. The file holds a pickled MinD-Vis config object, so it is
+        read with ``weights_only=False``: load only files you trust."""
         state = torch.load(path, map_location='cpu', weights_only=False)
         state = state.get('model', state)
         if not isinstance(state, dict) or 'patch_embed.proj.weight' not in state:

@@ -340,3 +340,22 @@ def test_mindvis_checkpoint_converts_into_cmvdm():
                                     embed_dim=32, depth=1, num_heads=2))
     with pytest.raises(ValueError, match='num_voxels'):
         mindvis_to_cmvdm(mindvis, wider)                # another subject's voxel count
+
+
+def test_mindvis_pretrained_encoder_loads(tmp_path):
+    torch.manual_seed(0)
+    cfg = dict(type='mmext.FMRIMAEEncoder', num_voxels=64, embed_dim=32, depth=1, num_heads=2)
+    source = MODELS.build(cfg)
+    state = dict(source.state_dict(), mask_token=torch.zeros(1, 1, 32),
+                 pos_embed=torch.zeros(1, 5, 32), **{'decoder_pred.weight': torch.zeros(16, 8)})
+    torch.save({'model': state, 'epoch': 3}, tmp_path / 'fmri_encoder.pth')
+    target = MODELS.build(cfg)
+    unused = target.load_mindvis(tmp_path / 'fmri_encoder.pth')
+    assert unused == ['decoder_pred.weight', 'mask_token', 'pos_embed']
+    assert all(torch.equal(target.state_dict()[k], v) for k, v in source.state_dict().items())
+    wide = MODELS.build(dict(cfg, embed_dim=48, num_heads=2))
+    with pytest.raises(ValueError, match='embed_dim, depth'):
+        wide.load_mindvis(tmp_path / 'fmri_encoder.pth')
+    torch.save({'model': {'other.weight': torch.zeros(2)}}, tmp_path / 'other.pth')
+    with pytest.raises(ValueError, match='not a MinD-Vis fMRI MAE checkpoint'):
+        target.load_mindvis(tmp_path / 'other.pth')
