@@ -144,3 +144,67 @@ def diffusers_to_ldm_unet(state_dict: Mapping[str, Tensor], unet: torch.nn.Modul
                     break
         out[prefix + old + rest] = value
     return out
+
+
+LDM_VQ_PREFIX = 'first_stage_model.'
+_VAE_TOP = {'conv_norm_out.': 'norm_out.'}
+_VAE_ATTENTION = (('group_norm.', 'norm.'), ('to_q.', 'q.'), ('to_k.', 'k.'), ('to_v.', 'v.'),
+                  ('to_out.0.', 'proj_out.'))
+
+
+def ldm_to_diffusers_vq(state_dict: Mapping[str, Tensor], vq: torch.nn.Module,
+                        prefix: str = LDM_VQ_PREFIX) -> dict[str, Tensor]:
+    """The first stage (VQ-f4 and other CompVis ``VQModel``s, keys ``first_stage_model.*``) for a
+    diffusers ``VQModel`` through diffusers' VAE converter, plus the codebook
+    (``quantize.embedding.weight``); checked against ``vq``."""
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+    ours = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if not ours:
+        raise ValueError(f'no key starts with {prefix!r}: the checkpoint has no CompVis first '
+                         'stage (VQ / KL autoencoder)')
+    converted = convert_ldm_vae_checkpoint({'first_stage_model.' + k: v for k, v in ours.items()},
+                                           dict(vq.config))
+    for key in ('quantize.embedding.weight', ):
+        if key in ours:
+            converted[key] = ours[key]
+    expected = vq.state_dict()
+    _check_fits({k: v for k, v in converted.items() if v is not None}, expected,
+                'first stage of the CompVis checkpoint')
+    return converted
+
+
+def diffusers_to_ldm_vq(state_dict: Mapping[str, Tensor], vq: torch.nn.Module,
+                        prefix: str = LDM_VQ_PREFIX) -> dict[str, Tensor]:
+    """The inverse of :func:`ldm_to_diffusers_vq` (attention projections back to 1x1 convs)."""
+    ups = len(vq.decoder.up_blocks)
+    out = {}
+    for key, value in state_dict.items():
+        name = key
+        for new, old in _VAE_TOP.items():
+            name = name.replace('.' + new, '.' + old)
+        parts = name.split('.')
+        if parts[1] == 'down_blocks':
+            i, kind = parts[2], parts[3]
+            rest = '.'.join(parts[4:])
+            name = (f'{parts[0]}.down.{i}.block.{rest}' if kind == 'resnets' else
+                    f'{parts[0]}.down.{i}.downsample.{".".join(parts[5:])}')
+        elif parts[1] == 'up_blocks':
+            i, kind = ups - 1 - int(parts[2]), parts[3]
+            rest = '.'.join(parts[4:])
+            name = (f'{parts[0]}.up.{i}.block.{rest}' if kind == 'resnets' else
+                    f'{parts[0]}.up.{i}.upsample.{".".join(parts[5:])}')
+        elif parts[1] == 'mid_block':
+            if parts[2] == 'resnets':
+                name = f'{parts[0]}.mid.block_{int(parts[3]) + 1}.{".".join(parts[4:])}'
+            else:
+                rest = '.'.join(parts[4:])
+                for new, old in _VAE_ATTENTION:
+                    if rest.startswith(new):
+                        rest = old + rest[len(new):]
+                        break
+                name = f'{parts[0]}.mid.attn_1.{rest}'
+                if value.ndim == 2:
+                    value = value[:, :, None, None]
+        name = name.replace('.conv_shortcut.', '.nin_shortcut.')
+        out[prefix + name] = value
+    return out

@@ -164,3 +164,32 @@ def test_converter_tool_writes_a_loadable_folder(tmp_path):
         'model.diffusion_model.time_embed_condtion.0.weight']
     again = subprocess.run(cmd, capture_output=True, text=True)
     assert again.returncode != 0 and '--force' in again.stderr    # nothing overwritten
+
+
+TINY_VQ = dict(in_channels=3, out_channels=3, down_block_types=('DownEncoderBlock2D', ) * 3,
+               up_block_types=('UpDecoderBlock2D', ) * 3, block_out_channels=(16, 32, 32),
+               layers_per_block=1, latent_channels=3, num_vq_embeddings=16, norm_num_groups=8,
+               vq_embed_dim=3)
+
+
+def test_compvis_first_stage_round_trip(tmp_path):
+    from mmext.diffusion import diffusers_to_ldm_vq, ldm_to_diffusers_vq
+    torch.manual_seed(0)
+    vq = build('VQModel', from_config=TINY_VQ).eval()
+    ldm = diffusers_to_ldm_vq(vq.state_dict(), vq)
+    assert ldm['first_stage_model.encoder.mid.attn_1.q.weight'].ndim == 4    # 1x1 convs there
+    assert 'first_stage_model.decoder.up.2.upsample.conv.weight' in ldm      # reversed levels
+    assert 'first_stage_model.quantize.embedding.weight' in ldm
+    torch.save({'state_dict': ldm}, tmp_path / 'vq.ckpt')
+    fresh = build('VQModel', from_config=TINY_VQ).eval()
+    fresh.load_state_dict(ldm_to_diffusers_vq(checkpoint_state_dict(torch.load(tmp_path / 'vq.ckpt')),
+                                              fresh))
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(fresh.decode(fresh.encode(x).latents).sample,
+                           vq.decode(vq.encode(x).latents).sample)
+    with pytest.raises(ValueError, match='no CompVis first'):
+        ldm_to_diffusers_vq({'model.diffusion_model.x': torch.zeros(1)}, fresh)
+    wider = build('VQModel', from_config=dict(TINY_VQ, block_out_channels=(16, 32, 64)))
+    with pytest.raises(ValueError, match='wrong shape'):
+        ldm_to_diffusers_vq(diffusers_to_ldm_vq(wider.state_dict(), wider), fresh)

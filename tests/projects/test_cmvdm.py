@@ -157,7 +157,7 @@ def test_reconstruction_metric_and_its_pixel_measures():
 
 
 # ------------------------------------------------------------------------ the model
-def tiny_cmvdm(**kwargs):
+def tiny_model_cfg(**kwargs) -> dict:
     noise = dict(num_train_timesteps=100, beta_schedule='scaled_linear', beta_start=0.0015,
                  beta_end=0.0195)
     cfg = dict(
@@ -176,7 +176,11 @@ def tiny_cmvdm(**kwargs):
                               from_config=noise),
         sampling=dict(num_steps=3, eta=0.0))
     cfg.update(kwargs)
-    return MODELS.build(cfg)
+    return cfg
+
+
+def tiny_cmvdm(**kwargs):
+    return MODELS.build(tiny_model_cfg(**kwargs))
 
 
 STAGE_B = dict(controlnet=dict(conditioning_channels=1, conditioning_embedding_out_channels=(8, )),
@@ -359,3 +363,33 @@ def test_mindvis_pretrained_encoder_loads(tmp_path):
     torch.save({'model': {'other.weight': torch.zeros(2)}}, tmp_path / 'other.pth')
     with pytest.raises(ValueError, match='not a MinD-Vis fMRI MAE checkpoint'):
         target.load_mindvis(tmp_path / 'other.pth')
+
+
+def test_mindvis_converter_tool_writes_stage_a_init_and_vq(tmp_path):
+    from diffusers import VQModel
+
+    from mmext.diffusion import diffusers_to_ldm_unet, diffusers_to_ldm_vq
+    from tests.diffusion.test_diffusion import TINY_VQ
+    torch.manual_seed(0)
+    source = tiny_cmvdm()
+    state = diffusers_to_ldm_unet(source.unet.state_dict(), source.unet)
+    state.update({f'cond_stage_model.mae.{k}': v for k, v in source.encoder.state_dict().items()})
+    for key, value in source.conditioner.state_dict().items():
+        state[('model.diffusion_model.time_embed_condtion.' + key[len('time_cond.'):])
+              if key.startswith('time_cond.') else f'cond_stage_model.{key}'] = value
+    vq = VQModel.from_config(TINY_VQ)
+    state.update(diffusers_to_ldm_vq(vq.state_dict(), vq))
+    torch.save({'model_state_dict': state, 'config': {'note': 'MinD-Vis pickles a class here'}},
+               tmp_path / 'finetuned.pth')
+    (tmp_path / 'tiny.py').write_text(f'model = {tiny_model_cfg()!r}\nvq_f4 = {TINY_VQ!r}\n')
+    done = run_tool('tools/model_converters/mindvis_to_cmvdm.py', tmp_path / 'finetuned.pth',
+                    tmp_path / 'tiny.py', tmp_path / 'init.pth', '--vq-out', tmp_path / 'vqvae')
+    assert done.returncode == 0, done.stdout[-2000:]
+    target = tiny_cmvdm()
+    target.load_state_dict(torch.load(tmp_path / 'init.pth')['state_dict'], strict=False)
+    assert torch.equal(target.unet.conv_in.weight, source.unet.conv_in.weight)
+    loaded = VQModel.from_pretrained(tmp_path / 'vqvae')
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in vq.state_dict().items())
+    again = run_tool('tools/model_converters/mindvis_to_cmvdm.py', tmp_path / 'finetuned.pth',
+                     tmp_path / 'tiny.py', tmp_path / 'init.pth')
+    assert again.returncode != 0 and '--force' in again.stdout

@@ -2,9 +2,11 @@
 CMVDM stage-A config::
 
     python tools/model_converters/mindvis_to_cmvdm.py pretrains/GOD/finetuned.pth \
-        configs/cmvdm/cmvdm_ldm_stage-a_god-sbj3.py checkpoints/mind-vis/cmvdm_init_god-sbj3.pth
+        configs/cmvdm/cmvdm_ldm_stage-a_god-sbj3.py checkpoints/mind-vis/cmvdm_init_god-sbj3.pth \
+        --vq-out checkpoints/mind-vis/vqvae
 
-The config's model is built without its VQ and CLIP (not needed to name the keys). The
+``--vq-out`` also writes the first stage (VQ-f4) as a diffusers ``VQModel`` folder, built from
+the config's ``vq_f4`` dict, where the config's ``model.vae`` reads it. The config's model is built without its VQ and CLIP (not needed to name the keys). The
 checkpoint's ``config`` entry is a pickled MinD-Vis class: the file is read with
 ``weights_only=False``, so convert only files you trust. An existing output is kept unless
 ``--force``.
@@ -25,17 +27,19 @@ def main(argv=None):
     parser.add_argument('checkpoint')
     parser.add_argument('config')
     parser.add_argument('out')
-    parser.add_argument('--force', action='store_true', help='replace an existing output')
+    parser.add_argument('--vq-out', help='folder for the first stage as a diffusers VQModel')
+    parser.add_argument('--force', action='store_true', help='replace existing outputs')
     args = parser.parse_args(argv)
     out = Path(args.out)
-    if out.exists() and not args.force:
-        raise SystemExit(f'{out} exists: pass --force to replace it')
+    for existing in (out, Path(args.vq_out) if args.vq_out else None):
+        if existing is not None and existing.exists() and not args.force:
+            raise SystemExit(f'{existing} exists: pass --force to replace it')
     if not Path(args.checkpoint).is_file():
         raise SystemExit(f'no checkpoint at {args.checkpoint}')
     from mmengine.config import Config
 
     import projects.cmvdm  # noqa: F401
-    from mmext.diffusion import checkpoint_state_dict
+    from mmext.diffusion import checkpoint_state_dict, ldm_to_diffusers_vq
     from mmext.registry import MODELS
     from projects.cmvdm.convert import mindvis_to_cmvdm
     cfg = Config.fromfile(args.config)
@@ -48,6 +52,15 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({'state_dict': converted, 'meta': {'converted_from': str(args.checkpoint)}}, out)
     print(f'wrote {out}: {len(converted)} tensors (UNet, fMRI encoder, conditioner)')
+    if args.vq_out:
+        from diffusers import VQModel
+        if 'vq_f4' not in cfg:
+            raise SystemExit(f'{args.config} has no vq_f4 dict (the VQModel config)')
+        vq = VQModel.from_config(dict(cfg.vq_f4))
+        state = checkpoint_state_dict(loaded)
+        vq.load_state_dict(ldm_to_diffusers_vq(state, vq))
+        vq.save_pretrained(args.vq_out)
+        print(f'wrote {args.vq_out} (VQModel)')
 
 
 if __name__ == '__main__':

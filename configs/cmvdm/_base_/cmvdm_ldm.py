@@ -9,6 +9,13 @@
 custom_imports = dict(imports=['mmext', 'projects.cmvdm'], allow_failed_imports=False)
 
 checkpoints = 'checkpoints/mind-vis'        # where the converted folders are (users provide)
+# VQ-f4 (CompVis vq-f4: ch 128 x (1, 2, 4), 2 res blocks, 3 latent channels, 8,192 codes) as a
+# diffusers VQModel; tools/model_converters/mindvis_to_cmvdm.py --vq-out writes it from the
+# checkpoint's first stage into {checkpoints}/vqvae
+vq_f4 = dict(in_channels=3, out_channels=3, down_block_types=('DownEncoderBlock2D', ) * 3,
+             up_block_types=('UpDecoderBlock2D', ) * 3, block_out_channels=(128, 256, 512),
+             layers_per_block=2, latent_channels=3, num_vq_embeddings=8192, vq_embed_dim=3,
+             norm_num_groups=32, sample_size=256)
 noise_schedule = dict(num_train_timesteps=1000, beta_start=0.0015, beta_end=0.0195,
                       beta_schedule='scaled_linear', prediction_type='epsilon')
 model = dict(
