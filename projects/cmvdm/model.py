@@ -35,8 +35,9 @@ class CMVDM(BaseModel):
             diffusion then runs on its latents, scaled by ``latent_scale``.
         align_head, align_loss, clip, clip_image_size: the semantic alignment (spec 10.3);
             ``clip`` is a frozen ``mmext.OpenCLIPModel`` config whose image embedding of the
-            stimulus is the target. The loss is computed only while the head trains (stage A;
-            stage B's loss is the diffusion loss alone).
+            stimulus is the target (cached per training image id unless
+            ``cache_clip_targets=False``). The loss is computed only while the head trains
+            (stage A; stage B's loss is the diffusion loss alone).
         silhouette: a frozen ``SilhouetteDecoder`` config; ``silhouette_checkpoint`` the
             ``SilhouetteTrainer`` run whose decoder it loads (at ``init_weights``, before
             ``load_from`` / resume, which keep the loaded weights).
@@ -56,6 +57,7 @@ class CMVDM(BaseModel):
                  clip_image_size: int = 224, silhouette: dict | None = None,
                  silhouette_checkpoint: str | None = None, residual: dict | None = None, controlnet: dict | None = None,
                  trainable: Sequence[str] = ('.*', ), sampling: dict | None = None,
+                 cache_clip_targets: bool = True,
                  data_preprocessor: dict | None = None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.encoder = MODELS.build(encoder)
@@ -73,6 +75,8 @@ class CMVDM(BaseModel):
         self.clip = MODELS.build(dict(dict(type='mmext.OpenCLIPModel', freeze=True), **clip)) \
             if clip and self.align_head is not None else None
         self.clip_image_size = clip_image_size
+        self.cache_clip_targets = cache_clip_targets
+        self._clip_cache: dict[int, Tensor] = {}   # training image id -> its (frozen) target
         if silhouette_checkpoint and silhouette:
             silhouette = dict(silhouette, init_cfg=dict(type='Pretrained', prefix='decoder.',
                                                         checkpoint=silhouette_checkpoint))
@@ -160,8 +164,20 @@ class CMVDM(BaseModel):
         with torch.no_grad():
             return self.vae.decode(latent / self.latent_scale).sample
 
-    def clip_target(self, image: Tensor) -> Tensor:
-        """CLIP image embedding (B, D) of stimuli in [-1, 1] (grey is repeated to RGB)."""
+    def clip_target(self, image: Tensor, image_id: Tensor | None = None) -> Tensor:
+        """CLIP image embedding (B, D) of stimuli in [-1, 1] (grey is repeated to RGB). With
+        ``image_id`` (>= 0) and ``cache_clip_targets`` the embeddings are cached per image (the
+        CLIP is frozen; the spec proposes encoding the stimulus once, 10.3): with pixel
+        augmentation the target is then the embedding of the view first seen."""
+        if image_id is not None and self.cache_clip_targets:
+            ids = [int(i) for i in image_id]
+            missing = [k for k, i in enumerate(ids) if i < 0 or i not in self._clip_cache]
+            fresh = dict(zip(missing, self.clip_target(image[missing]))) if missing else {}
+            for k in missing:
+                if ids[k] >= 0:
+                    self._clip_cache[ids[k]] = fresh[k]
+            return torch.stack([fresh[k] if k in fresh else self._clip_cache[i]
+                                for k, i in enumerate(ids)])
         x = (image + 1) / 2
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
@@ -175,12 +191,12 @@ class CMVDM(BaseModel):
     def forward(self, voxels: Tensor, image: Tensor | None = None, mode: str = 'tensor',
                 **batch):
         if mode == 'loss':
-            return self.loss(voxels, image)
+            return self.loss(voxels, image, batch.get('image_id'))
         if mode == 'predict':
             return self.predict(voxels, image, **batch)
         return self.condition(voxels)[0]
 
-    def loss(self, voxels: Tensor, image: Tensor) -> dict:
+    def loss(self, voxels: Tensor, image: Tensor, image_id: Tensor | None = None) -> dict:
         if self.training:
             self.sync_controlnet()
         context, time_cond = self.condition(voxels)
@@ -191,7 +207,7 @@ class CMVDM(BaseModel):
         if self.align_head is not None and any(p.requires_grad
                                                for p in self.align_head.parameters()):
             losses['loss_align'] = self.align_loss(self.align_head(context),
-                                                   self.clip_target(image))
+                                                   self.clip_target(image, image_id))
         return losses
 
     @torch.no_grad()

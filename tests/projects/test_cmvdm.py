@@ -393,3 +393,19 @@ def test_mindvis_converter_tool_writes_stage_a_init_and_vq(tmp_path):
     again = run_tool('tools/model_converters/mindvis_to_cmvdm.py', tmp_path / 'finetuned.pth',
                      tmp_path / 'tiny.py', tmp_path / 'init.pth')
     assert again.returncode != 0 and '--force' in again.stdout
+
+
+def test_clip_targets_are_cached_per_training_image(tiny_clip_folder):
+    torch.manual_seed(0)
+    model = tiny_cmvdm(align_head=dict(type='mmext.CLIPAlignHead', context_tokens=6,
+                                       context_dim=16, clip_dim=TINY_CLIP_CFG['embed_dim'],
+                                       hidden=16),
+                       clip=dict(model_name=f'local-dir:{tiny_clip_folder}'), clip_image_size=64)
+    first = model.clip_target(torch.rand(2, 1, 8, 8) * 2 - 1, torch.tensor([3, -1]))
+    other = torch.rand(2, 1, 8, 8) * 2 - 1
+    again = model.clip_target(other, torch.tensor([3, -1]))
+    assert sorted(model._clip_cache) == [3]                       # -1: no id, never cached
+    assert torch.equal(again[0], first[0])                        # the cached target
+    assert torch.allclose(again[1], model.clip_target(other[1:])[0])
+    model.cache_clip_targets = False
+    assert not torch.equal(model.clip_target(other, torch.tensor([3, -1]))[0], first[0])

@@ -1,4 +1,4 @@
-# The CMVDM demo model: a 1-D MAE fMRI encoder (256 patches of 16 voxels, width 128, depth 4),
+# The CMVDM demo model: a 1-D MAE fMRI encoder (256 patches of 16 voxels, width 64, depth 2),
 # its conditioner (16 context tokens of 64 dims, time condition added to the timestep
 # embedding) and a pixel-space UNet2DConditionModel at 32 x 32 grey trained from scratch here
 # (channels 16 / 32 / 64, self- and cross-attention at 8 x 8 and in the middle block: at 32 x 32
@@ -8,7 +8,7 @@ _base_ = ['./simulated-fmri.py']
 
 context_tokens, context_dim, time_embed_dim = 16, 64, 64       # time: 4 x the UNet's first width
 encoder = dict(type='mmext.FMRIMAEEncoder', num_voxels={{_base_.num_voxels}}, patch_size=16,
-               embed_dim=128, depth=4, num_heads=4, mlp_ratio=1.0)
+               embed_dim=64, depth=2, num_heads=4, mlp_ratio=1.0)
 unet = dict(type='mmext.Diffusers', cls='UNet2DConditionModel', from_config=dict(
     sample_size=32, in_channels=1, out_channels=1, block_out_channels=(16, 32, 64),
     layers_per_block=1, norm_num_groups=16, cross_attention_dim=context_dim,
@@ -21,7 +21,7 @@ model = dict(
     type='mmext.CMVDM',
     encoder=encoder,
     conditioner=dict(type='mmext.FMRIConditioner', num_tokens={{_base_.num_patches}},
-                     embed_dim=128,
+                     embed_dim=64,
                      context_tokens=context_tokens, context_dim=context_dim,
                      time_embed_dim=time_embed_dim),
     unet=unet,
