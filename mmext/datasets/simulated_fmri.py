@@ -57,8 +57,8 @@ class EncodingModel:
         centres = torch.rand(n, 2, generator=gen) * (size - 1)
         lo, hi = cfg.rf_sigma
         sigma = lo + (hi - lo) * torch.rand(n, 1, generator=gen)
-        ys, xs = torch.meshgrid(torch.arange(size.__float__()), torch.arange(size.__float__()),
-                                indexing='ij')
+        coords = torch.arange(size, dtype=torch.float32)
+        ys, xs = torch.meshgrid(coords, coords, indexing='ij')
         grid = torch.stack([ys.flatten(), xs.flatten()], 1)                  # (P, 2)
         dist2 = ((grid[None] - centres[:, None]) ** 2).sum(-1)               # (n, P)
         fields = torch.exp(-dist2 / (2 * sigma ** 2))
