@@ -10,7 +10,8 @@ model = dict(
     controlnet=dict(conditioning_channels=1, conditioning_embedding_out_channels=(16, )),
     silhouette={{_base_.silhouette_decoder}},
     silhouette_checkpoint={{_base_.silhouette_checkpoint}},
-    trainable=[r'controlnet\.', r'residual\.'])
+    trainable=[r'controlnet\.', r'residual\.'],
+    align_head=None, clip=None)   # stage B's loss is L_LDM alone: no CLIP to load
 param_scheduler = [dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=60),
                    dict(type='CosineAnnealingLR', by_epoch=False, begin=60, end=max_iters,
                         T_max=max_iters - 60)]

@@ -1,7 +1,7 @@
-# CMVDM stage A (semantic) on BOLD5000 CSI1: from MinD-Vis's fine-tuned checkpoint (converted:
-# tools/model_converters/ldm_to_diffusers.py for the UNet and VQ-f4, the fMRI encoder and
-# conditioner as load_from), train the fMRI encoder and conditioner (with the time condition),
-# the alignment head, and the UNet's cross-attention and the norms before it; loss L_LDM +
+# CMVDM stage A (semantic) on BOLD5000 CSI1: from MinD-Vis's fine-tuned checkpoint (converted by
+# tools/model_converters/mindvis_to_cmvdm.py: UNet, fMRI encoder and conditioner as load_from,
+# VQ-f4 as a diffusers folder with --vq-out), train the fMRI encoder and conditioner (with the
+# time condition), the alignment head, and the UNet's cross-attention and the norms before it; loss L_LDM +
 # 0.004 L_align; AdamW lr 5.3e-5, batch 24, gradient clip 0.5, up to 500 epochs, the best val
 # checkpoint kept (never the test set). The CLIP target: ViT-B/32 (local weights).
 #   python tools/train.py configs/cmvdm/cmvdm_ldm_stage-a_bold5000-csi1.py

@@ -7,7 +7,9 @@
 #   python tools/train.py configs/cmvdm/cmvdm_ldm_stage-b_god-sbj3.py
 _base_ = ['./cmvdm_ldm_stage-a_god-sbj3.py']
 
-# stage A's best val checkpoint (mmengine names it best_recon_2way_top1_epoch_N.pth)
+# stage A's best val checkpoint: mmengine names it best_recon_2way_top1_epoch_N.pth; link it
+#   ln -s best_recon_2way_top1_epoch_N.pth work_dirs/cmvdm_ldm_stage-a_god-sbj3/best.pth
+# or pass --cfg-options load_from=...
 load_from = 'work_dirs/cmvdm_ldm_stage-a_god-sbj3/best.pth'
 model = dict(
     controlnet=dict(conditioning_channels=3,
@@ -19,5 +21,6 @@ model = dict(
     residual=dict(type='mmext.ResidualHintNet', num_voxels={{_base_.num_voxels}},
                   out_channels=3, hidden=1024, start_size=32, sizes=(64, 256, 512),
                   channels=(32, 64, 64)),
-    trainable=[r'controlnet\.', r'residual\.'])
+    trainable=[r'controlnet\.', r'residual\.'],
+    align_head=None, clip=None)   # stage B's loss is L_LDM alone: no CLIP to load
 train_dataloader = dict(batch_size=32)

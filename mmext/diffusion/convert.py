@@ -2,7 +2,7 @@
 Diffusion 1.x checkpoints) and diffusers.
 
 ``ldm_to_diffusers_unet`` reads the UNet of an LDM checkpoint (keys ``model.diffusion_model.*``)
-into a diffusers ``UNet2DConditionModel`` / ``UNet2DModel`` state dict with diffusers' own
+into a diffusers ``UNet2DConditionModel`` state dict with diffusers' own
 converter, and checks the result against the model it is meant for, so that a checkpoint of
 another layout or size stops with the keys that do not fit. ``diffusers_to_ldm_unet`` writes the
 inverse (for export, and for the tests, which write CompVis-layout checkpoints).

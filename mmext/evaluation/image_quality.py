@@ -13,18 +13,26 @@ from torch import Tensor
 from mmext.registry import METRICS
 
 
-def gaussian_ssim(x: Tensor, y: Tensor, data_range: float = 1.0, sigma: float = 1.5) -> Tensor:
-    """Mean SSIM per image (B,) of (B, C, H, W) tensors: Gaussian window of ``sigma`` truncated
-    at 3.5 sigma, population covariances, K1 0.01, K2 0.03, averaged over channels and the valid
-    region (skimage's ``structural_similarity(gaussian_weights=True, sigma=1.5,
-    use_sample_covariance=False)``, Wang et al. 2004). Differentiable."""
-    radius = int(3.5 * sigma + 0.5)
+def gaussian_ssim(x: Tensor, y: Tensor, data_range: float = 1.0, sigma: float = 1.5,
+                  uniform_window: int | None = None) -> Tensor:
+    """Mean SSIM per image (B,) of (B, C, H, W) tensors, K1 0.01, K2 0.03, averaged over channels
+    and the valid region. Default: Gaussian window of ``sigma`` truncated at 3.5 sigma,
+    population covariances (skimage's ``structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False)``, Wang et al. 2004). ``uniform_window=7``: a uniform 7 x 7
+    window with sample covariances (skimage's defaults, which MinD-Vis's evaluation uses).
+    Differentiable."""
+    if uniform_window:
+        radius = uniform_window // 2
+        g = torch.full((uniform_window, ), 1.0 / uniform_window, dtype=x.dtype, device=x.device)
+    else:
+        radius = int(3.5 * sigma + 0.5)
     if min(x.shape[-2:]) < 2 * radius + 1:
-        raise ValueError(f'SSIM with sigma {sigma} needs images of at least {2 * radius + 1} '
-                         f'pixels a side, got {tuple(x.shape[-2:])}')
-    grid = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    g = torch.exp(-grid ** 2 / (2 * sigma ** 2))
-    g = g / g.sum()
+        raise ValueError(f'SSIM with a window of {2 * radius + 1} pixels needs images at least '
+                         f'that large, got {tuple(x.shape[-2:])}')
+    if not uniform_window:
+        grid = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+        g = torch.exp(-grid ** 2 / (2 * sigma ** 2))
+        g = g / g.sum()
     c = x.shape[1]
     wx = g.view(1, 1, 1, -1).expand(c, 1, 1, -1)
     wy = g.view(1, 1, -1, 1).expand(c, 1, -1, 1)
@@ -33,9 +41,11 @@ def gaussian_ssim(x: Tensor, y: Tensor, data_range: float = 1.0, sigma: float = 
         return F.conv2d(F.conv2d(t, wx, groups=c), wy, groups=c)
 
     mx, my = blur(x), blur(y)
-    vx = blur(x * x) - mx ** 2
-    vy = blur(y * y) - my ** 2
-    cov = blur(x * y) - mx * my
+    n = (2 * radius + 1) ** 2
+    norm = n / (n - 1) if uniform_window else 1.0     # sample covariances for the uniform window
+    vx = norm * (blur(x * x) - mx ** 2)
+    vy = norm * (blur(y * y) - my ** 2)
+    cov = norm * (blur(x * y) - mx * my)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     s = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
     return s.flatten(1).mean(1)
@@ -88,9 +98,14 @@ class Judge:
                     '(projects/cmvdm/README.md#judge) or point judge.checkpoint at it')
             from mmpretrain.apis import init_model
             model = init_model(config, checkpoint, device='cpu').eval()
+            # a preprocessor with to_rgb=True expects BGR (OpenCV's order) and swaps: our
+            # images are RGB, so hand it BGR
+            to_rgb = bool(model.cfg.model.get('data_preprocessor', {}).get('to_rgb', False))
 
             def fn(images):
                 x = (images + 1) * 127.5
+                if to_rgb and x.shape[1] == 3:
+                    x = x.flip(1)
                 if input_size and x.shape[-1] != input_size:
                     x = F.interpolate(x, size=input_size, mode='bilinear', align_corners=False)
                 data = model.data_preprocessor({'inputs': list(x)}, False)
@@ -117,8 +132,10 @@ class ReconstructionMetric(BaseMetric):
         judge: ``dict(config=..., checkpoint=..., input_size=...)`` for :class:`Judge`, or a
             ``Judge``; None: no identification.
         n_way: the n of each identification figure.
-        ssim_convention: 'grey-gauss1.5' (luminance of images in [0, 1], Gaussian window 1.5)
-            or 'rgb-255' (channels averaged, data range 255): named in the metric key.
+        ssim_convention: 'grey-gauss1.5' (luminance of images in [0, 1], Gaussian window 1.5,
+            as NSD papers) or 'rgb-255' (per channel, data range 255, uniform 7 x 7 window with
+            sample covariances: scikit-image's defaults, MinD-Vis's evaluation): named in the
+            metric key.
     """
 
     default_prefix = 'recon'
@@ -136,7 +153,8 @@ class ReconstructionMetric(BaseMetric):
 
     def _ssim(self, pred: Tensor, gt: Tensor) -> Tensor:
         if self.ssim_convention == 'rgb-255':
-            return gaussian_ssim((pred + 1) * 127.5, (gt + 1) * 127.5, data_range=255.0)
+            return gaussian_ssim((pred + 1) * 127.5, (gt + 1) * 127.5, data_range=255.0,
+                                 uniform_window=7)
         luma = torch.tensor([0.299, 0.587, 0.114])
 
         def grey(t):

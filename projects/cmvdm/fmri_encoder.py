@@ -30,7 +30,8 @@ class FMRIMAEEncoder(BaseModule):
 
     A Conv1d of kernel and stride ``patch_size`` embeds each patch of voxels; fixed sine-cosine
     positions (a slot for an unused class token first, as MinD-Vis keeps one); transformer
-    blocks (timm's, pre-norm, MLP ratio ``mlp_ratio``); LayerNorm. Module names follow
+    blocks (timm's, pre-norm, MLP ratio ``mlp_ratio``, LayerNorm with torch's default eps, as
+    MinD-Vis); LayerNorm. Module names follow
     MinD-Vis's ``MAEforFMRI`` so its checkpoints load (:meth:`load_mindvis`).
 
     Args:
@@ -52,9 +53,11 @@ class FMRIMAEEncoder(BaseModule):
         self.patch_embed = nn.Module()
         self.patch_embed.proj = nn.Conv1d(1, embed_dim, patch_size, stride=patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.register_buffer('pos_embed', sincos_positions(self.num_patches + 1, embed_dim)[None],
-                             persistent=False)
-        norm = partial(nn.LayerNorm, eps=1e-6)
+        # MinD-Vis's layout: a zero row for the (unused) class token, then patch j at position j
+        positions = torch.cat([torch.zeros(1, embed_dim),
+                               sincos_positions(self.num_patches, embed_dim)])
+        self.register_buffer('pos_embed', positions[None], persistent=False)
+        norm = nn.LayerNorm
         self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True,
                                           norm_layer=norm) for _ in range(depth))
         self.norm = norm(embed_dim)

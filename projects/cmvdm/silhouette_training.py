@@ -6,9 +6,9 @@ L1 penalty on its last layer's weights). ``phase='decoder'`` (``load_from`` the 
 E_s frozen): the voxel -> image decoder D_s learns from three terms, weighted 1 / 1 / 0 by
 default: supervised (voxels -> image), encoder-decoder on every image of the batch, including
 the image-only ones (``has_voxels`` False: image -> E_s -> D_s), and decoder-encoder
-(voxels -> D_s -> E_s -> voxels). Image loss: MAE + ``tv_weight`` TV (exponent 2.5) +
-``ssim_weight`` (1 - SSIM) + ``perceptual_weight`` VGG16 features (only with a local VGG16
-checkpoint), images in [0, 1].
+(voxels -> D_s -> E_s -> voxels), plus the L1 penalty on the decoder's voxel weights. Image
+loss: MAE + ``tv_weight`` TV (exponent 2.5) + ``ssim_weight`` (1 - SSIM), images in [0, 1]; the
+spec's VGG16 perceptual term is not built.
 """
 from __future__ import annotations
 
@@ -71,6 +71,9 @@ class SilhouetteTrainer(BaseModel):
             return self.decoder(voxels)
         losses = {}
         if self.phase == 'encoder':
+            if not paired.any():
+                raise ValueError('a batch without fMRI trials in the encoder phase: E_s learns '
+                                 'from paired items only (drop image-only data from its config)')
             v = self.encoder(target[paired])
             losses['loss_enc'] = F.mse_loss(v, voxels[paired])
             losses['loss_l1'] = self.l1_weight * self.encoder.fc.weight.abs().sum()

@@ -150,7 +150,12 @@ def test_reconstruction_metric_and_its_pixel_measures():
     metric.process({}, outs)
     res = metric.compute_metrics(metric.results)
     assert res['2way_top1'] == 1 and res['10way_top1'] == 1 and res['10way_top1/best_of_K'] == 1
-    with pytest.raises(ValueError, match='at least 11 pixels'):
+    rgb_x, rgb_y = torch.rand(2, 3, 16, 16) * 255, torch.rand(2, 3, 16, 16) * 255
+    ref7 = [structural_similarity(a.numpy(), b.numpy(), data_range=255, channel_axis=0)
+            for a, b in zip(rgb_x, rgb_y)]                    # scikit-image's defaults
+    assert torch.allclose(gaussian_ssim(rgb_x, rgb_y, 255.0, uniform_window=7),
+                          torch.tensor(ref7, dtype=torch.float32), atol=1e-4)
+    with pytest.raises(ValueError, match='needs images at least'):
         gaussian_ssim(x[..., :8, :8], y[..., :8, :8])
     with pytest.raises(FileNotFoundError, match='judge checkpoint'):
         ReconstructionMetric(judge=dict(config='x.py', checkpoint='nowhere.pth'))
@@ -299,7 +304,7 @@ def test_every_demo_stage_through_the_stock_tools(simulated, tiny_clip_folder, t
          stage_options(simulated, tiny_clip_folder, tmp_path) + clip +
          [f'model.encoder.init_cfg.checkpoint={tmp_path}/mae/epoch_1.pth']),
         ('cmvdm_demo_stage-b_simulated-fmri.py', 'b',
-         stage_options(simulated, tiny_clip_folder, tmp_path) + clip +
+         stage_options(simulated, tiny_clip_folder, tmp_path) +
          [f'model.encoder.init_cfg.checkpoint={tmp_path}/mae/epoch_1.pth',
           f'model.silhouette_checkpoint={tmp_path}/sdec/epoch_1.pth',
           f'load_from={tmp_path}/a/iter_1.pth']),
@@ -310,7 +315,7 @@ def test_every_demo_stage_through_the_stock_tools(simulated, tiny_clip_folder, t
         assert done.returncode == 0, f'{config}:\n{done.stdout[-3000:]}'
     done = run_tool('tools/test.py', 'configs/cmvdm/cmvdm_demo_stage-b_simulated-fmri.py',
                     tmp_path / 'b/iter_1.pth', '--work-dir', tmp_path / 'test', '--cfg-options',
-                    *stage_options(simulated, tiny_clip_folder, tmp_path), *clip,
+                    *stage_options(simulated, tiny_clip_folder, tmp_path),
                     'test_dataloader.dataset.indices=2',
                     f'model.encoder.init_cfg.checkpoint={tmp_path}/mae/epoch_1.pth',
                     f'model.silhouette_checkpoint={tmp_path}/sdec/epoch_1.pth')
@@ -354,6 +359,9 @@ def test_mindvis_pretrained_encoder_loads(tmp_path):
                  pos_embed=torch.zeros(1, 5, 32), **{'decoder_pred.weight': torch.zeros(16, 8)})
     torch.save({'model': state, 'epoch': 3}, tmp_path / 'fmri_encoder.pth')
     target = MODELS.build(cfg)
+    # MinD-Vis's positions: a zero row for the class token, then patch j at position j
+    assert torch.equal(target.pos_embed[0, 0], torch.zeros(32))
+    assert torch.equal(target.pos_embed[0, 1, 16:], torch.ones(16))      # cos(0) = 1
     unused = target.load_mindvis(tmp_path / 'fmri_encoder.pth')
     assert unused == ['decoder_pred.weight', 'mask_token', 'pos_embed']
     assert all(torch.equal(target.state_dict()[k], v) for k, v in source.state_dict().items())

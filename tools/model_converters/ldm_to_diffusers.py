@@ -8,7 +8,9 @@
 mmext config file whose ``--key`` (default ``model.unet``) is a ``type='mmext.Diffusers'``
 dict with ``from_config``. Writes ``OUT_DIR/unet`` (``save_pretrained``) and, when the
 checkpoint's UNet carries keys of its own (a method's additions), ``OUT_DIR/unet_leftovers.pth``
-with them in the CompVis naming. An existing ``OUT_DIR/unet`` is kept unless ``--force``.
+with them in the CompVis naming. An existing ``OUT_DIR/unet`` is kept unless ``--force``. The
+checkpoint is read with ``weights_only=False`` (these files pickle config objects): convert
+only files you trust.
 """
 from __future__ import annotations
 
@@ -60,8 +62,9 @@ def main(argv=None):
     config = {k: v for k, v in unet_config(args.unet_config, args.key).items()
               if not k.startswith('_')}
     unet = UNet2DConditionModel.from_config(config)
+    # CompVis and MinD-Vis checkpoints pickle config objects beside the weights
     state = checkpoint_state_dict(torch.load(args.checkpoint, map_location='cpu',
-                                             weights_only=True))
+                                             weights_only=False))
     converted, leftovers = ldm_to_diffusers_unet(state, unet, prefix=args.prefix)
     unet.load_state_dict(converted)
     unet.save_pretrained(out / 'unet')
