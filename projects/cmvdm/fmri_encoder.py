@@ -15,13 +15,13 @@ from mmext.registry import MODELS
 
 
 def sincos_positions(length: int, dim: int) -> Tensor:
-    """(length, dim) fixed 1-D sine-cosine positions: ``sin(p w_k)`` then ``cos(p w_k)``,
-    ``w_k = 10000^(-k / (dim / 2))``."""
+    """(length, dim) fixed 1-D sine-cosine positions (MAE's table, from diffusers)."""
+    import numpy as np
+    from diffusers.models.embeddings import get_1d_sincos_pos_embed_from_grid
     if dim % 2:
         raise ValueError(f'the embedding dimension must be even, got {dim}')
-    omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim / 2))
-    angles = torch.arange(length, dtype=torch.float64)[:, None] * omega[None]
-    return torch.cat([angles.sin(), angles.cos()], 1).float()
+    return torch.from_numpy(
+        get_1d_sincos_pos_embed_from_grid(dim, np.arange(length, dtype=np.float64))).float()
 
 
 @MODELS.register_module()
