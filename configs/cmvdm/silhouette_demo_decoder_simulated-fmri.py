@@ -1,7 +1,7 @@
 # The silhouette assistant network of the demo, second phase: the voxel -> image decoder D_s
 # (E_s from the first phase, frozen), supervised on the paired trials and encoder-decoder on
 # them plus 4,000 Fashion-MNIST training images no trial showed (weights 1 / 1 / 0; spec 10.4:
-# lr 5e-3, 150 epochs, x0.2 at 100 and 140; here 30 epochs, x0.2 at 20 and 28). Validation:
+# lr 5e-3, 150 epochs, x0.2 at 100 and 140; here 12 epochs, x0.2 at 8 and 11). Validation:
 # PCC / SSIM / identification of D_s's coarse images on 100 val trials.
 #   python tools/train.py configs/cmvdm/silhouette_demo_encoder_simulated-fmri.py
 #   python tools/train.py configs/cmvdm/silhouette_demo_decoder_simulated-fmri.py
@@ -15,9 +15,9 @@ train_dataloader = dict(dataset=dict(
              pipeline={{_base_.train_pipeline}}),
         dict(type='mmext.SimulatedFMRIDataset', data_root={{_base_.data_root}},
              split='unlabelled', num_unlabelled=4000, pipeline={{_base_.test_pipeline}})]))
-max_epochs = 30
+max_epochs = 12
 optim_wrapper = dict(optimizer=dict(type='Adam', lr=5e-3))
-param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[20, 28], gamma=0.2)]
+param_scheduler = [dict(type='MultiStepLR', by_epoch=True, milestones=[8, 11], gamma=0.2)]
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=max_epochs)
 val_cfg = dict()
 test_cfg = dict()

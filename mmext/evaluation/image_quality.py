@@ -100,7 +100,7 @@ class Judge:
             model = init_model(config, checkpoint, device='cpu').eval()
             # a preprocessor with to_rgb=True expects BGR (OpenCV's order) and swaps: our
             # images are RGB, so hand it BGR
-            to_rgb = bool(model.cfg.model.get('data_preprocessor', {}).get('to_rgb', False))
+            to_rgb = bool(getattr(model.data_preprocessor, 'to_rgb', False))
 
             def fn(images):
                 x = (images + 1) * 127.5

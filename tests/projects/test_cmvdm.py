@@ -161,6 +161,34 @@ def test_reconstruction_metric_and_its_pixel_measures():
         ReconstructionMetric(judge=dict(config='x.py', checkpoint='nowhere.pth'))
 
 
+@pytest.mark.parametrize('to_rgb', [False, True])
+def test_judge_from_config_and_checkpoint(tmp_path, to_rgb):
+    """The config + checkpoint route of the judge (the demo's): the model's own preprocessor,
+    BGR handed to one that swaps channels, the input resized."""
+    from mmengine.config import Config
+    from mmengine.runner import save_checkpoint
+    from mmpretrain.apis import init_model
+    cfg = Config(dict(model=dict(
+        type='ImageClassifier', backbone=dict(type='ResNet', depth=18, num_stages=1, strides=(1, ),
+                                              dilations=(1, ), out_indices=(0, )),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=4, in_channels=64),
+        data_preprocessor=dict(type='ClsDataPreprocessor', mean=[120.0, 110.0, 100.0],
+                               std=[60.0, 50.0, 40.0], to_rgb=to_rgb))))
+    cfg.dump(tmp_path / 'judge.py')
+    torch.manual_seed(0)
+    model = init_model(cfg, device='cpu').eval()
+    save_checkpoint(model.state_dict(), str(tmp_path / 'judge.pth'))
+    judge = Judge(str(tmp_path / 'judge.py'), str(tmp_path / 'judge.pth'), input_size=40)
+    images = torch.rand(3, 3, 32, 32) * 2 - 1
+    x = torch.nn.functional.interpolate((images + 1) * 127.5, size=40, mode='bilinear',
+                                        align_corners=False)
+    mean, std = torch.tensor([120.0, 110.0, 100.0]), torch.tensor([60.0, 50.0, 40.0])
+    # whatever the preprocessor's setting, the network sees the RGB images normalised
+    expected = model((x - mean[:, None, None]) / std[:, None, None], mode='tensor')
+    assert torch.allclose(judge.probs(images), expected.softmax(-1), atol=1e-5)
+
+
 # ------------------------------------------------------------------------ the model
 def tiny_model_cfg(**kwargs) -> dict:
     noise = dict(num_train_timesteps=100, beta_schedule='scaled_linear', beta_start=0.0015,

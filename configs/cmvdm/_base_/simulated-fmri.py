@@ -45,5 +45,5 @@ silhouette_decoder = dict(type='mmext.SilhouetteDecoder', num_voxels=num_voxels,
                           channels=32, start_size=4, num_up=3, out_size=32, groups=8)
 silhouette_encoder = dict(type='mmext.SilhouetteEncoder', num_voxels=num_voxels, in_channels=1,
                           channels=32, num_down=3, pool_size=4, groups=8)
-silhouette_checkpoint = 'work_dirs/silhouette_demo_decoder_simulated-fmri/epoch_30.pth'
+silhouette_checkpoint = 'work_dirs/silhouette_demo_decoder_simulated-fmri/epoch_12.pth'
 randomness = dict(seed=0)
