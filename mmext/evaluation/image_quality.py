@@ -90,6 +90,7 @@ class Judge:
     def __init__(self, config: str | None = None, checkpoint: str | None = None,
                  input_size: int | None = None, fn: Callable[[Tensor], Tensor] | None = None,
                  name: str | None = None):
+        self.model = None
         if fn is None:
             from pathlib import Path
             if checkpoint is None or not Path(checkpoint).is_file():
@@ -97,7 +98,7 @@ class Judge:
                     f'the judge checkpoint {checkpoint!r} does not exist: train the judge first '
                     '(projects/cmvdm/README.md#judge) or point judge.checkpoint at it')
             from mmpretrain.apis import init_model
-            model = init_model(config, checkpoint, device='cpu').eval()
+            model = self.model = init_model(config, checkpoint, device='cpu').eval()
             # a preprocessor with to_rgb=True expects BGR (OpenCV's order) and swaps: our
             # images are RGB, so hand it BGR
             to_rgb = bool(getattr(model.data_preprocessor, 'to_rgb', False))
@@ -118,6 +119,25 @@ class Judge:
         """(B, C, H, W) in [-1, 1] -> (B, classes) probabilities."""
         # reshape: some backbones squeeze a batch of one away (mmpretrain's LeNet5)
         return self.fn(images).reshape(len(images), -1).softmax(-1)
+
+    @torch.no_grad()
+    def features(self, images: Tensor, layer: str) -> Tensor:
+        """(B, C, H, W) in [-1, 1] -> (B, D): the output of the judge's module ``layer`` (a
+        name from ``model.named_modules()``, e.g. 'backbone.classifier.1'), flattened."""
+        if self.model is None:
+            raise ValueError('judge features need a judge built from config and checkpoint')
+        try:
+            module = self.model.get_submodule(layer)
+        except AttributeError:
+            names = [n for n, _ in self.model.named_modules() if n]
+            raise ValueError(f'the judge has no module {layer!r}; it has {names}') from None
+        seen = []
+        handle = module.register_forward_hook(lambda _m, _i, out: seen.append(out))
+        try:
+            self.fn(images)
+        finally:
+            handle.remove()
+        return seen[-1].reshape(len(images), -1)
 
 
 @METRICS.register_module()

@@ -18,7 +18,7 @@ from mmext.datasets import (
 from mmext.evaluation import ReconstructionMetric, gaussian_ssim, n_way_identification, pixel_pcc
 from mmext.evaluation.image_quality import Judge
 from mmext.registry import MODELS
-from tests.conftest import TINY_CLIP_CFG, run_tool
+from tests.conftest import REPO, TINY_CLIP_CFG, run_tool
 
 TINY_SIM = dict(num_train=24, num_val=8, num_test=10, num_pixel_voxels=2048,
                 num_feature_voxels=2048)
@@ -299,11 +299,25 @@ def test_masked_pretraining_hides_three_quarters():
 
 
 # ------------------------------------------------------------------- the stock tools
+def random_judge(work) -> str:
+    """The demo judge's network, randomly initialised, as a checkpoint (features for the
+    test-time Fréchet distance; nothing is judged on it)."""
+    from mmengine.runner import save_checkpoint
+    from mmpretrain.apis import init_model
+    path = work / 'random_judge.pth'
+    if not path.is_file():
+        torch.manual_seed(0)
+        model = init_model(str(REPO / 'configs/cmvdm/judge_lenet5_fashion-mnist.py'), device='cpu')
+        save_checkpoint(model.state_dict(), str(path))
+    return str(path)
+
+
 def stage_options(simulated, tiny_clip_folder, work, iters=1):
     opts = [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
             f'default_hooks.checkpoint.interval={iters}', 'default_hooks.logger.interval=1',
             'train_dataloader.batch_size=4', 'val_dataloader.dataset.indices=2',
-            'val_evaluator.judge=None', 'test_evaluator.judge=None', 'model.sampling.num_steps=2']
+            'val_evaluator.judge=None', 'test_evaluator.0.judge=None',
+            f'test_evaluator.1.judge.checkpoint={random_judge(work)}', 'model.sampling.num_steps=2']
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         opts += [f'{loader}.dataset.data_root={simulated}', f'{loader}.num_workers=0']
     return opts
@@ -349,6 +363,7 @@ def test_every_demo_stage_through_the_stock_tools(simulated, tiny_clip_folder, t
                     f'model.silhouette_checkpoint={tmp_path}/sdec/epoch_1.pth')
     assert done.returncode == 0, done.stdout[-3000:]
     assert 'recon/pcc' in done.stdout and 'recon/ssim_grey-gauss1.5' in done.stdout
+    assert 'recon/fd_lenet5-fmnist-fc84' in done.stdout
 
 
 def test_mindvis_checkpoint_converts_into_cmvdm():

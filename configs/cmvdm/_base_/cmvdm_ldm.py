@@ -49,4 +49,7 @@ judge = dict(config='checkpoints/judge/imagenet_classifier.py',
              checkpoint='checkpoints/judge/imagenet_classifier.pth', input_size=224)
 val_evaluator = dict(type='mmext.ReconstructionMetric', judge=judge, n_way=(2, 50),
                      best_of_k=True, ssim_convention='rgb-255')
-test_evaluator = val_evaluator
+# Test adds FID on 2048-d Inception pool features (clean-fid's network and resizing, over every
+# sample): the folder must hold clean-fid's inception-2015-12-05.pt.
+test_evaluator = [val_evaluator,
+                  dict(type='mmext.FrechetDistanceMetric', inception='checkpoints/clean-fid')]

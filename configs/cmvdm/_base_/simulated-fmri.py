@@ -35,7 +35,12 @@ test_dataloader = dict(
 judge = dict(config='configs/cmvdm/judge_lenet5_fashion-mnist.py',
              checkpoint='work_dirs/judge_lenet5_fashion-mnist/epoch_3.pth')
 val_evaluator = dict(type='mmext.ReconstructionMetric', judge=judge, n_way=(2, 10))
-test_evaluator = val_evaluator
+# Test adds a Frechet distance on the judge's 84-d penultimate features (named so in its key):
+# Inception features of 32 x 32 grey items would be neither meaningful nor FID (spec 1.7).
+test_evaluator = [
+    val_evaluator,
+    dict(type='mmext.FrechetDistanceMetric', judge=judge, judge_layer='backbone.classifier.1',
+         feature_name='lenet5-fmnist-fc84')]
 data_preprocessor = dict(type='BaseDataPreprocessor')
 
 # The silhouette assistant network (spec 10.4 at 32 x 32 grey): D_s voxels -> Linear ->
