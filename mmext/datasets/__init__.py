@@ -17,6 +17,7 @@ from .fashion_mnist import (
 from .fashion_scenes import SEG_CLASSES, SEG_PALETTE, SceneConfig, make_fashion_scenes
 from .few_shot import FewShotDataset, read_split_file, sample_few_shot, split_class_names
 from .fmri import BOLD5000Dataset, FMRIDataset, GODDataset, SimulatedFMRIDataset
+from .moving_fashion import MovingFashionDataset, random_attributes, render, warp_grid
 from .scene_datasets import FashionScenesDataset, FashionScenesSegDataset
 from .scene_items import FashionSceneItems
 from .simulated_fmri import SimulatorConfig, make_simulated_fmri
@@ -30,5 +31,5 @@ __all__ = [
     'FashionScenesSegDataset', 'FashionSceneItems', 'ReverseChannels', 'SceneConfig',
     'make_fashion_scenes', 'BOLD5000Dataset', 'FMRIDataset', 'GODDataset',
     'SimulatedFMRIDataset', 'SimulatorConfig', 'make_simulated_fmri', 'PackFMRIInputs',
-    'VoxelDropout', 'VoxelPad'
+    'VoxelDropout', 'VoxelPad', 'MovingFashionDataset', 'random_attributes', 'render', 'warp_grid'
 ]

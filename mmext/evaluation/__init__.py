@@ -1,4 +1,5 @@
 """Metrics shared by the methods ."""
+from .animation import AnimationMetric, psnr, temporal_error
 from .continual import ContinualAccuracy, continual_summary
 from .frechet import CleanFIDInception, FrechetDistanceMetric, frechet_distance
 from .image_quality import (
@@ -10,5 +11,5 @@ from .image_quality import (
 )
 from .open_vocab_iou import OpenVocabIoUMetric, class_indices, harmonic_iou, split_classes
 
-__all__ = ['CleanFIDInception', 'FrechetDistanceMetric', 'frechet_distance', 'Judge', 'ReconstructionMetric', 'gaussian_ssim', 'n_way_identification', 'pixel_pcc',
+__all__ = ['AnimationMetric', 'psnr', 'temporal_error', 'CleanFIDInception', 'FrechetDistanceMetric', 'frechet_distance', 'Judge', 'ReconstructionMetric', 'gaussian_ssim', 'n_way_identification', 'pixel_pcc',
            'ContinualAccuracy', 'continual_summary', 'OpenVocabIoUMetric', 'class_indices', 'harmonic_iou', 'split_classes']

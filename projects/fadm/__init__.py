@@ -1,0 +1,8 @@
+"""FADM: an attribute-guided diffusion refiner for warping-based face animation on diffusers
+(projects/fadm/README.md)."""
+from .agcn import AGCN, ResBlock, motion_weights, resample
+from .animator import KeypointAnimator, KeypointDetector
+from .model import FADM
+
+__all__ = ['AGCN', 'ResBlock', 'motion_weights', 'resample', 'KeypointAnimator',
+           'KeypointDetector', 'FADM']

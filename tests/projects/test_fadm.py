@@ -1,0 +1,169 @@
+"""FADM: AGCN's shapes and motion weights against hand cases, the moving Fashion-MNIST demo
+data, the shared-noise video sampling, the animation metrics, bad input, and the demo's
+animator and refiner through the stock tools."""
+import math
+
+import pytest
+import torch
+from mmengine.config import Config
+from torch.utils.data import default_collate
+
+import projects.fadm  # noqa: F401  (registers the FADM parts)
+from mmext.datasets import MovingFashionDataset, render
+from mmext.evaluation import AnimationMetric, temporal_error
+from mmext.registry import MODELS
+from projects.fadm import AGCN, motion_weights
+from tests.conftest import REPO, run_tool
+
+DEMO = 'configs/fadm/fadm_demo_moving-fashion.py'
+
+
+def tiny_agcn(**kwargs) -> AGCN:
+    return AGCN(**dict(dict(in_channels=1, num_attributes=6, image_size=16, lowpass_size=4,
+                            scales=(4, 8), channels=8, time_dim=16), **kwargs))
+
+
+def tiny_fadm(**kwargs):
+    cfg = Config.fromfile(REPO / DEMO).model
+    cfg = dict(cfg, animator_checkpoint=None, sampling=dict(num_steps=3, eta=1.0, seed=0),
+               **kwargs)
+    return MODELS.build(cfg).eval()
+
+
+# ------------------------------------------------------------------------ AGCN
+def test_motion_weights_against_hand_cases():
+    same = motion_weights(torch.full((1, 4), 0.3), 3)            # exp(0) = 1 on both sides
+    assert all(torch.allclose(w, torch.ones(1, 4)) for w in same)
+    w = torch.full((1, 1), 0.3 + math.log(2.0))                 # exp(w - 0.3) = 2, exp(0.3 - w) = 1/2
+    expected = [2.0, 2 / 3 * 2 + 1 / 3 * 0.5, 1 / 3 * 2 + 2 / 3 * 0.5]
+    for got, want in zip(motion_weights(w, 3), expected):
+        assert got.item() == pytest.approx(want)
+
+
+def test_agcn_weights_follow_the_formula_and_shapes():
+    torch.manual_seed(0)
+    agcn = tiny_agcn(num_attributes=8)
+    for p in agcn.motion_mlp.parameters():
+        torch.nn.init.zeros_(p)                                  # sigmoid(MLP) = 0.5
+    a = torch.tensor([[1.0, -2.0, 0.5, 0.0, 3.0, -1.0, 0.25, 2.0]])
+    # 8 attributes pooled to 8 channels: the max pool is the identity
+    assert torch.allclose(agcn.weights(torch.tensor([7]), a), 0.5 + 0.4 * a)
+    agcn = tiny_agcn()
+    coarse, other = torch.rand(2, 1, 16, 16) * 2 - 1, torch.rand(2, 1, 16, 16) * 2 - 1
+    condition, feat = agcn(coarse, coarse, torch.tensor([0, 50]), torch.randn(2, 6))
+    assert condition.shape == (2, 1, 16, 16) and condition.abs().max() <= 1
+    assert feat == 0                                   # reference = coarse: no colour gap
+    assert agcn(coarse, other, torch.tensor([0, 50]), torch.randn(2, 6))[1] > 0
+    with pytest.raises(ValueError, match=r'attributes must be \(B, 6\)'):
+        agcn(coarse, coarse, torch.tensor([0, 1]), torch.randn(2, 56))
+    with pytest.raises(ValueError, match=r'AGCN expects frames \(B, 1, 16, 16\)'):
+        agcn(torch.zeros(2, 3, 16, 16), coarse, torch.tensor([0, 1]), torch.randn(2, 6))
+
+
+# ------------------------------------------------------------------------ demo data
+def test_render_and_moving_fashion_data(fashion_mnist_root):
+    item = torch.rand(1, 1, 32, 32) * 2 - 1
+    assert torch.allclose(render(item, torch.zeros(1, 6)), item, atol=1e-5)   # zero pose
+    moved = render(item, torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0, 0.0]]))     # 3 px right
+    assert torch.allclose(moved[..., 5:-5, 8:-5], item[..., 5:-5, 5:-8], atol=1e-4)
+    with pytest.raises(ValueError, match=r'\(B, 6\)'):
+        render(item, torch.zeros(1, 5))
+    test = MovingFashionDataset(split='test', num_sequences=3, sequence_length=4)
+    again = MovingFashionDataset(split='test', num_sequences=3, sequence_length=4)
+    assert len(test) == 12
+    frames = [test[i] for i in range(4)]
+    assert all(f['sequence_id'] == 0 for f in frames) and [f['frame'] for f in frames] == [
+        0, 1, 2, 3]
+    assert all(torch.equal(f['source'], frames[0]['source']) for f in frames)   # source stays
+    assert not torch.equal(frames[0]['driving'], frames[3]['driving'])          # driving moves
+    assert torch.equal(test[7]['driving'], again[7]['driving'])                 # from the seed
+    assert frames[0]['source'].shape == (1, 32, 32) and frames[0]['driving_attributes'].shape \
+        == (6, )
+    with pytest.raises(ValueError, match='split'):
+        MovingFashionDataset(split='dev')
+
+
+# --------------------------------------------------------------- shared-noise video
+def test_video_sampling_shares_noise_within_a_sequence(fashion_mnist_root):
+    torch.manual_seed(0)
+    model = tiny_fadm()
+    noise = model.video_noise([4, 4, 9], (1, 32, 32))
+    assert torch.equal(noise.initial[0], noise.initial[1])
+    assert all(torch.equal(s[0], s[1]) for s in noise.steps)
+    assert not torch.equal(noise.initial[0], noise.initial[2])
+    data = MovingFashionDataset(split='test', num_sequences=2, sequence_length=3)
+    batch = default_collate([data[i] for i in range(6)])
+    outs = model(**batch, mode='predict')
+    assert outs[0]['pred'].shape == (1, 1, 32, 32) and outs[0]['num_steps'] == 3
+    # the same inputs give the same frame, whatever else is in the batch
+    alone = model(**default_collate([data[4]]), mode='predict')[0]
+    assert torch.allclose(alone['pred'], outs[4]['pred'], atol=1e-4)   # float sums only
+    # one source frame and one driving frame given twice in a sequence: identical frames
+    twice = default_collate([data[1], data[1]])
+    a, b = model(**twice, mode='predict')
+    assert torch.allclose(a['pred'], b['pred'], atol=1e-4)
+    with pytest.raises(ValueError, match='same shape'):
+        model(batch['source'], batch['driving'][:, :, :16], batch['source_attributes'],
+              batch['driving_attributes'], mode='loss')
+
+
+def test_fadm_loss_trains_the_refiner_not_the_animator(fashion_mnist_root):
+    torch.manual_seed(0)
+    model = tiny_fadm().train()
+    data = MovingFashionDataset(split='train', num_pairs=4)
+    batch = default_collate([data[i] for i in range(4)])
+    losses = model(**batch, mode='loss')
+    sum(losses.values()).backward()
+    assert set(losses) == {'loss_diff', 'loss_feat'}
+    assert all(p.grad is None for p in model.animator.parameters())
+    assert not model.animator.training
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.agcn.parameters())
+    with pytest.raises(ValueError, match='in_channels must be 2'):
+        tiny_fadm(unet=dict(type='mmext.Diffusers', cls='UNet2DModel', from_config=dict(
+            sample_size=32, in_channels=1, out_channels=1, block_out_channels=(16, ),
+            norm_num_groups=8, down_block_types=('DownBlock2D', ),
+            up_block_types=('UpBlock2D', ))))
+    with pytest.raises(ValueError, match="reference must be 'coarse' or 'driving'"):
+        tiny_fadm(reference='gt')
+
+
+# ------------------------------------------------------------------------ metric
+def test_animation_metric_against_hand_cases():
+    gt = [torch.full((1, 12, 12), v) for v in (-1.0, 0.0, 1.0)]
+    outs = [dict(pred=g[None].clone(), coarse=g + 0.2, gt=g, sequence_id=0, frame=f,
+                 num_steps=100) for f, g in enumerate(gt)]
+    metric = AnimationMetric()
+    metric.process({}, outs)
+    res = metric.compute_metrics(metric.results)
+    assert res['l1'] == 0 and res['tc_l1'] == 0 and res['psnr'] > 90 and res['num_steps'] == 100
+    # coarse: +0.2 in [-1, 1] = +0.1 in [0, 1], clamped at 1 for the last frame
+    assert res['coarse_l1'] == pytest.approx((0.1 + 0.1 + 0.0) / 3, abs=1e-6)
+    assert res['coarse_psnr'] < res['psnr']
+    # temporal error: a change of 0.1 in [0, 1] between the last two frames that gt lacks
+    assert res['coarse_tc_l1'] == pytest.approx((0.0 + 0.1) / 2, abs=1e-6)
+    assert temporal_error([torch.zeros(2), torch.ones(2)], [torch.zeros(2)] * 2) == 1
+
+
+# ------------------------------------------------------------------- the stock tools
+@pytest.mark.slow
+def test_animator_and_fadm_through_the_stock_tools(fashion_mnist_root, tmp_path):
+    small = ['train_dataloader.batch_size=4', 'train_dataloader.num_workers=0',
+             'train_dataloader.dataset.num_pairs=8', 'val_dataloader.num_workers=0',
+             'val_dataloader.dataset.num_sequences=1', 'val_dataloader.dataset.sequence_length=2',
+             'train_cfg.max_iters=1', 'train_cfg.val_interval=1',
+             'default_hooks.checkpoint.interval=1', 'default_hooks.logger.interval=1']
+    done = run_tool('tools/train.py', 'configs/fadm/animator_demo_moving-fashion.py',
+                    '--work-dir', tmp_path / 'animator', '--cfg-options', *small)
+    assert done.returncode == 0, done.stdout[-3000:]
+    fadm = small + [f'model.animator_checkpoint={tmp_path}/animator/iter_1.pth',
+                    'model.sampling.num_steps=2']
+    done = run_tool('tools/train.py', DEMO, '--work-dir', tmp_path / 'fadm', '--cfg-options',
+                    *fadm)
+    assert done.returncode == 0, done.stdout[-3000:]
+    done = run_tool('tools/test.py', DEMO, tmp_path / 'fadm/iter_1.pth', '--work-dir',
+                    tmp_path / 'test', '--cfg-options', 'model.sampling.num_steps=2',
+                    'test_dataloader.num_workers=0', 'test_dataloader.dataset.num_sequences=1',
+                    'test_dataloader.dataset.sequence_length=2')
+    assert done.returncode == 0, done.stdout[-3000:]
+    for key in ('anim/l1', 'anim/coarse_l1', 'anim/psnr', 'anim/tc_l1', 'anim/num_steps: 2'):
+        assert key in done.stdout, key
