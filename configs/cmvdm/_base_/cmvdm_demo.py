@@ -3,7 +3,8 @@
 # embedding) and a pixel-space UNet2DConditionModel at 32 x 32 grey trained from scratch here
 # (channels 16 / 32 / 64, self- and cross-attention at 8 x 8 and in the middle block: at 32 x 32
 # and 16 x 16 attention would triple the step time on this CPU); DDPM noise schedule of the
-# spec (1,000 steps, scaled_linear 0.0015 -> 0.0195, epsilon), DDIM sampling (50 steps, eta 0).
+# spec (1,000 steps, scaled_linear 0.0015 -> 0.0195, epsilon), DDIM sampling (50 steps, eta 0,
+# x0 clipped to [-1, 1]).
 _base_ = ['./simulated-fmri.py']
 
 context_tokens, context_dim, time_embed_dim = 16, 64, 64       # time: 4 x the UNet's first width
@@ -27,7 +28,9 @@ model = dict(
     unet=unet,
     scheduler=dict(type='mmext.DiffusersScheduler', cls='DDPMScheduler',
                    from_config=noise_schedule),
+    # pixel space: the predicted x0 is clipped to [-1, 1] at every step (DDPM's own sampler
+    # does); without it the 1,000-iteration demo's samples diverge to +-10 (measured)
     sample_scheduler=dict(type='mmext.DiffusersScheduler', cls='DDIMScheduler',
-                          from_config=dict(noise_schedule, clip_sample=False)),
+                          from_config=dict(noise_schedule, clip_sample=True)),
     sampling=dict(num_steps=50, eta=0.0, num_samples=1, seed=0),
     data_preprocessor={{_base_.data_preprocessor}})
