@@ -27,6 +27,8 @@ def _no_pretrained(model_cfg, tiny_clip_folder) -> None:
     vae = model_cfg.get('vae')
     if isinstance(vae, dict) and vae.get('from_pretrained'):  # CMVDM's VQ-f4: a local folder
         model_cfg.vae = None                                    # users convert; pixel space here
+    if isinstance(model_cfg.get('perceptual'), dict):   # VGG16 weights: a local file users copy
+        model_cfg.perceptual = None
     for key in ('model', 'detector', 'classifier'):
         if isinstance(model_cfg.get(key), dict):
             _no_pretrained(model_cfg[key], tiny_clip_folder)
