@@ -8,7 +8,7 @@
 #   python tools/train.py configs/fadm/animator_demo_moving-fashion.py
 #   python tools/train.py configs/fadm/fadm_demo_moving-fashion.py
 #   python tools/test.py configs/fadm/fadm_demo_moving-fashion.py \
-#       work_dirs/fadm_demo_moving-fashion/iter_3000.pth
+#       work_dirs/fadm_demo_moving-fashion/iter_2000.pth
 _base_ = ['./_base_/moving-fashion.py']
 
 noise_schedule = dict(num_train_timesteps=100, beta_schedule='linear', beta_start=1e-3,
@@ -31,7 +31,7 @@ model = dict(
     feat_weight=1.0, use_attributes=True, reference='coarse',
     sampling=dict(num_steps=100, eta=1.0, seed=0),
     data_preprocessor={{_base_.data_preprocessor}})
-max_iters = 3000
+max_iters = 2000
 optim_wrapper = dict(optimizer=dict(type='Adam', lr=2e-4, betas=(0.0, 0.9)),
                      clip_grad=dict(max_norm=1.0))
 param_scheduler = [dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100)]
