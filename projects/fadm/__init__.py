@@ -2,7 +2,8 @@
 (projects/fadm/README.md)."""
 from .agcn import AGCN, ResBlock, motion_weights, resample
 from .animator import KeypointAnimator, KeypointDetector
+from .attributes import MediaPipeFaceAttributes, NoFaceFoundError
 from .model import FADM
 
 __all__ = ['AGCN', 'ResBlock', 'motion_weights', 'resample', 'KeypointAnimator',
-           'KeypointDetector', 'FADM']
+           'KeypointDetector', 'FADM', 'MediaPipeFaceAttributes', 'NoFaceFoundError']

@@ -3,6 +3,7 @@ data, the shared-noise video sampling, the animation metrics, bad input, and the
 animator and refiner through the stock tools."""
 import math
 
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
@@ -167,3 +168,42 @@ def test_animator_and_fadm_through_the_stock_tools(fashion_mnist_root, tmp_path)
     assert done.returncode == 0, done.stdout[-3000:]
     for key in ('anim/l1', 'anim/coarse_l1', 'anim/psnr', 'anim/tc_l1', 'anim/num_steps: 2'):
         assert key in done.stdout, key
+
+
+# ------------------------------------------------------------ attribute extractor
+def test_pose_from_landmarks_against_a_hand_case():
+    from projects.fadm.attributes import pose_from_landmarks
+    points = np.zeros((468, 3))
+    points[33], points[263] = (-1, 0, 0), (1, 0, 0)         # outer eye corners
+    points[10], points[152] = (0, -1.5, 0), (0, 1.5, 0)      # forehead, chin
+    assert np.allclose(pose_from_landmarks(points), 0)
+    a = np.radians(20)
+    yaw = np.array([[np.cos(a), 0, -np.sin(a)], [0, 1, 0], [np.sin(a), 0, np.cos(a)]])
+    assert np.allclose(pose_from_landmarks(points @ yaw.T), [a, 0, 0])   # left eye farther
+    roll = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    assert np.allclose(pose_from_landmarks(points @ roll.T), [0, 0, a])
+
+
+def test_mediapipe_attributes_on_the_astronaut_photo():
+    """Eileen Collins's portrait (scikit-image) faces the camera. Tolerance: yaw and roll
+    within 10 degrees; pitch within 20 (the mesh's forehead-chin line leans back about 11
+    degrees on this frontal face). A mirrored photo flips the roll's sign; turning the photo
+    10 degrees anticlockwise lowers the roll by 10 +- 2."""
+    from skimage import data, transform
+
+    from projects.fadm import MediaPipeFaceAttributes, NoFaceFoundError
+    extractor = MediaPipeFaceAttributes()
+    photo = data.astronaut()
+    found = extractor(photo)
+    yaw, pitch, roll = np.degrees(found['pose'])
+    assert abs(yaw) < 10 and abs(roll) < 10 and abs(pitch) < 20
+    assert found['landmarks'].shape == (468, 3) and extractor.vector(photo).shape == (9, )
+    mirrored = np.degrees(extractor(np.ascontiguousarray(photo[:, ::-1]))['pose'])
+    assert abs(mirrored[2] + roll) < 2
+    turned = (transform.rotate(photo, 10, center=(170, 110)) * 255).astype(np.uint8)
+    assert abs(np.degrees(extractor(turned)['pose'])[2] - (roll - 10)) < 2
+    with pytest.raises(NoFaceFoundError, match='no face'):
+        extractor(np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match=r'\(H, W, 3\) uint8'):
+        extractor(photo.astype(np.float32))
+    extractor.close()
