@@ -22,6 +22,7 @@ from .scene_datasets import FashionScenesDataset, FashionScenesSegDataset
 from .scene_items import FashionSceneItems
 from .simulated_fmri import SimulatorConfig, make_simulated_fmri
 from .transforms import PackFMRIInputs, ReverseChannels, VoxelDropout, VoxelPad
+from .voxceleb import VoxCelebPairDataset
 
 __all__ = [
     'FewShotDataset', 'read_split_file', 'sample_few_shot', 'split_class_names',
@@ -31,5 +32,6 @@ __all__ = [
     'FashionScenesSegDataset', 'FashionSceneItems', 'ReverseChannels', 'SceneConfig',
     'make_fashion_scenes', 'BOLD5000Dataset', 'FMRIDataset', 'GODDataset',
     'SimulatedFMRIDataset', 'SimulatorConfig', 'make_simulated_fmri', 'PackFMRIInputs',
-    'VoxelDropout', 'VoxelPad', 'MovingFashionDataset', 'random_attributes', 'render', 'warp_grid'
+    'VoxelDropout', 'VoxelPad', 'MovingFashionDataset', 'random_attributes', 'render', 'warp_grid',
+    'VoxCelebPairDataset'
 ]

@@ -207,3 +207,58 @@ def test_mediapipe_attributes_on_the_astronaut_photo():
     with pytest.raises(ValueError, match=r'\(H, W, 3\) uint8'):
         extractor(photo.astype(np.float32))
     extractor.close()
+
+
+# ------------------------------------------------------------------------ VoxCeleb
+@pytest.fixture(scope='module')
+def vox_png(tmp_path_factory):
+    """A vox-png folder the test writes: train 2 videos x 3 frames, test 1 video of 3 face
+    frames and one black frame (no face), all crops of the astronaut portrait."""
+    from PIL import Image
+    from skimage import data
+    root = tmp_path_factory.mktemp('vox-png')
+    photo = data.astronaut()
+    videos = {'train/id1#a.mp4': 3, 'train/id2#b.mp4': 3, 'test/id3#c.mp4': 3}
+    for name, n in videos.items():
+        (root / name).mkdir(parents=True)
+        for f in range(n):
+            crop = photo[8 * f:256 + 8 * f, 80 + 6 * f:336 + 6 * f]
+            Image.fromarray(crop).resize((128, 128)).save(root / name / f'{f:07d}.png')
+    Image.fromarray(np.zeros((128, 128, 3), np.uint8)).save(root / 'test/id3#c.mp4/0000003.png')
+    done = run_tool('tools/data/cache_face_attributes.py', root, root / 'attributes.npz')
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert '3 videos, 10 frames, 1 without a face' in done.stdout
+    return root
+
+
+def test_voxceleb_pairs_on_the_vox_png_layout(vox_png):
+    from mmext.datasets import VoxCelebPairDataset
+    cache = np.load(vox_png / 'attributes.npz')
+    assert cache['test/id3#c.mp4'].shape == (4, 9) and np.isnan(cache['test/id3#c.mp4'][3]).all()
+    assert np.isfinite(cache['train/id1#a.mp4']).all()
+    train = VoxCelebPairDataset(str(vox_png), 'train', str(vox_png / 'attributes.npz'),
+                                pairs_per_video=4, image_size=64)
+    assert len(train) == 8
+    item = train[0]
+    assert item['source'].shape == (3, 64, 64) and item['source'].min() >= -1
+    assert item['source_attributes'].shape == (9, )
+    test = VoxCelebPairDataset(str(vox_png), 'test', str(vox_png / 'attributes.npz'),
+                               image_size=64)
+    assert len(test) == 3                       # the faceless frame is left out (and logged)
+    assert [test[i]['frame'] for i in range(3)] == [0, 1, 2]
+    assert torch.equal(test[0]['source'], test[2]['source'])          # frame 0 drives them all
+    with pytest.raises(ValueError, match=r'\(4, 56\)'):
+        VoxCelebPairDataset(str(vox_png), 'test', str(vox_png / 'attributes.npz'),
+                            num_attributes=56)
+    with pytest.raises(ValueError, match='cache_face_attributes'):
+        VoxCelebPairDataset(str(vox_png), 'test')
+    (vox_png / 'test/empty.mp4').mkdir()
+    try:
+        with pytest.raises(ValueError, match='holds no frames'):
+            VoxCelebPairDataset(str(vox_png), 'test', str(vox_png / 'attributes.npz'))
+    finally:
+        (vox_png / 'test/empty.mp4').rmdir()
+    with pytest.raises(FileNotFoundError, match='vox-png'):
+        VoxCelebPairDataset(str(vox_png / 'nowhere'), 'test', str(vox_png / 'attributes.npz'))
+    again = run_tool('tools/data/cache_face_attributes.py', vox_png, vox_png / 'attributes.npz')
+    assert again.returncode != 0 and '--force' in again.stdout

@@ -1,0 +1,59 @@
+"""Write the per-frame face attributes of a VoxCeleb ``vox-png`` folder for FADM::
+
+    python tools/data/cache_face_attributes.py data/vox-png data/vox-png/attributes.npz
+
+Every frame of every video of the splits gets the 9-d vector of
+``projects/fadm/attributes.py`` (MediaPipe face mesh: yaw, pitch, roll and 6 expression
+coefficients); a frame without a face gets NaN (``VoxCelebPairDataset`` leaves it out and says
+how many). The file's keys are ``<split>/<video>``. An existing file is kept unless ``--force``;
+the file is written to a temporary name first, then moved into place.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from mmext.datasets.voxceleb import list_videos, video_frames  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('data_root', type=Path, help="the vox-png folder (split folders inside)")
+    parser.add_argument('out', type=Path, help='the .npz to write')
+    parser.add_argument('--splits', nargs='+', default=['train', 'test'])
+    parser.add_argument('--force', action='store_true', help='replace an existing file')
+    args = parser.parse_args(argv)
+    if args.out.exists() and not args.force:
+        parser.error(f'{args.out} exists: pass --force to replace it')
+    from PIL import Image
+    from rich.progress import track
+
+    from projects.fadm.attributes import MediaPipeFaceAttributes, NoFaceFoundError
+    extractor = MediaPipeFaceAttributes()
+    cache, faceless, total = {}, 0, 0
+    for split in args.splits:
+        for video in track(list_videos(args.data_root, split), description=split):
+            rows = []
+            for frame in video_frames(video):
+                try:
+                    rows.append(extractor.vector(np.asarray(Image.open(frame).convert('RGB'))))
+                except NoFaceFoundError:
+                    rows.append(np.full(extractor.num_attributes, np.nan, np.float32))
+                    faceless += 1
+                total += 1
+            cache[f'{split}/{video.name}'] = np.stack(rows)
+    extractor.close()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.out.with_name(args.out.name + '.partial.npz')
+    np.savez(partial, **cache)
+    os.replace(partial, args.out)
+    print(f'{args.out}: {len(cache)} videos, {total} frames, {faceless} without a face')
+
+
+if __name__ == '__main__':
+    main()
