@@ -262,3 +262,28 @@ def test_voxceleb_pairs_on_the_vox_png_layout(vox_png):
         VoxCelebPairDataset(str(vox_png / 'nowhere'), 'test', str(vox_png / 'attributes.npz'))
     again = run_tool('tools/data/cache_face_attributes.py', vox_png, vox_png / 'attributes.npz')
     assert again.returncode != 0 and '--force' in again.stdout
+
+
+def test_lpips_reads_local_alexnet_weights(tmp_path):
+    from torchvision.models import alexnet
+
+    from mmext.evaluation.animation import build_lpips
+    torch.manual_seed(0)
+    features = alexnet(weights=None).features
+    torch.save({f'features.{k}': v for k, v in features.state_dict().items()},
+               tmp_path / 'alexnet.pth')
+    model = build_lpips(str(tmp_path / 'alexnet.pth'))
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    # the LPIPS backbone is torchvision's AlexNet with the written weights
+    assert torch.allclose(model.net.slice2(model.net.slice1(x)), features[:5].eval()(x),
+                          atol=1e-5)
+    metric = AnimationMetric(lpips_alexnet=str(tmp_path / 'alexnet.pth'))
+    frames = torch.rand(2, 1, 32, 32) * 2 - 1
+    metric.process({}, [dict(pred=f[None], gt=f, coarse=-f) for f in frames])
+    res = metric.compute_metrics(metric.results)
+    assert res['lpips_alex'] < 1e-6 < res['coarse_lpips_alex']
+    with pytest.raises(FileNotFoundError, match='alexnet-owt-7be5be79.pth'):
+        build_lpips(str(tmp_path / 'none.pth'))
+    torch.save({'features.0.weight': features[0].weight}, tmp_path / 'partial.pth')
+    with pytest.raises(ValueError, match='not a torchvision AlexNet checkpoint'):
+        build_lpips(str(tmp_path / 'partial.pth'))
