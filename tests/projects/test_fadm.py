@@ -287,3 +287,24 @@ def test_lpips_reads_local_alexnet_weights(tmp_path):
     torch.save({'features.0.weight': features[0].weight}, tmp_path / 'partial.pth')
     with pytest.raises(ValueError, match='not a torchvision AlexNet checkpoint'):
         build_lpips(str(tmp_path / 'partial.pth'))
+
+
+def test_face_motion_metric_on_portrait_frames():
+    """AKD / MKR / AED with MediaPipe's landmarks: identical frames 0; a frame moved by 6 pixels
+    gives an AKD of 6 +- 1.5 pixels; a black generated frame is a missing face."""
+    from skimage import data
+
+    from projects.fadm import FaceMotionMetric
+    photo = torch.from_numpy(data.astronaut()[:256, 100:356].copy()).permute(2, 0, 1)
+    frame = photo.float() / 127.5 - 1
+    moved = torch.roll(frame, shifts=6, dims=2)
+    black = torch.full_like(frame, -1)
+    metric = FaceMotionMetric()
+    metric.process({}, [dict(pred=frame[None], gt=frame, coarse=moved),
+                        dict(pred=black[None], gt=frame, coarse=frame)])
+    res = metric.compute_metrics(metric.results)
+    assert res['akd_mediapipe468'] < 1e-6 and res['aed_mediapipe_attr_l1'] < 1e-6
+    assert res['mkr_mediapipe468'] == 0.5 and res['coarse_mkr_mediapipe468'] == 0
+    # coarse: one frame moved by 6 px, one identical
+    assert abs(res['coarse_akd_mediapipe468'] - 3.0) < 0.75
+    assert res['num_frames_without_face'] == 0
