@@ -10,7 +10,8 @@ with silhouette + residual; each row evaluated on the 200 test stimuli by ``tool
 (PCC, SSIM grey Gaussian 1.5, 2- and 10-way identification judged by LeNet-5 trained on
 Fashion-MNIST). The floor row first: a linear (ridge) decoder from voxels to pixels, its penalty
 chosen on the val trials, through the same metric; a diffusion row that does not beat it on
-every metric learns less from the voxels than a linear map does. The judge is trained first if missing. Results accumulate in
+every metric learns less from the voxels than a linear map does. Then the silhouette decoder D_s
+alone (the coarse image stage B's ControlNet receives). The judge is trained first if missing. Results accumulate in
 ``benchmarks/results/cmvdm.json`` (table beside it); the picture ``projects/cmvdm/
 reconstructions.png`` shows stimulus | each row for the same test items (first seed).
 """
@@ -31,6 +32,8 @@ FIGURE = REPO / 'projects/cmvdm/reconstructions.png'
 JUDGE = 'work_dirs/judge_lenet5_fashion-mnist/epoch_3.pth'
 ROWS = {  # row: (config, description)
     'ridge': (None, 'floor: linear (ridge) decoder, voxels -> pixels'),
+    'silhouette_decoder': ('silhouette_demo_decoder_simulated-fmri.py',
+                           'the silhouette decoder D_s alone (stage B\'s hint)'),
     'conditioning': ('cmvdm_demo_stage-a-no-align_simulated-fmri.py',
                      'conditioning only (MinD-Vis-like)'),
     'alignment': ('cmvdm_demo_stage-a_simulated-fmri.py', '+ CLIP alignment'),
@@ -71,7 +74,7 @@ def chain(seed: int, quick: bool) -> dict[str, tuple[str, list[str]]]:
                     'train_dataloader.dataset.datasets.1.indices=64',
                     'val_dataloader.dataset.indices=4'] if quick else []))
     common = [f'model.encoder.init_cfg.checkpoint={mae}'] + iters + quick_data
-    out = {}
+    out = {'silhouette_decoder': (sdec, [])}
     for row in ('conditioning', 'alignment'):
         out[row] = (run(ROWS[row][0], row, common), common)
     stage_b = common + [f'model.silhouette_checkpoint={sdec}', f'load_from={out["alignment"][0]}']
@@ -182,7 +185,7 @@ def draw(checkpoints: dict[str, tuple[str, list[str]]], items: int = 10) -> None
         loader['batch_size'] = items
         batch = next(iter(Runner.build_dataloader(loader)))
         with torch.no_grad():
-            outs = model.predict(**batch)
+            outs = model(**batch, mode='predict')
         columns['stimulus'] = [o['gt'][0] for o in outs]
         columns[row] = [o['pred'][0, 0] for o in outs]
     fig, axes = plt.subplots(items, len(columns), figsize=(1.2 * len(columns), 1.2 * items))
