@@ -29,6 +29,8 @@ def _no_pretrained(model_cfg, tiny_clip_folder) -> None:
         model_cfg.vae = None                                    # users convert; pixel space here
     if isinstance(model_cfg.get('perceptual'), dict):   # VGG16 weights: a local file users copy
         model_cfg.perceptual = None
+    if isinstance(model_cfg.get('animator'), dict):     # FADM's FOMM: the released file
+        model_cfg.animator.pop('checkpoint', None)
     for key in ('model', 'detector', 'classifier'):
         if isinstance(model_cfg.get(key), dict):
             _no_pretrained(model_cfg[key], tiny_clip_folder)

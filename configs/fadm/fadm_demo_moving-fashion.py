@@ -1,4 +1,5 @@
-# FADM demo, step 2: the refiner on the frozen coarse animator of step 1. AGCN at 32 x 32
+# FADM demo, step 2: the refiner on the frozen coarse animator of step 1 (the diffusion in
+# _base_/fadm_diffusion.py: the spec's). AGCN at 32 x 32
 # (low-pass 4, warp scales 4 / 8 / 16: the paper's ratios at 256; 8 channels, the paper's 16
 # doubled the step time here), the 6 known pose and expression parameters as attributes (source
 # minus driving), a pixel-space UNet2DModel on concat(condition, x_t) (2 channels in, channels
@@ -9,12 +10,9 @@
 #   python tools/train.py configs/fadm/fadm_demo_moving-fashion.py
 #   python tools/test.py configs/fadm/fadm_demo_moving-fashion.py \
 #       work_dirs/fadm_demo_moving-fashion/iter_2000.pth
-_base_ = ['./_base_/moving-fashion.py']
+_base_ = ['./_base_/moving-fashion.py', './_base_/fadm_diffusion.py']
 
-noise_schedule = dict(num_train_timesteps=100, beta_schedule='linear', beta_start=1e-3,
-                      beta_end=0.2, clip_sample=False, prediction_type='epsilon')
 model = dict(
-    type='mmext.FADM',
     animator=dict(type='mmext.KeypointAnimator', in_channels=1, num_keypoints=8, channels=32),
     animator_checkpoint='work_dirs/animator_demo_moving-fashion/iter_2000.pth',
     agcn=dict(type='mmext.AGCN', in_channels=1, num_attributes=6, image_size=32,
@@ -23,14 +21,7 @@ model = dict(
         sample_size=32, in_channels=2, out_channels=1, block_out_channels=(16, 32, 64),
         layers_per_block=1, norm_num_groups=16, attention_head_dim=16,
         down_block_types=('DownBlock2D', 'DownBlock2D', 'AttnDownBlock2D'),
-        up_block_types=('AttnUpBlock2D', 'UpBlock2D', 'UpBlock2D'))),
-    scheduler=dict(type='mmext.DiffusersScheduler', cls='DDPMScheduler',
-                   from_config=noise_schedule),
-    sample_scheduler=dict(type='mmext.DiffusersScheduler', cls='DDIMScheduler',
-                          from_config=noise_schedule),
-    feat_weight=1.0, use_attributes=True, reference='coarse',
-    sampling=dict(num_steps=100, eta=1.0, seed=0),
-    data_preprocessor={{_base_.data_preprocessor}})
+        up_block_types=('AttnUpBlock2D', 'UpBlock2D', 'UpBlock2D'))))
 max_iters = 2000
 optim_wrapper = dict(optimizer=dict(type='Adam', lr=2e-4, betas=(0.0, 0.9)),
                      clip_grad=dict(max_norm=1.0))

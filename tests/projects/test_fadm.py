@@ -308,3 +308,82 @@ def test_face_motion_metric_on_portrait_frames():
     # coarse: one frame moved by 6 px, one identical
     assert abs(res['coarse_akd_mediapipe468'] - 3.0) < 0.75
     assert res['num_frames_without_face'] == 0
+
+
+# ------------------------------------------------------------------- FOMM animator
+SMALL_FOMM = dict(
+    kp_detector=dict(num_kp=4, block_expansion=8, max_features=32, num_blocks=3,
+                     scale_factor=0.5),
+    generator=dict(num_kp=4, block_expansion=8, max_features=32, num_down_blocks=2,
+                   num_bottleneck_blocks=1, dense_motion_params=dict(
+                       block_expansion=8, max_features=32, num_blocks=3, scale_factor=0.5)))
+
+
+def test_fomm_vox256_has_the_released_layout():
+    """FOMM's vox-256 networks: the key counts, parameter counts and shapes of the released
+    checkpoint's kp_detector and generator (num_batches_tracked included)."""
+    from projects.fadm import FOMMAnimator
+    model = FOMMAnimator()
+    kp, gen = model.kp_detector.state_dict(), model.generator.state_dict()
+    assert (len(kp), len(gen)) == (75, 196)
+    count = [sum(p.numel() for p in m.parameters()) for m in (model.kp_detector, model.generator)]
+    assert count == [14215368, 45575391]
+    expected = {'kp.weight': (10, 35, 7, 7), 'jacobian.weight': (40, 35, 7, 7),
+                'down.weight': (3, 1, 13, 13),
+                'predictor.encoder.down_blocks.4.conv.weight': (1024, 512, 3, 3),
+                'predictor.decoder.up_blocks.1.conv.weight': (256, 1024, 3, 3)}
+    assert all(tuple(kp[k].shape) == v for k, v in expected.items())
+    expected = {'dense_motion_network.hourglass.encoder.down_blocks.0.conv.weight':
+                (128, 44, 3, 3), 'dense_motion_network.mask.weight': (11, 108, 7, 7),
+                'dense_motion_network.occlusion.weight': (1, 108, 7, 7),
+                'first.conv.weight': (64, 3, 7, 7), 'bottleneck.r5.norm2.running_var': (256, ),
+                'up_blocks.1.conv.weight': (64, 128, 3, 3), 'final.weight': (3, 64, 7, 7)}
+    assert all(tuple(gen[k].shape) == v for k, v in expected.items())
+
+
+def test_fomm_checkpoint_in_its_layout_converts(tmp_path):
+    from projects.fadm import FOMMAnimator
+    from projects.fadm.convert import fomm_to_mmext
+    torch.manual_seed(0)
+    source = FOMMAnimator(**SMALL_FOMM)
+    for m in source.modules():                   # non-trivial running statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    kp = {f'module.{k}': v for k, v in source.kp_detector.state_dict().items()
+          if not k.endswith('num_batches_tracked')}           # DataParallel, torch < 0.4.1
+    torch.save({'kp_detector': kp, 'generator': source.generator.state_dict(), 'epoch': 99,
+                'optimizer_generator': torch.optim.Adam(
+                    source.generator.parameters()).state_dict()}, tmp_path / 'fomm.pth.tar')
+    loaded = FOMMAnimator(**SMALL_FOMM, checkpoint=str(tmp_path / 'fomm.pth.tar'))
+    s, d = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        out = loaded(s, d)
+        assert torch.equal(out, source.eval()(s, d))
+    assert out.shape == (2, 3, 64, 64) and out.abs().max() <= 1
+    with pytest.raises(ValueError, match='does not fit'):
+        FOMMAnimator(**dict(SMALL_FOMM, kp_detector=dict(SMALL_FOMM['kp_detector'], num_kp=5)),
+                     checkpoint=str(tmp_path / 'fomm.pth.tar'))
+    with pytest.raises(ValueError, match='not a FOMM checkpoint'):
+        fomm_to_mmext({'state_dict': {}}, loaded)
+    with pytest.raises(FileNotFoundError, match='vox-cpk'):
+        FOMMAnimator(checkpoint=str(tmp_path / 'none.pth.tar'))
+
+
+def test_production_config_matches_the_spec():
+    """The merged FOMM + FADM config against spec 11.3-11.5."""
+    cfg = Config.fromfile(REPO / 'configs/fadm/fadm_fomm_256_voxceleb.py')
+    schedule = cfg.model.scheduler.from_config
+    assert (schedule.num_train_timesteps, schedule.beta_schedule, schedule.beta_start,
+            schedule.beta_end, schedule.clip_sample) == (100, 'linear', 1e-3, 0.2, False)
+    assert cfg.model.sample_scheduler.cls == 'DDIMScheduler'
+    assert cfg.model.sampling == dict(num_steps=100, eta=1.0, seed=0)
+    unet = cfg.model.unet.from_config
+    assert (unet.in_channels, unet.block_out_channels, unet.layers_per_block) == (
+        6, (64, 128, 256, 256, 512, 512), 3)
+    assert unet.down_block_types[4] == 'AttnDownBlock2D'           # 256 / 2^4 = 16 x 16
+    assert cfg.model.agcn.scales == (32, 64, 128) and cfg.model.agcn.lowpass_size == 32
+    assert cfg.optim_wrapper.optimizer == dict(type='Adam', lr=2e-4, betas=(0.0, 0.9))
+    assert cfg.train_dataloader.batch_size == 5 and cfg.train_cfg.max_epochs == 100
+    assert cfg.train_dataloader.dataset.pairs_per_video == 75
+    assert cfg.model.animator.type == 'mmext.FOMMAnimator'
