@@ -87,8 +87,9 @@ def evaluate(row: str, checkpoint: str, opts: list[str], seed: int, quick: bool)
     work = REPO / f'work_dirs/benchmarks/cmvdm{"_quick" if quick else ""}' / f'seed{seed}' / \
         f'{row}_test'
     extra = ['test_dataloader.dataset.indices=4', 'model.sampling.num_steps=3'] if quick else []
+    options = ['--cfg-options', *opts, *extra] if opts or extra else []
     done = subprocess.run([sys.executable, 'tools/test.py', CFG + ROWS[row][0], checkpoint,
-                           '--work-dir', str(work), '--cfg-options', *opts, *extra],
+                           '--work-dir', str(work), *options],
                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     found = {m: re.findall(rf'recon/{re.escape(m)}: ([-0-9.]+)', done.stdout) for m in METRICS}
     if done.returncode != 0 or not all(found.values()):
@@ -176,7 +177,8 @@ def draw(checkpoints: dict[str, tuple[str, list[str]]], items: int = 10) -> None
         parser = argparse.ArgumentParser()
         parser.add_argument('--options', nargs='+', action=DictAction)
         kept = [o for o in opts if o.startswith('model.')]
-        cfg.merge_from_dict(parser.parse_args(['--options', *kept]).options)
+        if kept:
+            cfg.merge_from_dict(parser.parse_args(['--options', *kept]).options)
         model = MODELS.build(cfg.model).eval()
         model.init_weights()
         load_checkpoint(model, checkpoint, map_location='cpu')
