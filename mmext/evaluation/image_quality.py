@@ -96,7 +96,8 @@ class Judge:
             if checkpoint is None or not Path(checkpoint).is_file():
                 raise FileNotFoundError(
                     f'the judge checkpoint {checkpoint!r} does not exist: train the judge first '
-                    '(projects/cmvdm/README.md#judge) or point judge.checkpoint at it')
+                    '(python tools/train.py configs/cmvdm/judge_lenet5_fashion-mnist.py; '
+                    'projects/cmvdm/README.md#demo) or point judge.checkpoint at it')
             from mmpretrain.apis import init_model
             model = self.model = init_model(config, checkpoint, device='cpu').eval()
             # a preprocessor with to_rgb=True expects BGR (OpenCV's order) and swaps: our
