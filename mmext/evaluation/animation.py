@@ -77,7 +77,7 @@ class AnimationMetric(BaseMetric):
         for out in data_samples:
             row = dict(pred=((out['pred'][0].float() + 1) / 2).clamp(0, 1),
                        gt=((out['gt'].float() + 1) / 2).clamp(0, 1),
-                       sequence_id=int(out.get('sequence_id', -1)),
+                       sequence_id=out.get('sequence_id'),
                        frame=int(out.get('frame', 0)), num_steps=out.get('num_steps'))
             if out.get('coarse') is not None:
                 row['coarse'] = ((out['coarse'].float() + 1) / 2).clamp(0, 1)
@@ -109,7 +109,8 @@ class AnimationMetric(BaseMetric):
             kinds.append('coarse')
         sequences = defaultdict(list)
         for r in results:
-            sequences[r['sequence_id']].append(r)
+            if r['sequence_id'] is not None:        # frames without one form no video
+                sequences[int(r['sequence_id'])].append(r)
         videos = [sorted(v, key=lambda r: r['frame']) for v in sequences.values() if len(v) > 1]
         if videos:
             for kind in kinds:

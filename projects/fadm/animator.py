@@ -92,5 +92,9 @@ class KeypointAnimator(BaseModel):
         if mode == 'loss':
             return {'loss_l1': F.l1_loss(frames, driving)}
         if mode == 'predict':
-            return [dict(pred=f[None], gt=d) for f, d in zip(frames, driving)]
+            ids, steps = batch.get('sequence_id'), batch.get('frame')
+            return [dict(pred=f[None], gt=d,
+                         sequence_id=int(ids[i]) if ids is not None else None,
+                         frame=int(steps[i]) if steps is not None else 0)
+                    for i, (f, d) in enumerate(zip(frames, driving))]
         return frames

@@ -387,3 +387,11 @@ def test_production_config_matches_the_spec():
     assert cfg.train_dataloader.batch_size == 5 and cfg.train_cfg.max_epochs == 100
     assert cfg.train_dataloader.dataset.pairs_per_video == 75
     assert cfg.model.animator.type == 'mmext.FOMMAnimator'
+
+
+def test_animation_metric_forms_videos_only_from_sequence_ids():
+    frames = [torch.full((1, 12, 12), v) for v in (-1.0, 1.0)]
+    metric = AnimationMetric()
+    metric.process({}, [dict(pred=f[None], gt=-f) for f in frames])     # no sequence ids
+    res = metric.compute_metrics(metric.results)
+    assert 'tc_l1' not in res and res['l1'] == 1
