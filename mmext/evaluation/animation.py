@@ -60,11 +60,15 @@ def build_lpips(alexnet_checkpoint: str):
 class AnimationMetric(BaseMetric):
     """L1, PSNR (dB), SSIM (grey luminance, Gaussian 1.5: ``ssim_grey-gauss1.5``) of ``pred``
     (first sample) against ``gt`` and, when the outputs carry it, of ``coarse`` (keys
-    ``coarse_*``), frames in [-1, 1] mapped to [0, 1]; ``tc_l1``: :func:`temporal_error` per
-    sequence (``sequence_id``, ordered by ``frame``), averaged over sequences of two frames or
-    more. ``num_steps`` is reported when the outputs carry it. ``lpips_alexnet``: a local
-    torchvision AlexNet checkpoint; adds ``lpips_alex`` (and ``coarse_lpips_alex``), inputs in
-    [-1, 1], grey repeated to RGB.
+    ``coarse_*``), frames in [-1, 1] mapped to [0, 1]; ``tc_l1``: the temporal error of
+    :func:`temporal_error` per sequence (``sequence_id``; consecutive ``frame`` numbers, in the
+    order the test loader gives them), averaged over sequences with two frames or more.
+    ``num_steps`` is reported when the outputs carry it. ``lpips_alexnet``: a local torchvision
+    AlexNet checkpoint; adds ``lpips_alex`` (and ``coarse_lpips_alex``), inputs in [-1, 1], grey
+    repeated to RGB.
+
+    Figures are computed batch by batch and only numbers are kept, so a test set of any length
+    fits in memory; the temporal error keeps the previous frame of each open sequence.
     """
 
     default_prefix = 'anim'
@@ -72,52 +76,63 @@ class AnimationMetric(BaseMetric):
     def __init__(self, lpips_alexnet: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.lpips = build_lpips(lpips_alexnet) if lpips_alexnet else None
+        self._previous: dict[int, tuple[int, dict]] = {}
 
-    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        for out in data_samples:
-            row = dict(pred=((out['pred'][0].float() + 1) / 2).clamp(0, 1),
-                       gt=((out['gt'].float() + 1) / 2).clamp(0, 1),
-                       sequence_id=out.get('sequence_id'),
-                       frame=int(out.get('frame', 0)), num_steps=out.get('num_steps'))
-            if out.get('coarse') is not None:
-                row['coarse'] = ((out['coarse'].float() + 1) / 2).clamp(0, 1)
-            self.results.append(row)
-
-    def _frame_metrics(self, pred: Tensor, gt: Tensor) -> dict:
+    @torch.no_grad()
+    def _frame_metrics(self, pred: Tensor, gt: Tensor) -> dict[str, Tensor]:
+        """(B, C, H, W) in [0, 1] -> per-frame figures, each (B,)."""
         grey = torch.tensor([0.299, 0.587, 0.114])
 
         def luma(t):
             return t if t.shape[1] == 1 else (t * grey.view(1, 3, 1, 1)).sum(1, keepdim=True)
 
-        out = {'l1': float((pred - gt).abs().mean()), 'psnr': float(psnr(pred, gt).mean()),
-               'ssim_grey-gauss1.5': float(gaussian_ssim(luma(pred), luma(gt)).mean())}
+        out = {'l1': (pred - gt).abs().flatten(1).mean(1), 'psnr': psnr(pred, gt),
+               'ssim_grey-gauss1.5': gaussian_ssim(luma(pred), luma(gt))}
         if self.lpips is not None:
             def rgb(t):
                 return (t if t.shape[1] == 3 else t.expand(-1, 3, -1, -1)) * 2 - 1
 
-            with torch.no_grad():
-                out['lpips_alex'] = float(self.lpips(rgb(pred), rgb(gt)).mean())
+            out['lpips_alex'] = self.lpips(rgb(pred), rgb(gt)).flatten()
         return out
 
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        def unit(t):
+            return ((t.float() + 1) / 2).clamp(0, 1)
+
+        frames = {'pred': torch.stack([unit(o['pred'][0]) for o in data_samples])}
+        if all(o.get('coarse') is not None for o in data_samples):
+            frames['coarse'] = torch.stack([unit(o['coarse']) for o in data_samples])
+        gt = torch.stack([unit(o['gt']) for o in data_samples])
+        figures = {kind: self._frame_metrics(f, gt) for kind, f in frames.items()}
+        for i, out in enumerate(data_samples):
+            row = {('' if kind == 'pred' else 'coarse_') + name: float(v[i])
+                   for kind, values in figures.items() for name, v in values.items()}
+            row.update(num_steps=out.get('num_steps'), sequence_id=out.get('sequence_id'))
+            if row['sequence_id'] is not None:
+                seq, frame = int(row['sequence_id']), int(out.get('frame', 0))
+                now = {kind: f[i] for kind, f in frames.items()} | {'gt': gt[i]}
+                before = self._previous.get(seq)
+                if before is not None and before[0] == frame - 1:
+                    row['tc'] = {kind: temporal_error([before[1][kind], now[kind]],
+                                                      [before[1]['gt'], now['gt']])
+                                 for kind in frames}
+                self._previous[seq] = (frame, now)
+            self.results.append(row)
+
     def compute_metrics(self, results: list) -> dict:
-        gt = torch.stack([r['gt'] for r in results])
-        out = self._frame_metrics(torch.stack([r['pred'] for r in results]), gt)
-        kinds = ['pred']
-        if all('coarse' in r for r in results):
-            coarse = self._frame_metrics(torch.stack([r['coarse'] for r in results]), gt)
-            out |= {f'coarse_{k}': v for k, v in coarse.items()}
-            kinds.append('coarse')
-        sequences = defaultdict(list)
+        self._previous.clear()
+        names = [k for k in results[0] if k not in ('num_steps', 'sequence_id', 'tc')]
+        out = {k: float(np.mean([r[k] for r in results])) for k in names
+               if all(k in r for r in results)}
+        pairs = defaultdict(list)
         for r in results:
-            if r['sequence_id'] is not None:        # frames without one form no video
-                sequences[int(r['sequence_id'])].append(r)
-        videos = [sorted(v, key=lambda r: r['frame']) for v in sequences.values() if len(v) > 1]
-        if videos:
-            for kind in kinds:
+            if 'tc' in r:
+                pairs[int(r['sequence_id'])].append(r['tc'])
+        if pairs:
+            for kind in pairs[next(iter(pairs))][0]:
                 key = 'tc_l1' if kind == 'pred' else 'coarse_tc_l1'
-                out[key] = float(np.mean([temporal_error([r[kind] for r in v],
-                                                         [r['gt'] for r in v])
-                                          for v in videos]))
+                out[key] = float(np.mean([np.mean([p[kind] for p in seq])
+                                          for seq in pairs.values()]))
         steps = {r['num_steps'] for r in results if r['num_steps'] is not None}
         if steps:
             out['num_steps'] = max(steps)

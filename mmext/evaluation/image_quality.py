@@ -95,9 +95,10 @@ class Judge:
             from pathlib import Path
             if checkpoint is None or not Path(checkpoint).is_file():
                 raise FileNotFoundError(
-                    f'the judge checkpoint {checkpoint!r} does not exist: train the judge first '
-                    '(python tools/train.py configs/cmvdm/judge_lenet5_fashion-mnist.py; '
-                    'projects/cmvdm/README.md#demo) or point judge.checkpoint at it')
+                    f'the judge checkpoint {checkpoint!r} does not exist: point judge.checkpoint '
+                    'at your classifier (production: an ImageNet classifier, '
+                    'projects/cmvdm/README.md#production-configs), or for the demo train its '
+                    'judge: python tools/train.py configs/cmvdm/judge_lenet5_fashion-mnist.py')
             from mmpretrain.apis import init_model
             model = self.model = init_model(config, checkpoint, device='cpu').eval()
             # a preprocessor with to_rgb=True expects BGR (OpenCV's order) and swaps: our

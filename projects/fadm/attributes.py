@@ -6,7 +6,8 @@ Pose (radians), from the mesh's own frame (x: right outer eye corner 33 -> left 
 10 -> chin 152, made orthogonal to x; z = x cross y, away from the camera); with pixel x right,
 y down and MediaPipe's depth scaled like x:
 - yaw = atan2(x_z, x_x): > 0 when the subject's left eye is farther from the camera;
-- pitch = atan2(y_z, y_y): > 0 when the chin is farther than the forehead (head tilted back);
+- pitch = atan2(y_z, y_y): > 0 when the chin is farther than the forehead (head pitched
+  forward, looking down);
 - roll = atan2(x_y, x_x): > 0 when the eye line falls to the image's right (clockwise on screen).
 Expression (6 coefficients, distances over the outer-eye-corner distance): mouth opening
 (13-14), mouth width (61-291), right and left eye opening (159-145, 386-374), right and left

@@ -122,11 +122,15 @@ class FADM(BaseModel):
         [-1, 1], ``sequence_id``, ``frame``, ``num_steps``."""
         b = len(source)
         ids = (sequence_id.tolist() if torch.is_tensor(sequence_id)
-               else list(sequence_id if sequence_id is not None else range(b)))
+               else list(sequence_id) if sequence_id is not None else [None] * b)
         frames = frame.tolist() if torch.is_tensor(frame) else list(frame or [0] * b)
         coarse = self.coarse(source, driving)
-        noise = self.video_noise(ids, tuple(source.shape[1:])).to(source.device)
+        # frames without a sequence: one noise each (drawn from the position in the batch)
+        keys = [i if i is not None else -1 - k for k, i in enumerate(ids)]
+        noise = self.video_noise(keys, tuple(source.shape[1:])).to(source.device)
         refined = self.refine(coarse, attrs, noise).cpu()
         return [dict(pred=refined[i:i + 1], coarse=coarse[i].cpu(), gt=driving[i].cpu(),
-                     source=source[i].cpu(), sequence_id=int(ids[i]), frame=int(frames[i]),
+                     source=source[i].cpu(),
+                     sequence_id=int(ids[i]) if ids[i] is not None else None,
+                     frame=int(frames[i]),
                      num_steps=self.sampling['num_steps']) for i in range(b)]
