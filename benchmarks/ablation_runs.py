@@ -87,3 +87,13 @@ class ResultsFile:
         lines = ['', 'Superseded runs (kept for the record; the config has changed since):', '']
         return lines + [f"- {r['row']} seed {r['seed']}: " + ', '.join(
             f'{m} {r[m]:.3f}' for m in metrics) + f". {r['note']}" for r in superseded]
+
+
+def seeds_parser(description: str, default_seeds=(0, 1)):
+    """The command line shared by the chained-stage benchmarks: ``--seeds`` and ``--quick``."""
+    import argparse
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--seeds', nargs='+', type=int, default=list(default_seeds))
+    parser.add_argument('--quick', action='store_true',
+                        help='a few iterations of every stage, results not kept')
+    return parser

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from ablation_runs import REPO, ResultsFile, train
+from ablation_runs import REPO, ResultsFile, seeds_parser, train
 
 CFG = 'configs/cmvdm/'
 RESULTS = Path(__file__).parent / 'results/cmvdm.json'
@@ -203,11 +203,7 @@ def draw(checkpoints: dict[str, tuple[str, list[str]]], items: int = 10) -> None
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
-    parser.add_argument('--quick', action='store_true',
-                        help='a few iterations of every stage, results not kept')
-    args = parser.parse_args()
+    args = seeds_parser(__doc__.split('\n')[0]).parse_args()
     if not (REPO / JUDGE).is_file():
         train(CFG + 'judge_lenet5_fashion-mnist.py', REPO / 'work_dirs/judge_lenet5_fashion-mnist',
               [], 'judge')

@@ -13,14 +13,13 @@ for one frame of each of 8 test sequences) and ``projects/fadm/sequence.gif`` (o
 """
 from __future__ import annotations
 
-import argparse
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-from ablation_runs import REPO, ResultsFile, train
+from ablation_runs import REPO, ResultsFile, seeds_parser, train
 
 CFG = 'configs/fadm/'
 RESULTS = Path(__file__).parent / 'results/fadm.json'
@@ -160,11 +159,7 @@ def draw(checkpoint: str, opts: list[str], sequences: int = 8) -> None:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1])
-    parser.add_argument('--quick', action='store_true',
-                        help='a few iterations of every stage, results not kept')
-    args = parser.parse_args()
+    args = seeds_parser(__doc__.split('\n')[0]).parse_args()
     path = Path('/tmp/fadm_quick.json') if args.quick else RESULTS   # quick: not a result
     results = ResultsFile(path, path.with_suffix('.md'))
     for k, seed in enumerate(args.seeds):

@@ -56,7 +56,6 @@ class VoxCelebPairDataset(BaseDataset):
         frames_per_video: test: the reconstruction protocol drives the first frame with the
             first ``frames_per_video`` frames (all when None); one sequence per video.
         image_size: frames are resized to it when they differ.
-        seed: unused by the pairs (the runner's seed governs them); kept for configs.
 
     Items: ``source``, ``driving`` (3, S, S) in [-1, 1], ``source_attributes``,
     ``driving_attributes`` (A,), ``sequence_id`` (the video's index), ``frame`` (the driving
@@ -66,8 +65,7 @@ class VoxCelebPairDataset(BaseDataset):
 
     def __init__(self, data_root: str, split: str = 'train', attributes_file: str | None = None,
                  num_attributes: int = 9, pairs_per_video: int = 1,
-                 frames_per_video: int | None = None, image_size: int = 256, seed: int = 0,
-                 **kwargs):
+                 frames_per_video: int | None = None, image_size: int = 256, **kwargs):
         if split not in ('train', 'test'):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         if attributes_file is None:
@@ -76,7 +74,7 @@ class VoxCelebPairDataset(BaseDataset):
                              'set attributes_file')
         self.split, self.attributes_file = split, attributes_file
         self.num_attributes, self.pairs_per_video = num_attributes, pairs_per_video
-        self.frames_per_video, self.image_size, self.seed = frames_per_video, image_size, seed
+        self.frames_per_video, self.image_size = frames_per_video, image_size
         kwargs.setdefault('serialize_data', False)
         super().__init__(data_root=data_root, **kwargs)
 
