@@ -58,7 +58,8 @@ def test_demo_config_trains_then_tests_through_the_stock_runner(tiny_scenes, tmp
     counts = {k: int(v) for k, v in state.items() if k.endswith('a_quantizer.init_count')}
     assert counts and all(c >= 1 for c in counts.values())
     qat_test = run_tool('tools/test.py', quant_config, tmp_path / 'qat' / 'iter_2.pth',
-                        '--work-dir', tmp_path / 'qat_test', '--cfg-options',
+                        '--work-dir', tmp_path / 'qat_test', '--out', tmp_path / 'fq.pkl',
+                        '--cfg-options',
                         *scene_cfg_options(tiny_scenes))
     assert qat_test.returncode == 0, qat_test.stdout[-3000:]
     assert 'coco/bbox_mAP:' in qat_test.stdout
@@ -69,6 +70,33 @@ def test_demo_config_trains_then_tests_through_the_stock_runner(tiny_scenes, tmp
     assert 'outputs identical to the checkpoint' in export.stdout
     assert (tmp_path / 'qat.safetensors').stat().st_size < \
         (tmp_path / 'qat' / 'iter_2.pth').stat().st_size / 3
+
+    # the export on the integer kernels: the same detections as the fake-quantized checkpoint.
+    # Exact integer accumulations; the float scaling after them rounds differently from the
+    # fake-quantized float GEMM, which can flip a value lying on a rounding boundary of the next
+    # quantizer by one level: most canvases agree to 1e-7, a few move a box by a pixel or two.
+    runtime = run_tool('tools/deploy/test_runtime.py', quant_config, tmp_path / 'qat.safetensors',
+                       '--work-dir', tmp_path / 'runtime', '--out', tmp_path / 'rt.pkl',
+                       '--cfg-options', *scene_cfg_options(tiny_scenes))
+    assert runtime.returncode == 0, runtime.stdout[-3000:]
+    summary = next(line for line in runtime.stdout.splitlines() if 'low-bit runtime:' in line)
+    assert "'int4': 100" in summary and 'coco/bbox_mAP:' in runtime.stdout
+    assert 'kept fake-quantized: backbone.layer1.0.depthwise_conv.conv (groups=32)' in \
+        runtime.stdout
+    import pickle
+    fake, kernel = (pickle.loads((tmp_path / f).read_bytes()) for f in ('fq.pkl', 'rt.pkl'))
+    assert len(fake) == len(kernel) == 8
+    agree = 0
+    for a, b in zip(fake, kernel):
+        a, b = a['pred_instances'], b['pred_instances']
+        assert torch.equal(a['labels'].sort().values, b['labels'].sort().values)
+        torch.testing.assert_close(a['scores'].sort().values, b['scores'].sort().values,
+                                   rtol=0, atol=0.01)
+        distance = torch.cdist(b['bboxes'], a['bboxes'], p=float('inf'))
+        distance[b['labels'][:, None] != a['labels'][None]] = float('inf')
+        assert distance.min(1).values.max() < 3.0      # pixels, on 128 x 128 canvases
+        agree += bool((a['scores'] - b['scores']).abs().max() < 1e-6)
+    assert agree >= 4
 
 
 def _mmpretrain_options(fashion_mnist_root) -> list[str]:

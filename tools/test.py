@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from mmengine.config import Config, DictAction
-from mmengine.evaluator import DumpResults
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -22,7 +21,12 @@ from mmengine.runner import Runner
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mmext  # noqa: F401  (registries, safe checkpoint loading)
-from mmext.utils import finish_distributed, load_tool_config, prepare_distributed
+from mmext.utils import (
+    dump_predictions,
+    finish_distributed,
+    load_tool_config,
+    prepare_distributed,
+)
 
 
 def parse_args():
@@ -91,11 +95,7 @@ def main():
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
 
     if args.out is not None:
-        if cfg.get('default_scope') == 'mmdet':
-            from mmdet.evaluation import DumpDetResults
-            runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
-        else:
-            runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+        dump_predictions(runner, cfg, args.out)
     runner.test()
     finish_distributed()
 

@@ -11,8 +11,9 @@ The file is a ``safetensors`` file (readable from C++, Rust, NumPy and others) h
   ``<layer>.weight.scale`` (float32, C_out): ``W_b = scale * (2 * bit - 1)``;
 - every other entry of the model's state dict, float as trained (biases, normalisation,
   activation quantizers' steps and zero points, float layers);
-- metadata ``format`` = ``mmext-quant/1`` and ``layers``, a JSON list with one record per
-  quantized weight: name, kind (``int`` or ``binary``), bits, shape, Qn, Qp.
+- metadata ``format`` = ``mmext-quant/1``, ``layers``, a JSON list with one record per
+  quantized weight: name, kind (``int`` or ``binary``), bits, shape, Qn, Qp, and ``sha256``, a
+  digest of every tensor (name, dtype, shape, bytes): a file changed after export is refused.
 
 :func:`load_quantized` rebuilds the weights from the integers into a model of the same
 structure (the config's quantized model), whose outputs then equal those of the exported model
@@ -20,6 +21,7 @@ exactly: the rebuilt weights are the very values the fake quantizer produced.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -32,6 +34,16 @@ from .layers import QConv2d, QLinear
 from .quantizers import LSQQuantizer, WeightBinarizer
 
 FORMAT = 'mmext-quant/1'
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the tensors' names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous()
+        digest.update(f'{key}|{t.dtype}|{list(t.shape)}|'.encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _quantized_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -83,8 +95,9 @@ def export_quantized(model: nn.Module, path: str | Path) -> list[dict]:
     for key, value in model.state_dict().items():
         if not key.startswith(exported):
             tensors[key] = value.detach().cpu().contiguous()
-    save_file({k: v.cpu() for k, v in tensors.items()}, str(path),
-              metadata=dict(format=FORMAT, layers=json.dumps(records)))
+    tensors = {k: v.cpu() for k, v in tensors.items()}
+    save_file(tensors, str(path), metadata=dict(format=FORMAT, layers=json.dumps(records),
+                                                sha256=tensors_digest(tensors)))
     return records
 
 
@@ -106,7 +119,14 @@ def _read(path: str | Path) -> tuple[dict[str, torch.Tensor], list[dict]]:
     if metadata.get('format') != FORMAT:
         raise ValueError(f"{path} has format {metadata.get('format')!r}, not {FORMAT!r}: it "
                          'was not written by mmext.quant.export_quantized')
-    return tensors, json.loads(metadata['layers'])
+    if 'sha256' in metadata and tensors_digest(tensors) != metadata['sha256']:
+        raise ValueError(f'{path} was changed after export: its tensors no longer match the '
+                         'checksum written with them; export the checkpoint again')
+    try:
+        return tensors, json.loads(metadata['layers'])
+    except (KeyError, json.JSONDecodeError) as error:
+        raise ValueError(f'{path} has no readable layer list ({error}); export it '
+                         'again') from error
 
 
 def dequantize(tensors: dict[str, torch.Tensor], record: dict) -> tuple[torch.Tensor,

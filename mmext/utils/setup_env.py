@@ -113,3 +113,14 @@ def finish_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def dump_predictions(runner, cfg: Config, out: str) -> None:
+    """Append the metric that pickles every prediction to ``out`` (mmdet's detection dump for
+    mmdet configs, mmengine's otherwise), as ``tools/test.py --out`` does."""
+    if cfg.get('default_scope') == 'mmdet':
+        from mmdet.evaluation import DumpDetResults
+        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=out))
+    else:
+        from mmengine.evaluator import DumpResults
+        runner.test_evaluator.metrics.append(DumpResults(out_file_path=out))

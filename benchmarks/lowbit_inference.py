@@ -1,0 +1,272 @@
+"""Inference speed of exported low-bit models on mmext's kernels against float32, side by side.
+
+    python benchmarks/lowbit_inference.py            # writes benchmarks/results/lowbit_inference.json
+    python benchmarks/lowbit_inference.py --quick    # fewer repetitions (plumbing check)
+
+Per layer (random weights; times include quantizing and packing the float input, as in a model):
+DeiT-Tiny's linear layers (197 tokens per image: qkv 192 -> 576, proj 192 -> 192, fc1 192 -> 768,
+fc2 768 -> 192) and ResNet-18's 3 x 3 convolutions (64 ch at 56 x 56, 128 at 28, 256 at 14, 512
+at 7), batch 1 and 8: float32 (``F.linear`` / ``F.conv2d``: MKL / oneDNN) against
+:class:`mmext.quant.runtime.BinaryLinear` / ``BinaryConv2d`` (XNOR-popcount) and ``IntLinear``
+/ ``IntConv2d`` at 8 bits (``torch._int_mm``).
+
+End to end (batch 8, random weights, quantizers initialised on one batch, exported with
+:func:`mmext.quant.export_quantized` and rebuilt by :func:`mmext.quant.build_runtime_model`):
+Bi-ViT's binary DeiT-Tiny with a real and with a binary patch embedding, the demo detector with
+Q-DETR's 4-4-8 quantization (per-tensor input steps: the per-channel steps of the demo config do
+not factor out of an integer GEMM, see the README), and the DCP-NAS 1-bit network of the
+Fashion-MNIST demo. Float: the network as the library builds it before the quantization swap
+(mmpretrain's DeiT-Tiny with its fused attention; DCP-NAS's cells with real-valued
+operations). The runtime model's
+outputs are compared with the fake-quantized model's (largest difference, same argmax).
+
+Variants run round-robin, one call each per round; the figure is the median time, the ratio
+float time over kernel time (above 1: the kernel is faster).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mmext.quant.export import export_quantized  # noqa: E402
+from mmext.quant.kernels import lowbit_ops  # noqa: E402
+from mmext.quant.quantizers import LSQPlusQuantizer  # noqa: E402
+from mmext.quant.runtime import (  # noqa: E402
+    BinaryConv2d,
+    BinaryLinear,
+    IntConv2d,
+    IntLinear,
+    build_runtime_model,
+)
+
+OUT = REPO / 'benchmarks/results/lowbit_inference.json'
+DEIT_LINEARS = {'qkv': (192, 576), 'proj': (192, 192), 'fc1': (192, 768), 'fc2': (768, 192)}
+RESNET_CONVS = {'conv 64 @56': (64, 56), 'conv 128 @28': (128, 28), 'conv 256 @14': (256, 14),
+                'conv 512 @7': (512, 7)}
+DEMO_DETR = REPO / 'configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py'
+QDETR_DEMO = REPO / 'configs/qdetr/qdetr_conditional-detr_mobilenetv2-s16_w4a4-attn8_fashion-scenes.py'
+DCPNAS_DEMO = REPO / 'configs/dcpnas/dcpnas-retrain_1xb128-3e_fashion-mnist.py'
+# the papers' theoretical accelerations (operation counts), for the table
+PAPER = {'bivit_deit-tiny': 'Bi-ViT: 61.5x fewer OPs (DeiT-S, binary)',
+         'qdetr_demo_w4a4-attn8': 'Q-DETR: 6.6x (R50 4-bit, theoretical)',
+         'dcpnas_demo': 'DCP-NAS: OPs counted, no wall time'}
+
+
+def timed(functions: dict, reps: int, warmup: int) -> dict[str, float]:
+    """Median seconds per call of each function, measured round-robin."""
+    with torch.inference_mode():
+        for fn in functions.values():
+            for _ in range(warmup):
+                fn()
+        times = {name: [] for name in functions}
+        for _ in range(reps):
+            for name, fn in functions.items():
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def _int_quantizer(bits: int, x: torch.Tensor) -> LSQPlusQuantizer:
+    q = LSQPlusQuantizer(bits=bits)
+    q.eval()(x)                                   # data-free initialisation on this input
+    return q
+
+
+def _row(times: dict[str, float]) -> dict:
+    base = times['float32']
+    return {name: dict(ms=round(t * 1e3, 4), speedup=round(base / t, 2))
+            for name, t in times.items()}
+
+
+def layer_rows(batches, reps, warmup) -> dict:
+    g = torch.Generator().manual_seed(0)
+    rows = {}
+    for batch in batches:
+        for name, (k, n) in DEIT_LINEARS.items():
+            x = torch.randn(batch, 197, k, generator=g)
+            w = torch.randn(n, k, generator=g) * 0.05
+            b = torch.randn(n, generator=g)
+            signs = torch.where(w >= 0, 1.0, -1.0)
+            binary = BinaryLinear(signs, w.abs().mean(1), b)
+            ints = torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8)
+            int8 = IntLinear(ints, torch.full((n, ), 1e-3), b, _int_quantizer(8, x))
+            rows[f'deit-tiny {name} b{batch}'] = _row(timed({
+                'float32': lambda x=x, w=w, b=b: F.linear(x, w, b),
+                'binary': lambda x=x, m=binary: m(x),
+                'int8': lambda x=x, m=int8: m(x)}, reps, warmup))
+        for name, (c, size) in RESNET_CONVS.items():
+            x = torch.randn(batch, c, size, size, generator=g)
+            w = torch.randn(c, c, 3, 3, generator=g) * 0.05
+            b = torch.randn(c, generator=g)
+            binary = BinaryConv2d(torch.where(w >= 0, 1.0, -1.0), w.abs().mean((1, 2, 3)), b,
+                                  1, 1, 1)
+            ints = torch.randint(-127, 128, (c, c, 3, 3), generator=g, dtype=torch.int8)
+            int8 = IntConv2d(ints, torch.full((c, ), 1e-3), b, _int_quantizer(8, x), (1, 1),
+                             (1, 1), (1, 1))
+            rows[f'resnet-18 {name} b{batch}'] = _row(timed({
+                'float32': lambda x=x, w=w, b=b: F.conv2d(x, w, b, 1, 1),
+                'binary': lambda x=x, m=binary: m(x),
+                'int8': lambda x=x, m=int8: m(x)}, reps, warmup))
+        print(f'layers, batch {batch}: done', flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------------------ end to end
+def _bivit(binary_patch_embed: bool):
+    from mmengine.registry import DefaultScope
+
+    import projects.bivit  # noqa: F401  (registers BiViTSwap)
+    from mmext.registry import QUANTIZERS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        from mmpretrain.registry import MODELS
+        model = MODELS.build(dict(
+            type='ImageClassifier',
+            backbone=dict(type='VisionTransformer', arch='deit-tiny', img_size=224,
+                          patch_size=16),
+            neck=None, head=dict(type='VisionTransformerClsHead', num_classes=1000,
+                                 in_channels=192)))
+    quant = QUANTIZERS.build(dict(type='BiViTSwap', binary_patch_embed=binary_patch_embed))
+    x = torch.randn(8, 3, 224, 224)
+    return copy.deepcopy(model), quant(model), (lambda m: m(x, mode='tensor'))
+
+
+def _qdetr():
+    from mmdet.testing import demo_mm_inputs
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    from mmext.registry import QUANTIZERS
+    cfg = Config.fromfile(DEMO_DETR).model
+    cfg.backbone.init_cfg = None
+    quant = dict(Config.fromfile(QDETR_DEMO).model.quant)
+    quant.update(a_granularity='tensor', calibration=None)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        from mmdet.registry import MODELS
+        model = MODELS.build(cfg)
+        packed = demo_mm_inputs(8, [[3, 128, 128]] * 8, num_items=[3] * 8, num_classes=10)
+        data = model.data_preprocessor(packed, False)
+    float_model = copy.deepcopy(model)
+    model = QUANTIZERS.build(quant)(model)
+
+    def run(m):
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            return m(data['inputs'], data['data_samples'], mode='tensor')
+    return float_model, model, run
+
+
+def _dcpnas():
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    import mmext  # noqa: F401
+    cfg = Config.fromfile(DCPNAS_DEMO).model
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        from mmpretrain.registry import MODELS
+        model = MODELS.build(cfg)
+        cfg.backbone.binary = False
+        float_model = MODELS.build(cfg)
+    x = torch.randn(8, 1, 28, 28)
+    return float_model, model, (lambda m: m(x, mode='tensor'))
+
+
+MODELS = {'bivit_deit-tiny': lambda: _bivit(False),
+          'bivit_deit-tiny_binary-patch-embed': lambda: _bivit(True),
+          'qdetr_demo_w4a4-attn8': _qdetr,
+          'dcpnas_demo': _dcpnas}
+
+
+def _flat(out) -> torch.Tensor:
+    leaves = [out] if isinstance(out, torch.Tensor) else \
+        [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+    return torch.cat([t.float().flatten() for t in leaves])
+
+
+def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
+    torch.manual_seed(0)
+    float_model, quantized, run = MODELS[name]()
+    structure = copy.deepcopy(quantized)
+    with torch.no_grad():
+        quantized.eval()
+        run(quantized)                              # initialises the quantizers' steps
+    path = folder / f'{name}.safetensors'
+    export_quantized(quantized, path)
+    runtime, report = build_runtime_model(structure, path)
+    float_model.eval()
+    with torch.inference_mode():
+        expected, got = _flat(run(quantized)), _flat(run(runtime))
+    times = timed({'float32': lambda: run(float_model), 'fake-quantized': lambda: run(quantized),
+                   'runtime': lambda: run(runtime)}, reps, warmup)
+    kept = report.kept()
+    return dict(_row(times), layers=report.counts(),
+                kept_fake_quantized=sorted({why for _, why in kept}),
+                max_abs_difference=float((expected - got).abs().max()),
+                paper=PAPER.get(name.split('_binary')[0], ''))
+
+
+def table(results: dict) -> str:
+    lines = ['| layer | float32 ms | binary ms | speed-up | int8 ms | speed-up |',
+             '|---|---|---|---|---|---|']
+    for name, row in results['layers'].items():
+        lines.append(f"| {name} | {row['float32']['ms']:.3f} | {row['binary']['ms']:.3f} | "
+                     f"{row['binary']['speedup']:.1f}x | {row['int8']['ms']:.3f} | "
+                     f"{row['int8']['speedup']:.1f}x |")
+    lines += ['', '| model (batch 8) | float32 ms | fake-quantized ms | runtime ms | runtime '
+              'speed-up | layers on kernels | paper (theoretical) |', '|---|---|---|---|---|---|---|']
+    for name, row in results['models'].items():
+        lines.append(f"| {name} | {row['float32']['ms']:.1f} | {row['fake-quantized']['ms']:.1f} "
+                     f"| {row['runtime']['ms']:.1f} | {row['runtime']['speedup']:.2f}x | "
+                     f"{row['layers']} | {row['paper']} |")
+    return '\n'.join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--quick', action='store_true', help='3 repetitions, batch 1 only')
+    parser.add_argument('--reps', type=int, default=30)
+    parser.add_argument('--models', nargs='*', default=list(MODELS), choices=list(MODELS))
+    parser.add_argument('--out', type=Path, default=OUT)
+    parser.add_argument('--force', action='store_true', help='overwrite an existing results file')
+    args = parser.parse_args()
+    if args.out.exists() and not args.force and not args.quick:
+        raise SystemExit(f'{args.out} exists; pass --force to replace it')
+    reps, warmup, batches = (3, 1, (1, )) if args.quick else (args.reps, 3, (1, 8))
+    ops = lowbit_ops()
+    results = dict(
+        command='python benchmarks/lowbit_inference.py ' + ' '.join(sys.argv[1:]),
+        device=f'{platform.processor() or platform.machine()} CPU, '
+               f'{torch.get_num_threads()} threads',
+        torch=torch.__version__, avx512_popcount=bool(ops and ops.has_avx512_popcount()),
+        reps=reps, layers=layer_rows(batches, reps, warmup), models={})
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.models:
+            print(f'{name}: export, runtime, timing ...', flush=True)
+            results['models'][name] = model_row(name, max(3, reps // 3), 2 if args.quick else 3,
+                                                Path(folder))
+    text = table(results)
+    print(text)
+    if args.quick:
+        return
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix('.tmp')
+    tmp.write_text(json.dumps(results, indent=2) + '\n')
+    tmp.replace(args.out)
+    args.out.with_suffix('.md').write_text(text + '\n')
+    print(f'written {args.out}')
+
+
+if __name__ == '__main__':
+    main()

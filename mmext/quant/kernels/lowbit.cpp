@@ -1,0 +1,470 @@
+// Low-bit CPU kernels (mmext.quant.kernels): bit-packed binary GEMM and convolution, and the int8 helpers.
+//
+// Signs are packed 64 to a word: bit j of word w is 1 where element 64 w + j is >= 0 (+1) and
+// 0 where it is negative (-1); bits past the end of a row are 0 in both operands, so that their
+// XOR is 0 and they add nothing. For two packed rows of K signs,
+//     dot = sum_k a_k b_k = K - 2 popcount(a XOR b).
+// The AVX-512 paths (VPOPCNTDQ: eight 64-bit popcounts per instruction) are chosen at run time;
+// the portable paths give the same integers.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+constexpr int64_t kBlockN = 16;  // output channels per inner block (two 8 x 64-bit vectors)
+constexpr int kBlockM = 8;       // rows (or output pixels) sharing one load of the weights
+
+bool use_avx512() {
+  static const bool ok = __builtin_cpu_supports("avx512f") &&
+                         __builtin_cpu_supports("avx512dq") &&
+                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma") &&
+                         __builtin_cpu_supports("avx512vpopcntdq");
+  return ok;
+}
+
+// ------------------------------------------------------------------------------------ packing
+uint64_t pack_word_portable(const float* p, int64_t n) {
+  uint64_t word = 0;
+  for (int64_t j = 0; j < n; ++j) word |= static_cast<uint64_t>(p[j] >= 0.f) << j;
+  return word;
+}
+
+__attribute__((target("avx512f"))) uint64_t pack_word_avx512(const float* p, int64_t n) {
+  uint64_t word = 0;
+  for (int64_t j = 0; j < n; j += 16) {
+    const int64_t valid = std::min<int64_t>(16, n - j);
+    const __mmask16 m = valid == 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, p + j);
+    const __mmask16 ge = _mm512_mask_cmp_ps_mask(m, v, _mm512_setzero_ps(), _CMP_GE_OQ);
+    word |= static_cast<uint64_t>(ge) << j;
+  }
+  return word;
+}
+
+// ------------------------------------------------------------------------- the inner products
+// Rows r of `a` (pointers, kBlockM of them, repeated when fewer are real) against the weight
+// words wt[w * npad + c .. c + 15] summed over the word offsets `offsets` (one per tap and word:
+// the row pointer's offset and the weight row). Writes 16 popcounts per row into pop[r][16].
+struct Taps {
+  const int64_t* a_offset;  // per term: offset added to each row's base pointer
+  const int64_t* w_row;     // per term: row of wt
+  int64_t count;
+};
+
+// The popcounts of kBlockM rows against 16 output channels, in registers.
+__attribute__((target("avx512f,avx512vpopcntdq"), always_inline)) inline void accumulate_avx512(
+    const uint64_t* const* rows, const uint64_t* wt, int64_t npad, int64_t c, const Taps& taps,
+    __m512i acc[kBlockM][2]) {
+  for (int r = 0; r < kBlockM; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+  for (int64_t t = 0; t < taps.count; ++t) {
+    const uint64_t* w = wt + taps.w_row[t] * npad + c;
+    const __m512i b0 = _mm512_loadu_si512(w), b1 = _mm512_loadu_si512(w + 8);
+    const int64_t off = taps.a_offset[t];
+    for (int r = 0; r < kBlockM; ++r) {
+      const __m512i a = _mm512_set1_epi64(static_cast<long long>(rows[r][off]));
+      acc[r][0] = _mm512_add_epi64(acc[r][0], _mm512_popcnt_epi64(_mm512_xor_si512(a, b0)));
+      acc[r][1] = _mm512_add_epi64(acc[r][1], _mm512_popcnt_epi64(_mm512_xor_si512(a, b1)));
+    }
+  }
+}
+
+__attribute__((target("avx512f,avx512vpopcntdq"))) void popcounts_avx512(
+    const uint64_t* const* rows, const uint64_t* wt, int64_t npad, int64_t c, const Taps& taps,
+    int64_t pop[kBlockM][kBlockN]) {
+  __m512i acc[kBlockM][2];
+  accumulate_avx512(rows, wt, npad, c, taps, acc);
+  for (int r = 0; r < kBlockM; ++r) {
+    _mm512_storeu_si512(pop[r], acc[r][0]);
+    _mm512_storeu_si512(pop[r] + 8, acc[r][1]);
+  }
+}
+
+void popcounts_portable(const uint64_t* const* rows, const uint64_t* wt, int64_t npad, int64_t c,
+                        const Taps& taps, int64_t pop[kBlockM][kBlockN]) {
+  for (int r = 0; r < kBlockM; ++r)
+    for (int64_t j = 0; j < kBlockN; ++j) pop[r][j] = 0;
+  for (int64_t t = 0; t < taps.count; ++t) {
+    const uint64_t* w = wt + taps.w_row[t] * npad + c;
+    const int64_t off = taps.a_offset[t];
+    for (int r = 0; r < kBlockM; ++r) {
+      const uint64_t a = rows[r][off];
+      for (int64_t j = 0; j < kBlockN; ++j) pop[r][j] += __builtin_popcountll(a ^ w[j]);
+    }
+  }
+}
+
+// The same sums with the float output computed in registers:
+// y = (full - 2 pop) * scale + bias = pop * slope + intercept, slope = -2 scale,
+// intercept = full * scale + bias (per output channel, precomputed); rows < `real` stored.
+__attribute__((target("avx512f,avx512dq,avx512vl,avx512vpopcntdq,fma"))) void fused_avx512(
+    const uint64_t* const* rows, const uint64_t* wt, int64_t npad, int64_t c, const Taps& taps,
+    const float* slope, const float* intercept, float* const* out, int64_t real, int64_t n) {
+  __m512i acc[kBlockM][2];
+  accumulate_avx512(rows, wt, npad, c, taps, acc);
+  const int64_t end = std::min<int64_t>(kBlockN, n - c);
+  const __mmask8 m0 = end >= 8 ? 0xFF : static_cast<__mmask8>((1u << end) - 1);
+  const __mmask8 m1 = end >= 16 ? 0xFF : end <= 8 ? 0 : static_cast<__mmask8>((1u << (end - 8)) - 1);
+  const __m256 s0 = _mm256_loadu_ps(slope + c), s1 = _mm256_loadu_ps(slope + c + 8);
+  const __m256 i0 = _mm256_loadu_ps(intercept + c), i1 = _mm256_loadu_ps(intercept + c + 8);
+  for (int64_t r = 0; r < real; ++r) {
+    _mm256_mask_storeu_ps(out[r] + c, m0, _mm256_fmadd_ps(_mm512_cvtepi64_ps(acc[r][0]), s0, i0));
+    _mm256_mask_storeu_ps(out[r] + c + 8, m1,
+                          _mm256_fmadd_ps(_mm512_cvtepi64_ps(acc[r][1]), s1, i1));
+  }
+}
+
+// Output of one row block: dot = full - 2 pop - fix (fix: padded taps, or nothing); either the
+// integer dot (raw) or dot * scale + bias.
+struct Epilogue {
+  int64_t n;            // real output channels
+  const float* scale;   // (npad)
+  const float* bias;    // (npad)
+  bool raw;
+};
+
+__attribute__((target("avx512f"))) void store_avx512(const Epilogue& e, int64_t c,
+                                                     int64_t full, const int64_t* pop,
+                                                     const int32_t* fix, float* out,
+                                                     int32_t* out_raw) {
+  const int64_t end = std::min<int64_t>(kBlockN, e.n - c);
+  const __mmask16 mask = end == 16 ? 0xFFFF : static_cast<__mmask16>((1u << end) - 1);
+  const __m256i lo = _mm512_cvtepi64_epi32(_mm512_loadu_si512(pop));
+  const __m256i hi = _mm512_cvtepi64_epi32(_mm512_loadu_si512(pop + 8));
+  const __m512i p = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+  __m512i dot = _mm512_sub_epi32(_mm512_set1_epi32(static_cast<int32_t>(full)),
+                                 _mm512_slli_epi32(p, 1));
+  if (fix) dot = _mm512_sub_epi32(dot, _mm512_loadu_si512(fix + c));
+  if (e.raw) {
+    _mm512_mask_storeu_epi32(out_raw + c, mask, dot);
+    return;
+  }
+  const __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_loadu_ps(e.scale + c),
+                                   _mm512_loadu_ps(e.bias + c));
+  _mm512_mask_storeu_ps(out + c, mask, y);
+}
+
+inline void store(const Epilogue& e, int64_t c, int64_t full, const int64_t* pop,
+                  const int32_t* fix, float* out, int32_t* out_raw) {
+  if (use_avx512()) return store_avx512(e, c, full, pop, fix, out, out_raw);
+  const int64_t end = std::min<int64_t>(kBlockN, e.n - c);
+  for (int64_t j = 0; j < end; ++j) {
+    int64_t dot = full - 2 * pop[j] - (fix ? fix[c + j] : 0);
+    if (e.raw)
+      out_raw[c + j] = static_cast<int32_t>(dot);
+    else
+      out[c + j] = std::fma(static_cast<float>(dot), e.scale[c + j], e.bias[c + j]);
+  }
+}
+
+// slope = -2 scale, intercept = full * scale + bias, per output channel (npad of them)
+void affine(const float* scale, const float* bias, int64_t npad, int64_t full,
+            std::vector<float>& slope, std::vector<float>& intercept) {
+  slope.resize(npad), intercept.resize(npad);
+  for (int64_t j = 0; j < npad; ++j) {
+    slope[j] = -2.f * scale[j];
+    intercept[j] = std::fma(static_cast<float>(full), scale[j], bias[j]);
+  }
+}
+
+}  // namespace
+
+// x (M, K) float -> (M, ceil(K / 64)) int64 sign words.
+torch::Tensor pack_signs(torch::Tensor x) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat32,
+              "pack_signs: x must be a 2-d float32 tensor, got ", x.sizes(), " ", x.dtype());
+  x = x.contiguous();
+  const int64_t m = x.size(0), k = x.size(1), words = (k + 63) / 64;
+  auto out = torch::empty({m, words}, x.options().dtype(torch::kInt64));
+  const float* src = x.data_ptr<float>();
+  auto* dst = reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>());
+  const bool avx = use_avx512();
+  at::parallel_for(0, m, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      for (int64_t w = 0; w < words; ++w) {
+        const float* p = src + i * k + 64 * w;
+        const int64_t n = std::min<int64_t>(64, k - 64 * w);
+        dst[i * words + w] = avx ? pack_word_avx512(p, n) : pack_word_portable(p, n);
+      }
+  });
+  return out;
+}
+
+// a (M, W) sign words, wt (W, Npad) weight words (transposed, Npad a multiple of 16),
+// k the real length of a row; scale, bias (Npad) float. -> (M, n) float, or int32 dots if raw.
+torch::Tensor binary_linear(torch::Tensor a, torch::Tensor wt, int64_t k, torch::Tensor scale,
+                            torch::Tensor bias, int64_t n, bool raw) {
+  TORCH_CHECK(a.dim() == 2 && wt.dim() == 2 && a.size(1) == wt.size(0),
+              "binary_linear: input words ", a.sizes(), " do not fit weight words ", wt.sizes());
+  TORCH_CHECK(wt.size(1) % kBlockN == 0 && n <= wt.size(1), "binary_linear: bad padding");
+  a = a.contiguous();
+  const int64_t m = a.size(0), words = a.size(1), npad = wt.size(1);
+  auto out = raw ? torch::empty({m, n}, a.options().dtype(torch::kInt32))
+                 : torch::empty({m, n}, a.options().dtype(torch::kFloat32));
+  const auto* A = reinterpret_cast<const uint64_t*>(a.data_ptr<int64_t>());
+  const auto* W = reinterpret_cast<const uint64_t*>(wt.data_ptr<int64_t>());
+  std::vector<int64_t> offsets(words), w_rows(words);
+  for (int64_t w = 0; w < words; ++w) offsets[w] = w, w_rows[w] = w;
+  const Taps taps{offsets.data(), w_rows.data(), words};
+  const Epilogue e{n, scale.data_ptr<float>(), bias.data_ptr<float>(), raw};
+  float* out_f = raw ? nullptr : out.data_ptr<float>();
+  int32_t* out_i = raw ? out.data_ptr<int32_t>() : nullptr;
+  const bool avx = use_avx512();
+  std::vector<float> slope, intercept;
+  affine(e.scale, e.bias, npad, k, slope, intercept);
+  const int64_t blocks = (m + kBlockM - 1) / kBlockM;
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    int64_t pop[kBlockM][kBlockN];
+    const uint64_t* rows[kBlockM];
+    float* outs[kBlockM];
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t m0 = blk * kBlockM, real = std::min<int64_t>(kBlockM, m - m0);
+      for (int r = 0; r < kBlockM; ++r) rows[r] = A + (m0 + std::min<int64_t>(r, real - 1)) * words;
+      for (int r = 0; r < kBlockM; ++r) outs[r] = out_f ? out_f + (m0 + r) * n : nullptr;
+      for (int64_t c = 0; c < npad && c < n; c += kBlockN) {
+        if (avx && !raw) {
+          fused_avx512(rows, W, npad, c, taps, slope.data(), intercept.data(), outs, real, n);
+          continue;
+        }
+        if (avx)
+          popcounts_avx512(rows, W, npad, c, taps, pop);
+        else
+          popcounts_portable(rows, W, npad, c, taps, pop);
+        for (int64_t r = 0; r < real; ++r)
+          store(e, c, k, pop[r], nullptr, out_f ? out_f + (m0 + r) * n : nullptr,
+                out_i ? out_i + (m0 + r) * n : nullptr);
+      }
+    }
+  });
+  return out;
+}
+
+// Batched raw dots: a (G, M, W) sign words, bt (G, W, Npad) -> (G, M, n) int32.
+torch::Tensor binary_bmm(torch::Tensor a, torch::Tensor bt, int64_t k, int64_t n) {
+  TORCH_CHECK(a.dim() == 3 && bt.dim() == 3 && a.size(0) == bt.size(0) &&
+              a.size(2) == bt.size(1) && bt.size(2) % kBlockN == 0 && n <= bt.size(2),
+              "binary_bmm: words ", a.sizes(), " do not fit ", bt.sizes());
+  a = a.contiguous(), bt = bt.contiguous();
+  const int64_t g = a.size(0), m = a.size(1), words = a.size(2), npad = bt.size(2);
+  auto out = torch::empty({g, m, n}, a.options().dtype(torch::kInt32));
+  const auto* A = reinterpret_cast<const uint64_t*>(a.data_ptr<int64_t>());
+  const auto* B = reinterpret_cast<const uint64_t*>(bt.data_ptr<int64_t>());
+  int32_t* O = out.data_ptr<int32_t>();
+  std::vector<int64_t> offsets(words), w_rows(words);
+  for (int64_t w = 0; w < words; ++w) offsets[w] = w, w_rows[w] = w;
+  const Taps taps{offsets.data(), w_rows.data(), words};
+  const Epilogue e{n, nullptr, nullptr, true};
+  const bool avx = use_avx512();
+  const int64_t row_blocks = (m + kBlockM - 1) / kBlockM;
+  at::parallel_for(0, g * row_blocks, 1, [&](int64_t begin, int64_t end) {
+    int64_t pop[kBlockM][kBlockN];
+    const uint64_t* rows[kBlockM];
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t gi = job / row_blocks, m0 = (job % row_blocks) * kBlockM;
+      const int64_t real = std::min<int64_t>(kBlockM, m - m0);
+      const uint64_t* base = A + gi * m * words;
+      const uint64_t* W = B + gi * words * npad;
+      for (int r = 0; r < kBlockM; ++r) rows[r] = base + (m0 + std::min<int64_t>(r, real - 1)) * words;
+      for (int64_t c = 0; c < n; c += kBlockN) {
+        if (avx)
+          popcounts_avx512(rows, W, npad, c, taps, pop);
+        else
+          popcounts_portable(rows, W, npad, c, taps, pop);
+        for (int64_t r = 0; r < real; ++r)
+          store(e, c, k, pop[r], nullptr, nullptr, O + (gi * m + m0 + r) * n);
+      }
+    }
+  });
+  return out;
+}
+
+// x (B, Hp, Wp, Wc) sign words of the zero-padded input (channels last, padding pixels all-zero
+// words), wt (KH * KW * Wc, Npad) weight words (tap-major, then channel word), channels the real
+// C, tap_dot (KH * KW, Npad) int32: per tap the dot an all-zero-word pixel gives
+// (C - 2 popcount(w_tap)), subtracted for the taps that fall in the padding. -> (B, OH, OW, n)
+// float (channels last), or int32 dots if raw.
+torch::Tensor binary_conv2d(torch::Tensor x, torch::Tensor wt, int64_t channels, int64_t kh,
+                            int64_t kw, int64_t stride, int64_t pad, int64_t dilation,
+                            int64_t height, int64_t width, torch::Tensor tap_dot,
+                            torch::Tensor scale, torch::Tensor bias, int64_t n, bool raw) {
+  TORCH_CHECK(x.dim() == 4 && wt.dim() == 2, "binary_conv2d: bad operand ranks");
+  x = x.contiguous();
+  const int64_t b = x.size(0), hp = x.size(1), wp = x.size(2), wc = x.size(3);
+  const int64_t npad = wt.size(1);
+  TORCH_CHECK(wt.size(0) == kh * kw * wc && npad % kBlockN == 0,
+              "binary_conv2d: weight words ", wt.sizes(), " do not fit ", kh, "x", kw, "x", wc);
+  const int64_t oh = (height + 2 * pad - dilation * (kh - 1) - 1) / stride + 1;
+  const int64_t ow = (width + 2 * pad - dilation * (kw - 1) - 1) / stride + 1;
+  auto out = raw ? torch::empty({b, oh, ow, n}, x.options().dtype(torch::kInt32))
+                 : torch::empty({b, oh, ow, n}, x.options().dtype(torch::kFloat32));
+  const auto* X = reinterpret_cast<const uint64_t*>(x.data_ptr<int64_t>());
+  const auto* W = reinterpret_cast<const uint64_t*>(wt.data_ptr<int64_t>());
+  const int32_t* fix_tap = tap_dot.data_ptr<int32_t>();
+  std::vector<int64_t> offsets, w_rows;
+  for (int64_t i = 0; i < kh; ++i)
+    for (int64_t j = 0; j < kw; ++j)
+      for (int64_t w = 0; w < wc; ++w) {
+        offsets.push_back((i * dilation * wp + j * dilation) * wc + w);
+        w_rows.push_back((i * kw + j) * wc + w);
+      }
+  const Taps taps{offsets.data(), w_rows.data(), static_cast<int64_t>(offsets.size())};
+  const Epilogue e{n, scale.data_ptr<float>(), bias.data_ptr<float>(), raw};
+  const int64_t full = kh * kw * channels;
+  float* out_f = raw ? nullptr : out.data_ptr<float>();
+  int32_t* out_i = raw ? out.data_ptr<int32_t>() : nullptr;
+  const bool avx = use_avx512();
+  std::vector<float> slope, intercept;
+  affine(e.scale, e.bias, npad, full, slope, intercept);
+  // output pixels whose taps all fall inside the image: [lo, hi) per axis
+  auto inside = [&](int64_t o, int64_t size, int64_t k) {
+    return o * stride - pad >= 0 && o * stride - pad + (k - 1) * dilation < size;
+  };
+  const int64_t col_blocks = (ow + kBlockM - 1) / kBlockM;
+  at::parallel_for(0, b * oh, 1, [&](int64_t begin, int64_t end) {
+    int64_t pop[kBlockM][kBlockN];
+    const uint64_t* rows[kBlockM];
+    float* outs[kBlockM];
+    std::vector<int32_t> fix(npad);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t bi = row / oh, oy = row % oh;
+      for (int64_t cb = 0; cb < col_blocks; ++cb) {
+        const int64_t ox0 = cb * kBlockM, real = std::min<int64_t>(kBlockM, ow - ox0);
+        for (int r = 0; r < kBlockM; ++r) {
+          const int64_t ox = ox0 + std::min<int64_t>(r, real - 1);
+          rows[r] = X + ((bi * hp + oy * stride) * wp + ox * stride) * wc;
+          outs[r] = out_f ? out_f + ((bi * oh + oy) * ow + ox) * n : nullptr;
+        }
+        const bool interior = inside(oy, height, kh) && inside(ox0, width, kw) &&
+                              inside(ox0 + real - 1, width, kw);
+        for (int64_t c = 0; c < npad && c < n; c += kBlockN) {
+          if (avx && !raw && interior) {
+            fused_avx512(rows, W, npad, c, taps, slope.data(), intercept.data(), outs, real, n);
+            continue;
+          }
+          if (avx)
+            popcounts_avx512(rows, W, npad, c, taps, pop);
+          else
+            popcounts_portable(rows, W, npad, c, taps, pop);
+          for (int64_t r = 0; r < real; ++r) {
+            const int64_t ox = ox0 + r;
+            // taps in the padding: their all-zero words contributed tap_dot, not 0
+            bool border = false;
+            for (int64_t c2 = c; c2 < c + kBlockN; ++c2) fix[c2] = 0;
+            for (int64_t i = 0; i < kh; ++i) {
+              const int64_t iy = oy * stride - pad + i * dilation;
+              for (int64_t j = 0; j < kw; ++j) {
+                const int64_t ix = ox * stride - pad + j * dilation;
+                if (iy < 0 || iy >= height || ix < 0 || ix >= width) {
+                  border = true;
+                  const int32_t* t = fix_tap + (i * kw + j) * npad;
+                  for (int64_t c2 = c; c2 < c + kBlockN; ++c2) fix[c2] += t[c2];
+                }
+              }
+            }
+            const int64_t at = ((bi * oh + oy) * ow + ox) * n;
+            store(e, c, full, pop[r], border ? fix.data() : nullptr,
+                  out_f ? out_f + at : nullptr, out_i ? out_i + at : nullptr);
+          }
+        }
+      }
+    }
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------- integer (2..8 bit)
+// q = round(clamp(x / s + z, qn, qp)) - offset as int8, with the fake quantizer's own float
+// operations (IEEE division, addition, clamp, round half to even), so the integers are equal.
+torch::Tensor quantize_int8(torch::Tensor x, double scale, double zero_point, int64_t qn,
+                            int64_t qp, int64_t offset) {
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32, "quantize_int8: x must be float32");
+  x = x.contiguous();
+  auto out = torch::empty(x.sizes(), x.options().dtype(torch::kInt8));
+  const float* src = x.data_ptr<float>();
+  int8_t* dst = out.data_ptr<int8_t>();
+  const float s = static_cast<float>(scale), z = static_cast<float>(zero_point);
+  const float lo = static_cast<float>(qn), hi = static_cast<float>(qp);
+  const float off = static_cast<float>(offset);
+  at::parallel_for(0, x.numel(), 16384, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float t = src[i] / s + z;
+      t = std::nearbyint(std::min(std::max(t, lo), hi));
+      dst[i] = static_cast<int8_t>(t - off);
+    }
+  });
+  return out;
+}
+
+// y[m, n] = (acc[m, n] + c * weight_sum[row, n]) * scale[n] + bias[n], float; weight_sum has
+// one row (a Linear) or one per output pixel (m % rows, a convolution's padded borders).
+torch::Tensor int_epilogue(torch::Tensor acc, double c, torch::Tensor weight_sum,
+                           torch::Tensor scale, torch::Tensor bias) {
+  acc = acc.contiguous();
+  const int64_t m = acc.size(0), n = acc.size(1), rows = weight_sum.size(0);
+  auto out = torch::empty({m, n}, acc.options().dtype(torch::kFloat32));
+  const int32_t* a = acc.data_ptr<int32_t>();
+  const float* ws = weight_sum.data_ptr<float>();
+  const float* sc = scale.data_ptr<float>();
+  const float* bi = bias.data_ptr<float>();
+  float* y = out.data_ptr<float>();
+  const float cf = static_cast<float>(c);
+  at::parallel_for(0, m, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const float* w = ws + (i % rows) * n;
+      for (int64_t j = 0; j < n; ++j)
+        y[i * n + j] = (static_cast<float>(a[i * n + j]) + cf * w[j]) * sc[j] + bi[j];
+    }
+  });
+  return out;
+}
+
+// x (B, H, W, C) int8 channels last -> (B * OH * OW, KH * KW * C) int8 columns (tap-major,
+// then channel), zeros where a tap falls in the padding.
+torch::Tensor im2col_int8(torch::Tensor x, int64_t kh, int64_t kw, int64_t stride, int64_t pad,
+                          int64_t dilation) {
+  x = x.contiguous();
+  const int64_t b = x.size(0), h = x.size(1), w = x.size(2), c = x.size(3);
+  const int64_t oh = (h + 2 * pad - dilation * (kh - 1) - 1) / stride + 1;
+  const int64_t ow = (w + 2 * pad - dilation * (kw - 1) - 1) / stride + 1;
+  auto out = torch::empty({b * oh * ow, kh * kw * c}, x.options());
+  const int8_t* src = x.data_ptr<int8_t>();
+  int8_t* dst = out.data_ptr<int8_t>();
+  at::parallel_for(0, b * oh, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t bi = row / oh, oy = row % oh;
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        int8_t* d = dst + ((row * ow) + ox) * kh * kw * c;
+        for (int64_t i = 0; i < kh; ++i) {
+          const int64_t iy = oy * stride - pad + i * dilation;
+          for (int64_t j = 0; j < kw; ++j, d += c) {
+            const int64_t ix = ox * stride - pad + j * dilation;
+            if (iy < 0 || iy >= h || ix < 0 || ix >= w)
+              std::memset(d, 0, c);
+            else
+              std::memcpy(d, src + ((bi * h + iy) * w + ix) * c, c);
+          }
+        }
+      }
+    }
+  });
+  return out;
+}
+
+bool has_avx512_popcount() { return use_avx512(); }
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("pack_signs", &pack_signs, "sign bits of a (M, K) float tensor, 64 per int64 word");
+  m.def("binary_linear", &binary_linear, "XNOR-popcount GEMM on packed signs");
+  m.def("binary_bmm", &binary_bmm, "batched XNOR-popcount dot products (int32)");
+  m.def("binary_conv2d", &binary_conv2d, "XNOR-popcount direct convolution on packed signs");
+  m.def("quantize_int8", &quantize_int8, "round(clamp(x / s + z)) - offset as int8");
+  m.def("int_epilogue", &int_epilogue, "(acc + c * weight_sum) * scale + bias");
+  m.def("im2col_int8", &im2col_int8, "int8 columns of a channels-last input");
+  m.def("has_avx512_popcount", &has_avx512_popcount, "whether the AVX-512 path runs");
+}

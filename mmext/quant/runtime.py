@@ -1,0 +1,497 @@
+"""Run an exported low-bit model on integer and bit-packed kernels (CPU inference).
+
+:func:`build_runtime_model` takes the model a config builds (the quantized structure, as for
+:func:`mmext.quant.export.load_quantized`) and an export file, fills the model from the file and
+replaces each quantized layer whose arithmetic a kernel can do exactly:
+
+- 1-bit weights with sign inputs (``SignBinarizer`` / ``RSign``): :class:`BinaryLinear`,
+  :class:`BinaryConv2d` (XNOR-popcount on packed signs, :mod:`mmext.quant.kernels`);
+- Bi-ViT's fully binary attention (q, k, v, P binarized): :class:`BinaryAttention`;
+- 2..8-bit weights with per-tensor LSQ+ inputs: :class:`IntLinear`, :class:`IntConv2d`
+  (``torch._int_mm``, an int8 x int8 -> int32 GEMM; 2..4-bit values ride in int8).
+
+Every other layer stays as it was (fake-quantized float); ``report`` says which and why. The
+integer accumulations are exact, so the kernels' layers give the fake-quantized layer's values
+up to float rounding of the final scaling (a few ulps), and the same predictions.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .attention import QuantizedSDPA, additive_mask
+from .export import _quantized_layers, _read, load_quantized
+from .kernels import BLOCK_N, lowbit_ops, pack_signs_reference, unpack_signs
+from .layers import QConv2d
+from .quantizers import (
+    LearnableScaleBinarizer,
+    LSQPlusQuantizer,
+    RSign,
+    SignBinarizer,
+    WeightBinarizer,
+)
+
+
+def _padded(t: Tensor, size: int, value=0) -> Tensor:
+    """``t`` (N, ...) padded along dim 0 to ``size``."""
+    pad = torch.full((size - t.shape[0], *t.shape[1:]), value, dtype=t.dtype)
+    return torch.cat([t, pad]).contiguous()
+
+
+def _round_up(n: int, block: int) -> int:
+    return -(-n // block) * block
+
+
+# ---------------------------------------------------------------------------------- 1 bit
+class _BinaryBase(nn.Module):
+    """Shared parts: the kernels (or the reference), sign threshold, scale and bias."""
+
+    def __init__(self, signs: Tensor, scale: Tensor, bias: Tensor | None,
+                 threshold: Tensor | None, use_kernel: bool):
+        super().__init__()
+        n = signs.shape[0]
+        self.out_channels, self.npad = n, _round_up(n, BLOCK_N)
+        self.register_buffer('scale', _padded(scale.float().reshape(-1).expand(n), self.npad))
+        bias = bias.detach().float() if bias is not None else torch.zeros(n)
+        self.register_buffer('bias', _padded(bias, self.npad))
+        self.register_buffer('threshold', threshold)
+        self.ops = lowbit_ops() if use_kernel else None
+
+    def _signed(self, x: Tensor, channel_dim: int) -> Tensor:
+        if self.threshold is None:
+            return x
+        shape = [1] * x.dim()
+        shape[channel_dim] = -1
+        return x - self.threshold.view(shape)
+
+    def _pack(self, x2d: Tensor) -> Tensor:
+        x2d = x2d.float().contiguous()
+        return self.ops.pack_signs(x2d) if self.ops is not None else pack_signs_reference(x2d)
+
+
+class BinaryLinear(_BinaryBase):
+    """``y = scale[n] * (sign(x - threshold) . sign(W[n])) + b[n]`` for x (..., K) ->
+    (..., N), with the signs packed 64 to a word and the dot products by XNOR-popcount.
+
+    Built by :meth:`from_signs` from the weight signs (N, K) in {-1, +1} and scale (N,).
+    ``dots(x)`` returns the integer dot products (M, N) int32 (for exactness checks)."""
+
+    def __init__(self, signs: Tensor, scale: Tensor, bias: Tensor | None = None,
+                 threshold: Tensor | None = None, use_kernel: bool = True):
+        super().__init__(signs, scale, bias, threshold, use_kernel)
+        self.in_features = signs.shape[1]
+        words = pack_signs_reference(signs.float())                 # (N, Wk)
+        self.register_buffer('weight_words', _padded(words, self.npad).t().contiguous())
+
+    def dots(self, x: Tensor) -> Tensor:
+        return self._run(x, raw=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._run(x, raw=False)
+
+    def _run(self, x: Tensor, raw: bool) -> Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f'BinaryLinear expects (..., {self.in_features}), got '
+                             f'{tuple(x.shape)}')
+        lead = x.shape[:-1]
+        x2d = self._signed(x, -1).reshape(-1, self.in_features)
+        n = self.out_channels
+        if self.ops is not None:
+            out = self.ops.binary_linear(self._pack(x2d), self.weight_words, self.in_features,
+                                         self.scale, self.bias, n, raw)
+        else:
+            weights = unpack_signs(self.weight_words.t()[:n], self.in_features)
+            signs = torch.where(x2d >= 0, 1.0, -1.0)
+            dots = (signs.double() @ weights.double().t()).round().int()
+            out = dots if raw else dots.float() * self.scale[:n] + self.bias[:n]
+        return out.reshape(*lead, n)
+
+
+class BinaryConv2d(_BinaryBase):
+    """``conv(sign(x - threshold), sign(W)) * scale + b`` with zero padding (a padded position
+    adds 0, as in the fake-quantized layer), groups 1; x (B, C, H, W) -> (B, N, H', W') in
+    channels-last memory. Signs are packed along the channels of each pixel; the kernel is a
+    direct convolution (no im2col)."""
+
+    def __init__(self, signs: Tensor, scale: Tensor, bias: Tensor | None, stride: int,
+                 padding: int, dilation: int, threshold: Tensor | None = None,
+                 use_kernel: bool = True):
+        super().__init__(signs, scale, bias, threshold, use_kernel)
+        n, c, kh, kw = signs.shape
+        self.in_channels, self.kernel_size = c, (kh, kw)
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+        taps = signs.permute(2, 3, 0, 1).reshape(kh * kw * n, c).float()
+        words = pack_signs_reference(taps).view(kh * kw, n, -1)     # (taps, N, Wc)
+        wc = words.shape[-1]
+        self.register_buffer('weight_words', _padded(
+            words.permute(0, 2, 1).reshape(kh * kw * wc, n).t(), self.npad).t().contiguous())
+        # an all-zero word stands for C signs of -1: its dot with the tap is -sum(sign(W))
+        tap_dot = -signs.sum(1).permute(1, 2, 0).reshape(kh * kw, n).round().int()
+        self.register_buffer('tap_dot', _padded(tap_dot.t(), self.npad).t().contiguous())
+        self._reference_weight = signs.float()
+
+    def dots(self, x: Tensor) -> Tensor:
+        return self._run(x, raw=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._run(x, raw=False)
+
+    def _run(self, x: Tensor, raw: bool) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'BinaryConv2d expects (B, {self.in_channels}, H, W), got '
+                             f'{tuple(x.shape)}')
+        b, c, h, w = x.shape
+        n, p = self.out_channels, self.padding
+        x = self._signed(x, 1)
+        if self.ops is None:
+            signs = torch.where(x >= 0, 1.0, -1.0).double()
+            dots = F.conv2d(signs, self._reference_weight.double(), None, self.stride, p,
+                            self.dilation).round().int()
+            return dots if raw else (dots.float() * self.scale[:n, None, None]
+                                     + self.bias[:n, None, None])
+        words = self._pack(x.permute(0, 2, 3, 1).reshape(b * h * w, c)).view(b, h, w, -1)
+        if p:
+            words = F.pad(words, (0, 0, p, p, p, p))
+        kh, kw = self.kernel_size
+        out = self.ops.binary_conv2d(words, self.weight_words, c, kh, kw, self.stride, p,
+                                     self.dilation, h, w, self.tap_dot, self.scale, self.bias,
+                                     n, raw)
+        return out.permute(0, 3, 1, 2)
+
+
+def _pack_rows(x: Tensor, ops) -> Tensor:
+    """(..., K) float -> (..., ceil(K / 64)) int64 sign words."""
+    flat = x.reshape(-1, x.shape[-1]).float().contiguous()
+    words = ops.pack_signs(flat) if ops is not None else pack_signs_reference(flat)
+    return words.view(*x.shape[:-1], -1)
+
+
+def binary_dots(a: Tensor, b: Tensor, ops) -> tuple[Tensor, Tensor, Tensor]:
+    """For a (G, M, K), b (G, N, K) (sign(0) = +1): ``sign(a) @ sign(b)^T`` (G, M, N) and the
+    sign sums of the rows of a (G, M, 1) and of b (G, 1, N), all as float. The compiled path
+    appends an all-(+1) row to each operand, so the sums come out of the same GEMM."""
+    g, m, k = a.shape
+    n = b.shape[1]
+    if ops is None:
+        sa, sb = (torch.where(t >= 0, 1.0, -1.0) for t in (a, b))
+        dots = (sa.double() @ sb.double().transpose(1, 2)).float()
+        return dots, sa.sum(-1, keepdim=True), sb.sum(-1)[:, None]
+    ones = pack_signs_reference(torch.ones(1, k)).expand(g, 1, -1)
+    words_a = torch.cat([_pack_rows(a, ops), ones], 1)             # (G, M + 1, W)
+    words_b = torch.cat([_pack_rows(b, ops), ones], 1)             # (G, N + 1, W)
+    pad = _round_up(n + 1, BLOCK_N) - (n + 1)
+    words_b = F.pad(words_b, (0, 0, 0, pad)).transpose(1, 2).contiguous()
+    out = ops.binary_bmm(words_a.contiguous(), words_b, k, n + 1).float()
+    return out[:, :m, :n], out[:, :m, n:], out[:, m:, :n]
+
+
+class BinaryAttention(nn.Module):
+    """Bi-ViT's fully binary attention on the XNOR-popcount kernel: q, k, v and the
+    probabilities P each binarized per head as ``s (sign(x / s + z) - z)``
+    (``LearnableScaleBinarizer``), so that, with ``b = sign(.)``,
+
+        q k^T = s_q s_k (b_q . b_k - z_k sum b_q - z_q sum b_k + d z_q z_k)
+
+    and likewise ``P v``: two batched binary GEMMs and rank-one corrections. The call signature
+    of :class:`mmext.quant.QuantizedSDPA` (whose transforms of q and k, e.g. Bi-ViT's
+    head-wise LayerNorm, it keeps)."""
+
+    def __init__(self, sdpa: nn.Module, use_kernel: bool = True):
+        super().__init__()
+        self.num_heads = sdpa.num_heads
+        self.q_transform, self.k_transform = sdpa.q_transform, sdpa.k_transform
+        self.logits = sdpa.logits
+        for name in ('q', 'k', 'v', 'prob'):
+            quantizer = getattr(sdpa, f'{name}_quantizer')
+            self.register_buffer(f'{name}_scale', quantizer.scale.detach().clone())
+            self.register_buffer(f'{name}_zero', quantizer.zero_point.detach().clone())
+        self.ops = lowbit_ops() if use_kernel else None
+
+    def _levels(self, x: Tensor, name: str) -> tuple[Tensor, Tensor, Tensor]:
+        """``x / s + z`` (its sign is the binarizer's), s and z shaped (1, H, 1, 1)."""
+        s = getattr(self, f'{name}_scale').view(1, -1, 1, 1)
+        z = getattr(self, f'{name}_zero').view(1, -1, 1, 1)
+        return x / s + z, s, z
+
+    def _product(self, a: Tensor, b: Tensor, za: Tensor, zb: Tensor, scale: Tensor) -> Tensor:
+        """``sum_k s_a (sign(a) - z_a) s_b (sign(b) - z_b)`` for a (B, H, M, K), b (B, H, N, K)
+        given as levels; ``scale = s_a s_b``."""
+        bsz, heads, m, k = a.shape
+        n = b.shape[2]
+        dots, sum_a, sum_b = binary_dots(a.reshape(-1, m, k), b.reshape(-1, n, k), self.ops)
+        shape = (bsz, heads, m, n)
+        total = dots.view(shape) - zb * sum_a.view(bsz, heads, m, 1) \
+            - za * sum_b.view(bsz, heads, 1, n) + k * za * zb
+        return total * scale
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
+                dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
+                need_weights: bool = False):
+        if is_causal:
+            raise ValueError('BinaryAttention does not implement is_causal; pass attn_mask')
+        if query.dim() != 4 or query.shape[1] != self.num_heads:
+            raise ValueError(f'BinaryAttention with {self.num_heads} heads expects q of shape '
+                             f'(B, {self.num_heads}, L, d), got {tuple(query.shape)}')
+        tq, sq, zq = self._levels(self.q_transform(query), 'q')
+        tk, sk, zk = self._levels(self.k_transform(key), 'k')
+        tv, sv, zv = self._levels(value, 'v')
+        scale = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
+        logits = self.logits(self._product(tq, tk, zq, zk, sq * sk * scale))
+        if attn_mask is not None:
+            logits = logits + additive_mask(
+                ~attn_mask if attn_mask.dtype == torch.bool else attn_mask, logits.dtype)
+        tp, sp, zp = self._levels(logits.softmax(dim=-1), 'prob')
+        out = self._product(tp, tv.transpose(2, 3), zp, zv, sp * sv)
+        if need_weights:
+            return out, (torch.where(tp >= 0, 1.0, -1.0) - zp) * sp
+        return out
+
+
+# ------------------------------------------------------------------------------ 2..8 bits
+def _int8_offset(qn: int, qp: int) -> int:
+    """Shift that puts the integer grid [qn, qp] inside int8 (128 for unsigned 8 bit)."""
+    return 128 if qp > 127 else 0
+
+
+class _IntBase(nn.Module):
+    """Input quantization ``q = round(clamp(x / s + z, Qn, Qp))`` (the fake quantizer's own
+    float operations, so the integers are the same), int8 weights, an int8 x int8 -> int32 GEMM
+    on ``q - offset`` and the zero point's correction:
+    ``y = s sw[n] (acc + (offset - z) sum_k W[n, k]) + b[n]``, the sum over the taps that saw
+    the input. The compiled helpers (:func:`mmext.quant.kernels.lowbit_ops`) fuse the
+    quantization and the correction into one pass each; torch's operations give the same
+    integers without them."""
+
+    def __init__(self, ints: Tensor, w_scale: Tensor, bias: Tensor | None,
+                 quantizer: LSQPlusQuantizer, use_kernel: bool):
+        super().__init__()
+        self.qn, self.qp = quantizer.qn, quantizer.qp
+        self.offset = _int8_offset(self.qn, self.qp)
+        self.a_scale = float(quantizer.scale.detach())
+        self.zero_point = float(quantizer.zero_point.detach())
+        n = ints.shape[0]
+        self.out_channels = n
+        self.register_buffer('out_scale', (self.a_scale * w_scale.detach().float()
+                                           .reshape(-1).expand(n)).contiguous())
+        self.register_buffer('bias', bias.detach().float().clone() if bias is not None
+                             else torch.zeros(n))
+        self.ops = lowbit_ops() if use_kernel else None
+
+    def quantize(self, x: Tensor) -> Tensor:
+        """``q - offset`` as int8, same shape as ``x``."""
+        if self.ops is not None:
+            return self.ops.quantize_int8(x.float(), self.a_scale, self.zero_point, self.qn,
+                                          self.qp, self.offset)
+        t = x.float() / torch.tensor(self.a_scale)
+        q = t.add_(self.zero_point).clamp_(self.qn, self.qp).round_()
+        return (q - self.offset).to(torch.int8)
+
+    def _finish(self, acc: Tensor, weight_sum: Tensor) -> Tensor:
+        """acc (M, N) int32; weight_sum (R, N), row ``m % R`` for output row m."""
+        c = self.offset - self.zero_point
+        if self.ops is not None:
+            return self.ops.int_epilogue(acc, c, weight_sum, self.out_scale, self.bias)
+        rows = weight_sum.shape[0]
+        total = acc.float().view(-1, rows, acc.shape[1]) + c * weight_sum
+        return (total * self.out_scale + self.bias).view(acc.shape)
+
+
+class IntLinear(_IntBase):
+    """A 2..8-bit Linear on ``torch._int_mm``; x (..., K) -> (..., N). ``accumulate(x)`` returns
+    the exact ``sum_k (q_k - offset) W[n, k]`` (M, N) int32."""
+
+    def __init__(self, ints: Tensor, w_scale: Tensor, bias: Tensor | None,
+                 quantizer: LSQPlusQuantizer, use_kernel: bool = True):
+        super().__init__(ints, w_scale, bias, quantizer, use_kernel)
+        self.in_features = ints.shape[1]
+        self.register_buffer('weight_t', ints.to(torch.int8).t().contiguous())   # (K, N)
+        self.register_buffer('weight_sum', ints.float().sum(1)[None])
+
+    def accumulate(self, x: Tensor) -> Tensor:
+        return torch._int_mm(self.quantize(x.reshape(-1, self.in_features)), self.weight_t)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f'IntLinear expects (..., {self.in_features}), got {tuple(x.shape)}')
+        out = self._finish(self.accumulate(x), self.weight_sum)
+        return out.reshape(*x.shape[:-1], self.out_channels)
+
+
+class IntConv2d(_IntBase):
+    """A 2..8-bit convolution (groups 1, zero padding) as int8 im2col + ``torch._int_mm``;
+    x (B, C, H, W) -> (B, N, H', W') in channels-last memory. A padded position holds the real
+    value 0 and adds nothing, as in the fake-quantized layer."""
+
+    def __init__(self, ints: Tensor, w_scale: Tensor, bias: Tensor | None,
+                 quantizer: LSQPlusQuantizer, stride, padding, dilation,
+                 use_kernel: bool = True):
+        super().__init__(ints, w_scale, bias, quantizer, use_kernel)
+        n, c, kh, kw = ints.shape
+        self.in_channels, self.kernel_size = c, (kh, kw)
+        self.stride, self.padding, self.dilation = (tuple(stride), tuple(padding),
+                                                    tuple(dilation))
+        # (KH * KW * C, N): tap-major, then channel, as the channels-last columns
+        self.register_buffer('weight_t', ints.to(torch.int8).permute(0, 2, 3, 1)
+                             .reshape(n, -1).t().contiguous())
+        self.register_buffer('weight_float', ints.float())
+        self._valid_sums: dict = {}
+
+    def _out_size(self, h: int, w: int) -> tuple[int, int]:
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (self.kernel_size, self.stride, self.padding,
+                                                  self.dilation)
+        return (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+
+    def _valid_sum(self, h: int, w: int) -> Tensor:
+        """(OH * OW, N): per output pixel, the weight summed over the taps inside the image."""
+        if (h, w) not in self._valid_sums:
+            ones = torch.ones(1, self.in_channels, h, w)
+            s = F.conv2d(ones, self.weight_float, None, self.stride, self.padding, self.dilation)
+            self._valid_sums[(h, w)] = s[0].flatten(1).t().contiguous()
+        return self._valid_sums[(h, w)]
+
+    def _columns(self, q: Tensor) -> Tensor:
+        """q (B, C, H, W) int8 -> (B * OH * OW, KH * KW * C) int8, zero in the padding."""
+        square = len(set(self.stride)) == len(set(self.padding)) == len(set(self.dilation)) == 1
+        if self.ops is not None and square:
+            return self.ops.im2col_int8(q.permute(0, 2, 3, 1), *self.kernel_size,
+                                        self.stride[0], self.padding[0], self.dilation[0])
+        cols = F.unfold(q.float(), self.kernel_size, self.dilation, self.padding, self.stride)
+        b, _, length = cols.shape
+        cols = cols.view(b, self.in_channels, -1, length).transpose(1, 2)   # tap-major
+        return cols.reshape(b, -1, length).transpose(1, 2).reshape(b * length, -1) \
+            .to(torch.int8)
+
+    def accumulate(self, x: Tensor) -> Tensor:
+        """(B * OH * OW, N) int32: ``sum (q - offset) W`` over the taps inside the image."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'IntConv2d expects (B, {self.in_channels}, H, W), got '
+                             f'{tuple(x.shape)}')
+        return torch._int_mm(self._columns(self.quantize(x)), self.weight_t)
+
+    def forward(self, x: Tensor) -> Tensor:
+        acc = self.accumulate(x)
+        oh, ow = self._out_size(*x.shape[-2:])
+        out = self._finish(acc, self._valid_sum(*x.shape[-2:]))
+        return out.view(x.shape[0], oh, ow, -1).permute(0, 3, 1, 2)
+
+
+# ------------------------------------------------------------------------------- builder
+@dataclass
+class RuntimeReport:
+    """What :func:`build_runtime_model` did, per quantized layer: ``(name, kernel or None,
+    reason)``."""
+    layers: list
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for _, kernel, _ in self.layers:
+            out[kernel or 'fake-quantized'] = out.get(kernel or 'fake-quantized', 0) + 1
+        return out
+
+    def kept(self) -> list[tuple[str, str]]:
+        return [(name, why) for name, kernel, why in self.layers if kernel is None]
+
+
+def _sign_threshold(quantizer: nn.Module) -> tuple[bool, Tensor | None, str]:
+    if type(quantizer) is SignBinarizer:
+        return True, None, ''
+    if isinstance(quantizer, RSign):
+        return True, quantizer.threshold.detach().reshape(-1).clone(), ''
+    return False, None, f'input quantizer {type(quantizer).__name__} is not a plain sign'
+
+
+def _conv_args(layer: nn.Conv2d) -> tuple[bool, str]:
+    if layer.groups != 1:
+        return False, f'groups={layer.groups}'
+    if layer.padding_mode != 'zeros' or isinstance(layer.padding, str):
+        return False, f'padding {layer.padding!r} / {layer.padding_mode}'
+    return True, ''
+
+
+def runtime_layer(layer: nn.Module, record: dict, tensors: dict[str, Tensor],
+                  use_kernel: bool = True) -> tuple[nn.Module | None, str]:
+    """The kernel module for one exported layer, or ``(None, reason)``."""
+    prefix = f"{record['name']}.weight" if record['name'] else 'weight'
+    shape = record['shape']
+    scale = tensors[f'{prefix}.scale']
+    bias = layer.bias
+    is_conv = isinstance(layer, QConv2d)
+    if is_conv:
+        ok, why = _conv_args(layer)
+        if not ok:
+            return None, why
+    if record['kind'] == 'binary':
+        if not isinstance(layer.w_quantizer, WeightBinarizer):
+            return None, 'weight quantizer is not a WeightBinarizer'
+        ok, threshold, why = _sign_threshold(layer.a_quantizer)
+        if not ok:
+            return None, why
+        k = math.prod(shape[1:])
+        bits = np.unpackbits(tensors[f'{prefix}.sign_bits'].numpy(), axis=1, count=k)
+        signs = torch.from_numpy(bits.astype(np.float32) * 2 - 1).reshape(shape)
+        if is_conv:
+            if layer.stride[0] != layer.stride[1] or layer.padding[0] != layer.padding[1] \
+                    or layer.dilation[0] != layer.dilation[1]:
+                return None, 'non-square stride, padding or dilation'
+            return BinaryConv2d(signs, scale, bias, layer.stride[0], layer.padding[0],
+                                layer.dilation[0], threshold, use_kernel), 'binary'
+        return BinaryLinear(signs, scale, bias, threshold, use_kernel), 'binary'
+    quantizer = layer.a_quantizer
+    if not isinstance(quantizer, LSQPlusQuantizer) or not quantizer.enabled:
+        return None, f'input quantizer {type(quantizer).__name__} is not an LSQ+ quantizer'
+    if quantizer.scale.numel() != 1:
+        return None, 'per-channel input steps do not factor out of an integer GEMM'
+    if quantizer.qn < -128 or quantizer.qp > 255:
+        return None, f'input grid [{quantizer.qn}, {quantizer.qp}] is wider than 8 bits'
+    ints = tensors[f'{prefix}.int']
+    if is_conv:
+        return IntConv2d(ints, scale, bias, quantizer, layer.stride, layer.padding,
+                         layer.dilation, use_kernel), f"int{record['bits']}"
+    return IntLinear(ints, scale, bias, quantizer, use_kernel), f"int{record['bits']}"
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition('.')
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+@torch.no_grad()
+def build_runtime_model(model: nn.Module, path: str | Path,
+                        use_kernel: bool = True) -> tuple[nn.Module, RuntimeReport]:
+    """Fill ``model`` (the quantized structure the exported config builds) from the export at
+    ``path`` and swap its quantized layers for kernel modules where they compute exactly;
+    returns the model (in eval mode, changed in place) and a :class:`RuntimeReport`.
+    ``use_kernel=False`` runs every layer on the pure-torch reference (the same integers)."""
+    load_quantized(model, path)
+    tensors, records = _read(path)
+    layers = _quantized_layers(model)
+    report = []
+    for record in records:
+        name = record['name']
+        module, why = runtime_layer(layers[name], record, tensors, use_kernel)
+        if module is None:
+            report.append((name, None, why))
+            continue
+        _set_module(model, name, module)
+        report.append((name, why, ''))
+    for name, module in list(model.named_modules()):
+        if isinstance(module, QuantizedSDPA):
+            quantizers = [getattr(module, f'{n}_quantizer') for n in ('q', 'k', 'v', 'prob')]
+            if all(isinstance(q, LearnableScaleBinarizer) for q in quantizers):
+                _set_module(model, name, BinaryAttention(module, use_kernel))
+                report.append((name, 'binary attention', ''))
+            else:
+                kinds = sorted({type(q).__name__ for q in quantizers})
+                report.append((name, None, f'attention quantizers {kinds}: only fully binary '
+                                           'attention has a kernel'))
+    return model.eval(), RuntimeReport(report)
+
+
+__all__ = ['BinaryAttention', 'BinaryLinear', 'BinaryConv2d', 'IntLinear', 'IntConv2d', 'RuntimeReport',
+           'build_runtime_model', 'runtime_layer']

@@ -1,0 +1,274 @@
+"""Low-bit runtime: packing, the binary kernels against the reference on odd sizes, integer
+layers against the fake-quantized ones, whole models from an export, fallbacks and refusals."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmext.quant import ModuleSwap, QConv2d
+from mmext.quant.export import export_quantized
+from mmext.quant.kernels import lowbit_ops, pack_signs_reference, unpack_signs
+from mmext.quant.runtime import (
+    BinaryAttention,
+    BinaryConv2d,
+    BinaryLinear,
+    IntConv2d,
+    IntLinear,
+    build_runtime_model,
+)
+
+ops = lowbit_ops()
+needs_kernels = pytest.mark.skipif(ops is None, reason='no C++ compiler: kernels not built')
+
+
+def _signs(*shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.where(torch.randn(*shape, generator=g) >= 0, 1.0, -1.0)
+
+
+@pytest.mark.parametrize('k', [1, 63, 64, 65, 200])
+def test_packing_round_trip_and_the_kernel_packs_the_same_bits(k):
+    x = torch.randn(7, k)
+    x[0, 0] = 0.0                                     # sign(0) = +1, as the binarizers
+    words = pack_signs_reference(x)
+    assert words.shape == (7, -(-k // 64)) and words.dtype == torch.int64
+    assert torch.equal(unpack_signs(words, k), torch.where(x >= 0, 1.0, -1.0))
+    if ops is not None:
+        assert torch.equal(ops.pack_signs(x), words)
+
+
+@needs_kernels
+@pytest.mark.parametrize('m,k,n', [(1, 192, 192), (5, 70, 17), (9, 130, 33), (33, 768, 40)])
+def test_binary_gemm_gives_the_exact_dot_products(m, k, n):
+    w, x = _signs(n, k), torch.randn(m, k)
+    layer = BinaryLinear(w, torch.rand(n) + 0.1, torch.randn(n))
+    expected = torch.where(x >= 0, 1.0, -1.0) @ w.t()          # exact: |dot| <= k < 2^24
+    assert torch.equal(layer.dots(x), expected.int())
+    reference = BinaryLinear(w, layer.scale[:n], layer.bias[:n], use_kernel=False)
+    assert torch.equal(reference.dots(x), expected.int())
+    # the kernel scales as pop * (-2 scale) + (K scale + b): float rounding apart, the same
+    torch.testing.assert_close(layer(x), reference(x), rtol=1e-5, atol=1e-4)
+
+
+@needs_kernels
+@pytest.mark.parametrize('c,n,k,stride,pad,dil,size', [
+    (3, 5, 3, 1, 1, 1, (7, 9)), (70, 17, 3, 2, 1, 1, (9, 8)), (64, 16, 1, 1, 0, 1, (5, 5)),
+    (130, 33, 3, 1, 2, 2, (6, 7)), (16, 20, 5, 3, 2, 1, (11, 10))])
+def test_binary_convolution_gives_the_exact_dot_products(c, n, k, stride, pad, dil, size):
+    w, x = _signs(n, c, k, k), torch.randn(2, c, *size)
+    expected = F.conv2d(torch.where(x >= 0, 1.0, -1.0).double(), w.double(), None, stride,
+                        pad, dil)                # zero padding: a padded position adds 0
+    layer = BinaryConv2d(w, torch.rand(n) + 0.1, torch.randn(n), stride, pad, dil)
+    assert torch.equal(layer.dots(x), expected.round().int())
+    reference = BinaryConv2d(w, layer.scale[:n], layer.bias[:n], stride, pad, dil,
+                             use_kernel=False)
+    assert torch.equal(reference.dots(x), expected.round().int())
+    # the kernel scales as pop * (-2 scale) + (K scale + b): float rounding apart, the same
+    torch.testing.assert_close(layer(x), reference(x), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize('use_kernel', [True, False])
+def test_integer_linear_accumulates_exactly_and_matches_the_fake_quantized_layer(use_kernel):
+    if use_kernel and ops is None:
+        pytest.skip('no C++ compiler')
+    torch.manual_seed(0)
+    for bits in (4, 8):
+        fq = ModuleSwap(w_bits=bits, a_bits=bits)(nn.Sequential(nn.Linear(40, 24))).train()
+        for _ in range(10):
+            fq(torch.randn(6, 40))
+        fq.eval()
+        q = fq[0]
+        x = torch.randn(3, 5, 40)
+        wq = q.w_quantizer(q.weight)
+        ints = torch.round(wq / q.w_quantizer.scale.view(-1, 1)).to(torch.int8)
+        layer = IntLinear(ints, q.w_quantizer.scale, q.bias, q.a_quantizer, use_kernel)
+        s, z = q.a_quantizer.scale, q.a_quantizer.zero_point
+        levels = q.a_quantizer(x) / s + z                       # the fake quantizer's integers
+        acc = (levels.reshape(-1, 40) - layer.offset).double() @ ints.double().t()
+        assert torch.equal(layer.accumulate(x), acc.round().int())
+        torch.testing.assert_close(layer(x), q(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('use_kernel', [True, False])
+@pytest.mark.parametrize('c,n,k,stride,pad,dil,size', [
+    (3, 5, 3, 1, 1, 1, (7, 9)), (70, 17, 3, 2, 1, 1, (9, 8)), (13, 16, 1, 1, 0, 1, (5, 5)),
+    (9, 33, 3, 1, 2, 2, (6, 7))])
+def test_integer_convolution_accumulates_exactly(c, n, k, stride, pad, dil, size, use_kernel):
+    if use_kernel and ops is None:
+        pytest.skip('no C++ compiler')
+    torch.manual_seed(0)
+    conv = nn.Sequential(nn.Conv2d(c, n, k, stride, pad, dil))
+    fq = ModuleSwap(w_bits=8, a_bits=8)(conv).train()
+    for _ in range(10):
+        fq(torch.randn(2, c, *size))
+    q = fq.eval()[0]
+    ints = torch.round(q.w_quantizer(q.weight) / q.w_quantizer.scale.view(-1, 1, 1, 1))
+    layer = IntConv2d(ints.to(torch.int8), q.w_quantizer.scale, q.bias, q.a_quantizer,
+                      q.stride, q.padding, q.dilation, use_kernel)
+    x = torch.randn(2, c, *size)
+    s, z = q.a_quantizer.scale, q.a_quantizer.zero_point
+    levels = (q.a_quantizer(x) / s + z).round()      # the fake quantizer's integers
+    # the padding is the real value 0: it adds nothing (the layer corrects for its offset)
+    shifted = F.conv2d((levels - layer.offset).double(), ints.double(), None, stride, pad, dil)
+    expected = shifted.permute(0, 2, 3, 1).reshape(-1, n).round().int()
+    assert torch.equal(layer.accumulate(x), expected)
+    torch.testing.assert_close(layer(x), q(x), rtol=1e-4, atol=1e-4)
+
+
+class TinyNet(nn.Module):
+    """Convs and linears of every runtime kind: int conv, binary conv with padding and
+    stride, binary linears (a tiny binary MLP head), an int linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, padding=1)
+        self.conv = nn.Conv2d(16, 24, 3, padding=1)
+        self.bconv = nn.Conv2d(24, 70, 3, stride=2, padding=1)
+        self.fc1 = nn.Linear(70, 130)
+        self.fc2 = nn.Linear(130, 40)
+        self.head = nn.Linear(40, 5)
+
+    def forward(self, x):
+        x = self.bconv(torch.relu(self.conv(self.stem(x))))
+        x = x.mean((2, 3))
+        return self.head(self.fc2(torch.relu(self.fc1(x)) - 0.5))
+
+
+@pytest.mark.parametrize('use_kernel', [True, False])
+def test_runtime_model_predicts_as_the_fake_quantized_model(tmp_path, use_kernel):
+    if use_kernel and ops is None:
+        pytest.skip('no C++ compiler')
+    torch.manual_seed(0)
+    swap = ModuleSwap(w_bits=8, a_bits=8, skip=['stem'],
+                      overrides=[dict(pattern='bconv', w_bits=1, a_bits=1),
+                                 dict(pattern='fc*', w_bits=1, a_bits=1),
+                                 dict(pattern='head', w_bits=4, a_bits=4)])
+    model = swap(TinyNet()).train()
+    for _ in range(10):
+        model(torch.randn(4, 3, 12, 12))
+    model.eval()
+    x = torch.randn(16, 3, 12, 12)
+    expected = model(x)
+    path = tmp_path / 'tiny.safetensors'
+    export_quantized(model, path)
+    runtime, report = build_runtime_model(swap(TinyNet()), path, use_kernel=use_kernel)
+    assert report.counts() == {'int8': 1, 'binary': 3, 'int4': 1}
+    assert isinstance(runtime.fc1, BinaryLinear) and isinstance(runtime.bconv, BinaryConv2d)
+    got = runtime(x)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert torch.equal(got.argmax(1), expected.argmax(1))
+
+
+def test_runtime_keeps_layers_no_kernel_computes_exactly_and_says_why(tmp_path):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1, groups=2), nn.Conv2d(8, 8, 1))
+    swap = ModuleSwap(w_bits=4, a_bits=4, overrides=[dict(pattern='1', w_bits=1, a_bits=32)])
+    model = swap(net).train()
+    model(torch.randn(2, 4, 6, 6))
+    export_quantized(model.eval(), tmp_path / 'n.safetensors')
+    runtime, report = build_runtime_model(swap(nn.Sequential(
+        nn.Conv2d(4, 8, 3, padding=1, groups=2), nn.Conv2d(8, 8, 1))), tmp_path / 'n.safetensors')
+    kept = dict(report.kept())
+    assert set(kept) == {'0', '1'} and 'groups=2' in kept['0'] and 'Identity' in kept['1']
+    assert isinstance(runtime[0], QConv2d)
+
+
+def test_missing_compiler_falls_back_with_one_warning(monkeypatch, tmp_path):
+    from mmext.quant import kernels
+    monkeypatch.setattr(kernels, '_STATE', {})
+    monkeypatch.setattr(kernels, 'extension_dir', lambda: tmp_path / 'none')
+    monkeypatch.setenv('CXX', str(tmp_path / 'no-such-compiler'))
+    monkeypatch.setenv('PATH', str(tmp_path))                     # no g++, no ninja
+    with pytest.warns(UserWarning, match='pure-torch reference') as caught:
+        assert kernels.lowbit_ops() is None
+        assert kernels.lowbit_ops() is None                      # decided once
+    assert len(caught) == 1
+    assert 'compiler' in str(caught[0].message)
+    w = _signs(9, 70)
+    x = torch.randn(4, 70)
+    layer = BinaryLinear(w, torch.ones(9))                       # builds on the reference
+    assert layer.ops is None
+    assert torch.equal(layer.dots(x), (torch.where(x >= 0, 1.0, -1.0) @ w.t()).int())
+
+
+def test_wrong_input_shape_is_named():
+    with pytest.raises(ValueError, match=r'expects \(\.\.\., 70\)'):
+        BinaryLinear(_signs(9, 70), torch.ones(9))(torch.randn(2, 71))
+    with pytest.raises(ValueError, match=r'expects \(B, 3, H, W\)'):
+        BinaryConv2d(_signs(4, 3, 3, 3), torch.ones(4), None, 1, 1, 1)(torch.randn(1, 4, 5, 5))
+
+
+def test_a_tampered_export_is_refused(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    torch.manual_seed(0)
+    swap = ModuleSwap(w_bits=4, a_bits=4)
+    model = swap(TinyNet()).train()
+    model(torch.randn(2, 3, 8, 8))
+    path = tmp_path / 'tiny.safetensors'
+    export_quantized(model.eval(), path)
+    build_runtime_model(swap(TinyNet()), path)                     # the intact file loads
+    with safe_open(str(path), 'pt') as f:
+        metadata = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    tensors['fc1.weight.int'][0, 0] = 7 if tensors['fc1.weight.int'][0, 0] != 7 else 6
+    save_file(tensors, str(path), metadata=metadata)
+    with pytest.raises(ValueError, match='changed after export.*export the checkpoint again'):
+        build_runtime_model(swap(TinyNet()), path)
+
+
+def test_runtime_bivit_predicts_the_fake_quantized_labels(tmp_path):
+    """A tiny Bi-ViT (binary linears, binary patch embedding, binary attention): the runtime
+    model's logits and labels against the fake-quantized model's."""
+    from mmengine.registry import DefaultScope
+
+    import projects.bivit  # noqa: F401
+    from mmext.registry import QUANTIZERS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        from mmpretrain.registry import MODELS
+
+        def build():
+            torch.manual_seed(0)
+            model = MODELS.build(dict(
+                type='ImageClassifier',
+                backbone=dict(type='VisionTransformer', img_size=32, patch_size=8,
+                              arch=dict(embed_dims=64, num_layers=2, num_heads=4,
+                                        feedforward_channels=130)),
+                neck=None,
+                head=dict(type='VisionTransformerClsHead', num_classes=10, in_channels=64)))
+            return QUANTIZERS.build(dict(type='BiViTSwap', binary_patch_embed=True))(model)
+
+        model = build().eval()
+        x = torch.randn(16, 3, 32, 32)
+        with torch.no_grad():
+            model(x, mode='tensor')                    # initialises the attention binarizers
+            expected = model(x, mode='tensor')
+        export_quantized(model, tmp_path / 'bivit.safetensors')
+        runtime, report = build_runtime_model(build(), tmp_path / 'bivit.safetensors')
+        with torch.no_grad():
+            got = runtime(x, mode='tensor')
+    # patch embedding + 2 x (qkv, proj, fc1, fc2), and both attentions
+    assert report.counts() == {'binary': 9, 'binary attention': 2}
+    assert isinstance(runtime.backbone.patch_embed.projection, BinaryConv2d)
+    assert isinstance(runtime.backbone.layers[0].attn.scaled_dot_product_attention,
+                      BinaryAttention)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert torch.equal(got.argmax(1), expected.argmax(1))
+
+
+@pytest.mark.parametrize('use_kernel', [True, False])
+def test_binary_attention_equals_the_fake_quantized_attention(use_kernel):
+    if use_kernel and ops is None:
+        pytest.skip('no C++ compiler')
+    from mmext.quant.attention import QuantizedSDPA
+    torch.manual_seed(0)
+    sdpa = QuantizedSDPA.from_bits(3, 1).eval()
+    q, k, v = (torch.randn(2, 3, 37, 70) for _ in range(3))   # odd token count and head size
+    sdpa(q, k, v)                                             # initial scales
+    for quantizer in (sdpa.q_quantizer, sdpa.k_quantizer, sdpa.v_quantizer):
+        quantizer.zero_point.data.uniform_(-0.3, 0.3)         # as after training
+    expected, probs = sdpa(q, k, v, need_weights=True)
+    runtime = BinaryAttention(sdpa, use_kernel)
+    got, got_probs = runtime(q, k, v, need_weights=True)
+    torch.testing.assert_close(got_probs, probs)              # the same binary P
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
