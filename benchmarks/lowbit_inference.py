@@ -207,13 +207,18 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
     runtime, report = build_runtime_model(structure, path)
     float_model.eval()
     with torch.inference_mode():
-        expected, got = _flat(run(quantized)), _flat(run(runtime))
+        expected_out, got_out = run(quantized), run(runtime)
+    expected, got = _flat(expected_out), _flat(got_out)
+    agreement = None
+    if isinstance(expected_out, torch.Tensor) and expected_out.dim() == 2:   # class scores
+        agreement = float((expected_out.argmax(1) == got_out.argmax(1)).float().mean())
     times = timed({'float32': lambda: run(float_model), 'fake-quantized': lambda: run(quantized),
                    'runtime': lambda: run(runtime)}, reps, warmup)
     kept = report.kept()
     return dict(_row(times), layers=report.counts(),
                 kept_fake_quantized=sorted({why for _, why in kept}),
                 max_abs_difference=float((expected - got).abs().max()),
+                max_abs_output=float(expected.abs().max()), same_argmax=agreement,
                 paper=PAPER.get(name.split('_binary')[0], ''))
 
 
