@@ -14,6 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # mmext and projects/ from a plain clone, as tools/ do
 
+from mmext.utils.atomic import atomic_write  # noqa: E402
 from mmext.utils.run_logs import read_scalars, relative_paths  # noqa: E402
 
 
@@ -76,8 +77,8 @@ class ResultsFile:
         """Write the file (paths inside the clone relative to it) and the table."""
         self.data = relative_paths(self.data, REPO)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps(self.data, indent=2) + '\n')
-        self.table.write_text(table + '\n')
+        atomic_write(self.path, json.dumps(self.data, indent=2) + '\n')
+        atomic_write(self.table, table + '\n')
         print(table, flush=True)
 
     def superseded_lines(self, metrics: tuple[str, ...]) -> list[str]:

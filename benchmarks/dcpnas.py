@@ -38,6 +38,8 @@ from ablation_runs import REPO, ResultsFile, final_metrics, learning_curve, mean
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
+from mmext.utils.atomic import atomic_write
+
 SEARCH_CONFIG = 'configs/dcpnas/dcpnas_search_fashion-mnist.py'
 RETRAIN_CONFIG = 'configs/dcpnas/dcpnas-retrain_1xb128-3e_fashion-mnist.py'
 RESULTS = Path(__file__).parent / 'results/dcpnas.json'
@@ -83,7 +85,7 @@ def search(row: str, seed: int, work_root: Path, extra: list[str]) -> tuple[Path
         work_dir.mkdir(parents=True, exist_ok=True)
         genotype = random_genotype(generator=torch.Generator().manual_seed(seed))
         path = work_dir / 'genotype.py'
-        path.write_text(genotype_fragment(genotype, f'random_genotype, seed {seed}'))
+        atomic_write(path, genotype_fragment(genotype, f'random_genotype, seed {seed}'))
         return path, None
     minutes = train(SEARCH_CONFIG, work_dir, [f'randomness.seed={seed}', *ROWS[row][1], *extra],
                     f'search {row} seed {seed}')

@@ -43,6 +43,7 @@ from mmext.clip.demo_clip_training import DEMO_CLIP_ALIAS, to_model_input  # noq
 from mmext.datasets.fashion_captions import FashionVocabulary, objects_of_annotations  # noqa: E402
 from mmext.datasets.fashion_mnist import load_fashion_mnist  # noqa: E402
 from mmext.datasets.fashion_scenes import item_on_background  # noqa: E402
+from mmext.utils.atomic import atomic_write  # noqa: E402
 from mmext.utils.run_logs import relative_paths  # noqa: E402
 
 RESULTS = REPO / 'benchmarks/results/demo_clip.json'
@@ -190,7 +191,7 @@ def main() -> None:
     if previous:
         result['previous'] = previous
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(relative_paths(result, REPO), indent=2) + '\n')
+    atomic_write(args.results, json.dumps(relative_paths(result, REPO), indent=2) + '\n')
     summary = {k: result[k] for k in ('zero_shot_top1', 'colour_top1', 'colour_top1_scene_tints')}
     summary.update(result['retrieval']['recall'], dense_mIoU=result['dense_segmentation']['mIoU'])
     print(json.dumps(summary, indent=2))

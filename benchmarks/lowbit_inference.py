@@ -41,6 +41,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+
 from mmext.quant.export import export_quantized  # noqa: E402
 from mmext.quant.kernels import lowbit_ops  # noqa: E402
 from mmext.quant.quantizers import LSQPlusQuantizer  # noqa: E402
@@ -51,6 +52,7 @@ from mmext.quant.runtime import (  # noqa: E402
     IntLinear,
     build_runtime_model,
 )
+from mmext.utils.atomic import atomic_write  # noqa: E402
 
 OUT = REPO / 'benchmarks/results/lowbit_inference.json'
 DEIT_LINEARS = {'qkv': (192, 576), 'proj': (192, 192), 'fc1': (192, 768), 'fc2': (768, 192)}
@@ -266,10 +268,8 @@ def main() -> None:
     if args.quick:
         return
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix('.tmp')
-    tmp.write_text(json.dumps(results, indent=2) + '\n')
-    tmp.replace(args.out)
-    args.out.with_suffix('.md').write_text(text + '\n')
+    atomic_write(args.out, json.dumps(results, indent=2) + '\n')
+    atomic_write(args.out.with_suffix('.md'), text + '\n')
     print(f'written {args.out}')
 
 

@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mmext.quant import ModuleSwap, QLinear  # noqa: E402
+from mmext.utils.atomic import atomic_write  # noqa: E402
 
 DEMO_DETR = REPO / 'configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py'
 VARIANTS = {
@@ -221,7 +222,7 @@ def main() -> None:
             print(f"  {name:<14} {row['median_s'] * 1e3:9.1f} ms  {row['ratio_to_float']:.2f}x",
                   flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + '\n')
+    atomic_write(args.out, json.dumps(results, indent=2) + '\n')
     print(f'written {args.out}')
 
 

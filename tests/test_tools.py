@@ -162,7 +162,10 @@ def test_missing_data_fails_clearly(tmp_path):
     result = run_tool('tools/train.py', DEMO_CONFIG, '--work-dir', tmp_path, '--cfg-options',
                       *scene_cfg_options(tmp_path / 'no_such_set'))
     assert result.returncode != 0
-    assert 'annotation file' in result.stdout and 'make_fashion_scenes.py' in result.stdout
+    # checked before the runner is built: every missing path, the key to change, the fix
+    assert 'needs data that is not here' in result.stdout
+    assert 'no_such_set/annotations/instances_val.json (CocoMetric)' in result.stdout
+    assert 'make data' in result.stdout and "'Production datasets'" in result.stdout
 
 
 def test_missing_checkpoint_fails_clearly(tmp_path):

@@ -27,6 +27,7 @@ from mmext.utils import (
     load_tool_config,
     prepare_distributed,
 )
+from mmext.utils.data_check import check_inputs
 
 
 def parse_args():
@@ -91,6 +92,11 @@ def main():
     if args.show or args.show_dir:
         trigger_visualization_hook(cfg, args)
 
+    # test needs the test data; its checkpoint carries every weight (teachers included)
+    try:
+        check_inputs(cfg, args.config, loaders=('test_dataloader', ), checkpoints=False)
+    except FileNotFoundError as error:
+        raise SystemExit(f'error: {error}') from None
     prepare_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
 

@@ -1,7 +1,7 @@
 """Train with the stock mmengine Runner; works for mmdet, mmseg and mmpretrain configs alike.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--auto-scale-lr]
-                                 [--cfg-options k=v ...] [--launcher pytorch]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--overwrite] [--amp]
+                                 [--auto-scale-lr] [--cfg-options k=v ...] [--launcher pytorch]
 
 The options are mmdet's. The config's ``default_scope`` picks the library; mmext components are
 named ``mmext.Name``. ``tools/dist_train.sh CONFIG N`` runs N processes (gloo without a GPU).
@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mmext  # noqa: F401  (registries, safe checkpoint loading)
 from mmext.utils import finish_distributed, load_tool_config, prepare_distributed
+from mmext.utils.data_check import check_inputs
 
 
 def parse_args():
@@ -32,6 +33,10 @@ def parse_args():
         '--resume', nargs='?', type=str, const='auto',
         help='resume from the given checkpoint, or without a value from the latest checkpoint '
         'in the work dir')
+    parser.add_argument(
+        '--overwrite', action='store_true',
+        help='start a new run in a work dir that holds checkpoints of an earlier one (they are '
+        'overwritten as the new run saves its own); without it such a start is refused')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings of the config, key=value pairs, e.g. '
@@ -62,6 +67,11 @@ def main():
                                'base_batch_size=...)` in the config')
         cfg.auto_scale_lr.enable = True
 
+    last = Path(cfg.work_dir) / 'last_checkpoint'
+    if args.resume is None and not args.overwrite and last.is_file():
+        raise SystemExit(f'{cfg.work_dir} holds the checkpoints of an earlier run (the last: '
+                         f'{last.read_text().strip()}). Pass --resume to continue it, '
+                         '--overwrite to start again over it, or choose another --work-dir.')
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
@@ -69,6 +79,10 @@ def main():
         cfg.resume = True
         cfg.load_from = args.resume
 
+    try:
+        check_inputs(cfg, args.config)
+    except FileNotFoundError as error:
+        raise SystemExit(f'error: {error}') from None
     prepare_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()

@@ -13,4 +13,5 @@ model = dict(
                # calibrated steps: inputs by MSE over 16 training batches, weights at the
                # 99.99th percentile of each output channel
                calibration=dict(method='mse', weight_method='percentile', batches=16)))
-custom_hooks = [dict(type='mmext.QuantCalibrationHook')]
+# calibration before the first step; the guard stops at a NaN loss or a quantizer step <= 0
+custom_hooks = [dict(type='mmext.QuantCalibrationHook'), dict(type='mmext.NumericalGuardHook')]

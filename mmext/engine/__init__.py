@@ -1,7 +1,10 @@
 """Engine parts shared by several methods: optimizer wrapper constructors, the class-incremental
-loop, initialisation from features of the training images."""
+loop, initialisation from features of the training images, numerical guards."""
+from .checkpoint_fit import CheckpointFitHook
 from .continual_loop import ClassIncrementalLoop
 from .feature_init import InitFromTrainFeaturesHook
+from .numerical_guard import NumericalGuardHook
 from .optim import MultiOptimWrapperConstructor
 
-__all__ = ['ClassIncrementalLoop', 'InitFromTrainFeaturesHook', 'MultiOptimWrapperConstructor']
+__all__ = ['CheckpointFitHook', 'ClassIncrementalLoop', 'InitFromTrainFeaturesHook', 'MultiOptimWrapperConstructor',
+           'NumericalGuardHook']

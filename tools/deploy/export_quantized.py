@@ -32,6 +32,7 @@ def parse_args():
     parser.add_argument('checkpoint', help='a checkpoint of the quantized model (after QAT)')
     parser.add_argument('--out', type=Path,
                         help='output file (default: the checkpoint with .safetensors)')
+    parser.add_argument('--force', action='store_true', help='replace an existing output file')
     parser.add_argument('--shape', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'),
                         help='input size of the exactness check')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -49,6 +50,9 @@ def _tensor_forward(model, scope: str, shape) -> torch.Tensor:
 
 def main() -> None:
     args = parse_args()
+    out = args.out or Path(args.checkpoint).with_suffix('.safetensors')
+    if out.exists() and not args.force:
+        raise SystemExit(f'{out} exists; pass --force to replace it, or --out another file')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -62,7 +66,6 @@ def main() -> None:
 
     model = build()
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
-    out = args.out or Path(args.checkpoint).with_suffix('.safetensors')
     records = export_quantized(model, out)
     with torch.no_grad():
         expected = _tensor_forward(model, scope, args.shape)

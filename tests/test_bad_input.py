@@ -1,0 +1,249 @@
+"""The bad-input catalogue (README.md, section 'Bad input'): each kind of broken input stops with
+a message that names the problem and the fix. Kinds whose check runs a whole tool are tested
+where that tool is (the README's table names the test)."""
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from torch import nn
+from torch.utils.data import Dataset
+
+import mmext
+from mmext.quant import ModuleSwap
+from mmext.quant.export import export_quantized, load_quantized
+from mmext.registry import MODELS
+
+from .conftest import REPO, run_tool
+
+GENOTYPE_OP = ("Genotype(normal=[('nope_conv', 0), ('skip_connect', 1), ('skip_connect', 0), "
+               "('skip_connect', 1), ('skip_connect', 0), ('skip_connect', 1), "
+               "('skip_connect', 0), ('skip_connect', 1)], normal_concat=[2, 3, 4, 5], "
+               "reduce=[('max_pool_3x3', 0), ('skip_connect', 1), ('skip_connect', 0), "
+               "('skip_connect', 1), ('skip_connect', 0), ('skip_connect', 1), "
+               "('skip_connect', 0), ('skip_connect', 1)], reduce_concat=[2, 3, 4, 5])")
+
+
+def _quantized(seed=0, initialise=True):
+    torch.manual_seed(seed)
+    model = ModuleSwap(w_bits=4, a_bits=4)(nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 3)))
+    if initialise:
+        model(torch.randn(2, 8))
+    return model.eval()
+
+
+def _export(tmp_path, model=None):
+    path = tmp_path / 'm.safetensors'
+    export_quantized(model if model is not None else _quantized(), path)
+    return path
+
+
+def _tampered(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    path = _export(tmp_path)
+    with safe_open(str(path), 'pt') as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    tensors['0.bias'] += 1
+    save_file(tensors, str(path), metadata=metadata)
+    load_quantized(_quantized(initialise=False), path)
+
+
+def _truncated_checkpoint(tmp_path):
+    from mmengine.runner.checkpoint import _load_checkpoint
+    path = tmp_path / 'c.pth'
+    torch.save({'state_dict': nn.Linear(4, 3).state_dict()}, path)
+    path.write_bytes(path.read_bytes()[:200])
+    _load_checkpoint(str(path))
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ('this would have run',))
+
+
+def _crafted_checkpoint(tmp_path):
+    from mmengine.runner.checkpoint import _load_checkpoint
+    path = tmp_path / 'c.pth'
+    torch.save({'state_dict': {}, 'payload': _Evil()}, path)
+    _load_checkpoint(str(path))
+
+
+class _Items(Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return dict(inputs=torch.ones(4))
+
+
+class _Net(BaseModel):
+    def __init__(self, width=3):
+        super().__init__()
+        self.fc = nn.Linear(4, width)
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        return {'loss': self.fc(inputs).square().mean()} if mode == 'loss' else self.fc(inputs)
+
+
+def _checkpoint_of_another_architecture(tmp_path):
+    torch.save({'state_dict': _Net(width=5).state_dict()}, tmp_path / 'other.pth')
+    Runner(model=_Net(), work_dir=str(tmp_path / 'work'), load_from=str(tmp_path / 'other.pth'),
+           train_dataloader=dict(dataset=_Items(), batch_size=2, num_workers=0,
+                                 sampler=dict(type='DefaultSampler', shuffle=False),
+                                 collate_fn=dict(type='default_collate')),
+           train_cfg=dict(by_epoch=False, max_iters=1),
+           optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+           custom_hooks=[dict(type='mmext.CheckpointFitHook')]).train()
+
+
+def _production_config_without_data(_):
+    from mmext.utils.data_check import check_inputs
+    cfg = Config.fromfile(REPO / 'configs/qdetr/r50_4bit.py')
+    check_inputs(cfg, 'configs/qdetr/r50_4bit.py')
+
+
+def _runtime_wrong_shape(_):
+    from mmext.quant.runtime import BinaryLinear
+    BinaryLinear(torch.ones(3, 70), torch.ones(3))(torch.randn(2, 71))
+
+
+def _lowbit_results_exist(tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO / 'benchmarks'))
+    import lowbit_inference
+    out = tmp_path / 'r.json'
+    out.write_text('{}')
+    monkeypatch.setattr(sys, 'argv', ['lowbit_inference.py', '--out', str(out)])
+    lowbit_inference.main()
+
+
+def _agcn(**kwargs):
+    import projects.fadm  # noqa: F401
+    return MODELS.build(dict(type='mmext.AGCN', in_channels=1, num_attributes=6, image_size=16,
+                             lowpass_size=4, scales=(4, 8), channels=8, time_dim=16, **kwargs))
+
+
+def _agcn_attribute_length(_):
+    x = torch.zeros(2, 1, 16, 16)
+    _agcn()(x, x, torch.zeros(2, dtype=torch.long), torch.zeros(2, 5))
+
+
+def _empty_class_list(_):
+    from mmext.clip.classifiers import CLIPClassifier
+    CLIPClassifier.set_class_names(CLIPClassifier.__new__(CLIPClassifier), [])
+
+
+# kind -> (function raising on the bad input, expected error, message pattern: problem + fix)
+CASES = {
+    'config: unknown component type': (
+        lambda _: MODELS.build(dict(type='mmext.NoSuchThing')), KeyError,
+        r'mmext\.NoSuchThing is not in the mmext::model registry.*check whether'),
+    'config: impossible weight bits': (
+        lambda _: ModuleSwap(w_bits=9), ValueError,
+        r'bit width 9 is impossible; use 1\.\.8, or 32'),
+    'config: impossible attention bits': (
+        lambda _: ModuleSwap(w_bits=4, attn_bits=0), ValueError,
+        r'attn_bits: bit width 0 is impossible; use 1\.\.8'),
+    'config: quantizer bits outside its range': (
+        lambda _: mmext.quant.LSQQuantizer(bits=1), ValueError,
+        r'does not support bits=1.*Use 2\.\.8 bits with mmext\.LSQQuantizer'),
+    'config: module pattern that matches nothing': (
+        lambda _: ModuleSwap(w_bits=4, skip=['nope'])(nn.Sequential(nn.Linear(2, 2))),
+        ValueError, r"pattern 'nope' matches no Linear, Conv2d or attention module"),
+    'config: unknown granularity': (
+        lambda _: ModuleSwap(w_bits=4, w_granularity='row'), ValueError,
+        r"w_granularity must be one of \('tensor', 'channel'\), got 'row'"),
+    'config: unknown gradient estimator': (
+        lambda _: mmext.quant.SignBinarizer(ste='foo'), ValueError,
+        r"unknown ste 'foo'; choose one of"),
+    'config: malformed genotype': (
+        lambda _: MODELS.build(dict(type='mmext.DartsNetwork', genotype=dict(normal=[]),
+                                    channels=8, num_cells=2)),
+        Exception, r'a genotype must be a string like Genotype\(normal='),
+    'config: genotype with an unknown operation': (
+        lambda _: MODELS.build(dict(type='mmext.DartsNetwork', genotype=GENOTYPE_OP, channels=8,
+                                    num_cells=2)),
+        Exception, r"unknown operation 'nope_conv'; choose one of"),
+    'config: genotype file missing': (
+        lambda _: MODELS.build(dict(type='mmext.DartsNetwork', genotype='no/such.py',
+                                    channels=8, num_cells=2)),
+        Exception, r'genotype file no/such\.py does not exist; give a DARTS genotype string'),
+    'config: production config without its dataset, teacher and load_from': (
+        _production_config_without_data, FileNotFoundError,
+        r'(?s)needs data that is not here:.*train_dataloader\.dataset\.data_root: data/coco/.*'
+        r"'Production datasets'.*model\.teacher\.checkpoint: .*load_from: .*--cfg-options"),
+    'CLIP: unknown architecture': (
+        lambda _: MODELS.build(dict(type='mmext.OpenCLIPModel', model_name='ViT-Nope-99')),
+        ValueError, r"unknown open_clip architecture 'ViT-Nope-99'.*Pass model_cfg="),
+    'CLIP: checkpoint file missing': (
+        lambda _: MODELS.build(dict(type='mmext.OpenCLIPModel', model_name='ViT-B-16',
+                                    pretrained='/no/folder/open_clip_pytorch_model.bin')),
+        FileNotFoundError, r'does not exist; give the path of a saved open_clip state dict'),
+    'CLIP: empty class list': (
+        _empty_class_list, ValueError, r'the class list is empty: give the class names'),
+    'checkpoint: another architecture': (
+        _checkpoint_of_another_architecture, ValueError,
+        r'does not fit the model.*fc\.weight: \(5, 4\) in the checkpoint, \(3, 4\) in the model'
+        r'.*Use the config it was trained with'),
+    'checkpoint: truncated file': (
+        _truncated_checkpoint, RuntimeError, r'(?s)checkpoint file is corrupted.*not saved'),
+    'checkpoint: crafted pickle': (
+        _crafted_checkpoint, Exception,
+        r'(?s)Weights only load failed.*Do it only if you got the file from a trusted source'),
+    'export: changed after export': (
+        _tampered, ValueError, r'changed after export.*export the checkpoint again'),
+    'export: not a safetensors file': (
+        lambda tmp: (tmp.joinpath('x.safetensors').write_bytes(b'\0' * 20),
+                     load_quantized(_quantized(), tmp / 'x.safetensors')),
+        ValueError, r'is not a readable safetensors file.*export it again'),
+    'export: model of another structure': (
+        lambda tmp: load_quantized(ModuleSwap(w_bits=4, a_bits=4)(nn.Sequential(
+            nn.Linear(8, 8))), _export(tmp)),
+        ValueError, r'does not fit this model.*build the model from the config that was'),
+    'export: uninitialised quantizers': (
+        lambda tmp: _export(tmp, _quantized(initialise=False)), RuntimeError,
+        r'has not initialised its step yet; run the model forward once'),
+    'tensor: wrong input shape to a runtime layer': (
+        _runtime_wrong_shape, ValueError, r'BinaryLinear expects \(\.\.\., 70\), got \(2, 71\)'),
+    'tensor: attribute vector of the wrong length (FADM)': (
+        _agcn_attribute_length, ValueError,
+        r'attributes must be \(B, 6\) \(source minus target\), got \(2, 5\)'),
+    'config: unknown FADM reference slot': (
+        lambda _: MODELS.build(dict(type='mmext.FADM', animator={}, agcn={}, unet={},
+                                    scheduler={}, reference='truth')),
+        ValueError, r"reference must be 'coarse' or 'driving', got 'truth'"),
+    'tool: benchmark results file exists': (
+        _lowbit_results_exist, SystemExit, r'exists; pass --force to replace it'),
+}
+
+
+@pytest.mark.parametrize('kind', list(CASES))
+def test_bad_input_is_named_with_its_fix(kind, tmp_path, monkeypatch):
+    function, error, pattern = CASES[kind]
+    with pytest.raises(error, match=pattern):
+        if function.__code__.co_argcount == 2:
+            function(tmp_path, monkeypatch)
+        else:
+            function(tmp_path)
+
+
+def test_tools_refuse_to_overwrite_checkpoints_and_exports(tmp_path):
+    work = tmp_path / 'work'
+    work.mkdir()
+    (work / 'last_checkpoint').write_text(str(work / 'iter_4.pth'))
+    config = REPO / 'configs/demo/resnet18-cifar_1xb128-5e_fashion-mnist.py'
+    train = run_tool('tools/train.py', config, '--work-dir', work)
+    assert train.returncode != 0
+    assert 'holds the checkpoints of an earlier run (the last:' in train.stdout
+    assert '--resume to continue it, --overwrite to start again' in train.stdout
+
+    out = tmp_path / 'model.safetensors'
+    out.write_bytes(b'keep me')
+    export = run_tool('tools/deploy/export_quantized.py', config, tmp_path / 'none.pth',
+                      '--out', out)
+    assert export.returncode != 0 and 'exists; pass --force to replace it' in export.stdout
+    assert out.read_bytes() == b'keep me'
+    assert not Path(tmp_path / 'none.pth').exists()
