@@ -27,6 +27,19 @@ def test_demo_config_trains_then_tests_through_the_stock_runner(tiny_scenes, tmp
     checkpoint = work / 'iter_2.pth'
     assert checkpoint.is_file()
 
+    # mmdet's own analysis tools on the mmext run: the loss curve (seaborn) and the dataset
+    import mmdet
+    analysis = Path(mmdet.__file__).parent / '.mim/tools/analysis_tools'
+    scalars = next(work.glob('*/vis_data/scalars.json'))
+    curve = run_tool(analysis / 'analyze_logs.py', 'plot_curve', scalars, '--keys', 'loss',
+                     '--out', tmp_path / 'loss.png', env=dict(MPLBACKEND='Agg'))
+    assert curve.returncode == 0, curve.stdout[-2000:]
+    assert (tmp_path / 'loss.png').stat().st_size > 0
+    browse = run_tool(analysis / 'browse_dataset.py', DEMO_CONFIG, '--not-show', '--output-dir',
+                      tmp_path / 'browse', '--cfg-options', *scene_cfg_options(tiny_scenes))
+    assert browse.returncode == 0, browse.stdout[-2000:]
+    assert list((tmp_path / 'browse').glob('*'))
+
     test = run_tool('tools/test.py', DEMO_CONFIG, checkpoint, '--work-dir', tmp_path / 'test',
                     '--show-dir', tmp_path / 'shown', '--out', tmp_path / 'results.pkl',
                     '--cfg-options', *scene_cfg_options(tiny_scenes))

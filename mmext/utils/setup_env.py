@@ -64,16 +64,20 @@ def load_tool_config(config: str, cfg_options: dict | None = None, work_dir: str
     """The config as ``tools/train.py`` and ``tools/test.py`` use it (mmdet's rules).
 
     ``cfg_options`` are merged in; the work dir is ``work_dir``, else the config's, else
-    ``./work_dirs/<config name>``; ``mmext.CheckpointFitHook`` is added to the custom hooks.
+    ``./work_dirs/<config name>``; ``mmext.CheckpointFitHook`` and ``mmext.RNGStateHook`` are
+    added to the custom hooks.
     """
     cfg = Config.fromfile(config)
     cfg.launcher = launcher
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    # a checkpoint of another architecture stops the run instead of loading in part
+    # a checkpoint of another architecture stops the run instead of loading in part; the
+    # generators' states travel with the checkpoints, so that a resumed run continues the same
     hooks = list(cfg.get('custom_hooks', []))
-    if not any(str(h.get('type', '')).endswith('CheckpointFitHook') for h in hooks):
-        cfg.custom_hooks = hooks + [dict(type='mmext.CheckpointFitHook')]
+    for name in ('CheckpointFitHook', 'RNGStateHook'):
+        if not any(str(h.get('type', '')).endswith(name) for h in hooks):
+            hooks.append(dict(type=f'mmext.{name}'))
+    cfg.custom_hooks = hooks
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
