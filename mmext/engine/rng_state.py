@@ -34,11 +34,13 @@ def set_rng_state(state: dict) -> None:
 @HOOKS.register_module()
 class RNGStateHook(Hook):
     """Writes :func:`rng_state` into each checkpoint (under ``mmext_rng_state``); a resumed run
-    sets it back where the uninterrupted run stood when it saved: an epoch-based run before its
-    next epoch creates its data iterator (which draws a seed from torch's generator), an
-    iteration-based run before its next iteration, after mmengine has advanced the data loader
-    past the batches already trained. A run that only loads weights (``load_from``) starts at
-    iteration 0 and is left alone.
+    sets it back where the uninterrupted run stood when it saved, i.e. before it loads its next
+    batch: an epoch-based run before its next epoch creates its data iterator (which draws a
+    seed from torch's generator); an iteration-based run after mmengine has advanced the data
+    iterator past the batches already trained and before it loads the next one (the loop's
+    ``dataloader_iterator`` is wrapped for that one call; ``before_train_iter`` would come after
+    the batch is loaded). A run that only loads weights (``load_from``) starts at iteration 0
+    and is left alone.
 
     Exact for data loading in the main process (``num_workers=0``); worker processes draw
     their seeds when the loader's iterator is created, which a resumed run does at another
@@ -58,8 +60,14 @@ class RNGStateHook(Hook):
 
     def before_train_epoch(self, runner) -> None:
         from mmengine.runner import EpochBasedTrainLoop
-        if isinstance(runner.train_loop, EpochBasedTrainLoop):
+        loop = runner.train_loop
+        if isinstance(loop, EpochBasedTrainLoop):
             self._restore(runner)
+        elif self._pending is not None and runner.iter > 0 and \
+                hasattr(loop, 'dataloader_iterator'):
+            loop.dataloader_iterator = _RestoreBeforeBatch(loop.dataloader_iterator,
+                                                           runner.iter, self._pending)
+            self._pending = None
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._restore(runner)
@@ -69,3 +77,25 @@ class RNGStateHook(Hook):
             if runner.iter > 0:            # resumed, not a fresh run from load_from
                 set_rng_state(self._pending)
             self._pending = None
+
+
+class _RestoreBeforeBatch:
+    """A data iterator that passes ``skip`` batches through (mmengine's advance past the
+    trained ones), then sets the generators to ``state`` just before loading the next."""
+
+    def __init__(self, iterator, skip: int, state: dict):
+        self._iterator, self._skip, self._state = iterator, skip, state
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._skip > 0:
+            self._skip -= 1
+        elif self._state is not None:
+            set_rng_state(self._state)
+            self._state = None
+        return next(self._iterator)
+
+    def __getattr__(self, name):
+        return getattr(self._iterator, name)

@@ -11,8 +11,10 @@ replaces each quantized layer whose arithmetic a kernel can do exactly:
   (``torch._int_mm``, an int8 x int8 -> int32 GEMM; 2..4-bit values ride in int8).
 
 Every other layer stays as it was (fake-quantized float); ``report`` says which and why. The
-integer accumulations are exact, so the kernels' layers give the fake-quantized layer's values
-up to float rounding of the final scaling (a few ulps), and the same predictions.
+integer accumulations are exact, so each kernel layer gives the fake-quantized layer's values
+up to float rounding of the final scaling (a few ulps). Through a model, a value lying on a
+rounding boundary of the next quantizer can move by one level; predictions then agree except
+where class scores tie that closely (README, "Inference on low-bit kernels").
 """
 from __future__ import annotations
 
@@ -134,7 +136,7 @@ class BinaryConv2d(_BinaryBase):
         # an all-zero word stands for C signs of -1: its dot with the tap is -sum(sign(W))
         tap_dot = -signs.sum(1).permute(1, 2, 0).reshape(kh * kw, n).round().int()
         self.register_buffer('tap_dot', _padded(tap_dot.t(), self.npad).t().contiguous())
-        self._reference_weight = signs.float()
+        self.register_buffer('reference_weight', signs.float(), persistent=False)
 
     def dots(self, x: Tensor) -> Tensor:
         return self._run(x, raw=True)
@@ -151,7 +153,7 @@ class BinaryConv2d(_BinaryBase):
         x = self._signed(x, 1)
         if self.ops is None:
             signs = torch.where(x >= 0, 1.0, -1.0).double()
-            dots = F.conv2d(signs, self._reference_weight.double(), None, self.stride, p,
+            dots = F.conv2d(signs, self.reference_weight.double(), None, self.stride, p,
                             self.dilation).round().int()
             return dots if raw else (dots.float() * self.scale[:n, None, None]
                                      + self.bias[:n, None, None])

@@ -1,6 +1,7 @@
-"""Low-bit CPU kernels: bit-packed binary GEMM and convolution (a C++ extension built with the
-system compiler on first use and cached outside the clone) with a pure-torch reference that
-gives the same integers, and the integer GEMM torch ships (``torch._int_mm``).
+"""Low-bit CPU kernels: bit-packed binary GEMM and convolution, and the int8 helpers around the
+integer GEMM torch ships (``torch._int_mm``), as a C++ extension built with the system compiler
+on first use and cached outside the clone, with a pure-torch reference that gives the same
+integers.
 
 Sign packing (the runtime's, not the export file's): 64 signs per int64 word, bit j of word w is
 1 where element ``64 w + j`` is >= 0; bits past a row's end are 0.
@@ -31,8 +32,9 @@ def extension_dir() -> Path:
 
 
 def lowbit_ops(build: bool = True):
-    """The compiled low-bit kernels (binary GEMM and convolution, int8 quantization, im2col and epilogue), building them on first use (about a minute); None where
-    they cannot be built (no compiler, or ``build=False`` and nothing cached), after one
+    """The compiled low-bit kernels (binary GEMM, convolution and batched products; int8
+    quantization, im2col and epilogue), built on first use (about 45 s here) and cached; None
+    where they cannot be built (no compiler, or ``build=False`` and nothing cached), after one
     warning that names the cause and that the pure-torch reference runs instead."""
     if 'ops' in _STATE:
         return _STATE['ops']
