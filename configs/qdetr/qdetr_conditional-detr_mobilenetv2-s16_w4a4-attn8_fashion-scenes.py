@@ -46,8 +46,6 @@ load_from = float_checkpoint
 # calibrates the quantizers the checkpoint lacks, before training or testing
 custom_hooks = [
     dict(type='mmext.QuantCalibrationHook'),
-    # stops at a NaN loss or a quantizer step <= 0, naming the iteration and the module
-    dict(type='mmext.NumericalGuardHook'),
     # tools/test.py --show-dir also draws the student's detections beside the teacher's
     dict(type='mmext.TeacherStudentVisualizationHook', draw=False)]
 

@@ -28,5 +28,4 @@ model = dict(
 # The float model from mmdet's model zoo, kept by the user (detr_r50_8xb2-150e_coco, 40.1 AP):
 # https://download.openmmlab.com/mmdetection/v3.0/detr/detr_r50_8xb2-150e_coco/detr_r50_8xb2-150e_coco_20221023_153551-436d03e8.pth
 load_from = 'checkpoints/detr_r50_8xb2-150e_coco_20221023_153551-436d03e8.pth'
-# calibration before the first step; the guard stops at a NaN loss or a quantizer step <= 0
-custom_hooks = [dict(type='mmext.QuantCalibrationHook'), dict(type='mmext.NumericalGuardHook')]
+custom_hooks = [dict(type='mmext.QuantCalibrationHook')]

@@ -21,8 +21,7 @@ model = dict(
         a_granularity='channel',
         calibration=dict(method='mse', weight_method='percentile', batches=16),
         skip=['backbone.patch_embed.projection', 'head.*']))
-# calibration before the first step; the guard stops at a NaN loss or a quantizer step <= 0
-custom_hooks = [dict(type='mmext.QuantCalibrationHook'), dict(type='mmext.NumericalGuardHook')]
+custom_hooks = [dict(type='mmext.QuantCalibrationHook')]
 load_from = 'work_dirs/vit-mini-p4_1xb128-10e_fashion-mnist/epoch_10.pth'
 
 # QAT: 3 epochs from the float model, AdamW at a tenth of the float learning rate, cosine.
