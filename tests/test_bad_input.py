@@ -97,7 +97,7 @@ def _checkpoint_of_another_architecture(tmp_path):
                                  collate_fn=dict(type='default_collate')),
            train_cfg=dict(by_epoch=False, max_iters=1),
            optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
-           custom_hooks=[dict(type='mmext.CheckpointFitHook')]).train()
+           custom_hooks=[dict(type='mmext.CheckpointFitHook')], default_scope='mmext').train()
 
 
 def _production_config_without_data(_):

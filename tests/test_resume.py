@@ -60,7 +60,10 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(fashion_mnist_root
     assert a['state_dict'].keys() == b['state_dict'].keys()
     for key, value in a['state_dict'].items():
         assert torch.equal(value, b['state_dict'][key]), key
-    for key in ('exp_avg', 'momentum_buffer'):       # the optimizer's state too, whichever
-        sa = [s[key] for s in a['optimizer']['state'].values() if key in s]
-        sb = [s[key] for s in b['optimizer']['state'].values() if key in s]
-        assert all(torch.equal(x, y) for x, y in zip(sa, sb))
+    # the optimizer's state too (SGD's momentum buffers), tensor by tensor
+    sa, sb = a['optimizer']['state'], b['optimizer']['state']
+    assert sa and sa.keys() == sb.keys()
+    for index, state in sa.items():
+        assert state.keys() == sb[index].keys()
+        for key, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(sb[index][key])), key

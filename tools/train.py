@@ -68,10 +68,12 @@ def main():
         cfg.auto_scale_lr.enable = True
 
     last = Path(cfg.work_dir) / 'last_checkpoint'
-    if args.resume is None and not args.overwrite and last.is_file():
-        raise SystemExit(f'{cfg.work_dir} holds the checkpoints of an earlier run (the last: '
-                         f'{last.read_text().strip()}). Pass --resume to continue it, '
-                         '--overwrite to start again over it, or choose another --work-dir.')
+    if args.resume is None and not cfg.get('resume') and last.is_file():
+        if not args.overwrite:
+            raise SystemExit(f'{cfg.work_dir} holds the checkpoints of an earlier run (the last:'
+                             f' {last.read_text().strip()}). Pass --resume to continue it, '
+                             '--overwrite to start again over it, or choose another --work-dir.')
+        last.unlink(missing_ok=True)  # a kill before the first save must not resume the earlier run
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
@@ -80,7 +82,7 @@ def main():
         cfg.load_from = args.resume
 
     try:
-        check_inputs(cfg, args.config)
+        check_inputs(cfg, args.config, loaders=('train_dataloader', 'val_dataloader'))
     except FileNotFoundError as error:
         raise SystemExit(f'error: {error}') from None
     prepare_distributed(cfg, args.launcher)

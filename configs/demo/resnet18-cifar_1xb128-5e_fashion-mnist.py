@@ -35,3 +35,8 @@ test_evaluator = val_evaluator
 train_cfg = dict(by_epoch=True, max_epochs=5, val_interval=1)
 param_scheduler = dict(_delete_=True, type='CosineAnnealingLR', by_epoch=True, T_max=5)
 default_hooks = dict(checkpoint=dict(max_keep_ckpts=1))
+# mmpretrain's base marks its visualizer with `_scope_`, which mmpretrain's
+# tools/visualization/browse_dataset.py passes on to the visualizer's constructor (a TypeError);
+# the same visualizer without the mark (the default scope is mmpretrain's)
+visualizer = dict(_delete_=True, type='UniversalVisualizer',
+                  vis_backends=[dict(type='LocalVisBackend')])

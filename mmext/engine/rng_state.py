@@ -42,15 +42,29 @@ class RNGStateHook(Hook):
     the batch is loaded). A run that only loads weights (``load_from``) starts at iteration 0
     and is left alone.
 
+    Validation leaves the generators as it found them: it runs after the checkpoint is saved
+    and draws from torch's generator (its data iterator's seed), which a run resumed from that
+    checkpoint would not. The restore comes before other hooks' ``before_train_epoch``
+    (priority ``HIGHEST``), so their draws are replayed too.
+
     Exact for data loading in the main process (``num_workers=0``); worker processes draw
     their seeds when the loader's iterator is created, which a resumed run does at another
     moment. ``tools/train.py`` adds this hook to every run.
     """
 
-    priority = 'VERY_LOW'
+    priority = 'HIGHEST'
 
     def __init__(self):
         self._pending: dict | None = None
+        self._before_val: dict | None = None
+
+    def before_val(self, runner) -> None:
+        self._before_val = rng_state()
+
+    def after_val(self, runner) -> None:
+        if self._before_val is not None:
+            set_rng_state(self._before_val)
+            self._before_val = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint[KEY] = rng_state()

@@ -46,12 +46,22 @@ def _padded(t: Tensor, size: int, value=0) -> Tensor:
     return torch.cat([t, pad]).contiguous()
 
 
+class _KernelUser(nn.Module):
+    """A module that runs the compiled kernels when ``use_kernel`` (and they could be built),
+    else the pure-torch reference. The extension module is looked up on use, not stored, so
+    the module can be deep-copied and pickled."""
+
+    @property
+    def ops(self):
+        return lowbit_ops() if self.use_kernel else None
+
+
 def _round_up(n: int, block: int) -> int:
     return -(-n // block) * block
 
 
 # ---------------------------------------------------------------------------------- 1 bit
-class _BinaryBase(nn.Module):
+class _BinaryBase(_KernelUser):
     """Shared parts: the kernels (or the reference), sign threshold, scale and bias."""
 
     def __init__(self, signs: Tensor, scale: Tensor, bias: Tensor | None,
@@ -63,7 +73,7 @@ class _BinaryBase(nn.Module):
         bias = bias.detach().float() if bias is not None else torch.zeros(n)
         self.register_buffer('bias', _padded(bias, self.npad))
         self.register_buffer('threshold', threshold)
-        self.ops = lowbit_ops() if use_kernel else None
+        self.use_kernel = use_kernel
 
     def _signed(self, x: Tensor, channel_dim: int) -> Tensor:
         if self.threshold is None:
@@ -193,7 +203,7 @@ def binary_dots(a: Tensor, b: Tensor, ops) -> tuple[Tensor, Tensor, Tensor]:
     return out[:, :m, :n], out[:, :m, n:], out[:, m:, :n]
 
 
-class BinaryAttention(nn.Module):
+class BinaryAttention(_KernelUser):
     """Bi-ViT's fully binary attention on the XNOR-popcount kernel: q, k, v and the
     probabilities P each binarized per head as ``s (sign(x / s + z) - z)``
     (``LearnableScaleBinarizer``), so that, with ``b = sign(.)``,
@@ -213,7 +223,7 @@ class BinaryAttention(nn.Module):
             quantizer = getattr(sdpa, f'{name}_quantizer')
             self.register_buffer(f'{name}_scale', quantizer.scale.detach().clone())
             self.register_buffer(f'{name}_zero', quantizer.zero_point.detach().clone())
-        self.ops = lowbit_ops() if use_kernel else None
+        self.use_kernel = use_kernel
 
     def _levels(self, x: Tensor, name: str) -> tuple[Tensor, Tensor, Tensor]:
         """``x / s + z`` (its sign is the binarizer's), s and z shaped (1, H, 1, 1)."""
@@ -261,7 +271,7 @@ def _int8_offset(qn: int, qp: int) -> int:
     return 128 if qp > 127 else 0
 
 
-class _IntBase(nn.Module):
+class _IntBase(_KernelUser):
     """Input quantization ``q = round(clamp(x / s + z, Qn, Qp))`` (the fake quantizer's own
     float operations, so the integers are the same), int8 weights, an int8 x int8 -> int32 GEMM
     on ``q - offset`` and the zero point's correction:
@@ -283,7 +293,7 @@ class _IntBase(nn.Module):
                                            .reshape(-1).expand(n)).contiguous())
         self.register_buffer('bias', bias.detach().float().clone() if bias is not None
                              else torch.zeros(n))
-        self.ops = lowbit_ops() if use_kernel else None
+        self.use_kernel = use_kernel
 
     def quantize(self, x: Tensor) -> Tensor:
         """``q - offset`` as int8, same shape as ``x``."""
@@ -470,6 +480,10 @@ def build_runtime_model(model: nn.Module, path: str | Path,
     ``path`` and swap its quantized layers for kernel modules where they compute exactly;
     returns the model (in eval mode, changed in place) and a :class:`RuntimeReport`.
     ``use_kernel=False`` runs every layer on the pure-torch reference (the same integers)."""
+    devices = {p.device.type for p in model.parameters()}
+    if devices - {'cpu'}:
+        raise ValueError(f'the low-bit runtime runs on the CPU, the model is on {devices}: '
+                         'move it with model.cpu() first')
     load_quantized(model, path)
     tensors, records = _read(path)
     layers = _quantized_layers(model)

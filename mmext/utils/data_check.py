@@ -8,12 +8,18 @@ from pathlib import Path
 from mmengine.config import Config
 
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-EVALUATORS = ('val_evaluator', 'test_evaluator')
+EVALUATORS = {'val_dataloader': 'val_evaluator', 'test_dataloader': 'test_evaluator'}
+# datasets whose ``download`` defaults to True (mmpretrain's torchvision-style sets)
+DOWNLOAD_BY_DEFAULT = ('CIFAR10', 'CIFAR100', 'MNIST', 'FashionMNIST')
 CHECKPOINT_SUFFIXES = ('.pth', '.pt', '.ckpt', '.safetensors', '.bin')
 DATA_HELP = ("Put the dataset there in the layout README.md's section 'Production datasets' "
              'describes, or point the config at your copy (--cfg-options '
              '<loader>.dataset.data_root=...). The demo configs run on the embedded data '
              '(make data).')
+
+
+def _remote(path) -> bool:
+    return '://' in str(path)
 
 
 def _join(root: str | None, path: str) -> str:
@@ -36,18 +42,21 @@ def _datasets(cfg) -> list:
 
 
 def missing_data(cfg: Config, loaders=LOADERS) -> list[tuple[str, str, str]]:
-    """``(config key, path, dataset type)`` for every annotation file or data root the
-    config's data loaders and evaluators name that does not exist. Datasets of mmext's own
-    (``mmext.*``: they check their files and name the command that makes them) and datasets set
-    to download themselves are left to their own checks."""
+    """``(config key, path, dataset type)`` for every annotation file or data root that the
+    given data loaders and their evaluators name and that does not exist. Datasets of mmext's
+    own (``mmext.*``: they check their files and name the command that makes them), datasets
+    that download themselves and remote storage (a URI, or ``backend_args``) are left to their
+    own checks."""
     missing = []
     for loader in loaders:
         if not isinstance(cfg.get(loader), dict):
             continue
         for i, dataset in enumerate(_datasets(cfg[loader].get('dataset'))):
             kind = str(dataset.get('type', ''))
-            if kind.startswith('mmext.') or dataset.get('download') or 'dataset' in dataset \
-                    or 'datasets' in dataset:
+            downloads = dataset.get('download', kind.rsplit('.', 1)[-1] in DOWNLOAD_BY_DEFAULT)
+            if kind.startswith('mmext.') or downloads or 'dataset' in dataset \
+                    or 'datasets' in dataset or dataset.get('backend_args') \
+                    or _remote(dataset.get('data_root', '')):
                 continue
             key = f'{loader}.dataset' + ('' if i == 0 else f' (wrapped #{i})')
             root = dataset.get('data_root')
@@ -57,11 +66,11 @@ def missing_data(cfg: Config, loaders=LOADERS) -> list[tuple[str, str, str]]:
             ann = dataset.get('ann_file')
             if isinstance(ann, str) and ann and not Path(_join(root, ann)).exists():
                 missing.append((f'{key}.ann_file', _join(root, ann), kind))
-    for name in EVALUATORS:
+    for name in [EVALUATORS[loader] for loader in loaders if loader in EVALUATORS]:
         evaluators = cfg.get(name)
         for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
             ann = evaluator.get('ann_file') if isinstance(evaluator, dict) else None
-            if isinstance(ann, str) and ann and '://' not in ann and not Path(ann).exists():
+            if isinstance(ann, str) and ann and not _remote(ann) and not Path(ann).exists():
                 missing.append((f'{name}.ann_file', ann, str(evaluator.get('type', ''))))
     return missing
 
@@ -76,7 +85,7 @@ def _checkpoint_paths(node, key: str = 'model') -> list[tuple[str, str]]:
         for i, v in enumerate(node):
             found += _checkpoint_paths(v, f'{key}[{i}]')
     elif isinstance(node, str) and key.rsplit('.', 1)[-1].endswith('checkpoint') \
-            and '://' not in node and node.endswith(CHECKPOINT_SUFFIXES):
+            and not _remote(node) and node.endswith(CHECKPOINT_SUFFIXES):
         found.append((key, node))
     return found
 
@@ -86,7 +95,7 @@ def missing_checkpoints(cfg: Config) -> list[tuple[str, str]]:
     (a teacher's, a frozen animator's, ``init_cfg.checkpoint``) that do not exist."""
     paths = _checkpoint_paths(cfg.get('model'))
     load_from = cfg.get('load_from')
-    if isinstance(load_from, str) and '://' not in load_from and not cfg.get('resume'):
+    if isinstance(load_from, str) and not _remote(load_from) and not cfg.get('resume'):
         paths.append(('load_from', load_from))
     return [(k, p) for k, p in paths if not Path(p).exists()]
 

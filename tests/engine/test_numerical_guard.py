@@ -47,7 +47,7 @@ def _runner(tmp_path, nan_at=None, lr=1e-3):
             optimizer=dict(type='SGD', lr=lr)),
         custom_hooks=[dict(type='mmext.NumericalGuardHook')],
         default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=1, by_epoch=False)),
-        randomness=dict(seed=0))
+        randomness=dict(seed=0), default_scope='mmext')
 
 
 def test_a_nan_loss_stops_the_run_at_its_iteration_before_the_checkpoint(tmp_path):

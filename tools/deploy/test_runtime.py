@@ -47,6 +47,7 @@ def main():
     cfg = load_tool_config(args.config, args.cfg_options, args.work_dir, 'none')
     cfg.load_from = None          # the export carries every weight
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.model.cpu()            # the kernels run on the CPU (mmengine moved it to a GPU if any)
     _, report = build_runtime_model(runner.model, args.export, use_kernel=not args.reference)
     print_log(f'low-bit runtime: {report.counts()} quantized layers', logger='current')
     for name, why in report.kept():

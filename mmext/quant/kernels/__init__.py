@@ -31,29 +31,27 @@ def extension_dir() -> Path:
     return cache_root() / 'torch_extensions' / f'torch-{torch.__version__}' / f'lowbit-{digest}'
 
 
-def lowbit_ops(build: bool = True):
+def lowbit_ops():
     """The compiled low-bit kernels (binary GEMM, convolution and batched products; int8
     quantization, im2col and epilogue), built on first use (about 45 s here) and cached; None
-    where they cannot be built (no compiler, or ``build=False`` and nothing cached), after one
-    warning that names the cause and that the pure-torch reference runs instead."""
+    where they cannot be built (no compiler, a failed build), after one warning that names the
+    cause and that the pure-torch reference runs instead."""
     if 'ops' in _STATE:
         return _STATE['ops']
     ops, error = None, None
     folder = extension_dir()
-    if build or any(folder.glob('*.so')):
-        try:
-            from torch.utils.cpp_extension import load
-            folder.mkdir(parents=True, exist_ok=True)
-            ops = load(name='mmext_lowbit_kernels', sources=[str(SOURCE)],
-                       build_directory=str(folder), extra_cflags=['-O3', '-fopenmp'],
-                       extra_ldflags=['-fopenmp'], verbose=False)
-        except Exception as exc:  # no compiler, failed build: the reference still runs
-            error = exc
-    else:
-        error = 'not built yet and building was not asked for'
+    try:
+        from torch.utils.cpp_extension import load
+        folder.mkdir(parents=True, exist_ok=True)
+        ops = load(name='mmext_lowbit_kernels', sources=[str(SOURCE)],
+                   build_directory=str(folder), extra_cflags=['-O3', '-fopenmp'],
+                   extra_ldflags=['-fopenmp'], verbose=False)
+    except Exception as exc:  # no compiler, failed build: the reference still runs
+        error = exc
     if ops is None:
-        lines = [line for line in str(error).splitlines() if 'error' in line.lower()]
-        cause = (lines[-1] if lines else str(error).splitlines()[0])[:400]
+        text = str(error) or type(error).__name__
+        lines = [line for line in text.splitlines() if 'error' in line.lower()]
+        cause = (lines[-1] if lines else text.splitlines()[0])[:400]
         warnings.warn(f'mmext low-bit kernels unavailable ({cause}); the pure-torch reference '
                       'runs instead (same results, float speed). Building them needs a C++ '
                       'compiler (g++) and ninja.', stacklevel=2)

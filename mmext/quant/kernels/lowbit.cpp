@@ -173,10 +173,18 @@ void affine(const float* scale, const float* bias, int64_t npad, int64_t full,
   }
 }
 
+// The kernels read raw pointers on the CPU: a tensor on another device is refused.
+void check_cpu(std::initializer_list<torch::Tensor> tensors, const char* op) {
+  for (const auto& t : tensors)
+    TORCH_CHECK(t.device().is_cpu(), op, ": the low-bit kernels take CPU tensors, got one on ",
+                t.device(), " (move the model with .cpu())");
+}
+
 }  // namespace
 
 // x (M, K) float -> (M, ceil(K / 64)) int64 sign words.
 torch::Tensor pack_signs(torch::Tensor x) {
+  check_cpu({x}, "pack_signs");
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat32,
               "pack_signs: x must be a 2-d float32 tensor, got ", x.sizes(), " ", x.dtype());
   x = x.contiguous();
@@ -200,9 +208,13 @@ torch::Tensor pack_signs(torch::Tensor x) {
 // k the real length of a row; scale, bias (Npad) float. -> (M, n) float, or int32 dots if raw.
 torch::Tensor binary_linear(torch::Tensor a, torch::Tensor wt, int64_t k, torch::Tensor scale,
                             torch::Tensor bias, int64_t n, bool raw) {
+  check_cpu({a, wt, scale, bias}, "binary_linear");
   TORCH_CHECK(a.dim() == 2 && wt.dim() == 2 && a.size(1) == wt.size(0),
               "binary_linear: input words ", a.sizes(), " do not fit weight words ", wt.sizes());
   TORCH_CHECK(wt.size(1) % kBlockN == 0 && n <= wt.size(1), "binary_linear: bad padding");
+  TORCH_CHECK(scale.numel() >= wt.size(1) && bias.numel() >= wt.size(1) &&
+                  scale.scalar_type() == torch::kFloat32 && bias.scalar_type() == torch::kFloat32,
+              "binary_linear: scale and bias must be float32 with ", wt.size(1), " entries");
   a = a.contiguous();
   const int64_t m = a.size(0), words = a.size(1), npad = wt.size(1);
   auto out = raw ? torch::empty({m, n}, a.options().dtype(torch::kInt32))
@@ -247,6 +259,7 @@ torch::Tensor binary_linear(torch::Tensor a, torch::Tensor wt, int64_t k, torch:
 
 // Batched raw dots: a (G, M, W) sign words, bt (G, W, Npad) -> (G, M, n) int32.
 torch::Tensor binary_bmm(torch::Tensor a, torch::Tensor bt, int64_t k, int64_t n) {
+  check_cpu({a, bt}, "binary_bmm");
   TORCH_CHECK(a.dim() == 3 && bt.dim() == 3 && a.size(0) == bt.size(0) &&
               a.size(2) == bt.size(1) && bt.size(2) % kBlockN == 0 && n <= bt.size(2),
               "binary_bmm: words ", a.sizes(), " do not fit ", bt.sizes());
@@ -293,12 +306,21 @@ torch::Tensor binary_conv2d(torch::Tensor x, torch::Tensor wt, int64_t channels,
                             int64_t kw, int64_t stride, int64_t pad, int64_t dilation,
                             int64_t height, int64_t width, torch::Tensor tap_dot,
                             torch::Tensor scale, torch::Tensor bias, int64_t n, bool raw) {
+  check_cpu({x, wt, tap_dot, scale, bias}, "binary_conv2d");
   TORCH_CHECK(x.dim() == 4 && wt.dim() == 2, "binary_conv2d: bad operand ranks");
   x = x.contiguous();
   const int64_t b = x.size(0), hp = x.size(1), wp = x.size(2), wc = x.size(3);
   const int64_t npad = wt.size(1);
   TORCH_CHECK(wt.size(0) == kh * kw * wc && npad % kBlockN == 0,
               "binary_conv2d: weight words ", wt.sizes(), " do not fit ", kh, "x", kw, "x", wc);
+  TORCH_CHECK(hp == height + 2 * pad && wp == width + 2 * pad,
+              "binary_conv2d: padded input ", hp, "x", wp, " is not ", height, "x", width,
+              " padded by ", pad);
+  TORCH_CHECK(scale.numel() >= npad && bias.numel() >= npad &&
+                  scale.scalar_type() == torch::kFloat32 && bias.scalar_type() == torch::kFloat32,
+              "binary_conv2d: scale and bias must be float32 with ", npad, " entries");
+  TORCH_CHECK(tap_dot.scalar_type() == torch::kInt32 && tap_dot.numel() >= kh * kw * npad,
+              "binary_conv2d: tap_dot must be int32 with ", kh * kw * npad, " entries");
   const int64_t oh = (height + 2 * pad - dilation * (kh - 1) - 1) / stride + 1;
   const int64_t ow = (width + 2 * pad - dilation * (kw - 1) - 1) / stride + 1;
   auto out = raw ? torch::empty({b, oh, ow, n}, x.options().dtype(torch::kInt32))
@@ -383,6 +405,7 @@ torch::Tensor binary_conv2d(torch::Tensor x, torch::Tensor wt, int64_t channels,
 // operations (IEEE division, addition, clamp, round half to even), so the integers are equal.
 torch::Tensor quantize_int8(torch::Tensor x, double scale, double zero_point, int64_t qn,
                             int64_t qp, int64_t offset) {
+  check_cpu({x}, "quantize_int8");
   TORCH_CHECK(x.scalar_type() == torch::kFloat32, "quantize_int8: x must be float32");
   x = x.contiguous();
   auto out = torch::empty(x.sizes(), x.options().dtype(torch::kInt8));
@@ -405,6 +428,7 @@ torch::Tensor quantize_int8(torch::Tensor x, double scale, double zero_point, in
 // one row (a Linear) or one per output pixel (m % rows, a convolution's padded borders).
 torch::Tensor int_epilogue(torch::Tensor acc, double c, torch::Tensor weight_sum,
                            torch::Tensor scale, torch::Tensor bias) {
+  check_cpu({acc, weight_sum, scale, bias}, "int_epilogue");
   acc = acc.contiguous();
   const int64_t m = acc.size(0), n = acc.size(1), rows = weight_sum.size(0);
   auto out = torch::empty({m, n}, acc.options().dtype(torch::kFloat32));
@@ -428,6 +452,7 @@ torch::Tensor int_epilogue(torch::Tensor acc, double c, torch::Tensor weight_sum
 // then channel), zeros where a tap falls in the padding.
 torch::Tensor im2col_int8(torch::Tensor x, int64_t kh, int64_t kw, int64_t stride, int64_t pad,
                           int64_t dilation) {
+  check_cpu({x}, "im2col_int8");
   x = x.contiguous();
   const int64_t b = x.size(0), h = x.size(1), w = x.size(2), c = x.size(3);
   const int64_t oh = (h + 2 * pad - dilation * (kh - 1) - 1) / stride + 1;
