@@ -11,10 +11,12 @@ replaces each quantized layer whose arithmetic a kernel can do exactly:
   (``torch._int_mm``, an int8 x int8 -> int32 GEMM; 2..4-bit values ride in int8).
 
 Every other layer stays as it was (fake-quantized float); ``report`` says which and why. The
-integer accumulations are exact, so each kernel layer gives the fake-quantized layer's values
-up to float rounding of the final scaling (a few ulps). Through a model, a value lying on a
-rounding boundary of the next quantizer can move by one level; predictions then agree except
-where class scores tie that closely (README, "Inference on low-bit kernels").
+integer accumulations are exact, and the binary kernels round ``dot * scale + bias`` once
+(fused multiply-add), so each kernel layer gives the fake-quantized layer's values up to float
+rounding (the fake-quantized float GEMM rounds its own way). Through a model, a value lying on
+a rounding boundary of the next quantizer can move by one level, and such moves add up over
+depth: how far the outputs and the predicted classes agree is measured per model by
+``benchmarks/lowbit_inference.py`` (README, "Inference on low-bit kernels").
 """
 from __future__ import annotations
 

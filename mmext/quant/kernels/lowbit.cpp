@@ -100,23 +100,25 @@ void popcounts_portable(const uint64_t* const* rows, const uint64_t* wt, int64_t
   }
 }
 
-// The same sums with the float output computed in registers:
-// y = (full - 2 pop) * scale + bias = pop * slope + intercept, slope = -2 scale,
-// intercept = full * scale + bias (per output channel, precomputed); rows < `real` stored.
+// The same sums with the float output computed in registers, rounded as `store` rounds:
+// dot = full - 2 pop exactly in integers, then y = fma(dot, scale, bias); rows < `real` stored.
 __attribute__((target("avx512f,avx512dq,avx512vl,avx512vpopcntdq,fma"))) void fused_avx512(
     const uint64_t* const* rows, const uint64_t* wt, int64_t npad, int64_t c, const Taps& taps,
-    const float* slope, const float* intercept, float* const* out, int64_t real, int64_t n) {
+    int64_t full, const float* scale, const float* bias, float* const* out, int64_t real,
+    int64_t n) {
   __m512i acc[kBlockM][2];
   accumulate_avx512(rows, wt, npad, c, taps, acc);
   const int64_t end = std::min<int64_t>(kBlockN, n - c);
   const __mmask8 m0 = end >= 8 ? 0xFF : static_cast<__mmask8>((1u << end) - 1);
   const __mmask8 m1 = end >= 16 ? 0xFF : end <= 8 ? 0 : static_cast<__mmask8>((1u << (end - 8)) - 1);
-  const __m256 s0 = _mm256_loadu_ps(slope + c), s1 = _mm256_loadu_ps(slope + c + 8);
-  const __m256 i0 = _mm256_loadu_ps(intercept + c), i1 = _mm256_loadu_ps(intercept + c + 8);
+  const __m512i f = _mm512_set1_epi64(full);
+  const __m256 s0 = _mm256_loadu_ps(scale + c), s1 = _mm256_loadu_ps(scale + c + 8);
+  const __m256 b0 = _mm256_loadu_ps(bias + c), b1 = _mm256_loadu_ps(bias + c + 8);
   for (int64_t r = 0; r < real; ++r) {
-    _mm256_mask_storeu_ps(out[r] + c, m0, _mm256_fmadd_ps(_mm512_cvtepi64_ps(acc[r][0]), s0, i0));
-    _mm256_mask_storeu_ps(out[r] + c + 8, m1,
-                          _mm256_fmadd_ps(_mm512_cvtepi64_ps(acc[r][1]), s1, i1));
+    const __m512i d0 = _mm512_sub_epi64(f, _mm512_slli_epi64(acc[r][0], 1));
+    const __m512i d1 = _mm512_sub_epi64(f, _mm512_slli_epi64(acc[r][1], 1));
+    _mm256_mask_storeu_ps(out[r] + c, m0, _mm256_fmadd_ps(_mm512_cvtepi64_ps(d0), s0, b0));
+    _mm256_mask_storeu_ps(out[r] + c + 8, m1, _mm256_fmadd_ps(_mm512_cvtepi64_ps(d1), s1, b1));
   }
 }
 
@@ -160,16 +162,6 @@ inline void store(const Epilogue& e, int64_t c, int64_t full, const int64_t* pop
       out_raw[c + j] = static_cast<int32_t>(dot);
     else
       out[c + j] = std::fma(static_cast<float>(dot), e.scale[c + j], e.bias[c + j]);
-  }
-}
-
-// slope = -2 scale, intercept = full * scale + bias, per output channel (npad of them)
-void affine(const float* scale, const float* bias, int64_t npad, int64_t full,
-            std::vector<float>& slope, std::vector<float>& intercept) {
-  slope.resize(npad), intercept.resize(npad);
-  for (int64_t j = 0; j < npad; ++j) {
-    slope[j] = -2.f * scale[j];
-    intercept[j] = std::fma(static_cast<float>(full), scale[j], bias[j]);
   }
 }
 
@@ -228,8 +220,6 @@ torch::Tensor binary_linear(torch::Tensor a, torch::Tensor wt, int64_t k, torch:
   float* out_f = raw ? nullptr : out.data_ptr<float>();
   int32_t* out_i = raw ? out.data_ptr<int32_t>() : nullptr;
   const bool avx = use_avx512();
-  std::vector<float> slope, intercept;
-  affine(e.scale, e.bias, npad, k, slope, intercept);
   const int64_t blocks = (m + kBlockM - 1) / kBlockM;
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     int64_t pop[kBlockM][kBlockN];
@@ -241,7 +231,7 @@ torch::Tensor binary_linear(torch::Tensor a, torch::Tensor wt, int64_t k, torch:
       for (int r = 0; r < kBlockM; ++r) outs[r] = out_f ? out_f + (m0 + r) * n : nullptr;
       for (int64_t c = 0; c < npad && c < n; c += kBlockN) {
         if (avx && !raw) {
-          fused_avx512(rows, W, npad, c, taps, slope.data(), intercept.data(), outs, real, n);
+          fused_avx512(rows, W, npad, c, taps, k, e.scale, e.bias, outs, real, n);
           continue;
         }
         if (avx)
@@ -341,8 +331,6 @@ torch::Tensor binary_conv2d(torch::Tensor x, torch::Tensor wt, int64_t channels,
   float* out_f = raw ? nullptr : out.data_ptr<float>();
   int32_t* out_i = raw ? out.data_ptr<int32_t>() : nullptr;
   const bool avx = use_avx512();
-  std::vector<float> slope, intercept;
-  affine(e.scale, e.bias, npad, full, slope, intercept);
   // output pixels whose taps all fall inside the image: [lo, hi) per axis
   auto inside = [&](int64_t o, int64_t size, int64_t k) {
     return o * stride - pad >= 0 && o * stride - pad + (k - 1) * dilation < size;
@@ -366,7 +354,7 @@ torch::Tensor binary_conv2d(torch::Tensor x, torch::Tensor wt, int64_t channels,
                               inside(ox0 + real - 1, width, kw);
         for (int64_t c = 0; c < npad && c < n; c += kBlockN) {
           if (avx && !raw && interior) {
-            fused_avx512(rows, W, npad, c, taps, slope.data(), intercept.data(), outs, real, n);
+            fused_avx512(rows, W, npad, c, taps, full, e.scale, e.bias, outs, real, n);
             continue;
           }
           if (avx)
