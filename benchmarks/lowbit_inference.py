@@ -232,10 +232,13 @@ def table(results: dict) -> str:
                      f"{row['binary']['speedup']:.1f}x | {row['int8']['ms']:.3f} | "
                      f"{row['int8']['speedup']:.1f}x |")
     lines += ['', '| model (batch 8) | float32 ms | fake-quantized ms | runtime ms | runtime '
-              'speed-up | layers on kernels | paper (theoretical) |', '|---|---|---|---|---|---|---|']
+              'speed-up | max output difference / max output | same argmax | layers on kernels '
+              '| paper (theoretical) |', '|---|---|---|---|---|---|---|---|---|']
     for name, row in results['models'].items():
+        agree = '-' if row['same_argmax'] is None else f"{100 * row['same_argmax']:.0f}%"
         lines.append(f"| {name} | {row['float32']['ms']:.1f} | {row['fake-quantized']['ms']:.1f} "
                      f"| {row['runtime']['ms']:.1f} | {row['runtime']['speedup']:.2f}x | "
+                     f"{row['max_abs_difference']:.3g} / {row['max_abs_output']:.3g} | {agree} | "
                      f"{row['layers']} | {row['paper']} |")
     return '\n'.join(lines)
 

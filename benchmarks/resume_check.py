@@ -116,7 +116,8 @@ def main() -> None:
     args = parser.parse_args()
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results['command'] = 'python benchmarks/resume_check.py ' + ' '.join(sys.argv[1:])
-    root = REPO / 'work_dirs/benchmarks/resume_check'
+    root = REPO / f'work_dirs/benchmarks/resume_check{"_quick" if args.quick else ""}'
+    failed = []
     for name in args.models:
         config, unit, total, kill_at, extra = MODELS[name]
         if args.quick:
@@ -138,10 +139,11 @@ def main() -> None:
                     if code != -signal.SIGKILL:
                         raise RuntimeError(f'{name}: the run ended before it could be killed')
                 train(config, killed, opts, resume=True)
-        except RuntimeError as error:       # e.g. a teacher checkpoint this machine lacks
+        except RuntimeError as error:       # a failed run: recorded, and the exit code says so
             results.setdefault('models', {})[name] = dict(config=config, error=str(error))
             atomic_write(args.out, json.dumps(results, indent=2) + '\n')
             print(f'  not run: {error}', flush=True)
+            failed.append(name)
             continue
         row = compare(whole / final, killed / final)
         row.update(config=config, unit=unit, total=total, killed_after=kill_at,
@@ -150,6 +152,10 @@ def main() -> None:
         atomic_write(args.out, json.dumps(results, indent=2) + '\n')
         print(f"  equal: {row['equal']} ({row['differing']} of {row['tensors']} tensors differ, "
               f"largest difference {row['max_abs_difference']:.3g})", flush=True)
+        if not row['equal']:
+            failed.append(name)
+    if failed:
+        raise SystemExit(f'not equal or not run: {", ".join(failed)} (see {args.out})')
 
 
 if __name__ == '__main__':
