@@ -74,8 +74,14 @@ def load_tool_config(config: str, cfg_options: dict | None = None, work_dir: str
     # a checkpoint of another architecture stops the run instead of loading in part; the
     # generators' states travel with the checkpoints, so that a resumed run continues the same
     hooks = list(cfg.get('custom_hooks', []))
+
+    def hook_name(hook) -> str:     # a config dict, a hook object or a class
+        kind = hook.get('type', '') if isinstance(hook, dict) else hook
+        kind = kind if isinstance(kind, (str, type)) else type(kind)
+        return kind if isinstance(kind, str) else kind.__name__
+
     for name in ('CheckpointFitHook', 'RNGStateHook'):
-        if not any(str(h.get('type', '')).endswith(name) for h in hooks):
+        if not any(hook_name(h).endswith(name) for h in hooks):
             hooks.append(dict(type=f'mmext.{name}'))
     cfg.custom_hooks = hooks
     if work_dir is not None:
