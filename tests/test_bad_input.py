@@ -1,6 +1,7 @@
 """The bad-input catalogue (README.md, section 'Bad input'): each kind of broken input stops with
 a message that names the problem and the fix. Kinds whose check runs a whole tool are tested
 where that tool is (the README's table names the test)."""
+import re
 import sys
 
 import pytest
@@ -250,3 +251,54 @@ def test_tools_refuse_to_overwrite_checkpoints_and_exports(tmp_path):
                       '--out', out)
     assert export.returncode != 0 and 'exists; pass --force to replace it' in export.stdout
     assert out.read_bytes() == b'keep me'
+
+
+def _coco(tmp_path, annotations, images=None, name='bad.json'):
+    import json
+    images = [dict(id=1, file_name='a.png', width=32, height=32)] if images is None else images
+    path = tmp_path / name
+    path.write_text(json.dumps(dict(images=images, annotations=annotations,
+                                    categories=[dict(id=1, name='shirt')])))
+    return path
+
+
+def test_coco_annotation_problems_are_named_with_their_fix(tmp_path):
+    from mmext.utils.coco_check import coco_problems
+
+    def box(i, bbox, category=1, image=1):
+        return dict(id=i, image_id=image, category_id=category, bbox=bbox, area=1, iscrowd=0)
+
+    path = _coco(tmp_path, [box(1, [2, 2, 10, 10]), box(2, [5, 5, 0, 4]), box(3, [5, 5, -2, 4]),
+                            box(4, [25, 25, 10, 10]), box(5, [1, 1, 4, 4], category=7),
+                            box(6, [1, 1, 4, 4], image=9)])
+    problems = '\n'.join(coco_problems(path, classes=('shirt', 'shoe'), img_dir=tmp_path))
+    for pattern in (
+            r"classes of the config that the file does not name: \['shoe'\].*metainfo=dict",
+            r'category id the file does not define: 1 \(e\.g\. ids \[5\]\); add the category',
+            r'images the file does not list: 1 \(e\.g\. ids \[6\]\)',
+            r'zero or negative width or height.*: 2 \(e\.g\. ids \[2, 3\]\); boxes are \[x, y,',
+            r'outside their image by more than 1 pixel: 1 \(e\.g\. ids \[4\]\); clip them',
+            r"image files not in .*: 1 \(e\.g\. \['a\.png'\]\); check data_prefix\.img"):
+        assert re.search(pattern, problems), pattern
+    sound = _coco(tmp_path, [box(1, [2, 2, 10, 10])], name='sound.json')
+    (tmp_path / 'a.png').write_bytes(b'')
+    assert coco_problems(sound, classes=('shirt',), img_dir=tmp_path) == []
+    empty = _coco(tmp_path, [], images=[], name='empty.json')
+    assert coco_problems(empty)[0].startswith('the split is empty (no images)')
+    (tmp_path / 'broken.json').write_text('{"images": [')
+    assert 'cannot be read as JSON' in coco_problems(tmp_path / 'broken.json')[0]
+
+
+def test_check_annotations_tool_on_a_config(tiny_scenes, tmp_path):
+    from .conftest import scene_cfg_options
+    config = REPO / 'configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py'
+    sound = run_tool('tools/data/check_annotations.py', config, '--cfg-options',
+                     *scene_cfg_options(tiny_scenes))
+    assert sound.returncode == 0, sound.stdout[-2000:]
+    assert sound.stdout.count(': sound') == 3                # train, val, test
+    bad = _coco(tmp_path, [dict(id=1, image_id=1, category_id=1, bbox=[0, 0, 0, 3])])
+    result = run_tool('tools/data/check_annotations.py', config, '--cfg-options',
+                      *scene_cfg_options(tiny_scenes), f'val_dataloader.dataset.ann_file={bad}')
+    assert result.returncode == 1
+    assert 'val_dataloader' in result.stdout and 'zero or negative width' in result.stdout
+    assert "the file does not name: ['T-shirt/top'" in result.stdout   # the config's classes

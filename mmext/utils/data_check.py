@@ -22,22 +22,22 @@ def _remote(path) -> bool:
     return '://' in str(path)
 
 
-def _join(root: str | None, path: str) -> str:
+def join_root(root: str | None, path: str) -> str:
     if root and not osp.isabs(path) and '://' not in path:
         return osp.join(root, path)
     return path
 
 
-def _datasets(cfg) -> list:
+def dataset_configs(cfg) -> list:
     """A dataset config and those it wraps (RepeatDataset, ConcatDataset, ClassBalanced...)."""
     if not isinstance(cfg, dict):
         return []
     found = [cfg]
     inner = cfg.get('dataset')
     if isinstance(inner, dict):
-        found += _datasets(inner)
+        found += dataset_configs(inner)
     for item in cfg.get('datasets', []) or []:
-        found += _datasets(item)
+        found += dataset_configs(item)
     return found
 
 
@@ -51,7 +51,7 @@ def missing_data(cfg: Config, loaders=LOADERS) -> list[tuple[str, str, str]]:
     for loader in loaders:
         if not isinstance(cfg.get(loader), dict):
             continue
-        for i, dataset in enumerate(_datasets(cfg[loader].get('dataset'))):
+        for i, dataset in enumerate(dataset_configs(cfg[loader].get('dataset'))):
             kind = str(dataset.get('type', ''))
             downloads = dataset.get('download', kind.rsplit('.', 1)[-1] in DOWNLOAD_BY_DEFAULT)
             if kind.startswith('mmext.') or downloads or 'dataset' in dataset \
@@ -64,8 +64,8 @@ def missing_data(cfg: Config, loaders=LOADERS) -> list[tuple[str, str, str]]:
                 missing.append((f'{key}.data_root', str(root), kind))
                 continue
             ann = dataset.get('ann_file')
-            if isinstance(ann, str) and ann and not Path(_join(root, ann)).exists():
-                missing.append((f'{key}.ann_file', _join(root, ann), kind))
+            if isinstance(ann, str) and ann and not Path(join_root(root, ann)).exists():
+                missing.append((f'{key}.ann_file', join_root(root, ann), kind))
     for name in [EVALUATORS[loader] for loader in loaders if loader in EVALUATORS]:
         evaluators = cfg.get(name)
         for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
