@@ -55,18 +55,17 @@ def coco_problems(ann_file: str | Path, classes: list[str] | tuple | None = None
         elif x < -SLACK or y < -SLACK or x + w > image['width'] + SLACK or \
                 y + h > image['height'] + SLACK:
             outside.append(ann.get('id'))
-    if unknown_category:
-        problems.append(f'annotations with a category id the file does not define: '
-                        f'{_listed(unknown_category)}; add the category or fix the ids')
-    if unknown_image:
-        problems.append(f'annotations of images the file does not list: '
-                        f'{_listed(unknown_image)}; add the images or drop the annotations')
-    if degenerate:
-        problems.append(f'boxes of zero or negative width or height (mmdet drops them without '
-                        f'a word): {_listed(degenerate)}; boxes are [x, y, width, height]')
-    if outside:
-        problems.append(f'boxes outside their image by more than {SLACK:g} pixel: '
-                        f'{_listed(outside)}; clip them to the image or fix the image size')
+    for ids, what, fix in (
+            (unknown_category, 'annotations with a category id the file does not define',
+             'add the category or fix the ids'),
+            (unknown_image, 'annotations of images the file does not list',
+             'add the images or drop the annotations'),
+            (degenerate, 'boxes of zero or negative width or height (mmdet drops them without '
+             'a word)', 'boxes are [x, y, width, height]'),
+            (outside, f'boxes outside their image by more than {SLACK:g} pixel',
+             'clip them to the image or fix the image size')):
+        if ids:
+            problems.append(f'{what}: {_listed(ids)}; {fix}')
     if img_dir is not None:
         missing = [im['file_name'] for im in images.values()
                    if not osp.exists(osp.join(img_dir, im['file_name']))]
