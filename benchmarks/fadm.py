@@ -8,7 +8,9 @@ Per seed: the keypoint animator (configs/fadm/animator_demo_moving-fashion.py), 
 and without attributes on that frozen animator; each evaluated on the test sequences by
 ``tools/test.py`` (L1, PSNR, SSIM grey Gaussian 1.5, temporal error; the coarse row is the same
 run's coarse frames). Results accumulate in ``benchmarks/results/fadm.json`` (table beside it);
-the first seed also draws ``projects/fadm/refinement.png`` (source | driving | coarse | refined
+a diagnosis per seed (the coarse frame, AGCN's condition image and the denoiser's x0 estimate
+at several noise levels, against the true frame); the first seed also draws
+``projects/fadm/refinement.png`` (source | driving | coarse | refined
 for one frame of each of 8 test sequences) and ``projects/fadm/sequence.gif`` (one sequence).
 """
 from __future__ import annotations
@@ -99,21 +101,25 @@ def summarize(results: ResultsFile) -> str:
             cells.append(f'{np.mean(v):.4f}' + (f' +- {np.std(v):.4f}' if len(v) > 1 else ''))
         steps = '-' if row == 'coarse' else str(int(done[0]['num_steps']))
         lines.append(f'| {description} | {len(done)} | ' + ' | '.join(cells) + f' | {steps} |')
+    diagnosis = runs.get('diagnosis', {})
+    if diagnosis:
+        keys = list(next(iter(diagnosis.values())))
+        lines += ['', 'Where the refiner (coarse + FADM) loses, on 48 test frames: L1 on [0, 1] '
+                  "to the true frame of the coarse frame, of AGCN's condition image, and of the "
+                  "denoiser's x0 estimate from the true frame noised to step t.", '',
+                  '| seed | ' + ' | '.join(keys) + ' |', '|---' * (len(keys) + 1) + '|']
+        lines += [f'| {seed} | ' + ' | '.join(f'{run[k]:.4f}' for k in keys) + ' |'
+                  for seed, run in diagnosis.items()]
     return '\n'.join(lines)
 
 
-def draw(checkpoint: str, opts: list[str], sequences: int = 8) -> None:
-    """The picture strip and the animated GIF of the first seed's FADM."""
+def _model_and_batch(checkpoint: str, opts: list[str], frames: int):
+    """The trained FADM of ``checkpoint`` (eval mode) and the first ``frames`` test frames."""
     import argparse as ap
 
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    import torch
     from mmengine.config import Config, DictAction
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner, load_checkpoint
-    from PIL import Image
 
     import projects.fadm  # noqa: F401
     from mmext.registry import MODELS
@@ -125,8 +131,55 @@ def draw(checkpoint: str, opts: list[str], sequences: int = 8) -> None:
     cfg.model.animator_checkpoint = None              # the FADM checkpoint carries it
     model = MODELS.build(cfg.model).eval()
     load_checkpoint(model, checkpoint, map_location='cpu')
-    loader = dict(cfg.test_dataloader, batch_size=6 * sequences, num_workers=0)
-    batch = next(iter(Runner.build_dataloader(loader)))
+    loader = dict(cfg.test_dataloader, batch_size=frames, num_workers=0)
+    return model, next(iter(Runner.build_dataloader(loader)))
+
+
+def diagnose(checkpoint: str, opts: list[str], steps=(0, 10, 30, 60, 90, 99)) -> dict:
+    """Where the refiner loses to its animator, on 48 test frames (L1 on [0, 1] to the true
+    frame): the coarse frame; AGCN's condition image (at the first sampling step); the
+    denoiser's x0 estimate from the true frame noised to step t (one noise draw)."""
+    import torch
+
+    from mmext.diffusion.training import noisy_batch
+    model, batch = _model_and_batch(checkpoint, opts, 48)
+    with torch.no_grad():
+        source, gt = batch['source'], batch['driving']
+        attrs = model.attributes(batch['source_attributes'], batch['driving_attributes'])
+        coarse = model.coarse(source, gt)
+        out = dict(coarse=float((coarse - gt).abs().mean() / 2))
+        last = torch.full((len(gt), ), steps[-1], dtype=torch.long)
+        condition, _ = model.agcn(coarse, coarse, last, attrs)
+        out['condition'] = float((condition - gt).abs().mean() / 2)
+        scheduler = model.scheduler
+        alphas = scheduler.alphas_cumprod
+        for t in steps:
+            ts = torch.full((len(gt), ), t, dtype=torch.long)
+            noisy = noisy_batch(scheduler, gt, timesteps=ts,
+                                generator=torch.Generator().manual_seed(t))
+            condition, _ = model.agcn(coarse, coarse, ts, attrs)
+            pred = model.denoise(noisy.noisy, ts, condition)
+            kind = scheduler.config.prediction_type
+            a = alphas[t]
+            if kind == 'sample':
+                x0 = pred
+            elif kind == 'epsilon':
+                x0 = (noisy.noisy - (1 - a).sqrt() * pred) / a.sqrt()
+            else:                                       # v: x0 = sqrt(a) x_t - sqrt(1-a) v
+                x0 = a.sqrt() * noisy.noisy - (1 - a).sqrt() * pred
+            out[f'x0_at_t{t}'] = float((x0.clamp(-1, 1) - gt).abs().mean() / 2)
+    return out
+
+
+def draw(checkpoint: str, opts: list[str], sequences: int = 8) -> None:
+    """The picture strip and the animated GIF of the first seed's FADM."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import torch
+    from PIL import Image
+
+    model, batch = _model_and_batch(checkpoint, opts, 6 * sequences)
     outs = model(**batch, mode='predict')
     by_seq = {}
     for o in outs:
@@ -168,6 +221,8 @@ def main():
             if not results.has(row, seed):
                 results.record(row, seed, evaluate(row, checkpoint, opts, seed, args.quick),
                                summarize)
+        if not results.has('diagnosis', seed):
+            results.record('diagnosis', seed, diagnose(*checkpoints['fadm']), summarize)
         if k == 0 and not args.quick:
             draw(*checkpoints['fadm'])
 
