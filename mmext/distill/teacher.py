@@ -106,8 +106,13 @@ class TeacherStudentModel(BaseModel):
         if self.teacher_cfg is None:
             raise RuntimeError(f'this {type(self).__name__} has no teacher (model.teacher=None)')
         if not self._teacher:
-            teacher = self.prepare_teacher(
-                build_frozen_teacher(self.teacher_cfg, self.teacher_scope))
+            # The build's random initialisation (overwritten by the checkpoint) must not draw
+            # from torch's generator: the teacher is built at the first training step, which
+            # for a resumed run comes after its generators were set back (resume would
+            # otherwise shift every later dropout mask and augmentation).
+            with torch.random.fork_rng(devices=[]):
+                teacher = self.prepare_teacher(
+                    build_frozen_teacher(self.teacher_cfg, self.teacher_scope))
             teacher.eval()  # again: prepare_teacher may have added modules
             teacher.requires_grad_(False)
             student_mean = getattr(self.data_preprocessor, 'mean', None)

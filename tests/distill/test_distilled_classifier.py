@@ -68,3 +68,16 @@ def test_distilled_classifier_without_teacher_needs_the_label_loss():
             pytest.raises(ValueError, match='needs label_loss_weight > 0'):
         MODELS.build(dict(type='mmext.DistilledClassifier', classifier=STUDENT, teacher=None,
                           label_loss_weight=0.0, data_preprocessor=PREPROCESSOR))
+
+
+def test_building_the_teacher_draws_nothing_from_the_generator(teacher_files):
+    # The teacher is built at the first training step; a resumed run sets its generators back
+    # before that step, so the build must not move torch's generator (benchmarks/resume_check).
+    _, teacher_cfg = teacher_files
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(dict(type='mmext.DistilledClassifier', classifier=STUDENT,
+                                  teacher=teacher_cfg, data_preprocessor=PREPROCESSOR))
+        torch.manual_seed(3)
+        state = torch.get_rng_state()
+        assert model.teacher is not None                # built here, on first use
+    assert torch.equal(torch.get_rng_state(), state)
