@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
@@ -13,11 +14,41 @@ from mmengine.model import is_model_wrapper
 from mmext.registry import HOOKS
 
 
+def _prefix_candidates(keys: list[str], longer: list[str]) -> Counter:
+    """Prefixes p with ``p + k`` in ``longer`` for k in ``keys`` (a sample), by frequency."""
+    found = Counter()
+    for k in keys:
+        found.update({other[:-len(k)] for other in longer
+                      if other.endswith('.' + k) or other == k})
+    return found
+
+
+def align_keys(checkpoint_state: dict, model_state: dict) -> dict:
+    """``checkpoint_state`` with its names as the model will read them: DataParallel's
+    ``module.`` dropped (as mmengine does), and where few names are shared, the one prefix
+    that a wrapper adds or removes (e.g. a model that holds the checkpoint's classifier as
+    ``classifier.`` and maps the names when loading)."""
+    state = {re.sub(r'^module\.', '', k): v for k, v in checkpoint_state.items()}
+    shared = sum(k in model_state for k in state)
+    if shared >= len(state) / 2:
+        return state
+    sample = list(state)[:50]
+    best, best_shared = state, shared
+    for prefix, _ in _prefix_candidates(sample, list(model_state)).most_common(3):
+        mapped = {prefix + k: v for k, v in state.items()}
+        if sum(k in model_state for k in mapped) > best_shared:
+            best, best_shared = mapped, sum(k in model_state for k in mapped)
+    for prefix, _ in _prefix_candidates(list(model_state)[:50], sample).most_common(3):
+        mapped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if prefix and sum(k in model_state for k in mapped) > best_shared:
+            best, best_shared = mapped, sum(k in model_state for k in mapped)
+    return best
+
+
 def shape_mismatches(model_state: dict, checkpoint_state: dict) -> tuple[int, list[tuple]]:
     """-> (number of names in common, ``[(name, checkpoint shape, model shape)]`` for the common
-    tensors whose shapes differ). DataParallel's ``module.`` prefixes are dropped first, as
-    mmengine's loading does."""
-    state = {re.sub(r'^module\.', '', k): v for k, v in checkpoint_state.items()}
+    tensors whose shapes differ), after :func:`align_keys`."""
+    state = align_keys(checkpoint_state, model_state)
     common = [k for k in state if k in model_state]
     differ = [(k, tuple(state[k].shape), tuple(model_state[k].shape)) for k in common
               if hasattr(state[k], 'shape') and hasattr(model_state[k], 'shape')

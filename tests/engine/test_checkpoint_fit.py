@@ -26,3 +26,13 @@ def test_another_architecture_is_named():
     assert '0.weight: (16, 8) in the checkpoint, (8, 8) in the model' in problem
     assert 'no parameter name in common' in checkpoint_misfit(
         _state(10), {'backbone.x': torch.ones(1)})
+
+
+def test_a_wrapper_prefix_is_matched():
+    # a model holding the checkpoint's network under a prefix (and mapping names on load)
+    wrapped = {f'classifier.{k}': v for k, v in _state(10).items()}
+    assert checkpoint_misfit(wrapped, _state(10)) is None
+    assert checkpoint_misfit(_state(10), wrapped) is None
+    other = {f'classifier.{k}': v for k, v in
+             nn.Sequential(*[nn.Linear(8, 16) for _ in range(11)]).state_dict().items()}
+    assert checkpoint_misfit(other, _state(10)).startswith('22 of 22 tensors differ')
