@@ -8,6 +8,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.model import BaseModel
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from torch import nn
 from torch.utils.data import Dataset
@@ -91,6 +92,11 @@ class _Net(BaseModel):
 
 def _checkpoint_of_another_architecture(tmp_path):
     torch.save({'state_dict': _Net(width=5).state_dict()}, tmp_path / 'other.pth')
+    with DefaultScope.overwrite_default_scope('mmext'):    # leaves no scope behind
+        _train_net(tmp_path)
+
+
+def _train_net(tmp_path):
     Runner(model=_Net(), work_dir=str(tmp_path / 'work'), load_from=str(tmp_path / 'other.pth'),
            train_dataloader=dict(dataset=_Items(), batch_size=2, num_workers=0,
                                  sampler=dict(type='DefaultSampler', shuffle=False),
