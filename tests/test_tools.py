@@ -104,8 +104,10 @@ def test_demo_config_trains_then_tests_through_the_stock_runner(tiny_scenes, tmp
     # the export on the integer kernels against the fake-quantized checkpoint. Exact integer
     # accumulations; the float scaling after them rounds differently from the fake-quantized
     # float GEMM, which can move a value lying on a rounding boundary of the next quantizer by
-    # one level. Most canvases agree to 1e-7; after 2 iterations of QAT the class scores of a
-    # query tie within a few thousandths (all below 0.07), so such a move can reorder classes.
+    # one level, and such moves add up over the layers. After 2 iterations of QAT the class
+    # scores of a query tie within a few thousandths (all below 0.07), so such a move can
+    # reorder classes; how many canvases agree to 1e-6 depends on the run (5 of 8 and 1 of 8
+    # were seen), so the test holds the scores to 0.01 and most labels.
     runtime = run_tool('tools/deploy/test_runtime.py', quant_config, tmp_path / 'qat.safetensors',
                        '--work-dir', tmp_path / 'runtime', '--out', tmp_path / 'rt.pkl',
                        '--cfg-options', *scene_cfg_options(tiny_scenes))
@@ -117,14 +119,13 @@ def test_demo_config_trains_then_tests_through_the_stock_runner(tiny_scenes, tmp
     import pickle
     fake, kernel = (pickle.loads((tmp_path / f).read_bytes()) for f in ('fq.pkl', 'rt.pkl'))
     assert len(fake) == len(kernel) == 8
-    identical = same_labels = 0
+    same_labels = 0
     for a, b in zip(fake, kernel):
         a, b = a['pred_instances'], b['pred_instances']
         torch.testing.assert_close(a['scores'].sort().values, b['scores'].sort().values,
                                    rtol=0, atol=0.01)
         same_labels += torch.equal(a['labels'].sort().values, b['labels'].sort().values)
-        identical += bool((a['scores'] - b['scores']).abs().max() < 1e-6)
-    assert identical >= 4 and same_labels >= 6, (identical, same_labels)
+    assert same_labels >= 6, same_labels
 
 
 def _mmpretrain_options(fashion_mnist_root) -> list[str]:
@@ -177,7 +178,7 @@ def test_tools_run_mmpretrain_and_mmseg_configs(library, fashion_mnist_root, tin
 def _library_analysis_tools_run(library, config, options, tmp_path):
     """mmpretrain's and mmseg's own analysis tools (shipped in their packages' ``.mim/tools``)
     on an mmext config and its outputs: the loss curve and the confusion matrix; mmpretrain's
-    dataset browser and best / worst predictions; mmseg's FLOPs counter."""
+    dataset browser and best / worst predictions."""
     import importlib
     import pickle
     tools = Path(importlib.import_module(library).__file__).parent / '.mim/tools'
@@ -196,7 +197,8 @@ def _library_analysis_tools_run(library, config, options, tmp_path):
     # Left out for upstream bugs that stop them on any config: mmpretrain's browse_dataset.py
     # in modes other than 'original' (matplotlib's adjust_bbox changed its signature) and
     # mmseg 1.2's (class names written into a non-contiguous array: OpenCV's layout error,
-    # mmsegmentation issue 3405); mmpretrain's get_flops.py feeds 3 channels (the demo is grey).
+    # mmsegmentation issue 3405); mmpretrain's get_flops.py feeds 3 channels (the demo is grey);
+    # mmseg 1.2's get_flops.py gives mmengine both input_shape and inputs (a ValueError).
     if library == 'mmpretrain':
         ok(tools / 'visualization/browse_dataset.py', config, '--not-show', '--output-dir',
            tmp_path / 'browse', '--mode', 'original', '--show-number', '4', '--cfg-options',
@@ -212,8 +214,6 @@ def _library_analysis_tools_run(library, config, options, tmp_path):
            '--out-dir', tmp_path / 'analyzed', '--topk', '2', '--cfg-options', *options)
         assert list((tmp_path / 'analyzed').rglob('*.png'))
     else:
-        flops = ok(tools / 'analysis_tools/get_flops.py', config, '--shape', '96', '128')
-        assert 'Flops' in flops
         ok(tools / 'analysis_tools/confusion_matrix.py', config, tmp_path / 'pred',
            tmp_path / 'matrix', '--cfg-options', *options)
         assert list((tmp_path / 'matrix').glob('*.png'))
