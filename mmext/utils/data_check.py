@@ -23,7 +23,7 @@ def _remote(path) -> bool:
 
 
 def join_root(root: str | None, path: str) -> str:
-    if root and not osp.isabs(path) and '://' not in path:
+    if root and not osp.isabs(path) and not _remote(path):
         return osp.join(root, path)
     return path
 

@@ -100,6 +100,15 @@ void popcounts_portable(const uint64_t* const* rows, const uint64_t* wt, int64_t
   }
 }
 
+// One block's popcounts on the AVX-512 path where the CPU has it, else the portable loop.
+inline void popcounts(bool avx, const uint64_t* const* rows, const uint64_t* wt, int64_t npad,
+                      int64_t c, const Taps& taps, int64_t pop[kBlockM][kBlockN]) {
+  if (avx)
+    popcounts_avx512(rows, wt, npad, c, taps, pop);
+  else
+    popcounts_portable(rows, wt, npad, c, taps, pop);
+}
+
 // The same sums with the float output computed in registers, rounded as `store` rounds:
 // dot = full - 2 pop exactly in integers, then y = fma(dot, scale, bias); rows < `real` stored.
 __attribute__((target("avx512f,avx512dq,avx512vl,avx512vpopcntdq,fma"))) void fused_avx512(
@@ -234,10 +243,7 @@ torch::Tensor binary_linear(torch::Tensor a, torch::Tensor wt, int64_t k, torch:
           fused_avx512(rows, W, npad, c, taps, k, e.scale, e.bias, outs, real, n);
           continue;
         }
-        if (avx)
-          popcounts_avx512(rows, W, npad, c, taps, pop);
-        else
-          popcounts_portable(rows, W, npad, c, taps, pop);
+        popcounts(avx, rows, W, npad, c, taps, pop);
         for (int64_t r = 0; r < real; ++r)
           store(e, c, k, pop[r], nullptr, out_f ? out_f + (m0 + r) * n : nullptr,
                 out_i ? out_i + (m0 + r) * n : nullptr);
@@ -275,10 +281,7 @@ torch::Tensor binary_bmm(torch::Tensor a, torch::Tensor bt, int64_t k, int64_t n
       const uint64_t* W = B + gi * words * npad;
       for (int r = 0; r < kBlockM; ++r) rows[r] = base + (m0 + std::min<int64_t>(r, real - 1)) * words;
       for (int64_t c = 0; c < n; c += kBlockN) {
-        if (avx)
-          popcounts_avx512(rows, W, npad, c, taps, pop);
-        else
-          popcounts_portable(rows, W, npad, c, taps, pop);
+        popcounts(avx, rows, W, npad, c, taps, pop);
         for (int64_t r = 0; r < real; ++r)
           store(e, c, k, pop[r], nullptr, nullptr, O + (gi * m + m0 + r) * n);
       }
@@ -357,10 +360,7 @@ torch::Tensor binary_conv2d(torch::Tensor x, torch::Tensor wt, int64_t channels,
             fused_avx512(rows, W, npad, c, taps, full, e.scale, e.bias, outs, real, n);
             continue;
           }
-          if (avx)
-            popcounts_avx512(rows, W, npad, c, taps, pop);
-          else
-            popcounts_portable(rows, W, npad, c, taps, pop);
+          popcounts(avx, rows, W, npad, c, taps, pop);
           for (int64_t r = 0; r < real; ++r) {
             const int64_t ox = ox0 + r;
             // taps in the padding: their all-zero words contributed tap_dot, not 0
