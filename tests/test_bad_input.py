@@ -142,10 +142,17 @@ def _empty_class_list(_):
     CLIPClassifier.set_class_names(CLIPClassifier.__new__(CLIPClassifier), [])
 
 
+def _build_in_mmext_scope(cfg):
+    """mmengine names the current default scope's registry in its message; a Runner built by
+    an earlier test may have left another scope (mmseg's) current, so build under mmext's."""
+    with DefaultScope.overwrite_default_scope('mmext'):
+        return MODELS.build(cfg)
+
+
 # kind -> (function raising on the bad input, expected error, message pattern: problem + fix)
 CASES = {
     'config: unknown component type': (
-        lambda _: MODELS.build(dict(type='mmext.NoSuchThing')), KeyError,
+        lambda _: _build_in_mmext_scope(dict(type='mmext.NoSuchThing')), KeyError,
         r'mmext\.NoSuchThing is not in the mmext::model registry.*check whether'),
     'config: impossible weight bits': (
         lambda _: ModuleSwap(w_bits=9), ValueError,
