@@ -3,10 +3,11 @@
 from .agcn import AGCN, ResBlock, motion_weights, resample
 from .animator import KeypointAnimator, KeypointDetector
 from .attributes import MediaPipeFaceAttributes, NoFaceFoundError
+from .facevid2vid import FaceVid2VidAnimator
 from .fomm import FOMMAnimator
 from .metrics import FaceMotionMetric
 from .model import FADM
 
 __all__ = ['AGCN', 'ResBlock', 'motion_weights', 'resample', 'KeypointAnimator',
            'KeypointDetector', 'FADM', 'MediaPipeFaceAttributes', 'NoFaceFoundError',
-           'FaceMotionMetric', 'FOMMAnimator']
+           'FaceMotionMetric', 'FOMMAnimator', 'FaceVid2VidAnimator']

@@ -1,5 +1,7 @@
 """Released animator checkpoints into mmext's animator modules: FOMM's ``vox-cpk.pth.tar``
-(``kp_detector`` and ``generator`` state dicts) into :class:`FOMMAnimator`."""
+(``kp_detector`` and ``generator`` state dicts) into :class:`FOMMAnimator`, and the face-vid2vid
+re-implementation's ``00000189-checkpoint.pth.tar`` (``kp_detector``, ``he_estimator``,
+``generator``) into :class:`FaceVid2VidAnimator`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,21 +10,24 @@ import torch
 from torch import nn
 
 FOMM_PARTS = ('kp_detector', 'generator')
+FACEVID2VID_PARTS = ('kp_detector', 'he_estimator', 'generator')
 
 
-def fomm_to_mmext(checkpoint: dict, model: nn.Module) -> dict:
-    """FOMM's checkpoint dict -> a state dict of ``model`` (a :class:`FOMMAnimator`).
+def parts_to_state_dict(checkpoint: dict, model: nn.Module, parts: tuple[str, ...],
+                        name: str, fix: str) -> dict:
+    """A checkpoint of one state dict per sub-network (``checkpoint[part]``, saved from
+    ``model.<part>``) -> a state dict of ``model``.
 
     ``module.`` prefixes (a DataParallel save) are dropped; BatchNorm counters that older torch
-    did not save are filled with 0; any other difference (missing or extra keys, shapes: another
-    configuration such as a different keypoint count) is named."""
-    missing_parts = [p for p in FOMM_PARTS if p not in checkpoint]
+    did not save are filled with 0; entries of other parts (discriminator, optimizers, epoch)
+    are ignored; any other difference (missing or extra keys, shapes) is named, with ``fix``."""
+    missing_parts = [p for p in parts if p not in checkpoint]
     if missing_parts:
-        raise ValueError(f'not a FOMM checkpoint: no {missing_parts} (its keys: '
+        raise ValueError(f'not a {name} checkpoint: no {missing_parts} (its keys: '
                          f'{sorted(checkpoint)[:8]})')
     target = model.state_dict()
     out = {}
-    for part in FOMM_PARTS:
+    for part in parts:
         for key, value in checkpoint[part].items():
             out[f'{part}.{key.removeprefix("module.")}'] = value
     for key in target:
@@ -32,20 +37,46 @@ def fomm_to_mmext(checkpoint: dict, model: nn.Module) -> dict:
     shapes = [f'{k}: {tuple(out[k].shape)} vs {tuple(target[k].shape)}'
               for k in set(out) & set(target) if out[k].shape != target[k].shape]
     if extra or absent or shapes:
-        raise ValueError('the FOMM checkpoint does not fit the configured FOMMAnimator '
-                         f'(another num_kp, block_expansion or block count?): missing '
-                         f'{absent[:5]}, unexpected {extra[:5]}, shapes {sorted(shapes)[:5]}')
+        raise ValueError(f'the {name} checkpoint does not fit the configured '
+                         f'{type(model).__name__} ({fix}): missing {absent[:5]}, unexpected '
+                         f'{extra[:5]}, shapes {sorted(shapes)[:5]}')
     return out
+
+
+def fomm_to_mmext(checkpoint: dict, model: nn.Module) -> dict:
+    """FOMM's checkpoint dict -> a state dict of ``model`` (a :class:`FOMMAnimator`)."""
+    return parts_to_state_dict(checkpoint, model, FOMM_PARTS, 'FOMM',
+                               'another num_kp, block_expansion or block count?')
+
+
+def facevid2vid_to_mmext(checkpoint: dict, model: nn.Module) -> dict:
+    """The face-vid2vid re-implementation's checkpoint dict -> a state dict of ``model`` (a
+    :class:`FaceVid2VidAnimator`). Its SPADE generator (``--gen spade``) only: the original
+    generator's file has ``resblocks_2d`` / ``up_blocks`` / ``final`` in place of ``decoder``."""
+    return parts_to_state_dict(
+        checkpoint, model, FACEVID2VID_PARTS, 'face-vid2vid',
+        'another num_kp or feature size, or a checkpoint of the non-SPADE generator, which '
+        'mmext does not build?')
+
+
+def _read(path: str | Path, name: str, expected: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'{name} checkpoint {path} not found: {expected} '
+                                '(see projects/fadm/README.md#production)')
+    try:
+        return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # noqa: BLE001  (torch raises several kinds)
+        raise ValueError(f'{path} is not a readable {name} checkpoint: {err}') from err
 
 
 def load_fomm(path: str | Path, model: nn.Module) -> dict:
     """Read FOMM's file (tensors and plain containers only) and convert it for ``model``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"FOMM checkpoint {path} not found: FOMM's vox-cpk.pth.tar "
-                                '(see projects/fadm/README.md#production)')
-    try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # noqa: BLE001  (torch raises several kinds)
-        raise ValueError(f'{path} is not a readable FOMM checkpoint: {err}') from err
-    return fomm_to_mmext(checkpoint, model)
+    return fomm_to_mmext(_read(path, 'FOMM', "FOMM's vox-cpk.pth.tar"), model)
+
+
+def load_facevid2vid(path: str | Path, model: nn.Module) -> dict:
+    """Read the face-vid2vid file (tensors and plain containers only) and convert it."""
+    return facevid2vid_to_mmext(
+        _read(path, 'face-vid2vid', 'the re-implementation\'s 00000189-checkpoint.pth.tar'),
+        model)

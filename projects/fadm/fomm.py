@@ -44,15 +44,17 @@ class _ConvNorm(nn.Module):
         return self.pool(x) if self.mode == 'down' else x
 
 
-class ResBlock2d(nn.Module):
-    """Pre-activation residual block: x + conv2(relu(norm2(conv1(relu(norm1(x))))))."""
+class PreActResBlock(nn.Module):
+    """Pre-activation residual block, 2-D or 3-D:
+    x + conv2(relu(norm2(conv1(relu(norm1(x))))))."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, dims: int = 2):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
-        self.norm1 = nn.BatchNorm2d(channels, affine=True)
-        self.norm2 = nn.BatchNorm2d(channels, affine=True)
+        conv, norm = (nn.Conv2d, nn.BatchNorm2d) if dims == 2 else (nn.Conv3d, nn.BatchNorm3d)
+        self.conv1 = conv(channels, channels, 3, padding=1)
+        self.conv2 = conv(channels, channels, 3, padding=1)
+        self.norm1 = norm(channels, affine=True)
+        self.norm2 = norm(channels, affine=True)
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.conv2(F.relu(self.norm2(self.conv1(F.relu(self.norm1(x))))))
@@ -233,7 +235,7 @@ class OcclusionAwareGenerator(nn.Module):
             for i in range(n))
         self.bottleneck = nn.Sequential()
         for i in range(num_bottleneck_blocks):
-            self.bottleneck.add_module(f'r{i}', ResBlock2d(min(max_features,
+            self.bottleneck.add_module(f'r{i}', PreActResBlock(min(max_features,
                                                                block_expansion * 2 ** n)))
         self.final = nn.Conv2d(block_expansion, num_channels, 7, padding=3)
         self.align_corners = align_corners

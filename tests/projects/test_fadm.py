@@ -325,6 +325,15 @@ SMALL_FOMM = dict(
                        block_expansion=8, max_features=32, num_blocks=3, scale_factor=0.5)))
 
 
+def with_running_statistics(model):
+    """Non-trivial BatchNorm running statistics, so that a checkpoint that loses them shows."""
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return model
+
+
 def test_fomm_vox256_has_the_released_layout():
     """FOMM's vox-256 networks: key counts, parameter counts and shapes of the released
     kp_detector and generator (num_batches_tracked included), as derived from the released
@@ -353,11 +362,7 @@ def test_fomm_checkpoint_in_its_layout_converts(tmp_path):
     from projects.fadm import FOMMAnimator
     from projects.fadm.convert import fomm_to_mmext
     torch.manual_seed(0)
-    source = FOMMAnimator(**SMALL_FOMM)
-    for m in source.modules():                   # non-trivial running statistics
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
+    source = with_running_statistics(FOMMAnimator(**SMALL_FOMM))
     kp = {f'module.{k}': v for k, v in source.kp_detector.state_dict().items()
           if not k.endswith('num_batches_tracked')}           # DataParallel, torch < 0.4.1
     torch.save({'kp_detector': kp, 'generator': source.generator.state_dict(), 'epoch': 99,
@@ -403,3 +408,112 @@ def test_animation_metric_forms_videos_only_from_sequence_ids():
     metric.process({}, [dict(pred=f[None], gt=-f) for f in frames])     # no sequence ids
     res = metric.compute_metrics(metric.results)
     assert 'tc_l1' not in res and res['l1'] == 1
+
+
+# ------------------------------------------------------------------ face-vid2vid animator
+SMALL_FACEVID2VID = dict(
+    kp_detector=dict(num_kp=4, block_expansion=8, max_features=32, num_blocks=3,
+                     reshape_channel=128, reshape_depth=4, scale_factor=0.5),
+    he_estimator=dict(num_kp=4, block_expansion=16),
+    generator=dict(num_kp=4, block_expansion=8, max_features=32, num_down_blocks=2,
+                   reshape_channel=8, reshape_depth=4, num_resblocks=1, spade_hidden=16,
+                   dense_motion_params=dict(block_expansion=8, max_features=32, num_blocks=3,
+                                            compress=2)))
+
+
+def test_facevid2vid_vox256_spade_has_the_released_layout():
+    """The re-implementation's vox-256-spade networks: key counts, parameter counts and shapes
+    as derived from its module definitions and config by reading them (the .pth.tar is not on
+    this machine)."""
+    from projects.fadm import FaceVid2VidAnimator
+    model = FaceVid2VidAnimator()
+    parts = (model.kp_detector, model.he_estimator, model.generator)
+    assert [len(p.state_dict()) for p in parts] == [75, 402, 386]
+    assert [sum(q.numel() for q in p.parameters()) for p in parts] == [
+        41940047, 30254838, 100988176]
+    kp, he, gen = (p.state_dict() for p in parts)
+    expected = {'predictor.conv.weight': (16384, 1024, 1, 1),
+                'predictor.up_blocks.up0.conv.weight': (512, 1024, 3, 3, 3),
+                'kp.weight': (15, 32, 3, 3, 3), 'down.weight': (3, 1, 13, 13)}
+    assert {k: tuple(kp[k].shape) for k in expected} == expected
+    expected = {'block2.skip.weight': (512, 512, 1, 1), 'block5.b5_4.conv2.weight':
+                (256, 256, 3, 3), 'fc_roll.weight': (66, 2048), 'fc_exp.weight': (45, 2048)}
+    assert {k: tuple(he[k].shape) for k in expected} == expected
+    expected = {'dense_motion_network.hourglass.encoder.down_blocks.0.conv.weight':
+                (64, 80, 3, 3, 3), 'dense_motion_network.mask.weight': (16, 112, 7, 7, 7),
+                'dense_motion_network.occlusion.weight': (1, 1792, 7, 7),
+                'first.conv.weight': (64, 3, 3, 3), 'resblocks_3d.3dr5.conv2.weight':
+                (32, 32, 3, 3, 3), 'decoder.G_middle_5.norm_1.mlp_gamma.weight':
+                (512, 128, 3, 3), 'decoder.up_0.conv_s.weight_orig': (256, 512, 1, 1),
+                'decoder.up_1.conv_1.weight_v': (576, ), 'decoder.conv_img.weight':
+                (3, 64, 3, 3)}
+    assert {k: tuple(gen[k].shape) for k in expected} == expected
+    assert 'decoder.up_0.conv_s.bias' not in gen
+
+
+def test_facevid2vid_head_pose_math_against_hand_cases():
+    from projects.fadm.facevid2vid import bins_to_degrees, rotation_matrix, transform_keypoints
+    peaked = torch.full((3, 66), -1e4)
+    peaked[0, 33], peaked[1, 63], peaked[2, 3] = 0, 0, 0        # 0, 90 and -90 degrees
+    assert torch.allclose(bins_to_degrees(peaked), torch.tensor([0., 90., -90.]))
+    assert bins_to_degrees(torch.zeros(1, 66)).item() == pytest.approx(-1.5)   # mean bin 32.5
+    zero = torch.zeros(1)
+    quarter = torch.full((1, ), 90.)            # the checkpoint's 3.14: cos 90 deg = 8e-4
+    x = torch.tensor([1., 0, 0])
+    assert torch.allclose(rotation_matrix(quarter, zero, zero)[0] @ x,
+                          torch.tensor([0., 0, -1]), atol=1e-3)      # yaw turns x into -z
+    assert torch.allclose(rotation_matrix(zero, zero, quarter)[0] @ x,
+                          torch.tensor([0., 1, 0]), atol=1e-3)       # roll turns x into y
+    y = torch.tensor([0., 1, 0])
+    assert torch.allclose(rotation_matrix(zero, quarter, zero)[0] @ y,
+                          torch.tensor([0., 0, 1]), atol=1e-3)       # pitch turns y into z
+    rot = rotation_matrix(torch.tensor([20.]), torch.tensor([-30.]), torch.tensor([45.]))[0]
+    assert torch.allclose(rot @ rot.T, torch.eye(3), atol=1e-6)
+    canonical = torch.randn(2, 4, 3)
+    pose = {'yaw': peaked[:1].expand(2, -1), 'pitch': peaked[:1].expand(2, -1),
+            'roll': peaked[:1].expand(2, -1), 't': torch.tensor([[0.1, 0.2, 0.3]]).expand(2, -1),
+            'exp': torch.arange(24.).view(2, 12)}
+    assert torch.allclose(transform_keypoints(canonical, pose),
+                          canonical + pose['t'][:, None] + pose['exp'].view(2, 4, 3))
+
+
+def test_facevid2vid_checkpoint_in_its_layout_converts(tmp_path):
+    from projects.fadm import FaceVid2VidAnimator
+    from projects.fadm.convert import facevid2vid_to_mmext
+    torch.manual_seed(0)
+    source = with_running_statistics(FaceVid2VidAnimator(**SMALL_FACEVID2VID))
+    he = {f'module.{k}': v for k, v in source.he_estimator.state_dict().items()}
+    torch.save({'kp_detector': source.kp_detector.state_dict(), 'he_estimator': he,
+                'generator': source.generator.state_dict(), 'discriminator': {}, 'epoch': 189,
+                'optimizer_generator': torch.optim.Adam(
+                    source.generator.parameters()).state_dict()}, tmp_path / 'fv2v.pth.tar')
+    loaded = FaceVid2VidAnimator(**SMALL_FACEVID2VID, checkpoint=str(tmp_path / 'fv2v.pth.tar'))
+    s, d = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        out = loaded(s, d)
+        assert torch.equal(out, source.eval()(s, d))
+        kp_source, kp_driving = loaded.keypoints((s + 1) / 2, (d + 1) / 2)
+    assert out.shape == (2, 3, 64, 64) and out.abs().max() <= 1
+    assert kp_source.shape == (2, 4, 3) and not torch.allclose(kp_source, kp_driving)
+    # spectral normalisation's stored vectors were loaded, not re-drawn
+    assert torch.equal(loaded.generator.decoder.up_1.conv_0.weight_u,
+                       source.generator.decoder.up_1.conv_0.weight_u)
+    with pytest.raises(ValueError, match='does not fit.*non-SPADE'):
+        FaceVid2VidAnimator(**dict(SMALL_FACEVID2VID, he_estimator=dict(num_kp=4)),
+                            checkpoint=str(tmp_path / 'fv2v.pth.tar'))
+    with pytest.raises(ValueError, match=r"not a face-vid2vid checkpoint: no \['he_estimator'\]"):
+        facevid2vid_to_mmext({'kp_detector': {}, 'generator': {}}, loaded)
+    with pytest.raises(FileNotFoundError, match='00000189-checkpoint'):
+        FaceVid2VidAnimator(checkpoint=str(tmp_path / 'none.pth.tar'))
+
+
+def test_facevid2vid_production_config_changes_only_the_animator():
+    fomm = Config.fromfile(REPO / 'configs/fadm/fadm_fomm_256_voxceleb.py')
+    cfg = Config.fromfile(REPO / 'configs/fadm/fadm_facevid2vid_256_voxceleb.py')
+    assert cfg.model.animator == dict(
+        type='mmext.FaceVid2VidAnimator',
+        checkpoint='checkpoints/facevid2vid/00000189-checkpoint.pth.tar')
+    for key in ('agcn', 'unet', 'scheduler', 'sample_scheduler', 'sampling'):
+        assert cfg.model[key] == fomm.model[key]
+    assert cfg.train_dataloader == fomm.train_dataloader
+    assert cfg.test_evaluator == fomm.test_evaluator and cfg.train_cfg == fomm.train_cfg
