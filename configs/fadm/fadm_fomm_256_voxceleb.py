@@ -5,19 +5,21 @@
 # 1e-3 -> 0.2 (epsilon, no x0 clipping), mean L1 + the feature loss; Adam 2e-4 betas (0, 0.9),
 # batch 5, 100 epochs over 75 frame pairs per training video (FOMM's x75 repeat); test: DDIM eta 1
 # over all 100 steps, one noise per video (spec 11).
-# Attributes: MediaPipe's 9 (tools/data/cache_face_attributes.py) in place of DECA's 56, which
-# mmext does not run. Not built: FOMM's augmentation (flip, colour jitter).
-#   python tools/data/cache_face_attributes.py data/vox-png data/vox-png/attributes.npz
+# Attributes: DECA's expression (50) and pose (6) from its released coarse encoder (spec 11.1;
+# fadm_fomm-mediapipe_256_voxceleb.py uses MediaPipe's 9 where DECA's file is not at hand).
+# Metrics include CSIM with insightface's ArcFace r100. Not built: FOMM's augmentation.
+#   python tools/data/cache_face_attributes.py data/vox-png data/vox-png/attributes_deca.npz \
+#       --extractor deca --deca-checkpoint checkpoints/deca/deca_model.tar
 #   python tools/train.py configs/fadm/fadm_fomm_256_voxceleb.py
 #   python tools/test.py configs/fadm/fadm_fomm_256_voxceleb.py work_dirs/.../epoch_100.pth
 _base_ = ['mmpretrain::_base_/default_runtime.py', './_base_/fadm_diffusion.py']
 custom_imports = dict(imports=['mmext', 'projects.fadm'], allow_failed_imports=False)
 
 data_root = 'data/vox-png'
-attributes = dict(attributes_file=data_root + '/attributes.npz', num_attributes=9)
+attributes = dict(attributes_file=data_root + '/attributes_deca.npz', num_attributes=56)
 model = dict(
     animator=dict(type='mmext.FOMMAnimator', checkpoint='checkpoints/fomm/vox-cpk.pth.tar'),
-    agcn=dict(type='mmext.AGCN', in_channels=3, num_attributes=9, image_size=256,
+    agcn=dict(type='mmext.AGCN', in_channels=3, num_attributes=56, image_size=256,
               lowpass_size=32, scales=(32, 64, 128), channels=16, time_dim=64),
     unet=dict(type='mmext.Diffusers', cls='UNet2DModel', from_config=dict(
         sample_size=256, in_channels=6, out_channels=3,
@@ -38,11 +40,14 @@ test_dataloader = dict(
                  **attributes),
     sampler=dict(type='DefaultSampler', shuffle=False),
     collate_fn=dict(type='default_collate'))
-# L1 / PSNR / SSIM / LPIPS / temporal error, AKD / MKR / AED with MediaPipe's landmarks, FID;
-# every figure for the coarse FOMM frames beside the refined ones. LPIPS and FID read local files.
+# L1 / PSNR / SSIM / LPIPS / temporal error, AKD / MKR / AED with MediaPipe's landmarks, CSIM
+# (ArcFace against the source), FID; every figure for the coarse frames beside the refined ones.
+# LPIPS, CSIM and FID read local files.
 test_evaluator = [
     dict(type='mmext.AnimationMetric', lpips_alexnet='checkpoints/alexnet-owt-7be5be79.pth'),
     dict(type='mmext.FaceMotionMetric'),
+    dict(type='mmext.IdentitySimilarityMetric', depth='r100',
+         arcface='checkpoints/arcface/ms1mv3_arcface_r100_fp16/backbone.pth'),
     dict(type='mmext.FrechetDistanceMetric', inception='checkpoints/clean-fid')]
 val_dataloader = val_evaluator = val_cfg = None
 optim_wrapper = dict(optimizer=dict(type='Adam', lr=2e-4, betas=(0.0, 0.9)))

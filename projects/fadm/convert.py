@@ -13,34 +13,38 @@ FOMM_PARTS = ('kp_detector', 'generator')
 FACEVID2VID_PARTS = ('kp_detector', 'he_estimator', 'generator')
 
 
-def parts_to_state_dict(checkpoint: dict, model: nn.Module, parts: tuple[str, ...],
-                        name: str, fix: str) -> dict:
-    """A checkpoint of one state dict per sub-network (``checkpoint[part]``, saved from
-    ``model.<part>``) -> a state dict of ``model``.
-
-    ``module.`` prefixes (a DataParallel save) are dropped; BatchNorm counters that older torch
-    did not save are filled with 0; entries of other parts (discriminator, optimizers, epoch)
-    are ignored; any other difference (missing or extra keys, shapes) is named, with ``fix``."""
-    missing_parts = [p for p in parts if p not in checkpoint]
-    if missing_parts:
-        raise ValueError(f'not a {name} checkpoint: no {missing_parts} (its keys: '
-                         f'{sorted(checkpoint)[:8]})')
+def fit_state_dict(state: dict, model: nn.Module, name: str, fix: str) -> dict:
+    """``state`` checked against ``model``'s state dict: BatchNorm counters that older torch did
+    not save are filled with 0; any other difference (missing or extra keys, shapes) is named,
+    with ``fix``."""
+    state = dict(state)
     target = model.state_dict()
-    out = {}
-    for part in parts:
-        for key, value in checkpoint[part].items():
-            out[f'{part}.{key.removeprefix("module.")}'] = value
     for key in target:
-        if key.endswith('num_batches_tracked') and key not in out:
-            out[key] = torch.zeros((), dtype=torch.long)
-    extra, absent = sorted(set(out) - set(target)), sorted(set(target) - set(out))
-    shapes = [f'{k}: {tuple(out[k].shape)} vs {tuple(target[k].shape)}'
-              for k in set(out) & set(target) if out[k].shape != target[k].shape]
+        if key.endswith('num_batches_tracked') and key not in state:
+            state[key] = torch.zeros((), dtype=torch.long)
+    extra, absent = sorted(set(state) - set(target)), sorted(set(target) - set(state))
+    shapes = [f'{k}: {tuple(state[k].shape)} vs {tuple(target[k].shape)}'
+              for k in set(state) & set(target) if state[k].shape != target[k].shape]
     if extra or absent or shapes:
         raise ValueError(f'the {name} checkpoint does not fit the configured '
                          f'{type(model).__name__} ({fix}): missing {absent[:5]}, unexpected '
                          f'{extra[:5]}, shapes {sorted(shapes)[:5]}')
-    return out
+    return state
+
+
+def parts_to_state_dict(checkpoint: dict, model: nn.Module, parts: tuple[str, ...],
+                        name: str, fix: str) -> dict:
+    """A checkpoint of one state dict per sub-network (``checkpoint[part]``, saved from
+    ``model.<part>``) -> a state dict of ``model``: ``module.`` prefixes (a DataParallel save)
+    dropped, entries of other parts (discriminator, optimizers, epoch) ignored, then
+    :func:`fit_state_dict`."""
+    missing_parts = [p for p in parts if p not in checkpoint]
+    if missing_parts:
+        raise ValueError(f'not a {name} checkpoint: no {missing_parts} (its keys: '
+                         f'{sorted(checkpoint)[:8]})')
+    out = {f'{part}.{key.removeprefix("module.")}': value
+           for part in parts for key, value in checkpoint[part].items()}
+    return fit_state_dict(out, model, name, fix)
 
 
 def fomm_to_mmext(checkpoint: dict, model: nn.Module) -> dict:
@@ -59,11 +63,14 @@ def facevid2vid_to_mmext(checkpoint: dict, model: nn.Module) -> dict:
         'mmext does not build?')
 
 
-def _read(path: str | Path, name: str, expected: str) -> dict:
+def read_checkpoint(path: str | Path, name: str, expected: str,
+                    section: str = 'production') -> dict:
+    """Load a released file with ``weights_only`` (tensors and plain containers); a missing or
+    unreadable file is named with what is expected there and the README section about it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'{name} checkpoint {path} not found: {expected} '
-                                '(see projects/fadm/README.md#production)')
+                                f'(see projects/fadm/README.md#{section})')
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # noqa: BLE001  (torch raises several kinds)
@@ -72,11 +79,11 @@ def _read(path: str | Path, name: str, expected: str) -> dict:
 
 def load_fomm(path: str | Path, model: nn.Module) -> dict:
     """Read FOMM's file (tensors and plain containers only) and convert it for ``model``."""
-    return fomm_to_mmext(_read(path, 'FOMM', "FOMM's vox-cpk.pth.tar"), model)
+    return fomm_to_mmext(read_checkpoint(path, 'FOMM', "FOMM's vox-cpk.pth.tar"), model)
 
 
 def load_facevid2vid(path: str | Path, model: nn.Module) -> dict:
     """Read the face-vid2vid file (tensors and plain containers only) and convert it."""
     return facevid2vid_to_mmext(
-        _read(path, 'face-vid2vid', 'the re-implementation\'s 00000189-checkpoint.pth.tar'),
+        read_checkpoint(path, 'face-vid2vid', 'the re-implementation\'s 00000189-checkpoint.pth.tar'),
         model)

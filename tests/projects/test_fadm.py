@@ -270,6 +270,29 @@ def test_voxceleb_pairs_on_the_vox_png_layout(vox_png):
     assert again.returncode != 0 and '--force' in again.stdout
 
 
+def test_deca_attribute_cache_feeds_the_dataset(vox_png, tmp_path):
+    """``--extractor deca`` writes DECA's 56 per frame (NaN where no face), which the dataset
+    reads with ``num_attributes=56``; without the checkpoint the tool says what it needs."""
+    from mmext.datasets import VoxCelebPairDataset
+    from projects.fadm import DECACoarseEncoder
+    torch.manual_seed(0)
+    torch.save({'E_flame': DECACoarseEncoder().state_dict()}, tmp_path / 'deca_model.tar')
+    out = tmp_path / 'attributes_deca.npz'
+    done = run_tool('tools/data/cache_face_attributes.py', vox_png, out, '--extractor', 'deca',
+                    '--deca-checkpoint', tmp_path / 'deca_model.tar')
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert '1 without a face, 56 deca attributes per frame' in done.stdout
+    cache = np.load(out)
+    assert cache['test/id3#c.mp4'].shape == (4, 56) and np.isnan(cache['test/id3#c.mp4'][3]).all()
+    assert np.isfinite(cache['train/id1#a.mp4']).all()
+    assert np.abs(np.diff(cache['train/id1#a.mp4'], axis=0)).max() > 0    # frames differ
+    test = VoxCelebPairDataset(str(vox_png), 'test', str(out), num_attributes=56, image_size=64)
+    assert len(test) == 3 and test[0]['source_attributes'].shape == (56, )
+    refused = run_tool('tools/data/cache_face_attributes.py', vox_png, tmp_path / 'x.npz',
+                       '--extractor', 'deca')
+    assert refused.returncode != 0 and 'needs --deca-checkpoint' in refused.stdout
+
+
 def test_lpips_reads_local_alexnet_weights(tmp_path):
     from torchvision.models import alexnet
 
@@ -400,6 +423,16 @@ def test_production_config_matches_the_spec():
     assert cfg.train_dataloader.batch_size == 5 and cfg.train_cfg.max_epochs == 100
     assert cfg.train_dataloader.dataset.pairs_per_video == 75
     assert cfg.model.animator.type == 'mmext.FOMMAnimator'
+    # DECA's expression 50 + pose 6 (spec 11.1) in the AGCN and both datasets
+    assert cfg.model.agcn.num_attributes == 56
+    assert {d.dataset.num_attributes for d in (cfg.train_dataloader, cfg.test_dataloader)} == {56}
+    assert 'mmext.IdentitySimilarityMetric' in [m.type for m in cfg.test_evaluator]
+    light = Config.fromfile(REPO / 'configs/fadm/fadm_fomm-mediapipe_256_voxceleb.py')
+    assert light.model.agcn.num_attributes == 9
+    for loader in (light.train_dataloader, light.test_dataloader):
+        assert loader.dataset.num_attributes == 9
+        assert loader.dataset.attributes_file == 'data/vox-png/attributes.npz'
+    assert light.train_dataloader.dataset.pairs_per_video == 75
 
 
 def test_animation_metric_forms_videos_only_from_sequence_ids():
@@ -517,3 +550,125 @@ def test_facevid2vid_production_config_changes_only_the_animator():
         assert cfg.model[key] == fomm.model[key]
     assert cfg.train_dataloader == fomm.train_dataloader
     assert cfg.test_evaluator == fomm.test_evaluator and cfg.train_cfg == fomm.train_cfg
+
+
+# ------------------------------------------------------------------- DECA attributes
+def test_deca_encoder_layout_code_order_and_checkpoint(tmp_path):
+    """DECA's E_flame: ResNet-50 without fc + 2048-1024-236 (322 entries, 25,848,108
+    parameters as read from its code); a deca_model.tar the test writes loads strictly; the
+    code splits as shape 100, tex 50, exp 50, pose 6, cam 3, light 27."""
+    from projects.fadm import DECACoarseEncoder
+    from projects.fadm.deca import split_code
+    torch.manual_seed(0)
+    source = with_running_statistics(DECACoarseEncoder())
+    state = source.state_dict()
+    assert len(state) == 322 and sum(p.numel() for p in source.parameters()) == 25848108
+    assert tuple(state['layers.2.weight'].shape) == (236, 1024) and 'encoder.fc.weight' not in state
+    with torch.no_grad():                       # the head outputs its bias: 0, 1, ..., 235
+        source.layers[2].weight.zero_()
+        source.layers[2].bias.copy_(torch.arange(236.))
+    torch.save({'E_flame': source.state_dict(), 'E_detail': {}, 'D_detail': {}},
+               tmp_path / 'deca_model.tar')
+    loaded = DECACoarseEncoder(str(tmp_path / 'deca_model.tar'))
+    x = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        code = loaded(x)
+        assert torch.equal(code, source.eval()(x))
+    parts = split_code(code)
+    assert torch.equal(parts['exp'][0], torch.arange(150., 200.))
+    assert torch.equal(parts['pose'][0], torch.arange(200., 206.))
+    assert parts['light'].shape == (2, 9, 3) and parts['light'][0, 0, 2] == 211
+    with pytest.raises(ValueError, match=r'takes \(B, 3, 224, 224\) crops'):
+        loaded(torch.rand(1, 3, 256, 256))
+    del state['layers.2.bias']
+    torch.save({'E_flame': state}, tmp_path / 'partial.tar')
+    with pytest.raises(ValueError, match=r"does not fit.*missing \['layers.2.bias'\]"):
+        DECACoarseEncoder(str(tmp_path / 'partial.tar'))
+    torch.save({'state_dict': {}}, tmp_path / 'other.tar')
+    with pytest.raises(ValueError, match='not a DECA checkpoint: no E_flame'):
+        DECACoarseEncoder(str(tmp_path / 'other.tar'))
+    with pytest.raises(FileNotFoundError, match='deca_model.tar'):
+        DECACoarseEncoder(str(tmp_path / 'none.tar'))
+
+
+def test_deca_attributes_crop_the_astronaut_like_deca(tmp_path):
+    """The crop from MediaPipe's points that bound the 68-point layout: a 224 x 224 square with
+    the nose tip within 12 pixels of the centre and the outer eye corners 0.4-0.6 of the side
+    apart (a face box x 1.375, DECA's test-time crop); the attribute vector is [exp 50, pose 6];
+    68 landmarks of another shape are named."""
+    from skimage import data
+
+    from projects.fadm import DECACoarseEncoder, DECAFaceAttributes, MediaPipeFaceAttributes
+    torch.save({'E_flame': DECACoarseEncoder().state_dict()}, tmp_path / 'deca_model.tar')
+    deca = DECAFaceAttributes(str(tmp_path / 'deca_model.tar'))
+    photo = data.astronaut()
+    found = deca(photo)
+    crop = found['crop']
+    assert crop.shape == (224, 224, 3) and 0 <= crop.min() and crop.max() <= 1
+    mesh = MediaPipeFaceAttributes().landmarks((crop * 255).round().astype(np.uint8))
+    assert np.abs(mesh[1, :2] - 112).max() < 12
+    assert 0.4 < np.linalg.norm(mesh[263, :2] - mesh[33, :2]) / 224 < 0.6
+    vector = deca.vector(photo)
+    assert vector.shape == (56, ) and np.isfinite(vector).all()
+    assert np.allclose(vector, np.concatenate([found['expression'], found['pose']]), atol=1e-6)
+    with pytest.raises(ValueError, match=r'landmarks68 must be \(68, 2\)'):
+        deca(photo, landmarks68=np.zeros((5, 2)))
+    deca.close()
+
+
+# ------------------------------------------------------------------------- CSIM
+def test_arcface_layouts_and_an_fp16_backbone_file(tmp_path):
+    """insightface's iresnet50 / iresnet100: 475 / 925 entries, 43,590,848 / 65,156,160
+    parameters (read from its code); an fp16 backbone.pth (a plain state dict, as its release)
+    loads as float32; another depth is named."""
+    from projects.fadm import ArcFaceIResNet
+    r50 = ArcFaceIResNet('r50')
+    assert len(r50.state_dict()) == 475 and sum(p.numel() for p in r50.parameters()) == 43590848
+    r100 = ArcFaceIResNet('r100')
+    assert len(r100.state_dict()) == 925
+    assert sum(p.numel() for p in r100.parameters()) == 65156160
+    assert tuple(r100.state_dict()['layer3.29.conv2.weight'].shape) == (256, 256, 3, 3)
+    assert tuple(r100.state_dict()['fc.weight'].shape) == (512, 25088)
+    torch.manual_seed(0)
+    source = with_running_statistics(ArcFaceIResNet('r18')).half().float()
+    torch.save(source.half().state_dict(), tmp_path / 'backbone.pth')
+    loaded = ArcFaceIResNet('r18', checkpoint=str(tmp_path / 'backbone.pth'))
+    assert loaded.fc.weight.dtype == torch.float32
+    x = torch.rand(2, 3, 112, 112) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(loaded(x), source.float().eval()(x))
+    with pytest.raises(ValueError, match=r'does not fit the configured ArcFaceIResNet.*another '
+                                         'depth'):
+        ArcFaceIResNet('r34', checkpoint=str(tmp_path / 'backbone.pth'))
+    with pytest.raises(ValueError, match="unknown ArcFace depth 'r101'"):
+        ArcFaceIResNet('r101')
+    with pytest.raises(ValueError, match=r'aligned \(B, 3, 112, 112\) faces'):
+        loaded(torch.rand(1, 3, 128, 128))
+
+
+def test_arcface_alignment_and_csim_on_the_astronaut(tmp_path):
+    """Points on the template leave a 112 x 112 image as it is; the astronaut's five MediaPipe
+    points land within 8 pixels of the template after alignment; CSIM of a frame with itself is
+    1, a black generated frame is counted as without a face, a mirrored face is below 1."""
+    from skimage import data
+
+    from projects.fadm import ArcFaceIResNet, IdentitySimilarityMetric, MediaPipeFaceAttributes
+    from projects.fadm.identity import ARCFACE_TEMPLATE, align_arcface, five_points
+    image = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
+    assert np.abs(align_arcface(image, ARCFACE_TEMPLATE).astype(int) - image).max() <= 1
+    photo = data.astronaut()
+    aligned = align_arcface(photo, five_points(MediaPipeFaceAttributes().landmarks(photo)))
+    big = np.ascontiguousarray(np.kron(aligned, np.ones((2, 2, 1), dtype=np.uint8)))
+    points = five_points(MediaPipeFaceAttributes().landmarks(big)) / 2
+    assert np.abs(points - ARCFACE_TEMPLATE).max() < 8
+    torch.manual_seed(0)
+    torch.save(ArcFaceIResNet('r18').state_dict(), tmp_path / 'backbone.pth')
+    metric = IdentitySimilarityMetric(str(tmp_path / 'backbone.pth'), depth='r18')
+    frame = torch.from_numpy(photo[:256, 100:356].copy()).permute(2, 0, 1).float() / 127.5 - 1
+    black = torch.full_like(frame, -1)
+    metric.process({}, [dict(source=frame, pred=frame[None], coarse=frame.flip(-1)),
+                        dict(source=frame, pred=black[None], coarse=frame)])
+    res = metric.compute_metrics(metric.results)
+    assert res['csim_arcface'] == pytest.approx(1.0, abs=1e-5)
+    assert res['csim_frames_without_face'] == 1
+    assert res['coarse_csim_arcface'] < 1 - 1e-4

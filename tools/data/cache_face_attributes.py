@@ -2,9 +2,11 @@
 
     python tools/data/cache_face_attributes.py data/vox-png data/vox-png/attributes.npz
 
-Every frame of every video of the splits gets the 9-d vector of
+Every frame of every video of the splits gets an attribute vector: with ``--extractor deca``
+(and ``--deca-checkpoint``, DECA's ``deca_model.tar``) DECA's 50 expression and 6 pose
+coefficients (``projects/fadm/deca.py``, spec 11.1), by default the 9-d vector of
 ``projects/fadm/attributes.py`` (MediaPipe face mesh: yaw, pitch, roll and 6 expression
-coefficients); a frame without a face gets NaN (``VoxCelebPairDataset`` leaves it out and says
+coefficients), which needs no file. A frame without a face gets NaN (``VoxCelebPairDataset`` leaves it out and says
 how many). The file's keys are ``<split>/<video>``. An existing file is kept unless ``--force``;
 the file is written to a temporary name first, then moved into place.
 """
@@ -26,15 +28,22 @@ def main(argv=None):
     parser.add_argument('data_root', type=Path, help="the vox-png folder (split folders inside)")
     parser.add_argument('out', type=Path, help='the .npz to write')
     parser.add_argument('--splits', nargs='+', default=['train', 'test'])
+    parser.add_argument('--extractor', choices=['mediapipe', 'deca'], default='mediapipe')
+    parser.add_argument('--deca-checkpoint', type=Path,
+                        help="DECA's deca_model.tar (with --extractor deca)")
     parser.add_argument('--force', action='store_true', help='replace an existing file')
     args = parser.parse_args(argv)
     if args.out.exists() and not args.force:
         parser.error(f'{args.out} exists: pass --force to replace it')
+    if args.extractor == 'deca' and args.deca_checkpoint is None:
+        parser.error("--extractor deca needs --deca-checkpoint (DECA's data/deca_model.tar)")
     from PIL import Image
     from rich.progress import track
 
     from projects.fadm.attributes import MediaPipeFaceAttributes, NoFaceFoundError
-    extractor = MediaPipeFaceAttributes()
+    from projects.fadm.deca import DECAFaceAttributes
+    extractor = (DECAFaceAttributes(str(args.deca_checkpoint)) if args.extractor == 'deca'
+                 else MediaPipeFaceAttributes())
     cache, faceless, total = {}, 0, 0
     for split in args.splits:
         for video in track(list_videos(args.data_root, split), description=split):
@@ -52,7 +61,8 @@ def main(argv=None):
     partial = args.out.with_name(args.out.name + '.partial.npz')
     np.savez(partial, **cache)
     os.replace(partial, args.out)
-    print(f'{args.out}: {len(cache)} videos, {total} frames, {faceless} without a face')
+    print(f'{args.out}: {len(cache)} videos, {total} frames, {faceless} without a face, '
+          f'{extractor.num_attributes} {args.extractor} attributes per frame')
 
 
 if __name__ == '__main__':
