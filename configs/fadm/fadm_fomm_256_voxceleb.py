@@ -7,9 +7,11 @@
 # over all 100 steps, one noise per video (spec 11).
 # Attributes: DECA's expression (50) and pose (6) from its released coarse encoder (spec 11.1;
 # fadm_fomm-mediapipe_256_voxceleb.py uses MediaPipe's 9 where DECA's file is not at hand).
-# Metrics include CSIM with insightface's ArcFace r100. Not built: FOMM's augmentation.
+# FOMM's augmentation (vox-256.yaml: horizontal flip, colour jitter 0.1) on the training pairs;
+# the flip reads the attributes measured on mirrored frames (--mirrored). Metrics include CSIM
+# with insightface's ArcFace r100.
 #   python tools/data/cache_face_attributes.py data/vox-png data/vox-png/attributes_deca.npz \
-#       --extractor deca --deca-checkpoint checkpoints/deca/deca_model.tar
+#       --extractor deca --deca-checkpoint checkpoints/deca/deca_model.tar --mirrored
 #   python tools/train.py configs/fadm/fadm_fomm_256_voxceleb.py
 #   python tools/test.py configs/fadm/fadm_fomm_256_voxceleb.py work_dirs/.../epoch_100.pth
 _base_ = ['mmpretrain::_base_/default_runtime.py', './_base_/fadm_diffusion.py']
@@ -31,7 +33,9 @@ model = dict(
 train_dataloader = dict(
     batch_size=5, num_workers=4, drop_last=True,
     dataset=dict(type='mmext.VoxCelebPairDataset', data_root=data_root, split='train',
-                 pairs_per_video=75, **attributes),
+                 pairs_per_video=75, horizontal_flip=True,
+                 colour_jitter=dict(brightness=0.1, contrast=0.1, saturation=0.1, hue=0.1),
+                 **attributes),
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'))
 test_dataloader = dict(

@@ -20,6 +20,7 @@ from mmext.registry import DATASETS
 VOX_LAYOUT = ('<data_root>/<split>/<video>/<frame>.png, one folder of frames per video '
               "(FOMM's vox-png); see projects/fadm/README.md#voxceleb")
 FRAME_SUFFIXES = ('.png', '.jpg', '.jpeg')
+JITTER = ('brightness', 'contrast', 'saturation', 'hue')
 
 
 def video_frames(video: Path) -> list[Path]:
@@ -56,6 +57,15 @@ class VoxCelebPairDataset(BaseDataset):
         frames_per_video: test: the reconstruction protocol drives the first frame with the
             first ``frames_per_video`` frames (all when None); one sequence per video.
         image_size: frames are resized to it when they differ.
+        horizontal_flip: train: flip both frames left-right with probability 0.5 (FOMM's
+            augmentation), with the attributes measured on the flipped frames (the cache's
+            ``<split>/<video>/mirrored`` entries, ``cache_face_attributes.py --mirrored``); a
+            pair whose flipped face was not found stays unflipped.
+        colour_jitter: train: FOMM's jitter, e.g. ``dict(brightness=0.1, contrast=0.1,
+            saturation=0.1, hue=0.1)``: one draw of factors and order per pair, applied to both
+            frames (attributes unchanged).
+        FOMM's time flip (swapping source and driving) adds nothing here: the pair's order is
+        drawn at random already.
 
     Items: ``source``, ``driving`` (3, S, S) in [-1, 1], ``source_attributes``,
     ``driving_attributes`` (A,), ``sequence_id`` (the video's index), ``frame`` (the driving
@@ -65,9 +75,22 @@ class VoxCelebPairDataset(BaseDataset):
 
     def __init__(self, data_root: str, split: str = 'train', attributes_file: str | None = None,
                  num_attributes: int = 9, pairs_per_video: int = 1,
-                 frames_per_video: int | None = None, image_size: int = 256, **kwargs):
+                 frames_per_video: int | None = None, image_size: int = 256,
+                 horizontal_flip: bool = False, colour_jitter: dict | None = None, **kwargs):
         if split not in ('train', 'test'):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        if split == 'test' and (horizontal_flip or colour_jitter):
+            raise ValueError('horizontal_flip and colour_jitter augment training pairs; the '
+                             'test split takes neither')
+        unknown = set(colour_jitter or {}) - set(JITTER)
+        if unknown:
+            raise ValueError(f'colour_jitter keys {sorted(unknown)} are unknown; use '
+                             f'{list(JITTER)}')
+        bad = {k: v for k, v in (colour_jitter or {}).items()
+               if not 0 <= v <= (0.5 if k == 'hue' else 1)}
+        if bad:
+            raise ValueError(f'colour_jitter strengths {bad} are out of range: 0..1 (hue 0..0.5)')
+        self.horizontal_flip, self.colour_jitter = horizontal_flip, dict(colour_jitter or {})
         if attributes_file is None:
             raise ValueError('VoxCeleb pairs need per-frame attributes: write them with '
                              '`python tools/data/cache_face_attributes.py DATA_ROOT OUT.npz` and '
@@ -78,8 +101,8 @@ class VoxCelebPairDataset(BaseDataset):
         kwargs.setdefault('serialize_data', False)
         super().__init__(data_root=data_root, **kwargs)
 
-    def _attributes(self, cache, video: Path, n: int) -> np.ndarray:
-        key = f'{self.split}/{video.name}'
+    def _attributes(self, cache, video: Path, n: int, suffix: str = '') -> np.ndarray:
+        key = f'{self.split}/{video.name}{suffix}'
         if key not in cache:
             raise KeyError(f'{self.attributes_file} has no attributes for {key}: rerun '
                            'tools/data/cache_face_attributes.py on this data root')
@@ -111,7 +134,15 @@ class VoxCelebPairDataset(BaseDataset):
         for vid, video in enumerate(list_videos(Path(self.data_root), self.split)):
             frames = video_frames(video)
             attrs = self._attributes(cache, video, len(frames))
-            self.videos.append(([str(f) for f in frames], attrs))
+            mirrored = None
+            if self.horizontal_flip:
+                if f'{self.split}/{video.name}/mirrored' not in cache:
+                    raise KeyError(f'{self.attributes_file} has no attributes of mirrored '
+                                   f'frames for {self.split}/{video.name}, which '
+                                   'horizontal_flip needs: rerun tools/data/'
+                                   'cache_face_attributes.py with --mirrored')
+                mirrored = self._attributes(cache, video, len(frames), '/mirrored')
+            self.videos.append(([str(f) for f in frames], attrs, mirrored))
             usable = [i for i in range(len(frames)) if np.isfinite(attrs[i]).all()]
             faceless += len(frames) - len(usable)
             if self.split == 'train':
@@ -139,8 +170,33 @@ class VoxCelebPairDataset(BaseDataset):
             s, d = (int(i) for i in np.random.choice(info['usable'], 2, replace=False))
         else:
             s, d = info['source'], info['driving']
-        frames, attrs = self.videos[info['sequence_id']]
-        return dict(source=self._read(frames[s]), driving=self._read(frames[d]),
+        frames, attrs, mirrored = self.videos[info['sequence_id']]
+        source, driving = self._read(frames[s]), self._read(frames[d])
+        if 'usable' in info:
+            if mirrored is not None and np.random.rand() < 0.5 and \
+                    np.isfinite(mirrored[[s, d]]).all():
+                source, driving, attrs = source.flip(-1), driving.flip(-1), mirrored
+            if self.colour_jitter:
+                source, driving = jitter_pair(source, driving, self.colour_jitter)
+        return dict(source=source, driving=driving,
                     source_attributes=torch.from_numpy(attrs[s]),
                     driving_attributes=torch.from_numpy(attrs[d]),
                     sequence_id=info['sequence_id'], frame=d, label=-1)
+
+
+def jitter_pair(a: torch.Tensor, b: torch.Tensor, strength: dict) -> tuple:
+    """One colour jitter (numpy's RNG) for two (3, H, W) frames in [-1, 1]: brightness,
+    contrast and saturation factors uniform in [1 - s, 1 + s], a hue shift in [-s, s], applied
+    in a random order (torchvision's ColorJitter, with one draw for both frames)."""
+    from torchvision.transforms.v2 import functional as TF
+    ops = {'brightness': TF.adjust_brightness, 'contrast': TF.adjust_contrast,
+           'saturation': TF.adjust_saturation, 'hue': TF.adjust_hue}
+    frames = torch.stack([a, b]).add(1).div(2)
+    for index in np.random.permutation(len(JITTER)):
+        name = JITTER[index]
+        s = float(strength.get(name, 0))
+        if s:
+            value = np.random.uniform(-s, s) if name == 'hue' else np.random.uniform(1 - s, 1 + s)
+            frames = ops[name](frames, float(value))
+    frames = frames.clamp(0, 1).mul(2).sub(1)
+    return frames[0], frames[1]

@@ -270,6 +270,49 @@ def test_voxceleb_pairs_on_the_vox_png_layout(vox_png):
     assert again.returncode != 0 and '--force' in again.stdout
 
 
+def test_fomm_augmentation_flips_with_measured_attributes(vox_png, tmp_path):
+    """``--mirrored`` measures the flipped frames (MediaPipe: yaw and roll change sign within
+    3 degrees, the eyes swap); flipped training pairs carry those attributes; the colour jitter
+    is one draw for both frames; a cache without mirrored entries and augmenting the test split
+    are named."""
+    from mmext.datasets import VoxCelebPairDataset
+    from mmext.datasets.voxceleb import jitter_pair
+    out = tmp_path / 'attributes.npz'
+    done = run_tool('tools/data/cache_face_attributes.py', vox_png, out, '--mirrored')
+    assert done.returncode == 0, done.stdout[-3000:]
+    cache = np.load(out)
+    plain, mirrored = cache['train/id1#a.mp4'], cache['train/id1#a.mp4/mirrored']
+    assert mirrored.shape == plain.shape == (3, 9)
+    assert np.degrees(np.abs(mirrored[:, [0, 2]] + plain[:, [0, 2]])).max() < 3
+    assert np.allclose(mirrored[:, [5, 6]], plain[:, [6, 5]], atol=0.03)   # eye openings
+    train = VoxCelebPairDataset(str(vox_png), 'train', str(out), pairs_per_video=4,
+                                image_size=64, horizontal_flip=True,
+                                colour_jitter=dict(brightness=0.1, contrast=0.1,
+                                                   saturation=0.1, hue=0.1))
+    np.random.seed(0)
+    kinds = set()
+    for _ in range(16):
+        item = train[0]
+        rows = np.abs(item['source_attributes'].numpy() - plain).max(1).min()
+        rows_m = np.abs(item['source_attributes'].numpy() - mirrored).max(1).min()
+        assert min(rows, rows_m) == 0
+        kinds.add('plain' if rows == 0 else 'mirrored')
+    assert kinds == {'plain', 'mirrored'}
+    frame = torch.rand(3, 16, 16) * 2 - 1
+    np.random.seed(1)
+    a, b = jitter_pair(frame, frame.clone(), dict(brightness=0.1, contrast=0.1, saturation=0.1,
+                                                  hue=0.1))
+    assert torch.equal(a, b) and not torch.allclose(a, frame) and a.abs().max() <= 1
+    assert torch.allclose(jitter_pair(frame, frame, {})[0], frame, atol=1e-6)
+    with pytest.raises(KeyError, match='--mirrored'):
+        VoxCelebPairDataset(str(vox_png), 'train', str(vox_png / 'attributes.npz'),
+                            horizontal_flip=True)
+    with pytest.raises(ValueError, match='test split takes neither'):
+        VoxCelebPairDataset(str(vox_png), 'test', str(out), horizontal_flip=True)
+    with pytest.raises(ValueError, match=r"keys \['gamma'\] are unknown"):
+        VoxCelebPairDataset(str(vox_png), 'train', str(out), colour_jitter=dict(gamma=0.1))
+
+
 def test_deca_attribute_cache_feeds_the_dataset(vox_png, tmp_path):
     """``--extractor deca`` writes DECA's 56 per frame (NaN where no face), which the dataset
     reads with ``num_attributes=56``; without the checkpoint the tool says what it needs."""
@@ -427,6 +470,9 @@ def test_production_config_matches_the_spec():
     assert cfg.model.agcn.num_attributes == 56
     assert {d.dataset.num_attributes for d in (cfg.train_dataloader, cfg.test_dataloader)} == {56}
     assert 'mmext.IdentitySimilarityMetric' in [m.type for m in cfg.test_evaluator]
+    train = cfg.train_dataloader.dataset                      # FOMM's vox-256 augmentation
+    assert train.horizontal_flip and train.colour_jitter == dict(
+        brightness=0.1, contrast=0.1, saturation=0.1, hue=0.1)
     light = Config.fromfile(REPO / 'configs/fadm/fadm_fomm-mediapipe_256_voxceleb.py')
     assert light.model.agcn.num_attributes == 9
     for loader in (light.train_dataloader, light.test_dataloader):
