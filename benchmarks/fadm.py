@@ -5,7 +5,8 @@ alone, coarse + FADM, coarse + FADM without attributes, per seed.
     python benchmarks/fadm.py --seeds 0 --quick   # a few iterations of each (plumbing check)
 
 Per seed: the keypoint animator (configs/fadm/animator_demo_moving-fashion.py), then FADM with
-and without attributes on that frozen animator; each evaluated on the test sequences by
+and without attributes, and with a full-resolution warp scale (a diagnosis row), on that
+frozen animator; each evaluated on the test sequences by
 ``tools/test.py`` (L1, PSNR, SSIM grey Gaussian 1.5, temporal error; the coarse row is the same
 run's coarse frames). Results accumulate in ``benchmarks/results/fadm.json`` (table beside it);
 a diagnosis per seed (the coarse frame, AGCN's condition image and the denoiser's x0 estimate
@@ -28,11 +29,15 @@ RESULTS = Path(__file__).parent / 'results/fadm.json'
 FIGURE = REPO / 'projects/fadm/refinement.png'
 GIF = REPO / 'projects/fadm/sequence.gif'
 ROWS = {  # row: description
+    'source': 'source frame as the prediction (no animation: the floor)',
     'coarse': 'coarse animator alone',
     'fadm': 'coarse + FADM',
     'fadm_no_attr': 'coarse + FADM without attributes',
+    'fadm_fullres': 'coarse + FADM, warp scales up to full resolution (diagnosis)',
 }
-CONFIGS = {'fadm': 'fadm_demo_moving-fashion.py', 'fadm_no_attr': 'fadm-no-attr_demo_moving-fashion.py'}
+CONFIGS = {'fadm': 'fadm_demo_moving-fashion.py',
+           'fadm_no_attr': 'fadm-no-attr_demo_moving-fashion.py',
+           'fadm_fullres': 'fadm-fullres_demo_moving-fashion.py'}
 METRICS = ('l1', 'psnr', 'ssim_grey-gauss1.5', 'tc_l1')
 
 
@@ -99,7 +104,7 @@ def summarize(results: ResultsFile) -> str:
         for m in METRICS:
             v = [r[prefix + m] for r in done]
             cells.append(f'{np.mean(v):.4f}' + (f' +- {np.std(v):.4f}' if len(v) > 1 else ''))
-        steps = '-' if row == 'coarse' else str(int(done[0]['num_steps']))
+        steps = str(int(done[0]['num_steps'])) if 'num_steps' in done[0] else '-'
         lines.append(f'| {description} | {len(done)} | ' + ' | '.join(cells) + f' | {steps} |')
     diagnosis = runs.get('diagnosis', {})
     if diagnosis:
@@ -133,6 +138,22 @@ def _model_and_batch(checkpoint: str, opts: list[str], frames: int):
     load_checkpoint(model, checkpoint, map_location='cpu')
     loader = dict(cfg.test_dataloader, batch_size=frames, num_workers=0)
     return model, next(iter(Runner.build_dataloader(loader)))
+
+
+def source_as_prediction() -> dict:
+    """The metrics of the source frame taken as the animated frame (it does not depend on a
+    seed: the test sequences are fixed): what any animator must beat."""
+    from mmengine.config import Config
+
+    from mmext.evaluation import AnimationMetric
+    from mmext.registry import DATASETS
+    cfg = Config.fromfile(REPO / CFG / CONFIGS['fadm'])
+    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    metric = AnimationMetric()
+    metric.process({}, [dict(pred=item['source'][None], gt=item['driving'],
+                             sequence_id=item['sequence_id'], frame=item['frame'])
+                        for item in (dataset[i] for i in range(len(dataset)))])
+    return metric.compute_metrics(metric.results)
 
 
 def diagnose(checkpoint: str, opts: list[str], steps=(0, 10, 30, 60, 90, 99)) -> dict:
@@ -215,6 +236,8 @@ def main():
     args = seeds_parser(__doc__.split('\n')[0]).parse_args()
     path = Path('/tmp/fadm_quick.json') if args.quick else RESULTS   # quick: not a result
     results = ResultsFile(path, path.with_suffix('.md'))
+    if not results.has('source', 'all'):
+        results.record('source', 'all', source_as_prediction(), summarize)
     for k, seed in enumerate(args.seeds):
         checkpoints = chain(seed, args.quick)
         for row, (checkpoint, opts) in checkpoints.items():

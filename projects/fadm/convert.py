@@ -85,5 +85,5 @@ def load_fomm(path: str | Path, model: nn.Module) -> dict:
 def load_facevid2vid(path: str | Path, model: nn.Module) -> dict:
     """Read the face-vid2vid file (tensors and plain containers only) and convert it."""
     return facevid2vid_to_mmext(
-        read_checkpoint(path, 'face-vid2vid', 'the re-implementation\'s 00000189-checkpoint.pth.tar'),
-        model)
+        read_checkpoint(path, 'face-vid2vid',
+                        "the re-implementation's 00000189-checkpoint.pth.tar"), model)
