@@ -28,6 +28,9 @@ demo: install
 demo-clip: install
 	$(PY) tools/clip/train_demo_clip.py
 
+# a worker per core (pytest-xdist), one thread each (tests/conftest.py): most tests spend
+# their time in one Python thread (imports, subprocess start-up); PYTEST_ARGS= runs them in one
+PYTEST_ARGS ?= -n auto
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -104,8 +104,9 @@ def summarize(results: ResultsFile) -> str:
         for m in METRICS:
             v = [r[prefix + m] for r in done]
             cells.append(f'{np.mean(v):.4f}' + (f' +- {np.std(v):.4f}' if len(v) > 1 else ''))
-        steps = str(int(done[0]['num_steps'])) if 'num_steps' in done[0] else '-'
-        lines.append(f'| {description} | {len(done)} | ' + ' | '.join(cells) + f' | {steps} |')
+        steps = '-' if row in ('coarse', 'source') else str(int(done[0]['num_steps']))
+        seeds = 'any' if row == 'source' else str(len(done))   # the floor needs no seed
+        lines.append(f'| {description} | {seeds} | ' + ' | '.join(cells) + f' | {steps} |')
     diagnosis = runs.get('diagnosis', {})
     if diagnosis:
         keys = list(next(iter(diagnosis.values())))

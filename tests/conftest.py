@@ -7,6 +7,13 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    # `pytest -n N` (make test): N workers of one thread each, and so the tools they start;
+    # with torch's default of a thread per core they fight over the cores (measured here: 2
+    # workers x 2 threads took as long as one process)
+    os.environ['OMP_NUM_THREADS'] = os.environ['MKL_NUM_THREADS'] = '1'
+    import torch
+    torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / 'configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py'
 
@@ -16,6 +23,20 @@ def quiet_mmengine():
     from mmengine.logging import MMLogger
     MMLogger.get_current_instance().setLevel(logging.WARNING)
 
+
+@pytest.fixture(autouse=True)
+def default_scope_left_as_found():
+    """A Runner or ``init_default_scope`` in one test makes its scope current for every later
+    test in the process, and mmengine names that scope's registry in its messages: each test
+    gets the scopes back as it found them, so no test depends on which ran before it (the
+    order differs between workers under ``pytest -n``). Snapshot and restore as mmengine's own
+    ``DefaultScope.overwrite_default_scope`` does."""
+    import copy
+
+    from mmengine.registry import DefaultScope
+    found = copy.deepcopy(DefaultScope._instance_dict)
+    yield
+    DefaultScope._instance_dict = found
 
 
 def has_nonzero_grad(tensor) -> bool:

@@ -116,8 +116,12 @@ class VoxCelebPairDataset(BaseDataset):
     def load_data_list(self) -> list[dict]:
         path = Path(self.attributes_file)
         if not path.is_file():
+            options = (' --extractor deca --deca-checkpoint DECA_MODEL_TAR'
+                       if self.num_attributes == 56 else '')
+            options += ' --mirrored' if self.horizontal_flip else ''
             raise FileNotFoundError(f'attribute cache {path} not found: write it with '
-                                    '`python tools/data/cache_face_attributes.py`')
+                                    f'`python tools/data/cache_face_attributes.py '
+                                    f'{self.data_root} {path}{options}`')
         with np.load(path) as cache:
             out, faceless = self._entries(cache)
         if faceless:

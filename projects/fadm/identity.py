@@ -103,12 +103,13 @@ def load_arcface(path: str | Path, model: ArcFaceIResNet) -> dict:
     from .convert import fit_state_dict, read_checkpoint
     state = read_checkpoint(path, 'ArcFace', "insightface's arcface_torch backbone.pth "
                             f'({model.depth})', 'metrics')
+    if isinstance(state, dict):
+        state = {k.removeprefix('module.'): v for k, v in state.items()}   # DataParallel
     if not isinstance(state, dict) or 'fc.weight' not in state:
         keys = sorted(state)[:8] if isinstance(state, dict) else type(state)
         raise ValueError(f'{path} is not an ArcFace iresnet state dict: no fc.weight (its keys: '
                          f'{keys})')
-    state = {k.removeprefix('module.'): v.float() if v.is_floating_point() else v
-             for k, v in state.items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     return fit_state_dict(state, model, f'ArcFace {model.depth}',
                           'another depth? r18 / r34 / r50 / r100')
 

@@ -298,6 +298,19 @@ def test_fomm_augmentation_flips_with_measured_attributes(vox_png, tmp_path):
         assert min(rows, rows_m) == 0
         kinds.add('plain' if rows == 0 else 'mirrored')
     assert kinds == {'plain', 'mirrored'}
+    # without jitter: both frames are flipped exactly when their attributes are the mirrored ones
+    flip_only = VoxCelebPairDataset(str(vox_png), 'train', str(out), pairs_per_video=4,
+                                    image_size=64, horizontal_flip=True)
+    frames = flip_only.videos[0][0]
+    for _ in range(8):
+        item = flip_only[0]
+        d = item['frame']
+        flipped = torch.equal(item['driving_attributes'], torch.from_numpy(mirrored[d]))
+        table = mirrored if flipped else plain
+        s = int(np.flatnonzero((table == item['source_attributes'].numpy()).all(1))[0])
+        for frame, index in ((item['source'], s), (item['driving'], d)):
+            raw = flip_only._read(frames[index])
+            assert torch.equal(frame, raw.flip(-1) if flipped else raw)
     frame = torch.rand(3, 16, 16) * 2 - 1
     np.random.seed(1)
     a, b = jitter_pair(frame, frame.clone(), dict(brightness=0.1, contrast=0.1, saturation=0.1,
@@ -546,14 +559,38 @@ def test_facevid2vid_head_pose_math_against_hand_cases():
     y = torch.tensor([0., 1, 0])
     assert torch.allclose(rotation_matrix(zero, quarter, zero)[0] @ y,
                           torch.tensor([0., 0, 1]), atol=1e-3)       # pitch turns y into z
-    rot = rotation_matrix(torch.tensor([20.]), torch.tensor([-30.]), torch.tensor([45.]))[0]
+    yaw, pitch, roll = torch.tensor([20.]), torch.tensor([-30.]), torch.tensor([45.])
+    rot = rotation_matrix(yaw, pitch, roll)[0]
     assert torch.allclose(rot @ rot.T, torch.eye(3), atol=1e-6)
+    # the order R_x(pitch) R_y(yaw) R_z(roll), not another one
+    assert torch.allclose(rot, rotation_matrix(zero, pitch, zero)[0] @
+                          rotation_matrix(yaw, zero, zero)[0] @
+                          rotation_matrix(zero, zero, roll)[0], atol=1e-6)
+    assert not torch.allclose(rot, rotation_matrix(zero, zero, roll)[0] @
+                              rotation_matrix(yaw, zero, zero)[0] @
+                              rotation_matrix(zero, pitch, zero)[0], atol=1e-3)
     canonical = torch.randn(2, 4, 3)
     pose = {'yaw': peaked[:1].expand(2, -1), 'pitch': peaked[:1].expand(2, -1),
             'roll': peaked[:1].expand(2, -1), 't': torch.tensor([[0.1, 0.2, 0.3]]).expand(2, -1),
             'exp': torch.arange(24.).view(2, 12)}
     assert torch.allclose(transform_keypoints(canonical, pose),
                           canonical + pose['t'][:, None] + pose['exp'].view(2, 4, 3))
+    pose['yaw'] = peaked[1:2].expand(2, -1)                                   # 90 degrees
+    turned = rotation_matrix(torch.full((2, ), 90.), torch.zeros(2), torch.zeros(2))
+    assert torch.allclose(transform_keypoints(canonical, pose),
+                          torch.einsum('bmp,bkp->bkm', turned, canonical) + pose['t'][:, None] +
+                          pose['exp'].view(2, 4, 3), atol=1e-5)
+    # the checkpoint's layer fc_roll is the yaw head
+    from projects.fadm.facevid2vid import HeadPoseExpressionEstimator
+    estimator = HeadPoseExpressionEstimator(num_kp=4, block_expansion=16).eval()
+    with torch.no_grad():
+        for head in (estimator.fc_roll, estimator.fc_pitch, estimator.fc_yaw):
+            head.weight.zero_()
+            head.bias.zero_()
+        estimator.fc_roll.bias[63] = 1e4
+        out = estimator(torch.rand(1, 3, 64, 64))
+    assert bins_to_degrees(out['yaw']).item() == pytest.approx(90)
+    assert bins_to_degrees(out['roll']).item() == pytest.approx(-1.5)
 
 
 def test_facevid2vid_checkpoint_in_its_layout_converts(tmp_path):
@@ -683,6 +720,10 @@ def test_arcface_layouts_and_an_fp16_backbone_file(tmp_path):
     x = torch.rand(2, 3, 112, 112) * 2 - 1
     with torch.no_grad():
         assert torch.equal(loaded(x), source.float().eval()(x))
+    torch.save({f'module.{k}': v for k, v in source.state_dict().items()},
+               tmp_path / 'parallel.pth')                                    # DataParallel save
+    wrapped = ArcFaceIResNet('r18', checkpoint=str(tmp_path / 'parallel.pth'))
+    assert torch.equal(wrapped.fc.weight, source.fc.weight)
     with pytest.raises(ValueError, match=r'does not fit the configured ArcFaceIResNet.*another '
                                          'depth'):
         ArcFaceIResNet('r34', checkpoint=str(tmp_path / 'backbone.pth'))
