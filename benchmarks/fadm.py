@@ -10,7 +10,7 @@ frozen animator; each evaluated on the test sequences by
 ``tools/test.py`` (L1, PSNR, SSIM grey Gaussian 1.5, temporal error; the coarse row is the same
 run's coarse frames). Results accumulate in ``benchmarks/results/fadm.json`` (table beside it);
 a diagnosis per seed (the coarse frame, AGCN's condition image and the denoiser's x0 estimate
-at several noise levels, against the true frame); the first seed also draws
+at several noise levels, against the true frame); seed 0 also draws
 ``projects/fadm/refinement.png`` (source | driving | coarse | refined
 for one frame of each of 8 test sequences) and ``projects/fadm/sequence.gif`` (one sequence).
 """
@@ -239,7 +239,7 @@ def main():
     results = ResultsFile(path, path.with_suffix('.md'))
     if not results.has('source', 'all'):
         results.record('source', 'all', source_as_prediction(), summarize)
-    for k, seed in enumerate(args.seeds):
+    for seed in args.seeds:
         checkpoints = chain(seed, args.quick)
         for row, (checkpoint, opts) in checkpoints.items():
             if not results.has(row, seed):
@@ -247,7 +247,7 @@ def main():
                                summarize)
         if not results.has('diagnosis', seed):
             results.record('diagnosis', seed, diagnose(*checkpoints['fadm']), summarize)
-        if k == 0 and not args.quick:
+        if seed == 0 and not args.quick:             # the README's pictures are seed 0's
             draw(*checkpoints['fadm'])
 
 
