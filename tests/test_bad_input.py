@@ -8,7 +8,6 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.model import BaseModel
-from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from torch import nn
 from torch.utils.data import Dataset
@@ -92,11 +91,6 @@ class _Net(BaseModel):
 
 def _checkpoint_of_another_architecture(tmp_path):
     torch.save({'state_dict': _Net(width=5).state_dict()}, tmp_path / 'other.pth')
-    with DefaultScope.overwrite_default_scope('mmext'):    # leaves no scope behind
-        _train_net(tmp_path)
-
-
-def _train_net(tmp_path):
     Runner(model=_Net(), work_dir=str(tmp_path / 'work'), load_from=str(tmp_path / 'other.pth'),
            train_dataloader=dict(dataset=_Items(), batch_size=2, num_workers=0,
                                  sampler=dict(type='DefaultSampler', shuffle=False),
@@ -142,17 +136,10 @@ def _empty_class_list(_):
     CLIPClassifier.set_class_names(CLIPClassifier.__new__(CLIPClassifier), [])
 
 
-def _build_in_mmext_scope(cfg):
-    """mmengine names the current default scope's registry in its message; a Runner built by
-    an earlier test may have left another scope (mmseg's) current, so build under mmext's."""
-    with DefaultScope.overwrite_default_scope('mmext'):
-        return MODELS.build(cfg)
-
-
 # kind -> (function raising on the bad input, expected error, message pattern: problem + fix)
 CASES = {
     'config: unknown component type': (
-        lambda _: _build_in_mmext_scope(dict(type='mmext.NoSuchThing')), KeyError,
+        lambda _: MODELS.build(dict(type='mmext.NoSuchThing')), KeyError,
         r'mmext\.NoSuchThing is not in the mmext::model registry.*check whether'),
     'config: impossible weight bits': (
         lambda _: ModuleSwap(w_bits=9), ValueError,
