@@ -104,10 +104,13 @@ def test_demo_config_trains_then_tests_through_the_stock_runner(tiny_scenes, tmp
     # the export on the integer kernels against the fake-quantized checkpoint. Exact integer
     # accumulations; the float scaling after them rounds differently from the fake-quantized
     # float GEMM, which can move a value lying on a rounding boundary of the next quantizer by
-    # one level, and such moves add up over the layers. After 2 iterations of QAT the class
-    # scores of a query tie within a few thousandths (all below 0.07), so such a move can
-    # reorder classes; how many canvases agree to 1e-6 depends on the run (5 of 8 and 1 of 8
-    # were seen), so the test holds the scores to 0.01 and most labels.
+    # one level, and such moves add up over the layers. After 2 iterations of QAT all 25 kept
+    # scores of a canvas lie within about 0.01 of each other and two classes tie within a few
+    # thousandths, so such a move can reorder a canvas's detections. (Measured: runs where 5 of
+    # 8 and 1 of 8 canvases agreed to 1e-6; in two runs, with 2 torch threads and with 1, 175
+    # and 167 of the 200 detections were found again, 10 and 7 of 25 on the worst canvas.) The exactness of the layers is tested in
+    # tests/quant/test_runtime.py; here the scores are held to 0.01 and half of the detections
+    # must come back with the same class and box.
     runtime = run_tool('tools/deploy/test_runtime.py', quant_config, tmp_path / 'qat.safetensors',
                        '--work-dir', tmp_path / 'runtime', '--out', tmp_path / 'rt.pkl',
                        '--cfg-options', *scene_cfg_options(tiny_scenes))
@@ -119,13 +122,17 @@ def test_demo_config_trains_then_tests_through_the_stock_runner(tiny_scenes, tmp
     import pickle
     fake, kernel = (pickle.loads((tmp_path / f).read_bytes()) for f in ('fq.pkl', 'rt.pkl'))
     assert len(fake) == len(kernel) == 8
-    same_labels = 0
+    found = total = 0
     for a, b in zip(fake, kernel):
         a, b = a['pred_instances'], b['pred_instances']
         torch.testing.assert_close(a['scores'].sort().values, b['scores'].sort().values,
                                    rtol=0, atol=0.01)
-        same_labels += torch.equal(a['labels'].sort().values, b['labels'].sort().values)
-    assert same_labels >= 6, same_labels
+        for box, label, score in zip(a['bboxes'], a['labels'], a['scores']):
+            same = ((b['labels'] == label) & ((b['bboxes'] - box).abs().amax(1) <= 1.0)
+                    & ((b['scores'] - score).abs() <= 0.01))
+            found += bool(same.any())
+        total += len(a['scores'])
+    assert found >= total / 2, (found, total)
 
 
 def _mmpretrain_options(fashion_mnist_root) -> list[str]:
