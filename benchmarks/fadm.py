@@ -3,6 +3,7 @@ alone, coarse + FADM, coarse + FADM without attributes, per seed.
 
     python benchmarks/fadm.py                     # seeds 0 and 1
     python benchmarks/fadm.py --seeds 0 --quick   # a few iterations of each (plumbing check)
+    python benchmarks/fadm.py --seeds 0 --long    # adds the refiner trained 3x as long
 
 Per seed: the keypoint animator (configs/fadm/animator_demo_moving-fashion.py), then FADM with
 and without attributes, and with a full-resolution warp scale (a diagnosis row), on that
@@ -34,6 +35,7 @@ ROWS = {  # row: description
     'fadm': 'coarse + FADM',
     'fadm_no_attr': 'coarse + FADM without attributes',
     'fadm_fullres': 'coarse + FADM, warp scales up to full resolution (diagnosis)',
+    'fadm_long': 'coarse + FADM, 6,000 iterations (diagnosis, over the 30-minute budget)',
 }
 CONFIGS = {'fadm': 'fadm_demo_moving-fashion.py',
            'fadm_no_attr': 'fadm-no-attr_demo_moving-fashion.py',
@@ -45,8 +47,13 @@ def last_checkpoint(work_dir: Path) -> str:
     return (work_dir / 'last_checkpoint').read_text().strip()
 
 
-def chain(seed: int, quick: bool) -> dict[str, tuple[str, list[str]]]:
-    """Train the animator and both refiners for ``seed``; -> ``{row: (checkpoint, options)}``."""
+LONG = 'fadm-long_demo_moving-fashion.py'
+
+
+def chain(seed: int, quick: bool, long: bool = False) -> dict[str, tuple[str, list[str]]]:
+    """Train the animator and the refiners for ``seed``; -> ``{row: (checkpoint, options)}``.
+    ``long`` adds the refiner trained to 6,000 iterations, resumed from the demo refiner's
+    last checkpoint."""
     root = REPO / f'work_dirs/benchmarks/fadm{"_quick" if quick else ""}' / f'seed{seed}'
     opts = [f'randomness.seed={seed}']
     if quick:
@@ -63,7 +70,12 @@ def chain(seed: int, quick: bool) -> dict[str, tuple[str, list[str]]]:
     animator = run('animator_demo_moving-fashion.py', 'animator', [])
     refiner = [f'model.animator_checkpoint={animator}'] + (
         ['model.sampling.num_steps=3'] if quick else [])
-    return {row: (run(config, row, refiner), refiner) for row, config in CONFIGS.items()}
+    rows = {row: (run(config, row, refiner), refiner) for row, config in CONFIGS.items()}
+    if long:
+        resume = ['resume=True', f"load_from={rows['fadm'][0]}"] + (
+            ['train_cfg.max_iters=6', 'train_cfg.val_interval=6'] if quick else [])
+        rows['fadm_long'] = (run(LONG, 'fadm_long', refiner + resume), refiner)
+    return rows
 
 
 def evaluate(row: str, checkpoint: str, opts: list[str], seed: int, quick: bool) -> dict:
@@ -71,7 +83,8 @@ def evaluate(row: str, checkpoint: str, opts: list[str], seed: int, quick: bool)
         f'{row}_test'
     extra = ['test_dataloader.dataset.num_sequences=2', 'test_dataloader.dataset.sequence_length=2',
              'model.sampling.num_steps=3'] if quick else []
-    done = subprocess.run([sys.executable, 'tools/test.py', CFG + CONFIGS[row], checkpoint,
+    config = LONG if row == 'fadm_long' else CONFIGS[row]
+    done = subprocess.run([sys.executable, 'tools/test.py', CFG + config, checkpoint,
                            '--work-dir', str(work), '--cfg-options', *opts, *extra],
                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     keys = [k for m in METRICS for k in (m, f'coarse_{m}')] + ['num_steps']
@@ -116,6 +129,8 @@ def summarize(results: ResultsFile) -> str:
                   '| seed | ' + ' | '.join(keys) + ' |', '|---' * (len(keys) + 1) + '|']
         lines += [f'| {seed} | ' + ' | '.join(f'{run[k]:.4f}' for k in keys) + ' |'
                   for seed, run in diagnosis.items()]
+        lines += [f'| {seed}, 6,000 iterations | ' + ' | '.join(f'{run[k]:.4f}' for k in keys)
+                  + ' |' for seed, run in runs.get('diagnosis_long', {}).items()]
     return '\n'.join(lines)
 
 
@@ -234,19 +249,26 @@ def draw(checkpoint: str, opts: list[str], sequences: int = 8) -> None:
 
 
 def main():
-    args = seeds_parser(__doc__.split('\n')[0]).parse_args()
+    parser = seeds_parser(__doc__.split('\n')[0])
+    parser.add_argument('--long', action='store_true',
+                        help='also the refiner trained to 6,000 iterations (diagnosis row; '
+                             'about 22 more minutes per seed)')
+    args = parser.parse_args()
     path = Path('/tmp/fadm_quick.json') if args.quick else RESULTS   # quick: not a result
     results = ResultsFile(path, path.with_suffix('.md'))
     if not results.has('source', 'all'):
         results.record('source', 'all', source_as_prediction(), summarize)
     for seed in args.seeds:
-        checkpoints = chain(seed, args.quick)
+        checkpoints = chain(seed, args.quick, args.long)
         for row, (checkpoint, opts) in checkpoints.items():
             if not results.has(row, seed):
                 results.record(row, seed, evaluate(row, checkpoint, opts, seed, args.quick),
                                summarize)
         if not results.has('diagnosis', seed):
             results.record('diagnosis', seed, diagnose(*checkpoints['fadm']), summarize)
+        if args.long and not results.has('diagnosis_long', seed):
+            results.record('diagnosis_long', seed, diagnose(*checkpoints['fadm_long']),
+                           summarize)
         if seed == 0 and not args.quick:             # the README's pictures are seed 0's
             draw(*checkpoints['fadm'])
 

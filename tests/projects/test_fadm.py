@@ -635,6 +635,17 @@ def test_facevid2vid_production_config_changes_only_the_animator():
     assert cfg.test_evaluator == fomm.test_evaluator and cfg.train_cfg == fomm.train_cfg
 
 
+
+def test_long_demo_config_changes_only_the_schedule():
+    demo = Config.fromfile(REPO / 'configs/fadm/fadm_demo_moving-fashion.py')
+    long = Config.fromfile(REPO / 'configs/fadm/fadm-long_demo_moving-fashion.py')
+    assert demo.train_cfg.max_iters == 2000
+    assert long.train_cfg.max_iters == long.train_cfg.val_interval == 6000
+    assert long.default_hooks.checkpoint.interval == 2000
+    assert long.model == demo.model and long.optim_wrapper == demo.optim_wrapper
+    assert long.param_scheduler == demo.param_scheduler     # warm-up only: a resume continues
+    assert long.train_dataloader == demo.train_dataloader and long.test_cfg == demo.test_cfg
+
 # ------------------------------------------------------------------- DECA attributes
 def test_deca_encoder_layout_code_order_and_checkpoint(tmp_path):
     """DECA's E_flame: ResNet-50 without fc + 2048-1024-236 (322 entries, 25,848,108
