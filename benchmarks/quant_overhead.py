@@ -16,7 +16,11 @@ A training step is ``zero_grad``, forward with loss, backward and an AdamW step.
   is comparable between the two libraries.
 
 Variants: float; ``w4a4`` (4-bit weights, activations and attention: q, k, v and P);
-``w4a4-attn8`` (Q-DETR's 4-4-8); ``w1a1`` (binary weights, activations and attention). The
+``w4a4-attn8`` (Q-DETR's 4-4-8); ``w1a1`` (binary weights, activations and attention);
+``-fused``: the fake quantizers through ``torch.compile`` (``ModuleSwap(fused=True)``);
+``-int``: the Linear layers' forward products on the integer grid (``ModuleSwap(integer_gemm=
+True)``, :mod:`mmext.quant.integer_qat`; convolutions and attention's matmuls stay
+fake-quantized). The
 stem and the prediction heads stay float, as in the demo's 4-bit config. ``--compile`` adds
 ``float-compiled`` and ``w4a4-compiled``: the whole model through ``torch.compile`` (the
 quantized one after its initialising batches, which run eager), the optimizer step eager.
@@ -49,7 +53,10 @@ DEMO_DETR = REPO / 'configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fas
 VARIANTS = {
     'w4a4': dict(w_bits=4, a_bits=4, attn_bits=4),
     'w4a4-fused': dict(w_bits=4, a_bits=4, attn_bits=4, fused=True),
+    'w4a4-int': dict(w_bits=4, a_bits=4, attn_bits=4, integer_gemm=True),
+    'w4a4-int-fused': dict(w_bits=4, a_bits=4, attn_bits=4, integer_gemm=True, fused=True),
     'w4a4-attn8': dict(w_bits=4, a_bits=4, attn_bits=8),
+    'w4a4-attn8-int-fused': dict(w_bits=4, a_bits=4, attn_bits=8, integer_gemm=True, fused=True),
     'w1a1': dict(w_bits=1, a_bits=1, attn_bits=1),
 }
 
@@ -164,6 +171,9 @@ def mlp_workloads(device: str, batch: int = 8, compile_whole: bool = False) -> d
         'w4a4': Workload(MLPBlock(QLinear(192, 768, **w4a4), QLinear(768, 192, **w4a4)), loss,
                          device),
     }
+    integer = MLPBlock(QLinear(192, 768, **w4a4), QLinear(768, 192, **w4a4))
+    integer.fc1.integer_gemm = integer.fc2.integer_gemm = True
+    workloads['w4a4-int'] = Workload(integer, loss, device)
     try:
         import brevitas.nn as qnn
         from brevitas.quant import Int8ActPerTensorFloat, Int8WeightPerChannelFloat

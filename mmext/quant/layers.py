@@ -11,6 +11,12 @@ from torch import nn
 
 from mmext.registry import MODELS, QUANTIZERS
 
+from .integer_qat import (
+    integer_grid_linear,
+    integer_grid_pointwise_conv,
+    integer_grid_ready,
+    is_pointwise,
+)
 from .quantizers import FULL_PRECISION
 
 
@@ -86,7 +92,12 @@ class QLinear(nn.Linear):
         w_quantizer / a_quantizer: quantizer configs for the weight and the input (None keeps
             it float). ``per_channel=True`` gives one scale per output feature in the weight
             config, one per input feature (last dim) in the input config.
+
+    Attribute (not saved): ``integer_gemm`` computes the product on the integer grid where the
+    layer qualifies (:mod:`mmext.quant.integer_qat`; ``ModuleSwap(integer_gemm=True)`` sets it).
     """
+
+    integer_gemm = False
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  w_quantizer: dict | nn.Module | None = None,
@@ -96,6 +107,8 @@ class QLinear(nn.Linear):
         self.a_quantizer = build_grouped_quantizer(a_quantizer, in_features, -1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.integer_gemm and integer_grid_ready(self, x):
+            return integer_grid_linear(self, x)
         return F.linear(self.a_quantizer(x), self.w_quantizer(self.weight), self.bias)
 
     @classmethod
@@ -111,7 +124,13 @@ class QLinear(nn.Linear):
 class QConv2d(nn.Conv2d):
     """``y = conv(A(x), Q(W)) + b`` for x (B, C_in, H, W) -> (B, C_out, H', W'); arguments as
     ``nn.Conv2d`` plus the quantizer configs of :class:`QLinear` (``per_channel=True`` in the
-    input config: one scale per input channel, dim 1)."""
+    input config: one scale per input channel, dim 1).
+
+    Attribute (not saved): ``integer_gemm`` computes a 1 x 1 convolution's product on the
+    integer grid where it qualifies (:mod:`mmext.quant.integer_qat`), its output channels-last.
+    """
+
+    integer_gemm = False
 
     def __init__(self, *args, w_quantizer: dict | nn.Module | None = None,
                  a_quantizer: dict | nn.Module | None = None, **kwargs):
@@ -120,6 +139,8 @@ class QConv2d(nn.Conv2d):
         self.a_quantizer = build_grouped_quantizer(a_quantizer, self.in_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.integer_gemm and is_pointwise(self) and integer_grid_ready(self, x):
+            return integer_grid_pointwise_conv(self, x)
         return self._conv_forward(self.a_quantizer(x), self.w_quantizer(self.weight), self.bias)
 
     @classmethod

@@ -112,6 +112,10 @@ class ModuleSwap:
         fused: run the LSQ / LSQ+ fake quantization through ``torch.compile`` (one fused pass
             forward and backward; faster training after a compile of seconds per layout at
             the start, see :func:`mmext.quant.quantizers.fake_quantize`).
+        integer_gemm: compute the forward product of qualifying 2..8-bit Linear and 1 x 1
+            Conv2d layers (an LSQ weight, a per-tensor LSQ+ input) as an int8 GEMM on the
+            integer levels, the same values up to float rounding, the same gradients
+            (:mod:`mmext.quant.integer_qat`); faster training on CPUs with int8 matrix units.
         w_granularity: LSQ weight steps per output 'channel' (default) or per 'tensor'.
         a_granularity: LSQ+ input steps and zero points of Linear / Conv2d layers per 'tensor'
             (default) or per input 'channel' (the last dim of a Linear input, dim 1 of a
@@ -131,7 +135,7 @@ class ModuleSwap:
 
     def __init__(self, w_bits: int = 4, a_bits: int = 4, attn_bits: int | None = None,
                  skip: list[str] = (), overrides: list[dict] = (), fused: bool = False,
-                 w_granularity: str = 'channel', a_granularity: str = 'tensor',
+                 integer_gemm: bool = False, w_granularity: str = 'channel', a_granularity: str = 'tensor',
                  calibration: dict | None = None):
         self.w_bits = _check_bits(w_bits, 'ModuleSwap w_bits')
         self.a_bits = _check_bits(a_bits, 'ModuleSwap a_bits')
@@ -152,6 +156,7 @@ class ModuleSwap:
                     _check_bits(rule[key], f'ModuleSwap overrides[{i}] {key}')
             self.overrides.append(rule)
         self.fused = bool(fused)
+        self.integer_gemm = bool(integer_gemm)
         check_granularity(w_granularity, 'ModuleSwap w_granularity')
         check_granularity(a_granularity, 'ModuleSwap a_granularity')
         self.w_granularity, self.a_granularity = w_granularity, a_granularity
@@ -250,6 +255,8 @@ class ModuleSwap:
         for module in model.modules():
             if isinstance(module, _StepQuantizer):
                 module.fused = self.fused
+            if isinstance(module, (QLinear, QConv2d)):
+                module.integer_gemm = self.integer_gemm
         owners = weight_owners(model)
         for name, quantizer in step_quantizers(model).items():
             if id(quantizer) not in existing:

@@ -174,6 +174,54 @@ inline void store(const Epilogue& e, int64_t c, int64_t full, const int64_t* pop
   }
 }
 
+// Fake-quantizer levels, round(clamp(x / s + z, lo, hi)) with rounding half to even, 16 at a
+// time (std::nearbyint is a library call per element). The bound comes first in max / min so
+// that a NaN passes through as it does in torch.clamp.
+__attribute__((target("avx512f"))) int64_t levels_avx512(const float* src, float* dst,
+                                                         int64_t n, float s, float z, float lo,
+                                                         float hi) {
+  const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(z);
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 t = _mm512_add_ps(_mm512_div_ps(_mm512_loadu_ps(src + i), vs), vz);
+    t = _mm512_min_ps(vhi, _mm512_max_ps(vlo, t));
+    _mm512_storeu_ps(dst + i, _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT |
+                                                          _MM_FROUND_NO_EXC));
+  }
+  return i;
+}
+
+// The LSQ+ input backward over [0, n) 16 at a time (see lsq_input_backward); returns the first
+// element it did not do and adds its two sums to ds / out.
+__attribute__((target("avx512f"))) int64_t lsq_backward_avx512(const float* g, const float* src,
+                                                               float* gx, int64_t n, float s,
+                                                               float z, float lo, float hi,
+                                                               double& ds, double& out) {
+  const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(z);
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  const __m512 lo_z = _mm512_set1_ps(lo - z), hi_z = _mm512_set1_ps(hi - z);
+  __m512 step = _mm512_setzero_ps(), outside = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 gv = _mm512_loadu_ps(g + i);
+    const __m512 t = _mm512_add_ps(_mm512_div_ps(_mm512_loadu_ps(src + i), vs), vz);
+    const __mmask16 inside = _mm512_cmp_ps_mask(t, vlo, _CMP_GE_OQ) &
+                             _mm512_cmp_ps_mask(t, vhi, _CMP_LE_OQ);
+    const __mmask16 below = _mm512_cmp_ps_mask(t, vlo, _CMP_LT_OQ);
+    _mm512_storeu_ps(gx + i, _mm512_maskz_mov_ps(inside, gv));
+    const __m512 rounded = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT |
+                                                       _MM_FROUND_NO_EXC);
+    __m512 d = _mm512_mask_blend_ps(below, hi_z, lo_z);               // outside: bound - z
+    d = _mm512_mask_blend_ps(inside, d, _mm512_sub_ps(rounded, t));   // inside: round(t) - t
+    step = _mm512_fmadd_ps(gv, d, step);
+    outside = _mm512_add_ps(outside, _mm512_maskz_mov_ps(static_cast<__mmask16>(~inside), gv));
+  }
+  ds += _mm512_reduce_add_ps(step);
+  out += _mm512_reduce_add_ps(outside);
+  return i;
+}
+
 // The kernels read raw pointers on the CPU: a tensor on another device is refused.
 void check_cpu(std::initializer_list<torch::Tensor> tensors, const char* op) {
   for (const auto& t : tensors)
@@ -436,6 +484,104 @@ torch::Tensor int_epilogue(torch::Tensor acc, double c, torch::Tensor weight_sum
   return out;
 }
 
+// The levels of a fake quantizer, round(clamp(x / s + z, qn, qp)), as float, with its own float
+// operations (IEEE division, addition, clamp, round half to even), so the levels are equal.
+torch::Tensor quantize_levels(torch::Tensor x, double scale, double zero_point, int64_t qn,
+                              int64_t qp) {
+  check_cpu({x}, "quantize_levels");
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32, "quantize_levels: x must be float32");
+  x = x.contiguous();
+  auto out = torch::empty_like(x);
+  const float* src = x.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  const float s = static_cast<float>(scale), z = static_cast<float>(zero_point);
+  const float lo = static_cast<float>(qn), hi = static_cast<float>(qp);
+  at::parallel_for(0, x.numel(), 16384, [&](int64_t begin, int64_t end) {
+    if (use_avx512())
+      begin += levels_avx512(src + begin, dst + begin, end - begin, s, z, lo, hi);
+    for (int64_t i = begin; i < end; ++i)
+      dst[i] = std::nearbyint(std::min(std::max(src[i] / s + z, lo), hi));
+  });
+  return out;
+}
+
+// In place, y[m, n] = (acc[m, n] + c * weight_sum[n]) * scale[n] + bias[n] on a float (M, N)
+// product of levels: the scaling and the zero point's part in one pass.
+torch::Tensor scale_levels_product_(torch::Tensor acc, double c, torch::Tensor weight_sum,
+                                    torch::Tensor scale, torch::Tensor bias) {
+  check_cpu({acc, weight_sum, scale, bias}, "scale_levels_product_");
+  TORCH_CHECK(acc.is_contiguous() && acc.scalar_type() == torch::kFloat32 && acc.dim() == 2,
+              "scale_levels_product_: acc must be a contiguous (M, N) float32 tensor");
+  const int64_t m = acc.size(0), n = acc.size(1);
+  TORCH_CHECK(weight_sum.numel() == n && scale.numel() == n && bias.numel() == n,
+              "scale_levels_product_: weight_sum, scale and bias need N entries");
+  weight_sum = weight_sum.contiguous();
+  scale = scale.contiguous();
+  bias = bias.contiguous();
+  float* y = acc.data_ptr<float>();
+  const float* ws = weight_sum.data_ptr<float>();
+  const float* sc = scale.data_ptr<float>();
+  const float* bi = bias.data_ptr<float>();
+  const float cf = static_cast<float>(c);
+  at::parallel_for(0, m, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i)
+      for (int64_t j = 0; j < n; ++j) y[i * n + j] = (y[i * n + j] + cf * ws[j]) * sc[j] + bi[j];
+  });
+  return acc;
+}
+
+// The LSQ+ backward of a per-tensor input quantizer in one pass over grad and x, with the
+// forward's float operations (t = x / s + z): grad_x = grad where qn <= t <= qp, else 0; and
+// two sums (float64): sum grad * (round(t) - t) over the inside plus grad * (bound - z) over the
+// outside (the step's gradient before its factor), and sum grad over the outside (minus the
+// zero point's, before s and the factor).
+std::vector<torch::Tensor> lsq_input_backward(torch::Tensor grad, torch::Tensor x, double scale,
+                                              double zero_point, int64_t qn, int64_t qp) {
+  check_cpu({grad, x}, "lsq_input_backward");
+  TORCH_CHECK(grad.scalar_type() == torch::kFloat32 && x.scalar_type() == torch::kFloat32,
+              "lsq_input_backward: grad and x must be float32");
+  TORCH_CHECK(grad.sizes() == x.sizes(), "lsq_input_backward: grad and x differ in shape");
+  grad = grad.contiguous();
+  x = x.contiguous();
+  auto grad_x = torch::empty_like(x);
+  const float* g = grad.data_ptr<float>();
+  const float* src = x.data_ptr<float>();
+  float* gx = grad_x.data_ptr<float>();
+  const float s = static_cast<float>(scale), z = static_cast<float>(zero_point);
+  const float lo = static_cast<float>(qn), hi = static_cast<float>(qp);
+  const int64_t n = x.numel(), grain = 16384, chunks = (n + grain - 1) / grain;
+  std::vector<double> step(chunks, 0.0), outside(chunks, 0.0);
+  at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
+    for (int64_t c = first; c < last; ++c) {
+      double ds = 0.0, out = 0.0;
+      int64_t i = c * grain;
+      const int64_t end = std::min(n, i + grain);
+      if (use_avx512())
+        i += lsq_backward_avx512(g + i, src + i, gx + i, end - i, s, z, lo, hi, ds, out);
+      for (; i < end; ++i) {
+        const float t = src[i] / s + z;
+        if (t >= lo && t <= hi) {
+          gx[i] = g[i];
+          ds += static_cast<double>(g[i]) * (std::nearbyint(t) - t);
+        } else {
+          gx[i] = 0.0f;
+          ds += static_cast<double>(g[i]) * ((t < lo ? lo : hi) - z);
+          out += g[i];
+        }
+      }
+      step[c] = ds;
+      outside[c] = out;
+    }
+  });
+  double ds = 0.0, out = 0.0;
+  for (int64_t c = 0; c < chunks; ++c) {
+    ds += step[c];
+    out += outside[c];
+  }
+  auto sums = torch::tensor({ds, out}, torch::dtype(torch::kFloat64));
+  return {grad_x, sums};
+}
+
 // x (B, H, W, C) int8 channels last -> (B * OH * OW, KH * KW * C) int8 columns (tap-major,
 // then channel), zeros where a tap falls in the padding.
 torch::Tensor im2col_int8(torch::Tensor x, int64_t kh, int64_t kw, int64_t stride, int64_t pad,
@@ -478,6 +624,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("binary_conv2d", &binary_conv2d, "XNOR-popcount direct convolution on packed signs");
   m.def("quantize_int8", &quantize_int8, "round(clamp(x / s + z)) - offset as int8");
   m.def("int_epilogue", &int_epilogue, "(acc + c * weight_sum) * scale + bias");
+  m.def("quantize_levels", &quantize_levels, "round(clamp(x / s + z)) as float");
+  m.def("scale_levels_product_", &scale_levels_product_,
+        "in place: (acc + c * weight_sum) * scale + bias");
+  m.def("lsq_input_backward", &lsq_input_backward,
+        "LSQ+ input gradient and the step / zero-point sums in one pass");
   m.def("im2col_int8", &im2col_int8, "int8 columns of a channels-last input");
   m.def("has_avx512_popcount", &has_avx512_popcount, "whether the AVX-512 path runs");
 }
