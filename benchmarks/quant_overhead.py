@@ -18,9 +18,9 @@ A training step is ``zero_grad``, forward with loss, backward and an AdamW step.
 Variants: float; ``w4a4`` (4-bit weights, activations and attention: q, k, v and P);
 ``w4a4-attn8`` (Q-DETR's 4-4-8); ``w1a1`` (binary weights, activations and attention);
 ``-fused``: the fake quantizers through ``torch.compile`` (``ModuleSwap(fused=True)``);
-``-int``: the Linear layers' forward products on the integer grid (``ModuleSwap(integer_gemm=
-True)``, :mod:`mmext.quant.integer_qat`; convolutions and attention's matmuls stay
-fake-quantized). The
+``-int``: the forward products of the Linear and 1 x 1 convolution layers on the integer grid
+(``ModuleSwap(integer_gemm=True)``, :mod:`mmext.quant.integer_qat`; other convolutions and
+attention's matmuls stay fake-quantized). The
 stem and the prediction heads stay float, as in the demo's 4-bit config. ``--compile`` adds
 ``float-compiled`` and ``w4a4-compiled``: the whole model through ``torch.compile`` (the
 quantized one after its initialising batches, which run eager), the optimizer step eager.
