@@ -19,8 +19,8 @@ Used where ``integer_gemm`` is set on a QLinear or a 1 x 1 QConv2d (``ModuleSwap
 True)`` sets it on both) and the layer qualifies (:func:`integer_grid_ready`): a per-tensor
 LSQ+ input quantizer and an LSQ weight quantizer, both of 2..8 bits and initialised, float32
 CPU tensors, and the compiled helpers (:func:`mmext.quant.kernels.lowbit_ops`: the input's
-levels, the scaling and the LSQ+ backward in one pass each). Anything else runs the
-fake-quantized path.
+levels, the weight's levels, the scaling and the LSQ / LSQ+ backward passes, one pass each).
+Anything else runs the fake-quantized path.
 """
 from __future__ import annotations
 
@@ -87,27 +87,25 @@ class _IntegerGridLinear(torch.autograd.Function):
         s, z = float(a_scale), float(a_zero)
         n = weight.shape[0]
         levels = ops.quantize_levels(x, s, z, qn, qp)                     # (M, K)
-        w_steps = w_scale.reshape(-1, 1) if w_scale.numel() > 1 else w_scale
-        w_t = weight / w_steps
-        w_levels = w_t.clamp(wqn, wqp).round_()
+        w_levels, w_fake, w_level_sum = ops.lsq_weight_forward(weight, w_scale, wqn, wqp)
         with _bf16_matmul():
             acc = F.linear(levels, w_levels).contiguous()
         out = ops.scale_levels_product_(
-            acc, -z, w_levels.sum(1), (a_scale * w_scale).expand(n).contiguous(),
+            acc, -z, w_level_sum, (a_scale * w_scale).expand(n).contiguous(),
             bias if bias is not None else x.new_zeros(n))
-        ctx.save_for_backward(x, levels, w_t, w_levels, w_steps)
+        ctx.save_for_backward(x, levels, weight, w_fake, w_scale)
         ctx.grid, ctx.w_grid = (qn, qp, a_factor, s, z), (wqn, wqp, w_factor)
         ctx.has_bias, ctx.ops = bias is not None, ops
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x, levels, w_t, w_levels, w_steps = ctx.saved_tensors
+        x, levels, weight, w_fake, w_scale = ctx.saved_tensors
         qn, qp, a_factor, s, z = ctx.grid
         wqn, wqp, w_factor = ctx.w_grid
         grad = grad.contiguous()
         # the fake-quantized layer's products (its float operations: level - z, times s)
-        grad_x_q = grad @ (w_levels * w_steps)
+        grad_x_q = grad @ w_fake
         grad_w_q = grad.t() @ (levels - z).mul_(s)
         # LSQ+ on the input (per tensor)
         grad_x, sums = ctx.ops.lsq_input_backward(grad_x_q, x, s, z, qn, qp)
@@ -115,11 +113,9 @@ class _IntegerGridLinear(torch.autograd.Function):
         grad_a_scale = grad_x.new_tensor([step_sum * a_factor])
         grad_a_zero = grad_x.new_tensor([-outside_sum * s * a_factor])
         # LSQ on the weight (per tensor or per output channel)
-        inside = (w_t >= wqn) & (w_t <= wqp)
-        grad_w = grad_w_q * inside
-        ds = torch.where(inside, w_levels - w_t, w_levels)
-        grad_w_scale = (grad_w_q * ds).sum(1) if w_steps.numel() > 1 else (grad_w_q * ds).sum()
-        grad_w_scale = (grad_w_scale * w_factor).reshape(-1)
+        grad_w, step = ctx.ops.lsq_weight_backward(grad_w_q, weight, w_scale, wqn, wqp)
+        step = step if w_scale.numel() > 1 else step.sum().reshape(1)
+        grad_w_scale = (step * w_factor).to(w_scale.dtype)
         grad_bias = grad.sum(0) if ctx.has_bias else None
         return grad_x, grad_w, grad_bias, grad_a_scale, grad_a_zero, grad_w_scale, None, None, \
             None

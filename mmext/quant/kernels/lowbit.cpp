@@ -222,6 +222,53 @@ __attribute__((target("avx512f"))) int64_t lsq_backward_avx512(const float* g, c
   return i;
 }
 
+// One row of an LSQ weight (step s): levels round(clamp(w / s, lo, hi)) and the fake-quantized
+// weight levels * s, 16 at a time; returns the first element it did not do and adds the
+// levels to level_sum.
+__attribute__((target("avx512f"))) int64_t weight_row_avx512(const float* w, float* levels,
+                                                             float* fake, int64_t n, float s,
+                                                             float lo, float hi,
+                                                             float& level_sum) {
+  const __m512 vs = _mm512_set1_ps(s), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  __m512 sum = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 t = _mm512_div_ps(_mm512_loadu_ps(w + i), vs);
+    t = _mm512_roundscale_ps(_mm512_min_ps(vhi, _mm512_max_ps(vlo, t)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm512_storeu_ps(levels + i, t);
+    _mm512_storeu_ps(fake + i, _mm512_mul_ps(t, vs));
+    sum = _mm512_add_ps(sum, t);
+  }
+  level_sum += _mm512_reduce_add_ps(sum);
+  return i;
+}
+
+// One row of the LSQ weight backward (step s): grad_w = grad where lo <= w / s <= hi, else 0;
+// adds sum grad * (round(t) - t) inside and grad * bound outside to step_sum.
+__attribute__((target("avx512f"))) int64_t weight_backward_row_avx512(
+    const float* g, const float* w, float* gw, int64_t n, float s, float lo, float hi,
+    double& step_sum) {
+  const __m512 vs = _mm512_set1_ps(s), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  __m512 step = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 gv = _mm512_loadu_ps(g + i);
+    const __m512 t = _mm512_div_ps(_mm512_loadu_ps(w + i), vs);
+    const __mmask16 inside = _mm512_cmp_ps_mask(t, vlo, _CMP_GE_OQ) &
+                             _mm512_cmp_ps_mask(t, vhi, _CMP_LE_OQ);
+    const __mmask16 below = _mm512_cmp_ps_mask(t, vlo, _CMP_LT_OQ);
+    _mm512_storeu_ps(gw + i, _mm512_maskz_mov_ps(inside, gv));
+    const __m512 rounded = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT |
+                                                       _MM_FROUND_NO_EXC);
+    __m512 d = _mm512_mask_blend_ps(below, vhi, vlo);
+    d = _mm512_mask_blend_ps(inside, d, _mm512_sub_ps(rounded, t));
+    step = _mm512_fmadd_ps(gv, d, step);
+  }
+  step_sum += _mm512_reduce_add_ps(step);
+  return i;
+}
+
 // The kernels read raw pointers on the CPU: a tensor on another device is refused.
 void check_cpu(std::initializer_list<torch::Tensor> tensors, const char* op) {
   for (const auto& t : tensors)
@@ -530,6 +577,89 @@ torch::Tensor scale_levels_product_(torch::Tensor acc, double c, torch::Tensor w
   return acc;
 }
 
+// An LSQ weight (N, K) with one step per row (scale (N)) or for all (scale (1)): its levels
+// round(clamp(w / s, qn, qp)), the fake-quantized weight levels * s (the quantizer's own float
+// operations) and the levels' sum per row, in one pass.
+std::vector<torch::Tensor> lsq_weight_forward(torch::Tensor w, torch::Tensor scale, int64_t qn,
+                                              int64_t qp) {
+  check_cpu({w, scale}, "lsq_weight_forward");
+  TORCH_CHECK(w.scalar_type() == torch::kFloat32 && scale.scalar_type() == torch::kFloat32 &&
+                  w.dim() == 2, "lsq_weight_forward: w must be a (N, K) float32 tensor");
+  const int64_t n = w.size(0), k = w.size(1);
+  TORCH_CHECK(scale.numel() == n || scale.numel() == 1,
+              "lsq_weight_forward: scale needs N entries or one");
+  w = w.contiguous();
+  scale = scale.contiguous();
+  auto levels = torch::empty_like(w), fake = torch::empty_like(w);
+  auto level_sum = torch::empty({n}, w.options());
+  const float *src = w.data_ptr<float>(), *sc = scale.data_ptr<float>();
+  float *lv = levels.data_ptr<float>(), *fk = fake.data_ptr<float>();
+  float* ls = level_sum.data_ptr<float>();
+  const float lo = static_cast<float>(qn), hi = static_cast<float>(qp);
+  const bool per_row = scale.numel() == n && n > 1;
+  at::parallel_for(0, n, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float s = sc[per_row ? r : 0];
+      const float* wr = src + r * k;
+      float *lr = lv + r * k, *fr = fk + r * k;
+      float sum = 0.0f;
+      int64_t i = use_avx512() ? weight_row_avx512(wr, lr, fr, k, s, lo, hi, sum) : 0;
+      for (; i < k; ++i) {
+        lr[i] = std::nearbyint(std::min(std::max(wr[i] / s, lo), hi));
+        fr[i] = lr[i] * s;
+        sum += lr[i];
+      }
+      ls[r] = sum;
+    }
+  });
+  return {levels, fake, level_sum};
+}
+
+// The LSQ weight backward in one pass: grad_w (N, K), and the step's gradient before its factor
+// per row (N, float64: sum grad * (round(t) - t) inside, grad * bound outside, t = w / s).
+std::vector<torch::Tensor> lsq_weight_backward(torch::Tensor grad, torch::Tensor w,
+                                               torch::Tensor scale, int64_t qn, int64_t qp) {
+  check_cpu({grad, w, scale}, "lsq_weight_backward");
+  TORCH_CHECK(grad.sizes() == w.sizes() && w.dim() == 2 &&
+                  grad.scalar_type() == torch::kFloat32 && w.scalar_type() == torch::kFloat32,
+              "lsq_weight_backward: grad and w must be (N, K) float32 tensors");
+  const int64_t n = w.size(0), k = w.size(1);
+  TORCH_CHECK(scale.numel() == n || scale.numel() == 1,
+              "lsq_weight_backward: scale needs N entries or one");
+  grad = grad.contiguous();
+  w = w.contiguous();
+  scale = scale.contiguous();
+  auto grad_w = torch::empty_like(w);
+  auto step = torch::empty({n}, w.options().dtype(torch::kFloat64));
+  const float *g = grad.data_ptr<float>(), *src = w.data_ptr<float>();
+  const float* sc = scale.data_ptr<float>();
+  float* gw = grad_w.data_ptr<float>();
+  double* st = step.data_ptr<double>();
+  const float lo = static_cast<float>(qn), hi = static_cast<float>(qp);
+  const bool per_row = scale.numel() == n && n > 1;
+  at::parallel_for(0, n, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float s = sc[per_row ? r : 0];
+      const float *gr = g + r * k, *wr = src + r * k;
+      float* out = gw + r * k;
+      double ds = 0.0;
+      int64_t i = use_avx512() ? weight_backward_row_avx512(gr, wr, out, k, s, lo, hi, ds) : 0;
+      for (; i < k; ++i) {
+        const float t = wr[i] / s;
+        if (t >= lo && t <= hi) {
+          out[i] = gr[i];
+          ds += static_cast<double>(gr[i]) * (std::nearbyint(t) - t);
+        } else {
+          out[i] = 0.0f;
+          ds += static_cast<double>(gr[i]) * (t < lo ? lo : hi);
+        }
+      }
+      st[r] = ds;
+    }
+  });
+  return {grad_w, step};
+}
+
 // The LSQ+ backward of a per-tensor input quantizer in one pass over grad and x, with the
 // forward's float operations (t = x / s + z): grad_x = grad where qn <= t <= qp, else 0; and
 // two sums (float64): sum grad * (round(t) - t) over the inside plus grad * (bound - z) over the
@@ -627,6 +757,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("quantize_levels", &quantize_levels, "round(clamp(x / s + z)) as float");
   m.def("scale_levels_product_", &scale_levels_product_,
         "in place: (acc + c * weight_sum) * scale + bias");
+  m.def("lsq_weight_forward", &lsq_weight_forward,
+        "LSQ weight levels, fake-quantized weight and level sums in one pass");
+  m.def("lsq_weight_backward", &lsq_weight_backward,
+        "LSQ weight gradient and the step sums per row in one pass");
   m.def("lsq_input_backward", &lsq_input_backward,
         "LSQ+ input gradient and the step / zero-point sums in one pass");
   m.def("im2col_int8", &im2col_int8, "int8 columns of a channels-last input");
