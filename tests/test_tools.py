@@ -108,9 +108,9 @@ def test_demo_config_trains_then_tests_through_the_stock_runner(tiny_scenes, tmp
     # scores of a canvas lie within about 0.01 of each other and two classes tie within a few
     # thousandths, so such a move can reorder a canvas's detections. (Measured: runs where 5 of
     # 8 and 1 of 8 canvases agreed to 1e-6; in two runs, with 2 torch threads and with 1, 175
-    # and 167 of the 200 detections were found again, 10 and 7 of 25 on the worst canvas.) The exactness of the layers is tested in
-    # tests/quant/test_runtime.py; here the scores are held to 0.01 and half of the detections
-    # must come back with the same class and box.
+    # and 167 of the 200 detections were found again, 10 and 7 of 25 on the worst canvas.)
+    # The exactness of the layers is tested in tests/quant/test_runtime.py; here the scores are
+    # held to 0.01 and half of the detections must come back with the same class and box.
     runtime = run_tool('tools/deploy/test_runtime.py', quant_config, tmp_path / 'qat.safetensors',
                        '--work-dir', tmp_path / 'runtime', '--out', tmp_path / 'rt.pkl',
                        '--cfg-options', *scene_cfg_options(tiny_scenes))

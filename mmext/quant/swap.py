@@ -113,9 +113,10 @@ class ModuleSwap:
             forward and backward; faster training after a compile of seconds per layout at
             the start, see :func:`mmext.quant.quantizers.fake_quantize`).
         integer_gemm: compute the forward product of qualifying 2..8-bit Linear and 1 x 1
-            Conv2d layers (an LSQ weight, a per-tensor LSQ+ input) as an int8 GEMM on the
-            integer levels, the same values up to float rounding, the same gradients
-            (:mod:`mmext.quant.integer_qat`); faster training on CPUs with int8 matrix units.
+            Conv2d layers (an LSQ weight, a per-tensor LSQ+ input) exactly on their integer
+            levels (a bfloat16 GEMM on CPUs with bfloat16 matrix units), the same values up to
+            float rounding, the same gradients (:mod:`mmext.quant.integer_qat`); faster CPU
+            training.
         w_granularity: LSQ weight steps per output 'channel' (default) or per 'tensor'.
         a_granularity: LSQ+ input steps and zero points of Linear / Conv2d layers per 'tensor'
             (default) or per input 'channel' (the last dim of a Linear input, dim 1 of a
@@ -135,8 +136,8 @@ class ModuleSwap:
 
     def __init__(self, w_bits: int = 4, a_bits: int = 4, attn_bits: int | None = None,
                  skip: list[str] = (), overrides: list[dict] = (), fused: bool = False,
-                 integer_gemm: bool = False, w_granularity: str = 'channel', a_granularity: str = 'tensor',
-                 calibration: dict | None = None):
+                 integer_gemm: bool = False, w_granularity: str = 'channel',
+                 a_granularity: str = 'tensor', calibration: dict | None = None):
         self.w_bits = _check_bits(w_bits, 'ModuleSwap w_bits')
         self.a_bits = _check_bits(a_bits, 'ModuleSwap a_bits')
         self.attn_bits = _check_bits(a_bits if attn_bits is None else attn_bits,
