@@ -244,31 +244,6 @@ __attribute__((target("avx512f"))) int64_t weight_row_avx512(const float* w, flo
   return i;
 }
 
-// One row of the LSQ weight backward (step s): grad_w = grad where lo <= w / s <= hi, else 0;
-// adds sum grad * (round(t) - t) inside and grad * bound outside to step_sum.
-__attribute__((target("avx512f"))) int64_t weight_backward_row_avx512(
-    const float* g, const float* w, float* gw, int64_t n, float s, float lo, float hi,
-    double& step_sum) {
-  const __m512 vs = _mm512_set1_ps(s), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-  __m512 step = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m512 gv = _mm512_loadu_ps(g + i);
-    const __m512 t = _mm512_div_ps(_mm512_loadu_ps(w + i), vs);
-    const __mmask16 inside = _mm512_cmp_ps_mask(t, vlo, _CMP_GE_OQ) &
-                             _mm512_cmp_ps_mask(t, vhi, _CMP_LE_OQ);
-    const __mmask16 below = _mm512_cmp_ps_mask(t, vlo, _CMP_LT_OQ);
-    _mm512_storeu_ps(gw + i, _mm512_maskz_mov_ps(inside, gv));
-    const __m512 rounded = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT |
-                                                       _MM_FROUND_NO_EXC);
-    __m512 d = _mm512_mask_blend_ps(below, vhi, vlo);
-    d = _mm512_mask_blend_ps(inside, d, _mm512_sub_ps(rounded, t));
-    step = _mm512_fmadd_ps(gv, d, step);
-  }
-  step_sum += _mm512_reduce_add_ps(step);
-  return i;
-}
-
 // The kernels read raw pointers on the CPU: a tensor on another device is refused.
 void check_cpu(std::initializer_list<torch::Tensor> tensors, const char* op) {
   for (const auto& t : tensors)
@@ -642,8 +617,9 @@ std::vector<torch::Tensor> lsq_weight_backward(torch::Tensor grad, torch::Tensor
       const float s = sc[per_row ? r : 0];
       const float *gr = g + r * k, *wr = src + r * k;
       float* out = gw + r * k;
-      double ds = 0.0;
-      int64_t i = use_avx512() ? weight_backward_row_avx512(gr, wr, out, k, s, lo, hi, ds) : 0;
+      double ds = 0.0, outside = 0.0;   // the input backward's pass with z = 0
+      int64_t i = use_avx512() ? lsq_backward_avx512(gr, wr, out, k, s, 0.0f, lo, hi, ds, outside)
+                               : 0;
       for (; i < k; ++i) {
         const float t = wr[i] / s;
         if (t >= lo && t <= hi) {
