@@ -635,7 +635,6 @@ def test_facevid2vid_production_config_changes_only_the_animator():
     assert cfg.test_evaluator == fomm.test_evaluator and cfg.train_cfg == fomm.train_cfg
 
 
-
 def test_long_demo_config_changes_only_the_schedule():
     demo = Config.fromfile(REPO / 'configs/fadm/fadm_demo_moving-fashion.py')
     long = Config.fromfile(REPO / 'configs/fadm/fadm-long_demo_moving-fashion.py')
