@@ -252,7 +252,7 @@ def main():
     parser = seeds_parser(__doc__.split('\n')[0])
     parser.add_argument('--long', action='store_true',
                         help='also the refiner trained to 6,000 iterations (diagnosis row; '
-                             'about 22 more minutes per seed)')
+                             'about 30 more minutes per seed)')
     args = parser.parse_args()
     path = Path('/tmp/fadm_quick.json') if args.quick else RESULTS   # quick: not a result
     results = ResultsFile(path, path.with_suffix('.md'))

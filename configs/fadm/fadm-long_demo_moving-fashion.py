@@ -1,5 +1,5 @@
 # FADM demo, diagnosis: the refiner of fadm_demo_moving-fashion.py trained three times as long
-# (6,000 iterations of 32 pairs, about 33 minutes here: over the demo's 30-minute budget). Every
+# (6,000 iterations of 32 pairs, about 0.4 s each here: over the demo's 30-minute budget). Every
 # other setting is the demo's; the benchmark row resumes the demo's own iteration-2,000
 # checkpoint of the same seed (resumes are exact: tests/test_resume.py).
 #   python tools/train.py configs/fadm/fadm-long_demo_moving-fashion.py \
