@@ -251,6 +251,33 @@ void check_cpu(std::initializer_list<torch::Tensor> tensors, const char* op) {
                 t.device(), " (move the model with .cpu())");
 }
 
+// The LSQ / LSQ+ backward over n elements (t = x / s + z; z = 0 for a weight): gx = g where
+// lo <= t <= hi, else 0; adds sum g * (round(t) - t) inside plus g * (bound - z) outside to ds
+// and sum g outside to out.
+void lsq_backward_range(const float* g, const float* src, float* gx, int64_t n, float s,
+                        float z, float lo, float hi, double& ds, double& out) {
+  int64_t i = use_avx512() ? lsq_backward_avx512(g, src, gx, n, s, z, lo, hi, ds, out) : 0;
+  for (; i < n; ++i) {
+    const float t = src[i] / s + z;
+    if (t >= lo && t <= hi) {
+      gx[i] = g[i];
+      ds += static_cast<double>(g[i]) * (std::nearbyint(t) - t);
+    } else {
+      gx[i] = 0.0f;
+      ds += static_cast<double>(g[i]) * ((t < lo ? lo : hi) - z);
+      out += g[i];
+    }
+  }
+}
+
+// An LSQ weight is (N, K) float32 with a float32 step per row (N) or one for all (1).
+void check_weight_rows(const torch::Tensor& w, const torch::Tensor& scale, const char* op) {
+  TORCH_CHECK(w.scalar_type() == torch::kFloat32 && scale.scalar_type() == torch::kFloat32 &&
+                  w.dim() == 2, op, ": w must be a (N, K) float32 tensor, scale float32");
+  TORCH_CHECK(scale.numel() == w.size(0) || scale.numel() == 1, op,
+              ": scale needs N entries or one");
+}
+
 }  // namespace
 
 // x (M, K) float -> (M, ceil(K / 64)) int64 sign words.
@@ -558,11 +585,8 @@ torch::Tensor scale_levels_product_(torch::Tensor acc, double c, torch::Tensor w
 std::vector<torch::Tensor> lsq_weight_forward(torch::Tensor w, torch::Tensor scale, int64_t qn,
                                               int64_t qp) {
   check_cpu({w, scale}, "lsq_weight_forward");
-  TORCH_CHECK(w.scalar_type() == torch::kFloat32 && scale.scalar_type() == torch::kFloat32 &&
-                  w.dim() == 2, "lsq_weight_forward: w must be a (N, K) float32 tensor");
+  check_weight_rows(w, scale, "lsq_weight_forward");
   const int64_t n = w.size(0), k = w.size(1);
-  TORCH_CHECK(scale.numel() == n || scale.numel() == 1,
-              "lsq_weight_forward: scale needs N entries or one");
   w = w.contiguous();
   scale = scale.contiguous();
   auto levels = torch::empty_like(w), fake = torch::empty_like(w);
@@ -595,12 +619,10 @@ std::vector<torch::Tensor> lsq_weight_forward(torch::Tensor w, torch::Tensor sca
 std::vector<torch::Tensor> lsq_weight_backward(torch::Tensor grad, torch::Tensor w,
                                                torch::Tensor scale, int64_t qn, int64_t qp) {
   check_cpu({grad, w, scale}, "lsq_weight_backward");
-  TORCH_CHECK(grad.sizes() == w.sizes() && w.dim() == 2 &&
-                  grad.scalar_type() == torch::kFloat32 && w.scalar_type() == torch::kFloat32,
-              "lsq_weight_backward: grad and w must be (N, K) float32 tensors");
+  check_weight_rows(w, scale, "lsq_weight_backward");
+  TORCH_CHECK(grad.sizes() == w.sizes() && grad.scalar_type() == torch::kFloat32,
+              "lsq_weight_backward: grad must be float32 of w's shape");
   const int64_t n = w.size(0), k = w.size(1);
-  TORCH_CHECK(scale.numel() == n || scale.numel() == 1,
-              "lsq_weight_backward: scale needs N entries or one");
   grad = grad.contiguous();
   w = w.contiguous();
   scale = scale.contiguous();
@@ -615,21 +637,8 @@ std::vector<torch::Tensor> lsq_weight_backward(torch::Tensor grad, torch::Tensor
   at::parallel_for(0, n, 8, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const float s = sc[per_row ? r : 0];
-      const float *gr = g + r * k, *wr = src + r * k;
-      float* out = gw + r * k;
       double ds = 0.0, outside = 0.0;   // the input backward's pass with z = 0
-      int64_t i = use_avx512() ? lsq_backward_avx512(gr, wr, out, k, s, 0.0f, lo, hi, ds, outside)
-                               : 0;
-      for (; i < k; ++i) {
-        const float t = wr[i] / s;
-        if (t >= lo && t <= hi) {
-          out[i] = gr[i];
-          ds += static_cast<double>(gr[i]) * (std::nearbyint(t) - t);
-        } else {
-          out[i] = 0.0f;
-          ds += static_cast<double>(gr[i]) * (t < lo ? lo : hi);
-        }
-      }
+      lsq_backward_range(g + r * k, src + r * k, gw + r * k, k, s, 0.0f, lo, hi, ds, outside);
       st[r] = ds;
     }
   });
@@ -660,21 +669,9 @@ std::vector<torch::Tensor> lsq_input_backward(torch::Tensor grad, torch::Tensor 
   at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
     for (int64_t c = first; c < last; ++c) {
       double ds = 0.0, out = 0.0;
-      int64_t i = c * grain;
-      const int64_t end = std::min(n, i + grain);
-      if (use_avx512())
-        i += lsq_backward_avx512(g + i, src + i, gx + i, end - i, s, z, lo, hi, ds, out);
-      for (; i < end; ++i) {
-        const float t = src[i] / s + z;
-        if (t >= lo && t <= hi) {
-          gx[i] = g[i];
-          ds += static_cast<double>(g[i]) * (std::nearbyint(t) - t);
-        } else {
-          gx[i] = 0.0f;
-          ds += static_cast<double>(g[i]) * ((t < lo ? lo : hi) - z);
-          out += g[i];
-        }
-      }
+      const int64_t i = c * grain;
+      lsq_backward_range(g + i, src + i, gx + i, std::min(n, i + grain) - i, s, z, lo, hi, ds,
+                         out);
       step[c] = ds;
       outside[c] = out;
     }
