@@ -17,13 +17,18 @@ A training step is ``zero_grad``, forward with loss, backward and an AdamW step.
 
 Variants: float; ``w4a4`` (4-bit weights, activations and attention: q, k, v and P);
 ``w4a4-attn8`` (Q-DETR's 4-4-8); ``w1a1`` (binary weights, activations and attention);
-``-fused``: the fake quantizers through ``torch.compile`` (``ModuleSwap(fused=True)``);
+``-fused``: each LSQ / LSQ+ fake quantizer as one pass forward and one backward
+(``ModuleSwap(fused=True)``: on the CPU the low-bit extension's pass,
+:mod:`mmext.quant.fake_quantize_kernel`, where the layout qualifies, else ``torch.compile``);
 ``-int``: the forward products of the Linear and 1 x 1 convolution layers on the integer grid
 (``ModuleSwap(integer_gemm=True)``, :mod:`mmext.quant.integer_qat`; other convolutions and
 attention's matmuls stay fake-quantized). The
 stem and the prediction heads stay float, as in the demo's 4-bit config. ``--compile`` adds
 ``float-compiled`` and ``w4a4-compiled``: the whole model through ``torch.compile`` (the
 quantized one after its initialising batches, which run eager), the optimizer step eager.
+``--fused-adamw`` gives every variant ``AdamW(fused=True)``: one update kernel for all
+parameters, where the default loops over them (a quantized model adds a step and a zero point
+per quantizer: DeiT-Tiny 392 parameters against 152).
 Variants run round-robin, one step each per round, so slow drifts of the machine hit all of
 them alike; the figure per variant is the median step time, and the ratio is that median over
 the float one.
@@ -64,13 +69,15 @@ VARIANTS = {
 class Workload:
     """A model, an optimizer and a function running one training step on a fixed batch."""
 
+    optimizer_options = dict(lr=1e-4)  # main() adds fused=True with --fused-adamw
+
     def __init__(self, model: nn.Module, loss_fn, device: str, min_warmup: int = 0,
                  compile_after: int | None = None):
         self.min_warmup = min_warmup  # untimed steps this workload needs at least
         self.model = self.forward_model = model.to(device).train()
         self.loss_fn = loss_fn
         self.optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad], lr=1e-4)
+            [p for p in self.model.parameters() if p.requires_grad], **self.optimizer_options)
         # compile_after: eager steps before the whole model goes through torch.compile (the
         # quantizers' data-driven initialisation writes their steps in place, which a compiled
         # backward refuses)
@@ -236,6 +243,10 @@ def main() -> None:
     parser.add_argument('--compile', action='store_true',
                         help='add float and w4a4 with the whole model compiled '
                              '(torch.compile; the optimizer step stays eager)')
+    parser.add_argument('--fused-adamw', action='store_true',
+                        help='AdamW(fused=True) for every variant: one update kernel for all '
+                             'parameters instead of a loop over them (a quantized model adds '
+                             'a step and a zero point per quantizer)')
     parser.add_argument('--out', type=Path,
                         default=REPO / 'benchmarks/results/quant_overhead.json')
     args = parser.parse_args()
@@ -245,12 +256,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.fused_adamw:
+        Workload.optimizer_options = dict(lr=1e-4, fused=True)
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith('cuda') \
         else f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads'
     results = dict(
         command='python benchmarks/quant_overhead.py ' + ' '.join(sys.argv[1:]),
         device=device_name, torch=torch.__version__, steps=args.steps, warmup=args.warmup,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, optimizer=f'AdamW {Workload.optimizer_options}',
         target='w4a4 step <= 1.2x the float step', models={})
     for model in args.models:
         print(f'{model}: building the variants ...', flush=True)

@@ -115,15 +115,29 @@ def fake_quantize(x: torch.Tensor, s: torch.Tensor, z: torch.Tensor | None, qn: 
     the gradients of ``s`` and ``z`` multiplied by ``grad_factor``; ``s`` and ``z`` broadcast
     against ``x``.
 
-    ``fused=True`` runs the formula through ``torch.compile``, which fuses forward and backward
-    into one pass each over ``x`` (2-3x faster than eager on large CPU tensors); the first call
-    per input layout compiles for seconds. Dynamo's recompilation limit is raised to 64 for
-    these calls only (a model has many layouts). Without a working compiler it falls back to
-    eager with a warning; :func:`fused_fake_quantize_active` says which path runs.
+    ``fused=True`` runs forward and backward as one pass each over ``x``: on float32 CPU
+    tensors through the low-bit extension's compiled pass
+    (:mod:`mmext.quant.fake_quantize_kernel`: the eager values), elsewhere (or without the
+    extension, or for layouts it does not take) through ``torch.compile``
+    (:func:`compiled_fake_quantize`).
     """
-    global _compiled_fake_quantize
     if not fused:
         return _FakeQuantize.apply(x, s, z, qn, qp, grad_factor)
+    from .fake_quantize_kernel import kernel_fake_quantize, kernel_layout
+    layout = kernel_layout(x, s, z)
+    if layout is not None:
+        return kernel_fake_quantize(layout[0], s, z, qn, qp, grad_factor, layout[1])
+    return compiled_fake_quantize(x, s, z, qn, qp, grad_factor)
+
+
+def compiled_fake_quantize(x: torch.Tensor, s: torch.Tensor, z: torch.Tensor | None, qn: int,
+                           qp: int, grad_factor: float = 1.0) -> torch.Tensor:
+    """:func:`fake_quantize`'s formula through ``torch.compile``, which fuses forward and
+    backward into one pass each over ``x`` (2-3x faster than eager on large CPU tensors); the
+    first call per input layout compiles for seconds. Dynamo's recompilation limit is raised to
+    64 for these calls only (a model has many layouts). Without a working compiler it falls back
+    to eager with a warning; :func:`fused_fake_quantize_active` says which path runs."""
+    global _compiled_fake_quantize
     import torch._dynamo
     if _compiled_fake_quantize is None:
         _compiled_fake_quantize = torch.compile(_fake_quantize_composite, dynamic=True)
@@ -142,8 +156,8 @@ def fake_quantize(x: torch.Tensor, s: torch.Tensor, z: torch.Tensor | None, qn: 
 
 
 def fused_fake_quantize_active() -> bool:
-    """Whether ``fake_quantize(..., fused=True)`` runs compiled (False before its first call
-    and after a fall-back to eager)."""
+    """Whether :func:`compiled_fake_quantize` runs compiled (False before its first call and
+    after a fall-back to eager)."""
     return _compiled_fake_quantize not in (None, _fake_quantize_composite)
 
 

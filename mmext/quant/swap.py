@@ -109,9 +109,10 @@ class ModuleSwap:
             attention matmuls float and ``'layers.0.attn.*'`` its qkv / proj layers.
         overrides: ``dict(pattern=..., w_bits=..., a_bits=...)`` entries; the last matching
             entry wins for each bit it names.
-        fused: run the LSQ / LSQ+ fake quantization through ``torch.compile`` (one fused pass
-            forward and backward; faster training after a compile of seconds per layout at
-            the start, see :func:`mmext.quant.quantizers.fake_quantize`).
+        fused: run the LSQ / LSQ+ fake quantization as one pass forward and one backward
+            (the low-bit extension's on float32 CPU tensors, the eager values; elsewhere
+            ``torch.compile``, after a compile of seconds per layout at the start; see
+            :func:`mmext.quant.quantizers.fake_quantize`).
         integer_gemm: compute the forward product of qualifying 2..8-bit Linear and 1 x 1
             Conv2d layers (an LSQ weight, a per-tensor LSQ+ input) exactly on their integer
             levels (a bfloat16 GEMM on CPUs with bfloat16 matrix units), the same values up to

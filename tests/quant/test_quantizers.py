@@ -193,10 +193,14 @@ def test_all_zero_channel_gets_a_positive_step_not_a_division_by_zero():
     assert torch.isfinite(w_q).all() and (w_q[1] == 0).all()
 
 
-def test_fused_and_eager_fake_quantization_agree_in_values_and_gradients():
+def test_compiled_and_eager_fake_quantization_agree_in_values_and_gradients():
     import torch._dynamo
 
-    from mmext.quant.quantizers import fake_quantize, fused_fake_quantize_active
+    from mmext.quant.quantizers import (
+        compiled_fake_quantize,
+        fake_quantize,
+        fused_fake_quantize_active,
+    )
     limit = torch._dynamo.config.cache_size_limit
     torch.manual_seed(0)
     x = (torch.randn(4, 3, 6, 6) * 2).requires_grad_()
@@ -207,7 +211,8 @@ def test_fused_and_eager_fake_quantization_agree_in_values_and_gradients():
     for fused in (False, True):
         for t in (x, s, z):
             t.grad = None
-        y = fake_quantize(x, s, z, -8, 7, grad_factor=0.1, fused=fused)
+        y = compiled_fake_quantize(x, s, z, -8, 7, grad_factor=0.1) if fused else \
+            fake_quantize(x, s, z, -8, 7, grad_factor=0.1)
         (y * upstream).sum().backward()
         results.append([y.detach(), x.grad, s.grad, z.grad])
     if not fused_fake_quantize_active():  # the compiler fell back to eager (with a warning)

@@ -244,11 +244,88 @@ __attribute__((target("avx512f"))) int64_t weight_row_avx512(const float* w, flo
   return i;
 }
 
+// Fake quantization s * (round(clamp(x / s + z, lo, hi)) - z) over [0, n) 16 at a time, with the
+// eager quantizer's float operations in its order (IEEE division, addition, clamp, round half to
+// even, subtraction, multiplication); without a zero point (LSQ) the z steps are left out, as
+// there. Returns the first element it did not do.
+template <bool kZero>
+__attribute__((target("avx512f"))) int64_t fake_quantize_avx512(const float* src, float* dst,
+                                                                int64_t n, float s, float z,
+                                                                float lo, float hi) {
+  const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(z);
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 t = _mm512_div_ps(_mm512_loadu_ps(src + i), vs);
+    if (kZero) t = _mm512_add_ps(t, vz);
+    t = _mm512_roundscale_ps(_mm512_min_ps(vhi, _mm512_max_ps(vlo, t)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    if (kZero) t = _mm512_sub_ps(t, vz);
+    _mm512_storeu_ps(dst + i, _mm512_mul_ps(t, vs));
+  }
+  return i;
+}
+
+template <bool kZero>
+void fake_quantize_range(const float* src, float* dst, int64_t n, float s, float z, float lo,
+                         float hi) {
+  int64_t i = use_avx512() ? fake_quantize_avx512<kZero>(src, dst, n, s, z, lo, hi) : 0;
+  for (; i < n; ++i) {
+    float t = src[i] / s;
+    if (kZero) t = t + z;
+    t = std::nearbyint(std::min(std::max(t, lo), hi));
+    if (kZero) t = t - z;
+    dst[i] = t * s;
+  }
+}
+
+// A dense tensor read in memory order as (outer, channels, inner), one step (and zero point)
+// per channel, cut into tasks of at most kPiece elements of one channel row.
+struct Groups {
+  int64_t outer, channels, inner, pieces;
+  static constexpr int64_t kPiece = 16384;
+  Groups(int64_t o, int64_t c, int64_t i)
+      : outer(o), channels(c), inner(i), pieces(std::max<int64_t>(1, (i + kPiece - 1) / kPiece)) {}
+  int64_t tasks() const { return outer * channels * pieces; }
+  // task -> (first element, length, channel)
+  void task(int64_t t, int64_t& begin, int64_t& length, int64_t& channel) const {
+    const int64_t row = t / pieces, piece = t % pieces;
+    channel = row % channels;
+    begin = row * inner + piece * kPiece;
+    length = std::min(kPiece, inner - piece * kPiece);
+  }
+  // tasks per parallel_for grain: about kPiece elements
+  int64_t grain() const { return std::max<int64_t>(1, kPiece / std::max<int64_t>(1, inner)); }
+};
+
 // The kernels read raw pointers on the CPU: a tensor on another device is refused.
 void check_cpu(std::initializer_list<torch::Tensor> tensors, const char* op) {
   for (const auto& t : tensors)
     TORCH_CHECK(t.device().is_cpu(), op, ": the low-bit kernels take CPU tensors, got one on ",
                 t.device(), " (move the model with .cpu())");
+}
+
+// x dense, scale (and zero) float32 with `channels` entries each (any view shape: the
+// quantizer's parameter broadcast against x). Returns the groups; scale and zero made flat.
+Groups check_groups(const torch::Tensor& x, torch::Tensor& scale,
+                    c10::optional<torch::Tensor>& zero, int64_t outer, int64_t channels,
+                    int64_t inner, const char* op) {
+  check_cpu({x, scale}, op);
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32 && scale.scalar_type() == torch::kFloat32 &&
+                  (!zero || zero->scalar_type() == torch::kFloat32),
+              op, ": x, scale and zero_point must be float32");
+  TORCH_CHECK(x.is_non_overlapping_and_dense(), op, ": x must be dense in memory");
+  TORCH_CHECK(outer * channels * inner == x.numel() && outer >= 0 && channels >= 1 && inner >= 0,
+              op, ": (outer, channels, inner) = (", outer, ", ", channels, ", ", inner,
+              ") does not cover x of ", x.numel(), " elements");
+  TORCH_CHECK(scale.numel() == channels, op, ": scale needs ", channels, " entries");
+  scale = scale.reshape(-1).contiguous();
+  if (zero) {
+    check_cpu({*zero}, op);
+    TORCH_CHECK(zero->numel() == channels, op, ": zero_point needs ", channels, " entries");
+    zero = zero->reshape(-1).contiguous();
+  }
+  return Groups(outer, channels, inner);
 }
 
 // The LSQ / LSQ+ backward over n elements (t = x / s + z; z = 0 for a weight): gx = g where
@@ -685,6 +762,84 @@ std::vector<torch::Tensor> lsq_input_backward(torch::Tensor grad, torch::Tensor 
   return {grad_x, sums};
 }
 
+// LSQ / LSQ+ fake quantization of a dense x read in memory order as (outer, channels, inner),
+// with a step (and a zero point, or None for LSQ) per channel: one pass, the eager quantizer's
+// float operations, so the values are equal. The output has x's strides.
+torch::Tensor fake_quantize_groups(torch::Tensor x, torch::Tensor scale,
+                                   c10::optional<torch::Tensor> zero, int64_t qn, int64_t qp,
+                                   int64_t outer, int64_t channels, int64_t inner) {
+  const Groups groups = check_groups(x, scale, zero, outer, channels, inner,
+                                     "fake_quantize_groups");
+  auto out = torch::empty_like(x);
+  const float *src = x.data_ptr<float>(), *sc = scale.data_ptr<float>();
+  const float* zp = zero ? zero->data_ptr<float>() : nullptr;
+  float* dst = out.data_ptr<float>();
+  const float lo = static_cast<float>(qn), hi = static_cast<float>(qp);
+  at::parallel_for(0, groups.tasks(), groups.grain(), [&](int64_t first, int64_t last) {
+    for (int64_t t = first; t < last; ++t) {
+      int64_t begin, length, c;
+      groups.task(t, begin, length, c);
+      if (zp)
+        fake_quantize_range<true>(src + begin, dst + begin, length, sc[c], zp[c], lo, hi);
+      else
+        fake_quantize_range<false>(src + begin, dst + begin, length, sc[c], 0.0f, lo, hi);
+    }
+  });
+  return out;
+}
+
+// Its backward in one pass over grad and x: grad_x = grad where qn <= t <= qp (t = x / s + z),
+// else 0; the step's gradient factor * (sum grad * (round(t) - t) inside plus grad * (bound - z)
+// outside) and the zero point's -factor * s * (sum grad outside), per channel (summed in
+// float64), each shaped like its parameter (the zero point's undefined without one).
+std::vector<torch::Tensor> fake_quantize_groups_backward(
+    torch::Tensor grad, torch::Tensor x, torch::Tensor scale, c10::optional<torch::Tensor> zero,
+    int64_t qn, int64_t qp, int64_t outer, int64_t channels, int64_t inner, double factor) {
+  const auto scale_shape = scale.sizes().vec();
+  const Groups groups = check_groups(x, scale, zero, outer, channels, inner,
+                                     "fake_quantize_groups_backward");
+  check_cpu({grad}, "fake_quantize_groups_backward");
+  TORCH_CHECK(grad.sizes() == x.sizes(),
+              "fake_quantize_groups_backward: grad must have x's shape");
+  if (grad.scalar_type() != torch::kFloat32 || grad.strides() != x.strides())
+    grad = torch::empty_like(x).copy_(grad);  // the layout the pass reads x in
+  auto grad_x = torch::empty_like(x);
+  const float *g = grad.data_ptr<float>(), *src = x.data_ptr<float>();
+  const float* sc = scale.data_ptr<float>();
+  const float* zp = zero ? zero->data_ptr<float>() : nullptr;
+  float* gx = grad_x.data_ptr<float>();
+  const float lo = static_cast<float>(qn), hi = static_cast<float>(qp);
+  const int64_t tasks = groups.tasks();
+  std::vector<double> step(tasks, 0.0), outside(tasks, 0.0);
+  at::parallel_for(0, tasks, groups.grain(), [&](int64_t first, int64_t last) {
+    for (int64_t t = first; t < last; ++t) {
+      int64_t begin, length, c;
+      groups.task(t, begin, length, c);
+      lsq_backward_range(g + begin, src + begin, gx + begin, length, sc[c], zp ? zp[c] : 0.0f,
+                         lo, hi, step[t], outside[t]);
+    }
+  });
+  std::vector<double> step_sum(channels, 0.0), outside_sum(channels, 0.0);
+  for (int64_t t = 0; t < tasks; ++t) {
+    int64_t begin, length, c;
+    groups.task(t, begin, length, c);
+    step_sum[c] += step[t];
+    outside_sum[c] += outside[t];
+  }
+  auto grad_s = torch::empty({channels}, x.options());
+  float* gs = grad_s.data_ptr<float>();
+  for (int64_t c = 0; c < channels; ++c) gs[c] = static_cast<float>(step_sum[c] * factor);
+  torch::Tensor grad_z;
+  if (zp) {
+    grad_z = torch::empty({channels}, x.options());
+    float* gz = grad_z.data_ptr<float>();
+    for (int64_t c = 0; c < channels; ++c)
+      gz[c] = static_cast<float>(-outside_sum[c] * factor) * sc[c];
+    grad_z = grad_z.view(scale_shape);
+  }
+  return {grad_x, grad_s.view(scale_shape), grad_z};
+}
+
 // x (B, H, W, C) int8 channels last -> (B * OH * OW, KH * KW * C) int8 columns (tap-major,
 // then channel), zeros where a tap falls in the padding.
 torch::Tensor im2col_int8(torch::Tensor x, int64_t kh, int64_t kw, int64_t stride, int64_t pad,
@@ -736,6 +891,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "LSQ weight gradient and the step sums per row in one pass");
   m.def("lsq_input_backward", &lsq_input_backward,
         "LSQ+ input gradient and the step / zero-point sums in one pass");
+  m.def("fake_quantize_groups", &fake_quantize_groups,
+        "LSQ / LSQ+ fake quantization, a step per channel, in one pass");
+  m.def("fake_quantize_groups_backward", &fake_quantize_groups_backward,
+        "its input gradient and the step / zero-point sums per channel in one pass");
   m.def("im2col_int8", &im2col_int8, "int8 columns of a channels-last input");
   m.def("has_avx512_popcount", &has_avx512_popcount, "whether the AVX-512 path runs");
 }
