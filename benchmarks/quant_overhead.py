@@ -16,7 +16,8 @@ A training step is ``zero_grad``, forward with loss, backward and an AdamW step.
   is comparable between the two libraries.
 
 Variants: float; ``w4a4`` (4-bit weights, activations and attention: q, k, v and P);
-``w4a4-attn8`` (Q-DETR's 4-4-8); ``w1a1`` (binary weights, activations and attention);
+``w4a4-attn8`` (Q-DETR's 4-4-8); ``-channel``: a step per input channel, as in Q-DETR's
+configs (these layers have no integer-grid product); ``w1a1`` (binary weights, activations and attention);
 ``-fused``: each LSQ / LSQ+ fake quantizer as one pass forward and one backward
 (``ModuleSwap(fused=True)``: on the CPU the low-bit extension's pass,
 :mod:`mmext.quant.fake_quantize_kernel`, where the layout qualifies, else ``torch.compile``);
@@ -62,6 +63,10 @@ VARIANTS = {
     'w4a4-int-fused': dict(w_bits=4, a_bits=4, attn_bits=4, integer_gemm=True, fused=True),
     'w4a4-attn8': dict(w_bits=4, a_bits=4, attn_bits=8),
     'w4a4-attn8-int-fused': dict(w_bits=4, a_bits=4, attn_bits=8, integer_gemm=True, fused=True),
+    # Q-DETR's configs: 4-4-8 with a step per input channel (no integer-grid products)
+    'w4a4-attn8-channel': dict(w_bits=4, a_bits=4, attn_bits=8, a_granularity='channel'),
+    'w4a4-attn8-channel-fused': dict(w_bits=4, a_bits=4, attn_bits=8, a_granularity='channel',
+                                     fused=True),
     'w1a1': dict(w_bits=1, a_bits=1, attn_bits=1),
 }
 

@@ -24,8 +24,8 @@ import math
 import torch
 from torch import Tensor
 
-MIN_INNER = 16  # the pass runs 16 elements with one step at a time,
-SMALL = 16384   # and rows shorter than that only where the tensor is small (a depthwise weight)
+MIN_INNER = 16  # the pass runs 16 elements with one step (or a row of steps: inner 1) at a
+SMALL = 16384   # time, and other rows shorter than that only in small tensors (depthwise weights)
 
 
 def _dense_order(x: Tensor) -> list[int] | None:
@@ -74,8 +74,8 @@ def kernel_layout(x: Tensor, s: Tensor, z: Tensor | None
         return x, (1, 1, x.numel())
     p = order.index(dim)
     inner = math.prod(x.shape[d] for d in order[p + 1:])
-    if inner < MIN_INNER and x.numel() > SMALL:
-        return None  # the step changes every few elements (channels last): torch.compile's
+    if 1 < inner < MIN_INNER and x.numel() > SMALL:
+        return None  # the step changes every few elements: torch.compile's
     return x, (math.prod(x.shape[d] for d in order[:p]), x.shape[dim], inner)
 
 

@@ -19,7 +19,8 @@ Used where ``integer_gemm`` is set on a QLinear or a 1 x 1 QConv2d (``ModuleSwap
 True)`` sets it on both) and the layer qualifies (:func:`integer_grid_ready`): a per-tensor
 LSQ+ input quantizer and an LSQ weight quantizer, both of 2..8 bits and initialised, float32
 CPU tensors, and the compiled helpers (:func:`mmext.quant.kernels.lowbit_ops`: the input's
-levels, the weight's levels, the scaling and the LSQ / LSQ+ backward passes, one pass each).
+levels and the weight's, each with its fake-quantized copy, the scaling and the LSQ / LSQ+
+backward passes, one pass each).
 Anything else runs the fake-quantized path.
 """
 from __future__ import annotations
@@ -86,27 +87,27 @@ class _IntegerGridLinear(torch.autograd.Function):
         (qn, qp, a_factor), (wqn, wqp, w_factor) = a_grid, w_grid
         s, z = float(a_scale), float(a_zero)
         n = weight.shape[0]
-        levels = ops.quantize_levels(x, s, z, qn, qp)                     # (M, K)
+        levels, x_fake = ops.lsq_input_forward(x, s, z, qn, qp)          # (M, K) each
         w_levels, w_fake, w_level_sum = ops.lsq_weight_forward(weight, w_scale, wqn, wqp)
         with _bf16_matmul():
             acc = F.linear(levels, w_levels).contiguous()
         out = ops.scale_levels_product_(
             acc, -z, w_level_sum, (a_scale * w_scale).expand(n).contiguous(),
             bias if bias is not None else x.new_zeros(n))
-        ctx.save_for_backward(x, levels, weight, w_fake, w_scale)
+        ctx.save_for_backward(x, x_fake, weight, w_fake, w_scale)
         ctx.grid, ctx.w_grid = (qn, qp, a_factor, s, z), (wqn, wqp, w_factor)
         ctx.has_bias, ctx.ops = bias is not None, ops
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x, levels, weight, w_fake, w_scale = ctx.saved_tensors
+        x, x_fake, weight, w_fake, w_scale = ctx.saved_tensors
         qn, qp, a_factor, s, z = ctx.grid
         wqn, wqp, w_factor = ctx.w_grid
         grad = grad.contiguous()
-        # the fake-quantized layer's products (its float operations: level - z, times s)
+        # the fake-quantized layer's products (on its values: (level - z) * s, s_w level_w)
         grad_x_q = grad @ w_fake
-        grad_w_q = grad.t() @ (levels - z).mul_(s)
+        grad_w_q = grad.t() @ x_fake
         # LSQ+ on the input (per tensor)
         grad_x, sums = ctx.ops.lsq_input_backward(grad_x_q, x, s, z, qn, qp)
         step_sum, outside_sum = sums.tolist()

@@ -40,9 +40,12 @@ LAYOUTS = {
     # LSQ weight per output channel, no zero point (a depthwise weight: rows of 9)
     'weight rows of 9': (lambda: torch.randn(30, 1, 3, 3), (30, 1, 1, 1), False, (-2, 1),
                          (1, 30, 9)),
-    # a convolution input per channel, channels last in memory
-    'channels last, small': (lambda: torch.randn(2, 5, 4, 4).to(
+    # a convolution input per channel, channels last in memory: a row of steps per pixel
+    'channels last': (lambda: torch.randn(2, 5, 4, 4).to(
         memory_format=torch.channels_last), (1, 5, 1, 1), True, (-8, 7), (32, 5, 1)),
+    # a Linear input per channel (Q-DETR's per-channel steps): 16-wide and a tail of 4
+    'per input channel': (lambda: torch.randn(3, 50, 20) * 3, (1, 1, 20), True, (-8, 7),
+                          (150, 20, 1)),
     # the q slice of a fused qkv projection: not dense, read from a contiguous copy
     'qkv slice': (lambda: torch.randn(2, 11, 3, 4, 16).permute(2, 0, 3, 1, 4)[0],
                   (1, 4, 1, 1), True, (-8, 7), (2, 4, 176)),
@@ -78,9 +81,9 @@ def test_nan_passes_through_as_in_the_eager_quantizer():
 
 
 def test_layouts_the_pass_does_not_take_go_to_the_other_paths():
-    s, z = _steps((1, 1, 64))
-    big_channels_last = torch.randn(8, 64, 64)       # a step every element, a large tensor
-    assert kernel_layout(big_channels_last, s, z) is None
+    s, z = _steps((1, 64, 1))
+    short_rows = torch.randn(256, 64, 3)     # a new step every 3 elements, a large tensor
+    assert kernel_layout(short_rows, s, z) is None
     assert kernel_layout(torch.randn(4, 8, dtype=torch.float64), *_steps((1, ))) is None
     s2, z2 = _steps((2, 3))
     assert kernel_layout(torch.randn(2, 3), s2, z2) is None   # steps along two dimensions

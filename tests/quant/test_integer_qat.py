@@ -123,12 +123,14 @@ def test_the_one_pass_input_backward_equals_the_fake_quantizer_backward():
     torch.testing.assert_close(grad_x, xs.grad, rtol=0, atol=0)
     torch.testing.assert_close(sums[0].float(), ss.grad[0], rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(-sums[1].float() * 0.31, zs.grad[0], rtol=1e-4, atol=1e-3)
-    levels = ops.quantize_levels(x, 0.31, 1.7, -8, 7)
+    levels, fake = ops.lsq_input_forward(x, 0.31, 1.7, -8, 7)
     assert int(levels.min()) == -8 and int(levels.max()) == 7
+    assert torch.equal(levels, levels.round())
     expected = _FakeQuantize.apply(x, s, z, -8, 7, 1.0)
+    torch.testing.assert_close(fake, expected, rtol=0, atol=0)
     torch.testing.assert_close((levels - 1.7) * 0.31, expected, rtol=0, atol=0)
-    acc = torch.randn(5, 3)
-    wsum, scale, bias = torch.randn(3), torch.rand(3), torch.randn(3)
+    acc = torch.randn(5, 37)     # 16-wide passes and a tail of 5
+    wsum, scale, bias = torch.randn(37), torch.rand(37), torch.randn(37)
     expected = (acc - 1.7 * wsum) * scale + bias
     torch.testing.assert_close(ops.scale_levels_product_(acc, -1.7, wsum, scale, bias), expected)
 

@@ -174,22 +174,40 @@ inline void store(const Epilogue& e, int64_t c, int64_t full, const int64_t* pop
   }
 }
 
-// Fake-quantizer levels, round(clamp(x / s + z, lo, hi)) with rounding half to even, 16 at a
-// time (std::nearbyint is a library call per element). The bound comes first in max / min so
-// that a NaN passes through as it does in torch.clamp.
+// An LSQ+ input's levels round(clamp(x / s + z, lo, hi)) (rounding half to even) and its
+// fake-quantized values (levels - z) * s, 16 at a time (std::nearbyint is a library call per
+// element); returns the first element it did not do. The bound comes first in max / min so that
+// a NaN passes through as it does in torch.clamp.
 __attribute__((target("avx512f"))) int64_t levels_avx512(const float* src, float* dst,
-                                                         int64_t n, float s, float z, float lo,
-                                                         float hi) {
+                                                         float* fake, int64_t n, float s,
+                                                         float z, float lo, float hi) {
   const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(z);
   const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     __m512 t = _mm512_add_ps(_mm512_div_ps(_mm512_loadu_ps(src + i), vs), vz);
-    t = _mm512_min_ps(vhi, _mm512_max_ps(vlo, t));
-    _mm512_storeu_ps(dst + i, _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT |
-                                                          _MM_FROUND_NO_EXC));
+    t = _mm512_roundscale_ps(_mm512_min_ps(vhi, _mm512_max_ps(vlo, t)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm512_storeu_ps(dst + i, t);
+    _mm512_storeu_ps(fake + i, _mm512_mul_ps(_mm512_sub_ps(t, vz), vs));
   }
   return i;
+}
+
+// Rows of y = (acc + c * weight_sum) * scale + bias over n columns, 16 at a time; returns the
+// first column it did not do.
+__attribute__((target("avx512f"))) int64_t scale_row_avx512(float* y, int64_t n, float c,
+                                                            const float* ws, const float* sc,
+                                                            const float* bi) {
+  const __m512 vc = _mm512_set1_ps(c);
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512 shifted = _mm512_add_ps(_mm512_loadu_ps(y + j),
+                                         _mm512_mul_ps(vc, _mm512_loadu_ps(ws + j)));
+    _mm512_storeu_ps(y + j, _mm512_add_ps(_mm512_mul_ps(shifted, _mm512_loadu_ps(sc + j)),
+                                          _mm512_loadu_ps(bi + j)));
+  }
+  return j;
 }
 
 // The LSQ+ input backward over [0, n) 16 at a time (see lsq_input_backward); returns the first
@@ -279,6 +297,86 @@ void fake_quantize_range(const float* src, float* dst, int64_t n, float s, float
   }
 }
 
+// One row of C elements with a step (and zero point) per element, the steps' rows (inner = 1:
+// a per-channel input with the channels last in memory), 16 at a time; returns the first
+// element it did not do.
+template <bool kZero>
+__attribute__((target("avx512f"))) int64_t fake_quantize_row_avx512(
+    const float* src, float* dst, int64_t n, const float* sc, const float* zp, float lo,
+    float hi) {
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 vs = _mm512_loadu_ps(sc + i);
+    __m512 t = _mm512_div_ps(_mm512_loadu_ps(src + i), vs);
+    if (kZero) t = _mm512_add_ps(t, _mm512_loadu_ps(zp + i));
+    t = _mm512_roundscale_ps(_mm512_min_ps(vhi, _mm512_max_ps(vlo, t)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    if (kZero) t = _mm512_sub_ps(t, _mm512_loadu_ps(zp + i));
+    _mm512_storeu_ps(dst + i, _mm512_mul_ps(t, vs));
+  }
+  return i;
+}
+
+template <bool kZero>
+void fake_quantize_row(const float* src, float* dst, int64_t n, const float* sc, const float* zp,
+                       float lo, float hi) {
+  int64_t i = use_avx512() ? fake_quantize_row_avx512<kZero>(src, dst, n, sc, zp, lo, hi) : 0;
+  for (; i < n; ++i) {
+    float t = src[i] / sc[i];
+    if (kZero) t = t + zp[i];
+    t = std::nearbyint(std::min(std::max(t, lo), hi));
+    if (kZero) t = t - zp[i];
+    dst[i] = t * sc[i];
+  }
+}
+
+// The backward of one such row: gx, and per element g * (round(t) - t) inside or g * (bound - z)
+// outside added to step[i], g outside added to out[i] (zp null: z = 0).
+__attribute__((target("avx512f"))) int64_t lsq_backward_row_avx512(
+    const float* g, const float* src, float* gx, int64_t n, const float* sc, const float* zp,
+    float lo, float hi, float* step, float* out) {
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 gv = _mm512_loadu_ps(g + i);
+    const __m512 vz = zp ? _mm512_loadu_ps(zp + i) : _mm512_setzero_ps();
+    const __m512 t = _mm512_add_ps(_mm512_div_ps(_mm512_loadu_ps(src + i),
+                                                 _mm512_loadu_ps(sc + i)), vz);
+    const __mmask16 inside = _mm512_cmp_ps_mask(t, vlo, _CMP_GE_OQ) &
+                             _mm512_cmp_ps_mask(t, vhi, _CMP_LE_OQ);
+    const __mmask16 below = _mm512_cmp_ps_mask(t, vlo, _CMP_LT_OQ);
+    _mm512_storeu_ps(gx + i, _mm512_maskz_mov_ps(inside, gv));
+    const __m512 rounded = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT |
+                                                       _MM_FROUND_NO_EXC);
+    __m512 d = _mm512_sub_ps(_mm512_mask_blend_ps(below, vhi, vlo), vz);  // outside: bound - z
+    d = _mm512_mask_blend_ps(inside, d, _mm512_sub_ps(rounded, t));      // inside: round(t) - t
+    _mm512_storeu_ps(step + i, _mm512_fmadd_ps(gv, d, _mm512_loadu_ps(step + i)));
+    _mm512_storeu_ps(out + i, _mm512_add_ps(_mm512_loadu_ps(out + i),
+                                            _mm512_maskz_mov_ps(static_cast<__mmask16>(~inside),
+                                                                gv)));
+  }
+  return i;
+}
+
+void lsq_backward_row(const float* g, const float* src, float* gx, int64_t n, const float* sc,
+                      const float* zp, float lo, float hi, float* step, float* out) {
+  int64_t i = use_avx512() ? lsq_backward_row_avx512(g, src, gx, n, sc, zp, lo, hi, step, out)
+                           : 0;
+  for (; i < n; ++i) {
+    const float z = zp ? zp[i] : 0.0f;
+    const float t = src[i] / sc[i] + z;
+    if (t >= lo && t <= hi) {
+      gx[i] = g[i];
+      step[i] += g[i] * (std::nearbyint(t) - t);
+    } else {
+      gx[i] = 0.0f;
+      step[i] += g[i] * ((t < lo ? lo : hi) - z);
+      out[i] += g[i];
+    }
+  }
+}
+
 // A dense tensor read in memory order as (outer, channels, inner), one step (and zero point)
 // per channel, cut into tasks of at most kPiece elements of one channel row.
 struct Groups {
@@ -297,6 +395,11 @@ struct Groups {
   // tasks per parallel_for grain: about kPiece elements
   int64_t grain() const { return std::max<int64_t>(1, kPiece / std::max<int64_t>(1, inner)); }
 };
+
+// rows of `channels` elements per parallel_for grain (or backward block): about kPiece elements
+int64_t row_grain(int64_t channels) {
+  return std::max<int64_t>(1, Groups::kPiece / std::max<int64_t>(1, channels));
+}
 
 // The kernels read raw pointers on the CPU: a tensor on another device is refused.
 void check_cpu(std::initializer_list<torch::Tensor> tensors, const char* op) {
@@ -610,25 +713,29 @@ torch::Tensor int_epilogue(torch::Tensor acc, double c, torch::Tensor weight_sum
   return out;
 }
 
-// The levels of a fake quantizer, round(clamp(x / s + z, qn, qp)), as float, with its own float
-// operations (IEEE division, addition, clamp, round half to even), so the levels are equal.
-torch::Tensor quantize_levels(torch::Tensor x, double scale, double zero_point, int64_t qn,
-                              int64_t qp) {
-  check_cpu({x}, "quantize_levels");
-  TORCH_CHECK(x.scalar_type() == torch::kFloat32, "quantize_levels: x must be float32");
+// A per-tensor LSQ+ input's levels round(clamp(x / s + z, qn, qp)) as float and its
+// fake-quantized values (levels - z) * s, in one pass with the quantizer's own float operations
+// (IEEE division, addition, clamp, round half to even, subtraction, multiplication), so both
+// are equal to the fake quantizer's.
+std::vector<torch::Tensor> lsq_input_forward(torch::Tensor x, double scale, double zero_point,
+                                             int64_t qn, int64_t qp) {
+  check_cpu({x}, "lsq_input_forward");
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32, "lsq_input_forward: x must be float32");
   x = x.contiguous();
-  auto out = torch::empty_like(x);
+  auto levels = torch::empty_like(x), fake = torch::empty_like(x);
   const float* src = x.data_ptr<float>();
-  float* dst = out.data_ptr<float>();
+  float *dst = levels.data_ptr<float>(), *fk = fake.data_ptr<float>();
   const float s = static_cast<float>(scale), z = static_cast<float>(zero_point);
   const float lo = static_cast<float>(qn), hi = static_cast<float>(qp);
   at::parallel_for(0, x.numel(), 16384, [&](int64_t begin, int64_t end) {
     if (use_avx512())
-      begin += levels_avx512(src + begin, dst + begin, end - begin, s, z, lo, hi);
-    for (int64_t i = begin; i < end; ++i)
+      begin += levels_avx512(src + begin, dst + begin, fk + begin, end - begin, s, z, lo, hi);
+    for (int64_t i = begin; i < end; ++i) {
       dst[i] = std::nearbyint(std::min(std::max(src[i] / s + z, lo), hi));
+      fk[i] = (dst[i] - z) * s;
+    }
   });
-  return out;
+  return {levels, fake};
 }
 
 // In place, y[m, n] = (acc[m, n] + c * weight_sum[n]) * scale[n] + bias[n] on a float (M, N)
@@ -650,8 +757,11 @@ torch::Tensor scale_levels_product_(torch::Tensor acc, double c, torch::Tensor w
   const float* bi = bias.data_ptr<float>();
   const float cf = static_cast<float>(c);
   at::parallel_for(0, m, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i)
-      for (int64_t j = 0; j < n; ++j) y[i * n + j] = (y[i * n + j] + cf * ws[j]) * sc[j] + bi[j];
+    for (int64_t i = begin; i < end; ++i) {
+      float* row = y + i * n;
+      int64_t j = use_avx512() ? scale_row_avx512(row, n, cf, ws, sc, bi) : 0;
+      for (; j < n; ++j) row[j] = (row[j] + cf * ws[j]) * sc[j] + bi[j];
+    }
   });
   return acc;
 }
@@ -775,6 +885,18 @@ torch::Tensor fake_quantize_groups(torch::Tensor x, torch::Tensor scale,
   const float* zp = zero ? zero->data_ptr<float>() : nullptr;
   float* dst = out.data_ptr<float>();
   const float lo = static_cast<float>(qn), hi = static_cast<float>(qp);
+  if (inner == 1 && channels > 1) {  // a step per element of each row: rows of `channels`
+    at::parallel_for(0, outer, row_grain(channels), [&](int64_t first, int64_t last) {
+      for (int64_t r = first; r < last; ++r) {
+        const int64_t at = r * channels;
+        if (zp)
+          fake_quantize_row<true>(src + at, dst + at, channels, sc, zp, lo, hi);
+        else
+          fake_quantize_row<false>(src + at, dst + at, channels, sc, zp, lo, hi);
+      }
+    });
+    return out;
+  }
   at::parallel_for(0, groups.tasks(), groups.grain(), [&](int64_t first, int64_t last) {
     for (int64_t t = first; t < last; ++t) {
       int64_t begin, length, c;
@@ -809,22 +931,41 @@ std::vector<torch::Tensor> fake_quantize_groups_backward(
   const float* zp = zero ? zero->data_ptr<float>() : nullptr;
   float* gx = grad_x.data_ptr<float>();
   const float lo = static_cast<float>(qn), hi = static_cast<float>(qp);
-  const int64_t tasks = groups.tasks();
-  std::vector<double> step(tasks, 0.0), outside(tasks, 0.0);
-  at::parallel_for(0, tasks, groups.grain(), [&](int64_t first, int64_t last) {
-    for (int64_t t = first; t < last; ++t) {
+  std::vector<double> step_sum(channels, 0.0), outside_sum(channels, 0.0);
+  if (inner == 1 && channels > 1) {
+    // rows of `channels` with a step per element: per block of rows, float sums per channel
+    // (in a fixed block order, so the result does not depend on the threads)
+    const int64_t block = row_grain(channels), blocks = (outer + block - 1) / block;
+    std::vector<float> step(blocks * channels, 0.0f), outside(blocks * channels, 0.0f);
+    at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
+      for (int64_t b = first; b < last; ++b)
+        for (int64_t r = b * block; r < std::min(outer, (b + 1) * block); ++r)
+          lsq_backward_row(g + r * channels, src + r * channels, gx + r * channels, channels, sc,
+                           zp, lo, hi, step.data() + b * channels,
+                           outside.data() + b * channels);
+    });
+    for (int64_t b = 0; b < blocks; ++b)
+      for (int64_t c = 0; c < channels; ++c) {
+        step_sum[c] += step[b * channels + c];
+        outside_sum[c] += outside[b * channels + c];
+      }
+  } else {
+    const int64_t tasks = groups.tasks();
+    std::vector<double> step(tasks, 0.0), outside(tasks, 0.0);
+    at::parallel_for(0, tasks, groups.grain(), [&](int64_t first, int64_t last) {
+      for (int64_t t = first; t < last; ++t) {
+        int64_t begin, length, c;
+        groups.task(t, begin, length, c);
+        lsq_backward_range(g + begin, src + begin, gx + begin, length, sc[c],
+                           zp ? zp[c] : 0.0f, lo, hi, step[t], outside[t]);
+      }
+    });
+    for (int64_t t = 0; t < tasks; ++t) {
       int64_t begin, length, c;
       groups.task(t, begin, length, c);
-      lsq_backward_range(g + begin, src + begin, gx + begin, length, sc[c], zp ? zp[c] : 0.0f,
-                         lo, hi, step[t], outside[t]);
+      step_sum[c] += step[t];
+      outside_sum[c] += outside[t];
     }
-  });
-  std::vector<double> step_sum(channels, 0.0), outside_sum(channels, 0.0);
-  for (int64_t t = 0; t < tasks; ++t) {
-    int64_t begin, length, c;
-    groups.task(t, begin, length, c);
-    step_sum[c] += step[t];
-    outside_sum[c] += outside[t];
   }
   auto grad_s = torch::empty({channels}, x.options());
   float* gs = grad_s.data_ptr<float>();
@@ -882,7 +1023,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("binary_conv2d", &binary_conv2d, "XNOR-popcount direct convolution on packed signs");
   m.def("quantize_int8", &quantize_int8, "round(clamp(x / s + z)) - offset as int8");
   m.def("int_epilogue", &int_epilogue, "(acc + c * weight_sum) * scale + bias");
-  m.def("quantize_levels", &quantize_levels, "round(clamp(x / s + z)) as float");
+  m.def("lsq_input_forward", &lsq_input_forward,
+        "LSQ+ input levels round(clamp(x / s + z)) and fake-quantized values in one pass");
   m.def("scale_levels_product_", &scale_levels_product_,
         "in place: (acc + c * weight_sum) * scale + bias");
   m.def("lsq_weight_forward", &lsq_weight_forward,
