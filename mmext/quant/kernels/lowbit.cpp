@@ -210,6 +210,18 @@ __attribute__((target("avx512f"))) int64_t scale_row_avx512(float* y, int64_t n,
   return j;
 }
 
+// The LSQ / LSQ+ backward of 16 lanes with t = x / s + z: stores gx (g inside, 0 outside) and
+// returns d = round(t) - t inside, bound - z outside; `inside` gets the lanes inside.
+__attribute__((target("avx512f"), always_inline)) inline __m512 lsq_backward_lanes(
+    __m512 gv, __m512 t, __m512 vz, __m512 vlo, __m512 vhi, float* gx, __mmask16& inside) {
+  inside = _mm512_cmp_ps_mask(t, vlo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(t, vhi, _CMP_LE_OQ);
+  const __mmask16 below = _mm512_cmp_ps_mask(t, vlo, _CMP_LT_OQ);
+  _mm512_storeu_ps(gx, _mm512_maskz_mov_ps(inside, gv));
+  const __m512 rounded = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 d = _mm512_sub_ps(_mm512_mask_blend_ps(below, vhi, vlo), vz);  // bound - z
+  return _mm512_mask_blend_ps(inside, d, _mm512_sub_ps(rounded, t));        // round(t) - t
+}
+
 // The LSQ+ input backward over [0, n) 16 at a time (see lsq_input_backward); returns the first
 // element it did not do and adds its two sums to ds / out.
 __attribute__((target("avx512f"))) int64_t lsq_backward_avx512(const float* g, const float* src,
@@ -218,20 +230,13 @@ __attribute__((target("avx512f"))) int64_t lsq_backward_avx512(const float* g, c
                                                                double& ds, double& out) {
   const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(z);
   const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
-  const __m512 lo_z = _mm512_set1_ps(lo - z), hi_z = _mm512_set1_ps(hi - z);
   __m512 step = _mm512_setzero_ps(), outside = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m512 gv = _mm512_loadu_ps(g + i);
     const __m512 t = _mm512_add_ps(_mm512_div_ps(_mm512_loadu_ps(src + i), vs), vz);
-    const __mmask16 inside = _mm512_cmp_ps_mask(t, vlo, _CMP_GE_OQ) &
-                             _mm512_cmp_ps_mask(t, vhi, _CMP_LE_OQ);
-    const __mmask16 below = _mm512_cmp_ps_mask(t, vlo, _CMP_LT_OQ);
-    _mm512_storeu_ps(gx + i, _mm512_maskz_mov_ps(inside, gv));
-    const __m512 rounded = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT |
-                                                       _MM_FROUND_NO_EXC);
-    __m512 d = _mm512_mask_blend_ps(below, hi_z, lo_z);               // outside: bound - z
-    d = _mm512_mask_blend_ps(inside, d, _mm512_sub_ps(rounded, t));   // inside: round(t) - t
+    __mmask16 inside;
+    const __m512 d = lsq_backward_lanes(gv, t, vz, vlo, vhi, gx + i, inside);
     step = _mm512_fmadd_ps(gv, d, step);
     outside = _mm512_add_ps(outside, _mm512_maskz_mov_ps(static_cast<__mmask16>(~inside), gv));
   }
@@ -343,14 +348,8 @@ __attribute__((target("avx512f"))) int64_t lsq_backward_row_avx512(
     const __m512 vz = zp ? _mm512_loadu_ps(zp + i) : _mm512_setzero_ps();
     const __m512 t = _mm512_add_ps(_mm512_div_ps(_mm512_loadu_ps(src + i),
                                                  _mm512_loadu_ps(sc + i)), vz);
-    const __mmask16 inside = _mm512_cmp_ps_mask(t, vlo, _CMP_GE_OQ) &
-                             _mm512_cmp_ps_mask(t, vhi, _CMP_LE_OQ);
-    const __mmask16 below = _mm512_cmp_ps_mask(t, vlo, _CMP_LT_OQ);
-    _mm512_storeu_ps(gx + i, _mm512_maskz_mov_ps(inside, gv));
-    const __m512 rounded = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT |
-                                                       _MM_FROUND_NO_EXC);
-    __m512 d = _mm512_sub_ps(_mm512_mask_blend_ps(below, vhi, vlo), vz);  // outside: bound - z
-    d = _mm512_mask_blend_ps(inside, d, _mm512_sub_ps(rounded, t));      // inside: round(t) - t
+    __mmask16 inside;
+    const __m512 d = lsq_backward_lanes(gv, t, vz, vlo, vhi, gx + i, inside);
     _mm512_storeu_ps(step + i, _mm512_fmadd_ps(gv, d, _mm512_loadu_ps(step + i)));
     _mm512_storeu_ps(out + i, _mm512_add_ps(_mm512_loadu_ps(out + i),
                                             _mm512_maskz_mov_ps(static_cast<__mmask16>(~inside),
