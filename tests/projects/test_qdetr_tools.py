@@ -2,6 +2,7 @@
 import re
 from pathlib import Path
 
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hub import get_config
@@ -68,6 +69,25 @@ def test_demo_qdetr_trains_with_its_teacher_then_tests_without(tiny_scenes, tmp_
     # (listed before the runner is built, with the key to change: mmext/utils/data_check.py)
     assert missing.returncode != 0 and 'names checkpoints that are not here' in missing.stdout
     assert f"model.teacher.checkpoint: {tmp_path / 'gone.pth'}" in missing.stdout
+
+
+def test_demo_qdetr_trains_on_the_one_pass_quantizers(tiny_scenes, tmp_path):
+    """``quant.fused=True`` (README, "Faster QAT on a CPU"): the compiled LSQ / LSQ+ passes run
+    under calibration, distillation and the stock runner, and the loss stays finite."""
+    from mmext.quant.kernels import lowbit_ops
+    if lowbit_ops() is None:
+        pytest.skip('no C++ compiler for the low-bit kernels')
+    float_checkpoint = tmp_path / 'float.pth'
+    _save_float_model(Config.fromfile(DEMO.parent.parent / 'demo' / (
+        'conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py')).model,
+        float_checkpoint)
+    options = scene_cfg_options(tiny_scenes) + [
+        f'model.teacher.checkpoint={float_checkpoint}', f'load_from={float_checkpoint}',
+        'model.quant.fused=True']
+    train = run_tool('tools/train.py', DEMO, '--work-dir', tmp_path / 'fused', '--cfg-options',
+                     *options)
+    assert train.returncode == 0, train.stdout[-3000:]
+    assert 'loss_drd' in train.stdout and 'loss: nan' not in train.stdout
 
 
 def test_r50_4bit_coco_config_runs_two_iterations(tiny_scenes, tmp_path):

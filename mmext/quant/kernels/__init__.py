@@ -24,10 +24,15 @@ BLOCK_N = 16  # the kernel's output-channel block: weight words are padded to a 
 _STATE: dict = {}
 
 
+# -ffp-contract=off: no multiply and add fused into one rounding unless the source says so
+# (std::fma, *_fmadd_*), so the passes round as the torch operations they stand for
+CFLAGS = ['-O3', '-fopenmp', '-ffp-contract=off']
+
+
 def extension_dir() -> Path:
-    """Where the compiled extension is kept: per torch version and source hash, so that a new
-    source or torch builds afresh and nothing is rebuilt otherwise."""
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+    """Where the compiled extension is kept: per torch version and hash of source and flags, so
+    that a new source, flags or torch build afresh and nothing is rebuilt otherwise."""
+    digest = hashlib.sha256(SOURCE.read_bytes() + ' '.join(CFLAGS).encode()).hexdigest()[:12]
     return cache_root() / 'torch_extensions' / f'torch-{torch.__version__}' / f'lowbit-{digest}'
 
 
@@ -44,7 +49,7 @@ def lowbit_ops():
         from torch.utils.cpp_extension import load
         folder.mkdir(parents=True, exist_ok=True)
         ops = load(name='mmext_lowbit_kernels', sources=[str(SOURCE)],
-                   build_directory=str(folder), extra_cflags=['-O3', '-fopenmp'],
+                   build_directory=str(folder), extra_cflags=CFLAGS,
                    extra_ldflags=['-fopenmp'], verbose=False)
     except Exception as exc:  # no compiler, failed build: the reference still runs
         error = exc

@@ -194,6 +194,42 @@ __attribute__((target("avx512f"))) int64_t levels_avx512(const float* src, float
   return i;
 }
 
+// int8 levels round(clamp(x / s + z, lo, hi)) - off of 16 elements at a time (the fake
+// quantizer's float operations); returns the first element it did not do.
+__attribute__((target("avx512f"))) int64_t quantize_int8_avx512(const float* src, int8_t* dst,
+                                                                int64_t n, float s, float z,
+                                                                float lo, float hi, float off) {
+  const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(z), voff = _mm512_set1_ps(off);
+  const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 t = _mm512_add_ps(_mm512_div_ps(_mm512_loadu_ps(src + i), vs), vz);
+    t = _mm512_roundscale_ps(_mm512_min_ps(vhi, _mm512_max_ps(vlo, t)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512i q = _mm512_cvttps_epi32(_mm512_sub_ps(t, voff));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm512_cvtepi32_epi8(q));
+  }
+  return i;
+}
+
+// One output row of the int8 layers' epilogue, (acc + c * ws) * sc + bi, 16 at a time; returns
+// the first column it did not do.
+__attribute__((target("avx512f"))) int64_t int_epilogue_row_avx512(const int32_t* a, float* y,
+                                                                   int64_t n, float c,
+                                                                   const float* ws,
+                                                                   const float* sc,
+                                                                   const float* bi) {
+  const __m512 vc = _mm512_set1_ps(c);
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512 acc = _mm512_cvtepi32_ps(_mm512_loadu_si512(a + j));
+    const __m512 shifted = _mm512_add_ps(acc, _mm512_mul_ps(vc, _mm512_loadu_ps(ws + j)));
+    _mm512_storeu_ps(y + j, _mm512_add_ps(_mm512_mul_ps(shifted, _mm512_loadu_ps(sc + j)),
+                                          _mm512_loadu_ps(bi + j)));
+  }
+  return j;
+}
+
 // Rows of y = (acc + c * weight_sum) * scale + bias over n columns, 16 at a time; returns the
 // first column it did not do.
 __attribute__((target("avx512f"))) int64_t scale_row_avx512(float* y, int64_t n, float c,
@@ -679,6 +715,8 @@ torch::Tensor quantize_int8(torch::Tensor x, double scale, double zero_point, in
   const float lo = static_cast<float>(qn), hi = static_cast<float>(qp);
   const float off = static_cast<float>(offset);
   at::parallel_for(0, x.numel(), 16384, [&](int64_t begin, int64_t end) {
+    if (use_avx512())
+      begin += quantize_int8_avx512(src + begin, dst + begin, end - begin, s, z, lo, hi, off);
     for (int64_t i = begin; i < end; ++i) {
       float t = src[i] / s + z;
       t = std::nearbyint(std::min(std::max(t, lo), hi));
@@ -705,7 +743,9 @@ torch::Tensor int_epilogue(torch::Tensor acc, double c, torch::Tensor weight_sum
   at::parallel_for(0, m, 64, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const float* w = ws + (i % rows) * n;
-      for (int64_t j = 0; j < n; ++j)
+      int64_t j = use_avx512() ? int_epilogue_row_avx512(a + i * n, y + i * n, n, cf, w, sc, bi)
+                               : 0;
+      for (; j < n; ++j)
         y[i * n + j] = (static_cast<float>(a[i * n + j]) + cf * w[j]) * sc[j] + bi[j];
     }
   });
