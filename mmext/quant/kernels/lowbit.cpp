@@ -174,10 +174,18 @@ inline void store(const Epilogue& e, int64_t c, int64_t full, const int64_t* pop
   }
 }
 
-// An LSQ+ input's levels round(clamp(x / s + z, lo, hi)) (rounding half to even) and its
-// fake-quantized values (levels - z) * s, 16 at a time (std::nearbyint is a library call per
-// element); returns the first element it did not do. The bound comes first in max / min so that
-// a NaN passes through as it does in torch.clamp.
+// The levels round(clamp(x / s + z, lo, hi)) of 16 inputs, rounding half to even (as
+// std::nearbyint, which is a library call per element); the bound comes first in max / min so
+// that a NaN passes through as it does in torch.clamp.
+__attribute__((target("avx512f"), always_inline)) inline __m512 input_levels16(
+    const float* src, __m512 vs, __m512 vz, __m512 vlo, __m512 vhi) {
+  const __m512 t = _mm512_add_ps(_mm512_div_ps(_mm512_loadu_ps(src), vs), vz);
+  return _mm512_roundscale_ps(_mm512_min_ps(vhi, _mm512_max_ps(vlo, t)),
+                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+// An LSQ+ input's levels round(clamp(x / s + z, lo, hi)) and its fake-quantized values
+// (levels - z) * s, 16 at a time; returns the first element it did not do.
 __attribute__((target("avx512f"))) int64_t levels_avx512(const float* src, float* dst,
                                                          float* fake, int64_t n, float s,
                                                          float z, float lo, float hi) {
@@ -185,9 +193,7 @@ __attribute__((target("avx512f"))) int64_t levels_avx512(const float* src, float
   const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    __m512 t = _mm512_add_ps(_mm512_div_ps(_mm512_loadu_ps(src + i), vs), vz);
-    t = _mm512_roundscale_ps(_mm512_min_ps(vhi, _mm512_max_ps(vlo, t)),
-                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 t = input_levels16(src + i, vs, vz, vlo, vhi);
     _mm512_storeu_ps(dst + i, t);
     _mm512_storeu_ps(fake + i, _mm512_mul_ps(_mm512_sub_ps(t, vz), vs));
   }
@@ -203,9 +209,7 @@ __attribute__((target("avx512f"))) int64_t quantize_int8_avx512(const float* src
   const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    __m512 t = _mm512_add_ps(_mm512_div_ps(_mm512_loadu_ps(src + i), vs), vz);
-    t = _mm512_roundscale_ps(_mm512_min_ps(vhi, _mm512_max_ps(vlo, t)),
-                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 t = input_levels16(src + i, vs, vz, vlo, vhi);
     const __m512i q = _mm512_cvttps_epi32(_mm512_sub_ps(t, voff));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm512_cvtepi32_epi8(q));
   }
