@@ -186,22 +186,31 @@ def _pack_rows(x: Tensor, ops) -> Tensor:
     return words.view(*x.shape[:-1], -1)
 
 
-def binary_dots(a: Tensor, b: Tensor, ops) -> tuple[Tensor, Tensor, Tensor]:
-    """For a (G, M, K), b (G, N, K) (sign(0) = +1): ``sign(a) @ sign(b)^T`` (G, M, N) and the
-    sign sums of the rows of a (G, M, 1) and of b (G, 1, N), all as float. The compiled path
-    appends an all-(+1) row to each operand, so the sums come out of the same GEMM."""
-    g, m, k = a.shape
+def _raw_dots_with_sums(a: Tensor, b: Tensor, ops) -> Tensor:
+    """The compiled path's raw dots (G, M + 1, N + 1) int32 of a (G, M, K) and b (G, N, K),
+    each with an all-(+1) row appended, so that the last column holds the sign sums of a's rows
+    and the last row those of b's."""
+    g, _, k = a.shape
     n = b.shape[1]
-    if ops is None:
-        sa, sb = (torch.where(t >= 0, 1.0, -1.0) for t in (a, b))
-        dots = (sa.double() @ sb.double().transpose(1, 2)).float()
-        return dots, sa.sum(-1, keepdim=True), sb.sum(-1)[:, None]
     ones = pack_signs_reference(torch.ones(1, k)).expand(g, 1, -1)
     words_a = torch.cat([_pack_rows(a, ops), ones], 1)             # (G, M + 1, W)
     words_b = torch.cat([_pack_rows(b, ops), ones], 1)             # (G, N + 1, W)
     pad = _round_up(n + 1, BLOCK_N) - (n + 1)
     words_b = F.pad(words_b, (0, 0, 0, pad)).transpose(1, 2).contiguous()
-    out = ops.binary_bmm(words_a.contiguous(), words_b, k, n + 1).float()
+    return ops.binary_bmm(words_a.contiguous(), words_b, k, n + 1)
+
+
+def binary_dots(a: Tensor, b: Tensor, ops) -> tuple[Tensor, Tensor, Tensor]:
+    """For a (G, M, K), b (G, N, K) (sign(0) = +1): ``sign(a) @ sign(b)^T`` (G, M, N) and the
+    sign sums of the rows of a (G, M, 1) and of b (G, 1, N), all as float. The compiled path
+    appends an all-(+1) row to each operand, so the sums come out of the same GEMM."""
+    m = a.shape[1]
+    n = b.shape[1]
+    if ops is None:
+        sa, sb = (torch.where(t >= 0, 1.0, -1.0) for t in (a, b))
+        dots = (sa.double() @ sb.double().transpose(1, 2)).float()
+        return dots, sa.sum(-1, keepdim=True), sb.sum(-1)[:, None]
+    out = _raw_dots_with_sums(a, b, ops).float()
     return out[:, :m, :n], out[:, :m, n:], out[:, m:, :n]
 
 
@@ -228,16 +237,23 @@ class BinaryAttention(_KernelUser):
         self.use_kernel = use_kernel
 
     def _levels(self, x: Tensor, name: str) -> tuple[Tensor, Tensor, Tensor]:
-        """``x / s + z`` (its sign is the binarizer's), s and z shaped (1, H, 1, 1)."""
+        """``x / s + z`` (its sign is the binarizer's), s and z shaped (1, H, 1, 1). The sum is
+        taken in place: a second temporary of attention's size cost ten times the arithmetic
+        here (glibc gives such blocks back to the system, and touching them again faults)."""
         s = getattr(self, f'{name}_scale').view(1, -1, 1, 1)
         z = getattr(self, f'{name}_zero').view(1, -1, 1, 1)
-        return x / s + z, s, z
+        return (x / s).add_(z), s, z
 
     def _product(self, a: Tensor, b: Tensor, za: Tensor, zb: Tensor, scale: Tensor) -> Tensor:
         """``sum_k s_a (sign(a) - z_a) s_b (sign(b) - z_b)`` for a (B, H, M, K), b (B, H, N, K)
         given as levels; ``scale = s_a s_b``."""
         bsz, heads, m, k = a.shape
         n = b.shape[2]
+        if self.ops is not None:   # the corrections in one compiled pass, the same roundings
+            raw = _raw_dots_with_sums(a.reshape(-1, m, k), b.reshape(-1, n, k), self.ops)
+            out = self.ops.binary_attention_correct(raw, za.float(), zb.float(),
+                                                    (k * za * zb).float(), scale.float())
+            return out.view(bsz, heads, m, n)
         dots, sum_a, sum_b = binary_dots(a.reshape(-1, m, k), b.reshape(-1, n, k), self.ops)
         shape = (bsz, heads, m, n)
         total = dots.view(shape) - zb * sum_a.view(bsz, heads, m, 1) \

@@ -319,3 +319,22 @@ def test_binary_attention_equals_the_fake_quantized_attention(use_kernel):
     got, got_probs = runtime(q, k, v, need_weights=True)
     torch.testing.assert_close(got_probs, probs)              # the same binary P
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(ops is None, reason='no C++ compiler')
+def test_binary_attention_corrections_in_one_pass_round_as_the_torch_expression():
+    """The compiled pass for ``(dots - zb sum_a - za sum_b + k za zb) * scale`` gives the torch
+    reference's floats bit for bit, per head, with a mask and with P returned."""
+    from mmext.quant.attention import QuantizedSDPA
+    torch.manual_seed(0)
+    sdpa = QuantizedSDPA.from_bits(4, 1).eval()
+    q, k, v = (torch.randn(3, 4, 29, 40) for _ in range(3))
+    sdpa(q, k, v)
+    for quantizer in (sdpa.q_quantizer, sdpa.k_quantizer, sdpa.v_quantizer, sdpa.prob_quantizer):
+        quantizer.zero_point.data.uniform_(-0.3, 0.3)
+        quantizer.scale.data.mul_(torch.rand(4) + 0.5)        # a different step per head
+    mask = torch.rand(29, 29) > 0.2
+    kernel, reference = BinaryAttention(sdpa, True), BinaryAttention(sdpa, False)
+    out, probs = kernel(q, k, v, mask, need_weights=True)
+    out_ref, probs_ref = reference(q, k, v, mask, need_weights=True)
+    assert torch.equal(out, out_ref) and torch.equal(probs, probs_ref)

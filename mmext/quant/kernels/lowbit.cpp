@@ -606,6 +606,50 @@ torch::Tensor binary_bmm(torch::Tensor a, torch::Tensor bt, int64_t k, int64_t n
   return out;
 }
 
+// Bi-ViT's binary attention product from the raw dots of binary_bmm with a ones row appended
+// to both operands: raw (G, M + 1, N + 1) int32, where raw[g, m, N] is the sign sum of row m
+// of a and raw[g, M, n] that of row n of b. With za, zb, scale per head (G = B * heads, head
+// g % heads) and kzz[h] = k za zb, out (G, M, N) float:
+//     ((dot - zb sum_a) - za sum_b + kzz) * scale,
+// each operation rounded as the torch expression it replaces.
+torch::Tensor binary_attention_correct(torch::Tensor raw, torch::Tensor za, torch::Tensor zb,
+                                       torch::Tensor kzz, torch::Tensor scale) {
+  check_cpu({raw, za, zb, kzz, scale}, "binary_attention_correct");
+  TORCH_CHECK(raw.dim() == 3 && raw.scalar_type() == torch::kInt32 && raw.size(1) > 1 &&
+                  raw.size(2) > 1,
+              "binary_attention_correct: raw must be (G, M + 1, N + 1) int32");
+  const int64_t heads = za.numel();
+  for (const auto& t : {za, zb, kzz, scale})
+    TORCH_CHECK(t.scalar_type() == torch::kFloat32 && t.numel() == heads,
+                "binary_attention_correct: za, zb, kzz and scale need one float32 per head");
+  TORCH_CHECK(raw.size(0) % heads == 0, "binary_attention_correct: G is not a multiple of the ",
+              "heads");
+  raw = raw.contiguous();
+  auto flat = [](torch::Tensor t) { return t.reshape(-1).contiguous(); };
+  za = flat(za), zb = flat(zb), kzz = flat(kzz), scale = flat(scale);
+  const int64_t g = raw.size(0), m = raw.size(1) - 1, n = raw.size(2) - 1;
+  auto out = torch::empty({g, m, n}, raw.options().dtype(torch::kFloat32));
+  const int32_t* R = raw.data_ptr<int32_t>();
+  float* O = out.data_ptr<float>();
+  const float *pa = za.data_ptr<float>(), *pb = zb.data_ptr<float>();
+  const float *pk = kzz.data_ptr<float>(), *ps = scale.data_ptr<float>();
+  at::parallel_for(0, g * m, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t gi = row / m, mi = row % m, h = gi % heads;
+      const int32_t* dots = R + (gi * (m + 1) + mi) * (n + 1);
+      const int32_t* sum_b = R + (gi * (m + 1) + m) * (n + 1);
+      const float a_part = pb[h] * static_cast<float>(dots[n]);   // zb * sum_a
+      float* y = O + row * n;
+      for (int64_t j = 0; j < n; ++j) {
+        float t = static_cast<float>(dots[j]) - a_part;
+        t = t - pa[h] * static_cast<float>(sum_b[j]);
+        y[j] = (t + pk[h]) * ps[h];
+      }
+    }
+  });
+  return out;
+}
+
 // x (B, Hp, Wp, Wc) sign words of the zero-padded input (channels last, padding pixels all-zero
 // words), wt (KH * KW * Wc, Npad) weight words (tap-major, then channel word), channels the real
 // C, tap_dot (KH * KW, Npad) int32: per tap the dot an all-zero-word pixel gives
@@ -1063,6 +1107,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("pack_signs", &pack_signs, "sign bits of a (M, K) float tensor, 64 per int64 word");
   m.def("binary_linear", &binary_linear, "XNOR-popcount GEMM on packed signs");
   m.def("binary_bmm", &binary_bmm, "batched XNOR-popcount dot products (int32)");
+  m.def("binary_attention_correct", &binary_attention_correct,
+        "Bi-ViT attention product from the raw binary dots and sign sums");
   m.def("binary_conv2d", &binary_conv2d, "XNOR-popcount direct convolution on packed signs");
   m.def("quantize_int8", &quantize_int8, "round(clamp(x / s + z)) - offset as int8");
   m.def("int_epilogue", &int_epilogue, "(acc + c * weight_sum) * scale + bias");
