@@ -85,8 +85,11 @@ class _BinaryBase(_KernelUser):
         return x - self.threshold.view(shape)
 
     def _pack(self, x2d: Tensor) -> Tensor:
-        x2d = x2d.float().contiguous()
-        return self.ops.pack_signs(x2d) if self.ops is not None else pack_signs_reference(x2d)
+        """Sign words of ``x2d - threshold`` (M, K) with the threshold per column, in one pass."""
+        threshold = self.threshold
+        if threshold is not None and threshold.numel() != x2d.shape[1]:   # one for all columns
+            threshold = threshold.expand(x2d.shape[1])
+        return self.ops.pack_signs(x2d.float().contiguous(), threshold)
 
 
 class BinaryLinear(_BinaryBase):
@@ -114,12 +117,13 @@ class BinaryLinear(_BinaryBase):
             raise ValueError(f'BinaryLinear expects (..., {self.in_features}), got '
                              f'{tuple(x.shape)}')
         lead = x.shape[:-1]
-        x2d = self._signed(x, -1).reshape(-1, self.in_features)
         n = self.out_channels
         if self.ops is not None:
-            out = self.ops.binary_linear(self._pack(x2d), self.weight_words, self.in_features,
-                                         self.scale, self.bias, n, raw)
+            out = self.ops.binary_linear(self._pack(x.reshape(-1, self.in_features)),
+                                         self.weight_words, self.in_features, self.scale,
+                                         self.bias, n, raw)
         else:
+            x2d = self._signed(x, -1).reshape(-1, self.in_features)
             weights = unpack_signs(self.weight_words.t()[:n], self.in_features)
             signs = torch.where(x2d >= 0, 1.0, -1.0)
             dots = (signs.double() @ weights.double().t()).round().int()
@@ -162,9 +166,8 @@ class BinaryConv2d(_BinaryBase):
                              f'{tuple(x.shape)}')
         b, c, h, w = x.shape
         n, p = self.out_channels, self.padding
-        x = self._signed(x, 1)
         if self.ops is None:
-            signs = torch.where(x >= 0, 1.0, -1.0).double()
+            signs = torch.where(self._signed(x, 1) >= 0, 1.0, -1.0).double()
             dots = F.conv2d(signs, self.reference_weight.double(), None, self.stride, p,
                             self.dilation).round().int()
             return dots if raw else (dots.float() * self.scale[:n, None, None]

@@ -66,6 +66,30 @@ def test_binary_convolution_gives_the_exact_dot_products(c, n, k, stride, pad, d
 
 
 @needs_kernels
+@pytest.mark.parametrize('per_channel', [True, False])
+def test_a_learned_sign_threshold_is_subtracted_while_packing(per_channel):
+    """RSign's threshold (per input channel, or one) inside the packing pass: the kernels give
+    the dots of sign(x - threshold), as the reference (which subtracts first) does."""
+    torch.manual_seed(0)
+    k, c = 70, 70
+    threshold = torch.randn(k if per_channel else 1) * 0.5
+    x = torch.randn(9, k)
+    x[:, :5] = threshold[:5] if per_channel else threshold   # exactly on the threshold: +1
+    w = _signs(17, k)
+    expected = torch.where(x - threshold >= 0, 1.0, -1.0) @ w.t()
+    for use_kernel in (True, False):
+        layer = BinaryLinear(w, torch.rand(17) + 0.1, None, threshold, use_kernel)
+        assert torch.equal(layer.dots(x), expected.int())
+    image = torch.randn(2, c, 6, 5)
+    wc = _signs(8, c, 3, 3)
+    shifted = image - (threshold.view(1, -1, 1, 1) if per_channel else threshold)
+    expected = F.conv2d(torch.where(shifted >= 0, 1.0, -1.0).double(), wc.double(), None, 1, 1)
+    for use_kernel in (True, False):
+        conv = BinaryConv2d(wc, torch.rand(8) + 0.1, None, 1, 1, 1, threshold, use_kernel)
+        assert torch.equal(conv.dots(image), expected.round().int())
+
+
+@needs_kernels
 @pytest.mark.parametrize('kind', ['linear', 'conv'])
 def test_the_scaled_output_is_the_rounded_dot_times_scale_plus_bias(kind):
     # Interior blocks of 8 pixels (20 x 20, 3 x 3) take the fused register path, the border

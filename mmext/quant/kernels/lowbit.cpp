@@ -30,18 +30,22 @@ bool use_avx512() {
 }
 
 // ------------------------------------------------------------------------------------ packing
-uint64_t pack_word_portable(const float* p, int64_t n) {
+// Bit j is 1 where p[j] - t[j] >= 0 (t null: p[j] >= 0), as torch's (x - threshold) >= 0.
+uint64_t pack_word_portable(const float* p, const float* t, int64_t n) {
   uint64_t word = 0;
-  for (int64_t j = 0; j < n; ++j) word |= static_cast<uint64_t>(p[j] >= 0.f) << j;
+  for (int64_t j = 0; j < n; ++j)
+    word |= static_cast<uint64_t>((t ? p[j] - t[j] : p[j]) >= 0.f) << j;
   return word;
 }
 
-__attribute__((target("avx512f"))) uint64_t pack_word_avx512(const float* p, int64_t n) {
+__attribute__((target("avx512f"))) uint64_t pack_word_avx512(const float* p, const float* t,
+                                                             int64_t n) {
   uint64_t word = 0;
   for (int64_t j = 0; j < n; j += 16) {
     const int64_t valid = std::min<int64_t>(16, n - j);
     const __mmask16 m = valid == 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
-    const __m512 v = _mm512_maskz_loadu_ps(m, p + j);
+    __m512 v = _mm512_maskz_loadu_ps(m, p + j);
+    if (t) v = _mm512_sub_ps(v, _mm512_maskz_loadu_ps(m, t + j));
     const __mmask16 ge = _mm512_mask_cmp_ps_mask(m, v, _mm512_setzero_ps(), _CMP_GE_OQ);
     word |= static_cast<uint64_t>(ge) << j;
   }
@@ -500,11 +504,19 @@ void check_weight_rows(const torch::Tensor& w, const torch::Tensor& scale, const
 }  // namespace
 
 // x (M, K) float -> (M, ceil(K / 64)) int64 sign words.
-torch::Tensor pack_signs(torch::Tensor x) {
+// With a threshold (K) float, the signs of x - threshold (a learnable-threshold binarizer's).
+torch::Tensor pack_signs(torch::Tensor x, c10::optional<torch::Tensor> threshold) {
   check_cpu({x}, "pack_signs");
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == torch::kFloat32,
               "pack_signs: x must be a 2-d float32 tensor, got ", x.sizes(), " ", x.dtype());
   x = x.contiguous();
+  if (threshold) {
+    check_cpu({*threshold}, "pack_signs");
+    TORCH_CHECK(threshold->scalar_type() == torch::kFloat32 && threshold->numel() == x.size(1),
+                "pack_signs: threshold needs one float32 per column (", x.size(1), ")");
+    threshold = threshold->reshape(-1).contiguous();
+  }
+  const float* th = threshold ? threshold->data_ptr<float>() : nullptr;
   const int64_t m = x.size(0), k = x.size(1), words = (k + 63) / 64;
   auto out = torch::empty({m, words}, x.options().dtype(torch::kInt64));
   const float* src = x.data_ptr<float>();
@@ -515,7 +527,8 @@ torch::Tensor pack_signs(torch::Tensor x) {
       for (int64_t w = 0; w < words; ++w) {
         const float* p = src + i * k + 64 * w;
         const int64_t n = std::min<int64_t>(64, k - 64 * w);
-        dst[i * words + w] = avx ? pack_word_avx512(p, n) : pack_word_portable(p, n);
+        const float* t = th ? th + 64 * w : nullptr;
+        dst[i * words + w] = avx ? pack_word_avx512(p, t, n) : pack_word_portable(p, t, n);
       }
   });
   return out;
@@ -1104,7 +1117,8 @@ torch::Tensor im2col_int8(torch::Tensor x, int64_t kh, int64_t kw, int64_t strid
 bool has_avx512_popcount() { return use_avx512(); }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("pack_signs", &pack_signs, "sign bits of a (M, K) float tensor, 64 per int64 word");
+  m.def("pack_signs", &pack_signs, "sign bits of a (M, K) float tensor (minus a threshold per "
+        "column), 64 per int64 word", py::arg("x"), py::arg("threshold") = py::none());
   m.def("binary_linear", &binary_linear, "XNOR-popcount GEMM on packed signs");
   m.def("binary_bmm", &binary_bmm, "batched XNOR-popcount dot products (int32)");
   m.def("binary_attention_correct", &binary_attention_correct,
