@@ -135,6 +135,34 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512vpopcntdq,fma"))) void fu
   }
 }
 
+// A linear layer's float outputs from 32-bit sign words (the 64-bit words read as two halves,
+// low first): kBlockM rows against 16 output channels per 512-bit vector, the popcounts summed
+// in 32-bit lanes, so that one vector holds 16 finished dots. dot = full - 2 pop is exact in
+// float (|dot| <= K < 2^24), then y = fma(dot, scale, bias), as `store` rounds; rows < `real`
+// stored. wt32 (2W, npad): row 2w + h holds half h of weight word w of every channel.
+__attribute__((target("avx512f,avx512vpopcntdq,fma"))) void fused32_avx512(
+    const uint32_t* const* rows, const uint32_t* wt32, int64_t npad, int64_t c, int64_t half_words,
+    int64_t full, const float* scale, const float* bias, float* const* out, int64_t real,
+    int64_t n) {
+  __m512i acc[kBlockM];
+  for (int r = 0; r < kBlockM; ++r) acc[r] = _mm512_setzero_si512();
+  for (int64_t t = 0; t < half_words; ++t) {
+    const __m512i b = _mm512_loadu_si512(wt32 + t * npad + c);
+    for (int r = 0; r < kBlockM; ++r) {
+      const __m512i a = _mm512_set1_epi32(static_cast<int>(rows[r][t]));
+      acc[r] = _mm512_add_epi32(acc[r], _mm512_popcnt_epi32(_mm512_xor_si512(a, b)));
+    }
+  }
+  const int64_t end = std::min<int64_t>(kBlockN, n - c);
+  const __mmask16 mask = end == 16 ? 0xFFFF : static_cast<__mmask16>((1u << end) - 1);
+  const __m512 f = _mm512_set1_ps(static_cast<float>(full)), minus_two = _mm512_set1_ps(-2.0f);
+  const __m512 s = _mm512_loadu_ps(scale + c), bi = _mm512_loadu_ps(bias + c);
+  for (int64_t r = 0; r < real; ++r) {
+    const __m512 dot = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r]), minus_two, f);  // exact
+    _mm512_mask_storeu_ps(out[r] + c, mask, _mm512_fmadd_ps(dot, s, bi));
+  }
+}
+
 // Output of one row block: dot = full - 2 pop - fix (fix: padded taps, or nothing); either the
 // integer dot (raw) or dot * scale + bias.
 struct Epilogue {
@@ -558,18 +586,31 @@ torch::Tensor binary_linear(torch::Tensor a, torch::Tensor wt, int64_t k, torch:
   float* out_f = raw ? nullptr : out.data_ptr<float>();
   int32_t* out_i = raw ? out.data_ptr<int32_t>() : nullptr;
   const bool avx = use_avx512();
+  // the float output's path reads 32-bit halves of the words: the weight's halves as rows
+  std::vector<uint32_t> wt32;
+  if (avx && !raw) {
+    wt32.resize(2 * words * npad);
+    for (int64_t w = 0; w < words; ++w)
+      for (int64_t c = 0; c < npad; ++c) {
+        wt32[(2 * w) * npad + c] = static_cast<uint32_t>(W[w * npad + c]);
+        wt32[(2 * w + 1) * npad + c] = static_cast<uint32_t>(W[w * npad + c] >> 32);
+      }
+  }
   const int64_t blocks = (m + kBlockM - 1) / kBlockM;
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     int64_t pop[kBlockM][kBlockN];
     const uint64_t* rows[kBlockM];
+    const uint32_t* rows32[kBlockM];
     float* outs[kBlockM];
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t m0 = blk * kBlockM, real = std::min<int64_t>(kBlockM, m - m0);
       for (int r = 0; r < kBlockM; ++r) rows[r] = A + (m0 + std::min<int64_t>(r, real - 1)) * words;
+      for (int r = 0; r < kBlockM; ++r) rows32[r] = reinterpret_cast<const uint32_t*>(rows[r]);
       for (int r = 0; r < kBlockM; ++r) outs[r] = out_f ? out_f + (m0 + r) * n : nullptr;
       for (int64_t c = 0; c < npad && c < n; c += kBlockN) {
         if (avx && !raw) {
-          fused_avx512(rows, W, npad, c, taps, k, e.scale, e.bias, outs, real, n);
+          fused32_avx512(rows32, wt32.data(), npad, c, 2 * words, k, e.scale, e.bias, outs,
+                         real, n);
           continue;
         }
         popcounts(avx, rows, W, npad, c, taps, pop);
