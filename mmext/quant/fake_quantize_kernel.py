@@ -5,13 +5,14 @@ for LSQ) with the low-bit extension (:func:`mmext.quant.kernels.lowbit_ops`): th
 AVX-512 pass over ``x`` with the eager quantizer's float operations in its order, so the values
 are equal to :class:`mmext.quant.quantizers._FakeQuantize`'s; the backward is one pass over the
 gradient and ``x`` that gives the input's gradient and, per step group, the sums of the step's
-and the zero point's gradients (in float64, so these differ from eager's float32 sums by
-rounding only).
+and the zero point's gradients (float64 across pieces of the tensor, float32 within a piece, so
+these differ from eager's float32 sums by rounding only).
 
 A step group is one scale (and zero point) along one dimension of ``x``: per tensor, per
-channel of a weight, per head of a (B, H, N, d) attention tensor. The pass reads ``x`` in
-memory order as (outer, groups, inner), so transposed views (the heads of
-``x.view(B, N, H, d).transpose(1, 2)``) need no copy.
+channel of a weight, per head of a (B, H, N, d) attention tensor, per input channel. The pass
+reads ``x`` in memory order as (outer, groups, inner), so transposed views (the heads of
+``x.view(B, N, H, d).transpose(1, 2)``) need no copy; with inner = 1 (the groups last in
+memory) it runs along rows of steps.
 
 ``fake_quantize(..., fused=True)`` takes this path for float32 CPU tensors where the extension
 is built (:func:`kernel_layout` says whether a layout qualifies) and ``torch.compile``

@@ -241,8 +241,9 @@ class BinaryAttention(_KernelUser):
 
     def _levels(self, x: Tensor, name: str) -> tuple[Tensor, Tensor, Tensor]:
         """``x / s + z`` (its sign is the binarizer's), s and z shaped (1, H, 1, 1). The sum is
-        taken in place: a second temporary of attention's size cost ten times the arithmetic
-        here (glibc gives such blocks back to the system, and touching them again faults)."""
+        taken in place: a second temporary of attention's size cost several times the
+        arithmetic here (glibc gives such blocks back to the system, and touching them again
+        faults pages)."""
         s = getattr(self, f'{name}_scale').view(1, -1, 1, 1)
         z = getattr(self, f'{name}_zero').view(1, -1, 1, 1)
         return (x / s).add_(z), s, z
