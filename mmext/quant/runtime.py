@@ -189,15 +189,14 @@ def _pack_rows(x: Tensor, ops) -> Tensor:
     return words.view(*x.shape[:-1], -1)
 
 
-def _raw_dots_with_sums(a: Tensor, b: Tensor, ops) -> Tensor:
-    """The compiled path's raw dots (G, M + 1, N + 1) int32 of a (G, M, K) and b (G, N, K),
-    each with an all-(+1) row appended, so that the last column holds the sign sums of a's rows
-    and the last row those of b's."""
-    g, _, k = a.shape
-    n = b.shape[1]
+def _raw_dots_of_words(words_a: Tensor, words_b: Tensor, k: int, ops) -> Tensor:
+    """The compiled path's raw dots (G, M + 1, N + 1) int32 of the sign words (G, M, W) and
+    (G, N, W) of rows of length k, each with an all-(+1) row appended, so that the last column
+    holds the sign sums of a's rows and the last row those of b's."""
+    g, n = words_a.shape[0], words_b.shape[1]
     ones = pack_signs_reference(torch.ones(1, k)).expand(g, 1, -1)
-    words_a = torch.cat([_pack_rows(a, ops), ones], 1)             # (G, M + 1, W)
-    words_b = torch.cat([_pack_rows(b, ops), ones], 1)             # (G, N + 1, W)
+    words_a = torch.cat([words_a, ones], 1)                         # (G, M + 1, W)
+    words_b = torch.cat([words_b, ones], 1)                         # (G, N + 1, W)
     pad = _round_up(n + 1, BLOCK_N) - (n + 1)
     words_b = F.pad(words_b, (0, 0, 0, pad)).transpose(1, 2).contiguous()
     return ops.binary_bmm(words_a.contiguous(), words_b, k, n + 1)
@@ -213,7 +212,7 @@ def binary_dots(a: Tensor, b: Tensor, ops) -> tuple[Tensor, Tensor, Tensor]:
         sa, sb = (torch.where(t >= 0, 1.0, -1.0) for t in (a, b))
         dots = (sa.double() @ sb.double().transpose(1, 2)).float()
         return dots, sa.sum(-1, keepdim=True), sb.sum(-1)[:, None]
-    out = _raw_dots_with_sums(a, b, ops).float()
+    out = _raw_dots_of_words(_pack_rows(a, ops), _pack_rows(b, ops), a.shape[2], ops).float()
     return out[:, :m, :n], out[:, :m, n:], out[:, m:, :n]
 
 
@@ -239,27 +238,39 @@ class BinaryAttention(_KernelUser):
             self.register_buffer(f'{name}_zero', quantizer.zero_point.detach().clone())
         self.use_kernel = use_kernel
 
-    def _levels(self, x: Tensor, name: str) -> tuple[Tensor, Tensor, Tensor]:
-        """``x / s + z`` (its sign is the binarizer's), s and z shaped (1, H, 1, 1). The sum is
-        taken in place: a second temporary of attention's size cost several times the
-        arithmetic here (glibc gives such blocks back to the system, and touching them again
-        faults pages)."""
-        s = getattr(self, f'{name}_scale').view(1, -1, 1, 1)
-        z = getattr(self, f'{name}_zero').view(1, -1, 1, 1)
-        return (x / s).add_(z), s, z
+    def _step(self, name: str) -> tuple[Tensor, Tensor]:
+        """The binarizer's step and zero point, shaped (1, H, 1, 1)."""
+        return (getattr(self, f'{name}_scale').view(1, -1, 1, 1),
+                getattr(self, f'{name}_zero').view(1, -1, 1, 1))
 
-    def _product(self, a: Tensor, b: Tensor, za: Tensor, zb: Tensor, scale: Tensor) -> Tensor:
-        """``sum_k s_a (sign(a) - z_a) s_b (sign(b) - z_b)`` for a (B, H, M, K), b (B, H, N, K)
-        given as levels; ``scale = s_a s_b``."""
-        bsz, heads, m, k = a.shape
-        n = b.shape[2]
+    def _levels(self, x: Tensor, name: str) -> Tensor:
+        """``x / s + z`` (its sign is the binarizer's). The sum is taken in place: a second
+        temporary of attention's size cost several times the arithmetic here (glibc gives such
+        blocks back to the system, and touching them again faults pages)."""
+        s, z = self._step(name)
+        return (x / s).add_(z)
+
+    def _operand(self, x: Tensor, name: str) -> Tensor:
+        """What a product needs of the binarized x (B, H, R, K): on the kernels its sign words
+        (B * H, R, W), packed from x in one pass (the levels are never written out); on the
+        reference its levels."""
+        if self.ops is None:
+            return self._levels(x, name)
+        x = x if x.stride(-1) == 1 else x.contiguous()
+        return self.ops.pack_head_signs(x.float(), getattr(self, f'{name}_scale'),
+                                        getattr(self, f'{name}_zero'))
+
+    def _product(self, a: Tensor, b: Tensor, shape: tuple[int, int, int, int], k: int,
+                 za: Tensor, zb: Tensor, scale: Tensor) -> Tensor:
+        """``sum_k s_a (sign(a) - z_a) s_b (sign(b) - z_b)`` (B, H, M, N) = ``shape`` for
+        operands a (B, H, M, K) and b (B, H, N, K) from :meth:`_operand`; ``scale = s_a s_b``."""
+        bsz, heads, m, n = shape
         if self.ops is not None:   # the corrections in one compiled pass, the same roundings
-            raw = _raw_dots_with_sums(a.reshape(-1, m, k), b.reshape(-1, n, k), self.ops)
+            raw = _raw_dots_of_words(a, b, k, self.ops)
             out = self.ops.binary_attention_correct(raw, za.float(), zb.float(),
                                                     (k * za * zb).float(), scale.float())
-            return out.view(bsz, heads, m, n)
+            return out.view(shape)
         dots, sum_a, sum_b = binary_dots(a.reshape(-1, m, k), b.reshape(-1, n, k), self.ops)
-        shape = (bsz, heads, m, n)
         total = dots.view(shape) - zb * sum_a.view(bsz, heads, m, 1) \
             - za * sum_b.view(bsz, heads, 1, n) + k * za * zb
         return total * scale
@@ -272,18 +283,22 @@ class BinaryAttention(_KernelUser):
         if query.dim() != 4 or query.shape[1] != self.num_heads:
             raise ValueError(f'BinaryAttention with {self.num_heads} heads expects q of shape '
                              f'(B, {self.num_heads}, L, d), got {tuple(query.shape)}')
-        tq, sq, zq = self._levels(self.q_transform(query), 'q')
-        tk, sk, zk = self._levels(self.k_transform(key), 'k')
-        tv, sv, zv = self._levels(value, 'v')
-        scale = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
-        logits = self.logits(self._product(tq, tk, zq, zk, sq * sk * scale))
+        q, k = self.q_transform(query), self.k_transform(key)
+        (sq, zq), (sk, zk), (sv, zv), (sp, zp) = (self._step(n) for n in ('q', 'k', 'v', 'prob'))
+        bsz, heads, length, dim = q.shape
+        source = k.shape[2]
+        scale = 1 / math.sqrt(dim) if scale is None else scale
+        logits = self.logits(self._product(self._operand(q, 'q'), self._operand(k, 'k'),
+                                           (bsz, heads, length, source), dim, zq, zk,
+                                           sq * sk * scale))
         if attn_mask is not None:
             logits = logits + additive_mask(
                 ~attn_mask if attn_mask.dtype == torch.bool else attn_mask, logits.dtype)
-        tp, sp, zp = self._levels(logits.softmax(dim=-1), 'prob')
-        out = self._product(tp, tv.transpose(2, 3), zp, zv, sp * sv)
+        probs = logits.softmax(dim=-1)
+        out = self._product(self._operand(probs, 'prob'), self._operand(value.transpose(2, 3), 'v'),
+                            (bsz, heads, length, value.shape[-1]), source, zp, zv, sp * sv)
         if need_weights:
-            return out, (torch.where(tp >= 0, 1.0, -1.0) - zp) * sp
+            return out, (torch.where(self._levels(probs, 'prob') >= 0, 1.0, -1.0) - zp) * sp
         return out
 
 

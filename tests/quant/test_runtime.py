@@ -352,7 +352,8 @@ def test_binary_attention_corrections_in_one_pass_round_as_the_torch_expression(
     from mmext.quant.attention import QuantizedSDPA
     torch.manual_seed(0)
     sdpa = QuantizedSDPA.from_bits(4, 1).eval()
-    q, k, v = (torch.randn(3, 4, 29, 40) for _ in range(3))
+    # heads of a (B, N, H, d) projection, as in the models: rows strided, d contiguous
+    q, k, v = (torch.randn(3, 29, 4, 40).transpose(1, 2) for _ in range(3))
     sdpa(q, k, v)
     for quantizer in (sdpa.q_quantizer, sdpa.k_quantizer, sdpa.v_quantizer, sdpa.prob_quantizer):
         quantizer.zero_point.data.uniform_(-0.3, 0.3)

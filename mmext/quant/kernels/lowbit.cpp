@@ -52,6 +52,28 @@ __attribute__((target("avx512f"))) uint64_t pack_word_avx512(const float* p, con
   return word;
 }
 
+// Bit j is 1 where p[j] / s + z >= 0 (the levels of a learnable-scale binarizer, rounded as
+// torch's (x / s) + z).
+uint64_t pack_word_affine_portable(const float* p, int64_t n, float s, float z) {
+  uint64_t word = 0;
+  for (int64_t j = 0; j < n; ++j) word |= static_cast<uint64_t>(p[j] / s + z >= 0.f) << j;
+  return word;
+}
+
+__attribute__((target("avx512f"))) uint64_t pack_word_affine_avx512(const float* p, int64_t n,
+                                                                    float s, float z) {
+  const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(z);
+  uint64_t word = 0;
+  for (int64_t j = 0; j < n; j += 16) {
+    const int64_t valid = std::min<int64_t>(16, n - j);
+    const __mmask16 m = valid == 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
+    const __m512 t = _mm512_add_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(m, p + j), vs), vz);
+    const __mmask16 ge = _mm512_mask_cmp_ps_mask(m, t, _mm512_setzero_ps(), _CMP_GE_OQ);
+    word |= static_cast<uint64_t>(ge) << j;
+  }
+  return word;
+}
+
 // ------------------------------------------------------------------------- the inner products
 // Rows r of `a` (pointers, kBlockM of them, repeated when fewer are real) against the weight
 // words wt[w * npad + c .. c + 15] summed over the word offsets `offsets` (one per tap and word:
@@ -558,6 +580,40 @@ torch::Tensor pack_signs(torch::Tensor x, c10::optional<torch::Tensor> threshold
         const float* t = th ? th + 64 * w : nullptr;
         dst[i * words + w] = avx ? pack_word_avx512(p, t, n) : pack_word_portable(p, t, n);
       }
+  });
+  return out;
+}
+
+// x (B, H, R, K) float with its last dimension contiguous (any other strides: a head view),
+// one step and zero point per head -> (B * H, R, ceil(K / 64)) int64 words of the signs of
+// x / s + z, without the levels written out.
+torch::Tensor pack_head_signs(torch::Tensor x, torch::Tensor scale, torch::Tensor zero) {
+  check_cpu({x, scale, zero}, "pack_head_signs");
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat32 && x.stride(3) == 1,
+              "pack_head_signs: x must be (B, H, R, K) float32 with K contiguous, got ",
+              x.sizes(), " strides ", x.strides());
+  const int64_t b = x.size(0), h = x.size(1), r = x.size(2), k = x.size(3);
+  TORCH_CHECK(scale.scalar_type() == torch::kFloat32 && zero.scalar_type() == torch::kFloat32 &&
+                  scale.numel() == h && zero.numel() == h,
+              "pack_head_signs: scale and zero need one float32 per head (", h, ")");
+  scale = scale.reshape(-1).contiguous(), zero = zero.reshape(-1).contiguous();
+  const float *sc = scale.data_ptr<float>(), *zp = zero.data_ptr<float>();
+  const int64_t words = (k + 63) / 64;
+  auto out = torch::empty({b * h, r, words}, x.options().dtype(torch::kInt64));
+  const float* src = x.data_ptr<float>();
+  auto* dst = reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>());
+  const int64_t sb = x.stride(0), sh = x.stride(1), sr = x.stride(2);
+  const bool avx = use_avx512();
+  at::parallel_for(0, b * h * r, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t bi = row / (h * r), hi = (row / r) % h, ri = row % r;
+      const float* base = src + bi * sb + hi * sh + ri * sr;
+      for (int64_t w = 0; w < words; ++w) {
+        const int64_t n = std::min<int64_t>(64, k - 64 * w);
+        dst[row * words + w] = avx ? pack_word_affine_avx512(base + 64 * w, n, sc[hi], zp[hi])
+                                   : pack_word_affine_portable(base + 64 * w, n, sc[hi], zp[hi]);
+      }
+    }
   });
   return out;
 }
@@ -1160,6 +1216,8 @@ bool has_avx512_popcount() { return use_avx512(); }
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("pack_signs", &pack_signs, "sign bits of a (M, K) float tensor (minus a threshold per "
         "column), 64 per int64 word", py::arg("x"), py::arg("threshold") = py::none());
+  m.def("pack_head_signs", &pack_head_signs,
+        "sign words of x / s + z per head of a (B, H, R, K) tensor");
   m.def("binary_linear", &binary_linear, "XNOR-popcount GEMM on packed signs");
   m.def("binary_bmm", &binary_bmm, "batched XNOR-popcount dot products (int32)");
   m.def("binary_attention_correct", &binary_attention_correct,
