@@ -85,6 +85,7 @@ class _IntegerGridLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, a_scale, a_zero, w_scale, a_grid, w_grid, ops):
         (qn, qp, a_factor), (wqn, wqp, w_factor) = a_grid, w_grid
+        x, weight = x.contiguous(), weight.contiguous()   # the backward pass reads them dense
         s, z = float(a_scale), float(a_zero)
         n = weight.shape[0]
         levels, x_fake = ops.lsq_input_forward(x, s, z, qn, qp)          # (M, K) each
@@ -94,29 +95,27 @@ class _IntegerGridLinear(torch.autograd.Function):
         out = ops.scale_levels_product_(
             acc, -z, w_level_sum, (a_scale * w_scale).expand(n).contiguous(),
             bias if bias is not None else x.new_zeros(n))
-        ctx.save_for_backward(x, x_fake, weight, w_fake, w_scale)
-        ctx.grid, ctx.w_grid = (qn, qp, a_factor, s, z), (wqn, wqp, w_factor)
+        ctx.save_for_backward(x, x_fake, weight, w_fake, a_scale, a_zero, w_scale)
+        ctx.grid, ctx.w_grid = (qn, qp, a_factor), (wqn, wqp, w_factor)
         ctx.has_bias, ctx.ops = bias is not None, ops
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x, x_fake, weight, w_fake, w_scale = ctx.saved_tensors
-        qn, qp, a_factor, s, z = ctx.grid
+        x, x_fake, weight, w_fake, a_scale, a_zero, w_scale = ctx.saved_tensors
+        qn, qp, a_factor = ctx.grid
         wqn, wqp, w_factor = ctx.w_grid
         grad = grad.contiguous()
         # the fake-quantized layer's products (on its values: (level - z) * s, s_w level_w)
         grad_x_q = grad @ w_fake
         grad_w_q = grad.t() @ x_fake
-        # LSQ+ on the input (per tensor)
-        grad_x, sums = ctx.ops.lsq_input_backward(grad_x_q, x, s, z, qn, qp)
-        step_sum, outside_sum = sums.tolist()
-        grad_a_scale = grad_x.new_tensor([step_sum * a_factor])
-        grad_a_zero = grad_x.new_tensor([-outside_sum * s * a_factor])
-        # LSQ on the weight (per tensor or per output channel)
-        grad_w, step = ctx.ops.lsq_weight_backward(grad_w_q, weight, w_scale, wqn, wqp)
-        step = step if w_scale.numel() > 1 else step.sum().reshape(1)
-        grad_w_scale = (step * w_factor).to(w_scale.dtype)
+        # LSQ+ on the input (one step) and LSQ on the weight (one step, or one per output
+        # channel): the one-pass quantizer's backward (mmext.quant.fake_quantize_kernel)
+        grad_x, grad_a_scale, grad_a_zero = ctx.ops.fake_quantize_groups_backward(
+            grad_x_q, x, a_scale, a_zero, qn, qp, 1, 1, x.numel(), a_factor)
+        rows = w_scale.numel()
+        grad_w, grad_w_scale, _ = ctx.ops.fake_quantize_groups_backward(
+            grad_w_q, weight, w_scale, None, wqn, wqp, 1, rows, weight.numel() // rows, w_factor)
         grad_bias = grad.sum(0) if ctx.has_bias else None
         return grad_x, grad_w, grad_bias, grad_a_scale, grad_a_zero, grad_w_scale, None, None, \
             None

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -270,17 +271,21 @@ __attribute__((target("avx512f"))) int64_t quantize_int8_avx512(const float* src
   return i;
 }
 
-// One output row of the int8 layers' epilogue, (acc + c * ws) * sc + bi, 16 at a time; returns
-// the first column it did not do.
-__attribute__((target("avx512f"))) int64_t int_epilogue_row_avx512(const int32_t* a, float* y,
-                                                                   int64_t n, float c,
-                                                                   const float* ws,
-                                                                   const float* sc,
-                                                                   const float* bi) {
+// One output row y = (a + c * ws) * sc + bi over n columns, a int32 (the int8 GEMM's sums) or
+// float (a product of levels, where y may be a), 16 at a time; returns the first column it did
+// not do. Each operation is rounded as the torch expression it replaces.
+template <typename T>
+__attribute__((target("avx512f"))) int64_t affine_row_avx512(const T* a, float* y, int64_t n,
+                                                             float c, const float* ws,
+                                                             const float* sc, const float* bi) {
   const __m512 vc = _mm512_set1_ps(c);
   int64_t j = 0;
   for (; j + 16 <= n; j += 16) {
-    const __m512 acc = _mm512_cvtepi32_ps(_mm512_loadu_si512(a + j));
+    __m512 acc;
+    if constexpr (std::is_same_v<T, int32_t>)
+      acc = _mm512_cvtepi32_ps(_mm512_loadu_si512(a + j));
+    else
+      acc = _mm512_loadu_ps(a + j);
     const __m512 shifted = _mm512_add_ps(acc, _mm512_mul_ps(vc, _mm512_loadu_ps(ws + j)));
     _mm512_storeu_ps(y + j, _mm512_add_ps(_mm512_mul_ps(shifted, _mm512_loadu_ps(sc + j)),
                                           _mm512_loadu_ps(bi + j)));
@@ -288,20 +293,11 @@ __attribute__((target("avx512f"))) int64_t int_epilogue_row_avx512(const int32_t
   return j;
 }
 
-// Rows of y = (acc + c * weight_sum) * scale + bias over n columns, 16 at a time; returns the
-// first column it did not do.
-__attribute__((target("avx512f"))) int64_t scale_row_avx512(float* y, int64_t n, float c,
-                                                            const float* ws, const float* sc,
-                                                            const float* bi) {
-  const __m512 vc = _mm512_set1_ps(c);
-  int64_t j = 0;
-  for (; j + 16 <= n; j += 16) {
-    const __m512 shifted = _mm512_add_ps(_mm512_loadu_ps(y + j),
-                                         _mm512_mul_ps(vc, _mm512_loadu_ps(ws + j)));
-    _mm512_storeu_ps(y + j, _mm512_add_ps(_mm512_mul_ps(shifted, _mm512_loadu_ps(sc + j)),
-                                          _mm512_loadu_ps(bi + j)));
-  }
-  return j;
+template <typename T>
+void affine_row(const T* a, float* y, int64_t n, float c, const float* ws, const float* sc,
+                const float* bi) {
+  int64_t j = use_avx512() ? affine_row_avx512(a, y, n, c, ws, sc, bi) : 0;
+  for (; j < n; ++j) y[j] = (static_cast<float>(a[j]) + c * ws[j]) * sc[j] + bi[j];
 }
 
 // The LSQ / LSQ+ backward of 16 lanes with t = x / s + z: stores gx (g inside, 0 outside) and
@@ -316,7 +312,7 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 lsq_backward_lan
   return _mm512_mask_blend_ps(inside, d, _mm512_sub_ps(rounded, t));        // round(t) - t
 }
 
-// The LSQ+ input backward over [0, n) 16 at a time (see lsq_input_backward); returns the first
+// The LSQ / LSQ+ backward over [0, n) 16 at a time (see lsq_backward_range); returns the first
 // element it did not do and adds its two sums to ds / out.
 __attribute__((target("avx512f"))) int64_t lsq_backward_avx512(const float* g, const float* src,
                                                                float* gx, int64_t n, float s,
@@ -899,13 +895,8 @@ torch::Tensor int_epilogue(torch::Tensor acc, double c, torch::Tensor weight_sum
   float* y = out.data_ptr<float>();
   const float cf = static_cast<float>(c);
   at::parallel_for(0, m, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const float* w = ws + (i % rows) * n;
-      int64_t j = use_avx512() ? int_epilogue_row_avx512(a + i * n, y + i * n, n, cf, w, sc, bi)
-                               : 0;
-      for (; j < n; ++j)
-        y[i * n + j] = (static_cast<float>(a[i * n + j]) + cf * w[j]) * sc[j] + bi[j];
-    }
+    for (int64_t i = begin; i < end; ++i)
+      affine_row(a + i * n, y + i * n, n, cf, ws + (i % rows) * n, sc, bi);
   });
   return out;
 }
@@ -954,11 +945,7 @@ torch::Tensor scale_levels_product_(torch::Tensor acc, double c, torch::Tensor w
   const float* bi = bias.data_ptr<float>();
   const float cf = static_cast<float>(c);
   at::parallel_for(0, m, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      float* row = y + i * n;
-      int64_t j = use_avx512() ? scale_row_avx512(row, n, cf, ws, sc, bi) : 0;
-      for (; j < n; ++j) row[j] = (row[j] + cf * ws[j]) * sc[j] + bi[j];
-    }
+    for (int64_t i = begin; i < end; ++i) affine_row(y + i * n, y + i * n, n, cf, ws, sc, bi);
   });
   return acc;
 }
@@ -996,77 +983,6 @@ std::vector<torch::Tensor> lsq_weight_forward(torch::Tensor w, torch::Tensor sca
     }
   });
   return {levels, fake, level_sum};
-}
-
-// The LSQ weight backward in one pass: grad_w (N, K), and the step's gradient before its factor
-// per row (N, float64: sum grad * (round(t) - t) inside, grad * bound outside, t = w / s).
-std::vector<torch::Tensor> lsq_weight_backward(torch::Tensor grad, torch::Tensor w,
-                                               torch::Tensor scale, int64_t qn, int64_t qp) {
-  check_cpu({grad, w, scale}, "lsq_weight_backward");
-  check_weight_rows(w, scale, "lsq_weight_backward");
-  TORCH_CHECK(grad.sizes() == w.sizes() && grad.scalar_type() == torch::kFloat32,
-              "lsq_weight_backward: grad must be float32 of w's shape");
-  const int64_t n = w.size(0), k = w.size(1);
-  grad = grad.contiguous();
-  w = w.contiguous();
-  scale = scale.contiguous();
-  auto grad_w = torch::empty_like(w);
-  auto step = torch::empty({n}, w.options().dtype(torch::kFloat64));
-  const float *g = grad.data_ptr<float>(), *src = w.data_ptr<float>();
-  const float* sc = scale.data_ptr<float>();
-  float* gw = grad_w.data_ptr<float>();
-  double* st = step.data_ptr<double>();
-  const float lo = static_cast<float>(qn), hi = static_cast<float>(qp);
-  const bool per_row = scale.numel() == n && n > 1;
-  at::parallel_for(0, n, 8, [&](int64_t begin, int64_t end) {
-    for (int64_t r = begin; r < end; ++r) {
-      const float s = sc[per_row ? r : 0];
-      double ds = 0.0, outside = 0.0;   // the input backward's pass with z = 0
-      lsq_backward_range(g + r * k, src + r * k, gw + r * k, k, s, 0.0f, lo, hi, ds, outside);
-      st[r] = ds;
-    }
-  });
-  return {grad_w, step};
-}
-
-// The LSQ+ backward of a per-tensor input quantizer in one pass over grad and x, with the
-// forward's float operations (t = x / s + z): grad_x = grad where qn <= t <= qp, else 0; and
-// two sums (float64): sum grad * (round(t) - t) over the inside plus grad * (bound - z) over the
-// outside (the step's gradient before its factor), and sum grad over the outside (minus the
-// zero point's, before s and the factor).
-std::vector<torch::Tensor> lsq_input_backward(torch::Tensor grad, torch::Tensor x, double scale,
-                                              double zero_point, int64_t qn, int64_t qp) {
-  check_cpu({grad, x}, "lsq_input_backward");
-  TORCH_CHECK(grad.scalar_type() == torch::kFloat32 && x.scalar_type() == torch::kFloat32,
-              "lsq_input_backward: grad and x must be float32");
-  TORCH_CHECK(grad.sizes() == x.sizes(), "lsq_input_backward: grad and x differ in shape");
-  grad = grad.contiguous();
-  x = x.contiguous();
-  auto grad_x = torch::empty_like(x);
-  const float* g = grad.data_ptr<float>();
-  const float* src = x.data_ptr<float>();
-  float* gx = grad_x.data_ptr<float>();
-  const float s = static_cast<float>(scale), z = static_cast<float>(zero_point);
-  const float lo = static_cast<float>(qn), hi = static_cast<float>(qp);
-  const int64_t n = x.numel(), grain = 16384, chunks = (n + grain - 1) / grain;
-  std::vector<double> step(chunks, 0.0), outside(chunks, 0.0);
-  at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
-    for (int64_t c = first; c < last; ++c) {
-      double ds = 0.0, out = 0.0;
-      const int64_t i = c * grain;
-      lsq_backward_range(g + i, src + i, gx + i, std::min(n, i + grain) - i, s, z, lo, hi, ds,
-                         out);
-      step[c] = ds;
-      outside[c] = out;
-    }
-  });
-  double ds = 0.0, out = 0.0;
-  for (int64_t c = 0; c < chunks; ++c) {
-    ds += step[c];
-    out += outside[c];
-  }
-  auto sums = torch::tensor({ds, out}, torch::dtype(torch::kFloat64));
-  return {grad_x, sums};
 }
 
 // LSQ / LSQ+ fake quantization of a dense x read in memory order as (outer, channels, inner),
@@ -1231,10 +1147,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "in place: (acc + c * weight_sum) * scale + bias");
   m.def("lsq_weight_forward", &lsq_weight_forward,
         "LSQ weight levels, fake-quantized weight and level sums in one pass");
-  m.def("lsq_weight_backward", &lsq_weight_backward,
-        "LSQ weight gradient and the step sums per row in one pass");
-  m.def("lsq_input_backward", &lsq_input_backward,
-        "LSQ+ input gradient and the step / zero-point sums in one pass");
   m.def("fake_quantize_groups", &fake_quantize_groups,
         "LSQ / LSQ+ fake quantization, a step per channel, in one pass");
   m.def("fake_quantize_groups_backward", &fake_quantize_groups_backward,
