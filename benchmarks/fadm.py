@@ -6,8 +6,8 @@ alone, coarse + FADM, coarse + FADM without attributes, per seed.
     python benchmarks/fadm.py --seeds 0 --long    # adds the refiner trained 3x as long
 
 Per seed: the keypoint animator (configs/fadm/animator_demo_moving-fashion.py), then FADM with
-and without attributes, and with a full-resolution warp scale (a diagnosis row), on that
-frozen animator; each evaluated on the test sequences by
+and without attributes, with a full-resolution warp scale and with the coarse frame as a
+denoiser input (diagnosis rows), on that frozen animator; each evaluated on the test sequences by
 ``tools/test.py`` (L1, PSNR, SSIM grey Gaussian 1.5, temporal error; the coarse row is the same
 run's coarse frames). Results accumulate in ``benchmarks/results/fadm.json`` (table beside it);
 a diagnosis per seed (the coarse frame, AGCN's condition image and the denoiser's x0 estimate
@@ -36,10 +36,12 @@ ROWS = {  # row: description
     'fadm_no_attr': 'coarse + FADM without attributes',
     'fadm_fullres': 'coarse + FADM, warp scales up to full resolution (diagnosis)',
     'fadm_long': 'coarse + FADM, 6,000 iterations (diagnosis, over the 30-minute budget)',
+    'fadm_coarse_input': 'coarse + FADM, the denoiser also sees the coarse frame (diagnosis)',
 }
 CONFIGS = {'fadm': 'fadm_demo_moving-fashion.py',
            'fadm_no_attr': 'fadm-no-attr_demo_moving-fashion.py',
-           'fadm_fullres': 'fadm-fullres_demo_moving-fashion.py'}
+           'fadm_fullres': 'fadm-fullres_demo_moving-fashion.py',
+           'fadm_coarse_input': 'fadm-coarse-input_demo_moving-fashion.py'}
 METRICS = ('l1', 'psnr', 'ssim_grey-gauss1.5', 'tc_l1')
 
 
@@ -129,13 +131,16 @@ def summarize(results: ResultsFile) -> str:
                   '| seed | ' + ' | '.join(keys) + ' |', '|---' * (len(keys) + 1) + '|']
         lines += [f'| {seed} | ' + ' | '.join(f'{run[k]:.4f}' for k in keys) + ' |'
                   for seed, run in diagnosis.items()]
-        lines += [f'| {seed}, 6,000 iterations | ' + ' | '.join(f'{run[k]:.4f}' for k in keys)
-                  + ' |' for seed, run in runs.get('diagnosis_long', {}).items()]
+        for name, label in (('diagnosis_long', '6,000 iterations'),
+                            ('diagnosis_coarse_input', 'the denoiser also sees the coarse frame')):
+            lines += [f'| {seed}, {label} | ' + ' | '.join(f'{run[k]:.4f}' for k in keys)
+                      + ' |' for seed, run in runs.get(name, {}).items()]
     return '\n'.join(lines)
 
 
-def _model_and_batch(checkpoint: str, opts: list[str], frames: int):
-    """The trained FADM of ``checkpoint`` (eval mode) and the first ``frames`` test frames."""
+def _model_and_batch(checkpoint: str, opts: list[str], frames: int, row: str = 'fadm'):
+    """The trained FADM of ``checkpoint`` (eval mode; built by ``row``'s config) and the first
+    ``frames`` test frames."""
     import argparse as ap
 
     from mmengine.config import Config, DictAction
@@ -145,7 +150,7 @@ def _model_and_batch(checkpoint: str, opts: list[str], frames: int):
     import projects.fadm  # noqa: F401
     from mmext.registry import MODELS
     init_default_scope('mmpretrain')
-    cfg = Config.fromfile(REPO / CFG / CONFIGS['fadm'])
+    cfg = Config.fromfile(REPO / CFG / CONFIGS[row])
     parser = ap.ArgumentParser()
     parser.add_argument('--options', nargs='+', action=DictAction)
     cfg.merge_from_dict(parser.parse_args(['--options', *opts]).options)
@@ -172,14 +177,15 @@ def source_as_prediction() -> dict:
     return metric.compute_metrics(metric.results)
 
 
-def diagnose(checkpoint: str, opts: list[str], steps=(0, 10, 30, 60, 90, 99)) -> dict:
+def diagnose(checkpoint: str, opts: list[str], row: str = 'fadm',
+             steps=(0, 10, 30, 60, 90, 99)) -> dict:
     """Where the refiner loses to its animator, on 48 test frames (L1 on [0, 1] to the true
     frame): the coarse frame; AGCN's condition image (at the first sampling step); the
     denoiser's x0 estimate from the true frame noised to step t (one noise draw)."""
     import torch
 
     from mmext.diffusion.training import noisy_batch
-    model, batch = _model_and_batch(checkpoint, opts, 48)
+    model, batch = _model_and_batch(checkpoint, opts, 48, row)
     with torch.no_grad():
         source, gt = batch['source'], batch['driving']
         attrs = model.attributes(batch['source_attributes'], batch['driving_attributes'])
@@ -195,7 +201,7 @@ def diagnose(checkpoint: str, opts: list[str], steps=(0, 10, 30, 60, 90, 99)) ->
             noisy = noisy_batch(scheduler, gt, timesteps=ts,
                                 generator=torch.Generator().manual_seed(t))
             condition, _ = model.agcn(coarse, coarse, ts, attrs)
-            pred = model.denoise(noisy.noisy, ts, condition)
+            pred = model.denoise(noisy.noisy, ts, condition, coarse)
             kind = scheduler.config.prediction_type
             a = alphas[t]
             if kind == 'sample':
@@ -266,6 +272,10 @@ def main():
                                summarize)
         if not results.has('diagnosis', seed):
             results.record('diagnosis', seed, diagnose(*checkpoints['fadm']), summarize)
+        if not results.has('diagnosis_coarse_input', seed):
+            results.record('diagnosis_coarse_input', seed,
+                           diagnose(*checkpoints['fadm_coarse_input'], 'fadm_coarse_input'),
+                           summarize)
         if args.long and not results.has('diagnosis_long', seed):
             results.record('diagnosis_long', seed, diagnose(*checkpoints['fadm_long']),
                            summarize)

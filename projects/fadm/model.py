@@ -27,6 +27,9 @@ class FADM(BaseModel):
         sample_scheduler: DDIM with the same betas (``eta`` in ``sampling``).
         feat_weight: weight of AGCN's feature loss (spec: 1.0).
         use_attributes: False zeroes the attribute difference (the ablation row).
+        denoiser_sees_coarse: True feeds the denoiser ``concat(condition, coarse, x_t)``
+            (``in_channels`` three times the frame's): a diagnosis, not FADM's design, which
+            shows the denoiser the coarse frame only through AGCN's condition image.
         reference: what AGCN's reference slot gets: 'coarse' (spec 11.2's proposal) or
             'driving' (the released training code; leaks the ground truth's colours, and the
             driving frame is not available at test, where 'coarse' is used).
@@ -38,7 +41,7 @@ class FADM(BaseModel):
     def __init__(self, animator: dict, agcn: dict, unet: dict, scheduler: dict,
                  sample_scheduler: dict | None = None, animator_checkpoint: str | None = None,
                  feat_weight: float = 1.0, use_attributes: bool = True,
-                 reference: str = 'coarse', sampling: dict | None = None,
+                 denoiser_sees_coarse: bool = False, reference: str = 'coarse', sampling: dict | None = None,
                  data_preprocessor: dict | None = None, init_cfg=None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         if reference not in ('coarse', 'driving'):
@@ -49,9 +52,13 @@ class FADM(BaseModel):
         self.animator = MODELS.build(animator).requires_grad_(False)
         self.agcn = MODELS.build(agcn)
         self.unet = MODELS.build(unet)
-        if self.unet.config.in_channels != 2 * self.agcn.in_channels:
-            raise ValueError(f'the denoiser takes concat(condition, x_t): in_channels must be '
-                             f'{2 * self.agcn.in_channels}, got {self.unet.config.in_channels}')
+        self.denoiser_sees_coarse = denoiser_sees_coarse
+        inputs, parts = (3, 'condition, coarse, x_t') if denoiser_sees_coarse else (
+            2, 'condition, x_t')
+        if self.unet.config.in_channels != inputs * self.agcn.in_channels:
+            raise ValueError(f'the denoiser takes concat({parts}): in_channels must be '
+                             f'{inputs * self.agcn.in_channels}, got '
+                             f'{self.unet.config.in_channels}')
         self.scheduler = MODELS.build(scheduler)
         self.sample_scheduler = MODELS.build(sample_scheduler or scheduler)
         self.feat_weight, self.use_attributes, self.reference = (feat_weight, use_attributes,
@@ -71,8 +78,10 @@ class FADM(BaseModel):
         a = source_attributes - driving_attributes
         return a if self.use_attributes else torch.zeros_like(a)
 
-    def denoise(self, x: Tensor, t: Tensor, condition: Tensor) -> Tensor:
-        return self.unet(torch.cat([condition, x], 1), t).sample
+    def denoise(self, x: Tensor, t: Tensor, condition: Tensor, coarse: Tensor) -> Tensor:
+        """The denoiser's prediction for ``x`` (B, C, H, W) at steps ``t`` (B,)."""
+        inputs = [condition, coarse, x] if self.denoiser_sees_coarse else [condition, x]
+        return self.unet(torch.cat(inputs, 1), t).sample
 
     def forward(self, source: Tensor, driving: Tensor, source_attributes: Tensor,
                 driving_attributes: Tensor, mode: str = 'tensor', **batch):
@@ -91,7 +100,7 @@ class FADM(BaseModel):
         batch = noisy_batch(self.scheduler, driving)
         reference = driving if self.reference == 'driving' else coarse
         condition, feat = self.agcn(coarse, reference, batch.timesteps, attrs)
-        pred = self.denoise(batch.noisy, batch.timesteps, condition)
+        pred = self.denoise(batch.noisy, batch.timesteps, condition, coarse)
         # mean-reduced L1 (the paper sums: the same gradient direction, lr scaled by C*H*W)
         return {'loss_diff': F.l1_loss(pred, batch.target),
                 'loss_feat': self.feat_weight * feat}
@@ -104,7 +113,7 @@ class FADM(BaseModel):
 
         def denoiser(x, t):
             condition, _ = self.agcn(coarse, coarse, t, attrs, colour)
-            return self.denoise(x, t, condition)
+            return self.denoise(x, t, condition, coarse)
 
         return sample(denoiser, self.sample_scheduler, len(coarse), noise, cfg['num_steps'],
                       cfg['eta']).clamp(-1, 1)

@@ -128,6 +128,25 @@ def test_fadm_loss_trains_the_refiner_not_the_animator(fashion_mnist_root):
         tiny_fadm(reference='gt')
 
 
+def test_denoiser_sees_the_coarse_frame_only_in_the_diagnosis_config():
+    """The diagnosis config feeds concat(condition, coarse, x_t); FADM's own, concat(condition,
+    x_t): the coarse argument changes the prediction only in the first."""
+    torch.manual_seed(0)
+    cfg = Config.fromfile(REPO / 'configs/fadm/fadm-coarse-input_demo_moving-fashion.py').model
+    x, condition, t = torch.randn(2, 1, 32, 32), torch.randn(2, 1, 32, 32), torch.tensor([3, 50])
+    coarse = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        for model, sees in ((tiny_fadm(), False),
+                            (tiny_fadm(denoiser_sees_coarse=True, unet=cfg.unet), True)):
+            a = model.denoise(x, t, condition, coarse)
+            b = model.denoise(x, t, condition, coarse + 1)
+            assert a.shape == x.shape
+            assert (not torch.equal(a, b)) == sees
+    with pytest.raises(ValueError, match=r'concat\(condition, coarse, x_t\): in_channels must '
+                                         'be 3, got 2'):
+        tiny_fadm(denoiser_sees_coarse=True)
+
+
 # ------------------------------------------------------------------------ metric
 def test_animation_metric_against_hand_cases():
     gt = [torch.full((1, 12, 12), v) for v in (-1.0, 0.0, 1.0)]
