@@ -7,6 +7,8 @@ replaces each quantized layer whose arithmetic a kernel can do exactly:
 - 1-bit weights with sign inputs (``SignBinarizer`` / ``RSign``): :class:`BinaryLinear`,
   :class:`BinaryConv2d` (XNOR-popcount on packed signs, :mod:`mmext.quant.kernels`);
 - Bi-ViT's fully binary attention (q, k, v, P binarized): :class:`BinaryAttention`;
+- two binary linear layers with an activation between them (a transformer MLP):
+  :class:`BinaryLinearPair`, the first layer's dots giving the second's input signs directly;
 - 2..8-bit weights with per-tensor LSQ+ inputs: :class:`IntLinear`, :class:`IntConv2d`
   (``torch._int_mm``, an int8 x int8 -> int32 GEMM; 2..4-bit values ride in int8).
 
@@ -21,7 +23,7 @@ depth: how far the outputs and the predicted classes agree is measured per model
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -131,11 +133,140 @@ class BinaryLinear(_BinaryBase):
         return out.reshape(*lead, n)
 
 
+# Modules that act on each element alone (dropout as in eval mode), so that a binary layer's
+# next input signs are a function of its own dots, channel by channel.
+ELEMENTWISE = (nn.GELU, nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardtanh, nn.LeakyReLU, nn.Identity,
+               nn.Dropout)
+
+
+@torch.no_grad()
+def sign_thresholds(first: BinaryLinear, between: nn.Module, second: BinaryLinear,
+                    ops) -> tuple[Tensor, Tensor] | str:
+    """Fold ``first`` -> ``between`` (elementwise) -> ``second``'s input signs into two integer
+    thresholds per channel of ``first``: ``below``, ``above`` (npad) int32 such that the sign
+    ``second`` packs for channel n is +1 exactly where first's dot d has ``d <= below[n]`` or
+    ``d >= above[n]``. Found by evaluating every dot a row can have (-K, -K + 2, ..., K)
+    through ``fma(d, scale, bias)`` (as the kernel rounds), ``between`` (as torch computes it)
+    and ``second``'s threshold, so the fold gives the unfused signs by construction; returns a
+    reason instead where the signs are not of that form (GELU, ReLU and other monotone or
+    single-dip functions are)."""
+    k, n = first.in_features, first.out_channels
+    dots = torch.arange(-k, k + 1, 2, dtype=torch.int32)                # (D,), D = K + 1
+    values = between(ops.binary_affine_values(dots, first.scale[:n], first.bias[:n]))
+    threshold = second.threshold
+    if threshold is not None:
+        values = values - (threshold.reshape(-1, 1) if threshold.numel() == n
+                           else threshold.reshape(()))
+    zeros = ~(values >= 0)                                              # (N, D): sign -1
+    has_zero = zeros.any(1)
+    first_zero = zeros.int().argmax(1)
+    last_zero = zeros.shape[1] - 1 - zeros.flip(1).int().argmax(1)
+    contiguous = zeros.sum(1) == last_zero - first_zero + 1
+    if not bool((contiguous | ~has_zero).all()):
+        bad = int((~contiguous & has_zero).sum())
+        return (f'{bad} of {n} channels: the next signs are not "dot <= below or dot >= above" '
+                f'through {type(between).__name__}')
+    below = torch.where(has_zero, -k + 2 * (first_zero - 1), k).int()
+    above = torch.where(has_zero, -k + 2 * (last_zero + 1), k + 1).int()
+    return _padded(below, first.npad), _padded(above, first.npad)
+
+
+class BinaryLinearPair(_KernelUser):
+    """Two binary linear layers with elementwise modules between them (a transformer MLP:
+    fc1, GELU, dropout, fc2), where the second layer's input signs come straight out of the
+    first one's integer dots: ``sign(between(dot * scale + bias) - threshold)`` of every dot a
+    row can have is evaluated once (:func:`sign_thresholds`) and folded into two thresholds per
+    channel, so the first layer's float output, the activation and the second layer's packing
+    are never computed. The same signs, hence the same output, as running the three in turn
+    on the kernels. x (..., K) -> (..., N2). Inference only (dropout as in eval mode)."""
+
+    def __init__(self, first: BinaryLinear, between: nn.Module, second: BinaryLinear,
+                 below: Tensor, above: Tensor):
+        super().__init__()
+        self.first, self.between, self.second = first, between, second
+        self.register_buffer('below', below)
+        self.register_buffer('above', above)
+        self.use_kernel = first.use_kernel and second.use_kernel
+
+    def forward(self, x: Tensor) -> Tensor:
+        first, second = self.first, self.second
+        if self.ops is None:
+            return second(self.between(first(x)))
+        if x.shape[-1] != first.in_features:
+            raise ValueError(f'BinaryLinearPair expects (..., {first.in_features}), got '
+                             f'{tuple(x.shape)}')
+        lead = x.shape[:-1]
+        words = self.ops.binary_linear_signs(first._pack(x.reshape(-1, first.in_features)),
+                                             first.weight_words, first.in_features, self.below,
+                                             self.above, first.out_channels)
+        out = self.ops.binary_linear(words, second.weight_words, second.in_features,
+                                     second.scale, second.bias, second.out_channels, False)
+        return out.reshape(*lead, second.out_channels)
+
+
+def _pair_in(children: list[nn.Module], i: int) -> tuple[BinaryLinear, list, BinaryLinear, int] | None:
+    """A binary pair starting at ``children[i]`` of a Sequential: either ``Sequential(first,
+    *elementwise)`` then ``second`` (mmcv's FFN), or ``first, *elementwise, second``; ->
+    (first, the elementwise modules, second, index of second) or None."""
+    head = children[i]
+    if isinstance(head, nn.Sequential) and len(head) and isinstance(head[0], BinaryLinear):
+        first, between, j = head[0], list(head)[1:], i + 1
+    elif isinstance(head, BinaryLinear):
+        first, between, j = head, [], i + 1
+        while j < len(children) and isinstance(children[j], ELEMENTWISE):
+            between.append(children[j])
+            j += 1
+    else:
+        return None
+    if j >= len(children) or not isinstance(children[j], BinaryLinear) \
+            or not all(isinstance(m, ELEMENTWISE) for m in between) \
+            or children[j].in_features != first.out_channels:
+        return None
+    return first, between, children[j], j
+
+
+@torch.no_grad()
+def fuse_binary_pairs(model: nn.Module) -> list[tuple[str, bool, str]]:
+    """Replace each binary pair in a Sequential (:func:`_pair_in`) by a
+    :class:`BinaryLinearPair` (the second's place keeps an ``nn.Identity``) where
+    :func:`sign_thresholds` folds it; -> ``(name, True, '')`` per fused pair, ``(name, False,
+    why)`` where the fold does not hold (both layers stay as they were).
+    Needs the compiled kernels (nothing is fused on the reference)."""
+    ops = lowbit_ops()
+    lines = []
+    for name, seq in list(model.named_modules()):
+        if not isinstance(seq, nn.Sequential) or ops is None:
+            continue
+        children = list(seq)
+        i = 0
+        while i < len(children):
+            found = _pair_in(children, i)
+            if found is None or not (found[0].use_kernel and found[2].use_kernel):
+                i += 1
+                continue
+            first, between, second, j = found
+            where = f'{name}.{i}' if name else str(i)
+            folded = sign_thresholds(first, nn.Sequential(*between).eval(), second, ops)
+            if isinstance(folded, str):
+                lines.append((where, False, folded))
+                i = j + 1
+                continue
+            seq[i] = BinaryLinearPair(first, nn.Sequential(*between), second, *folded)
+            for idx in range(i + 1, j + 1):
+                seq[idx] = nn.Identity()
+            lines.append((where, True, ''))
+            i = j + 1
+    return lines
+
+
 class BinaryConv2d(_BinaryBase):
     """``conv(sign(x - threshold), sign(W)) * scale + b`` with zero padding (a padded position
     adds 0, as in the fake-quantized layer), groups 1; x (B, C, H, W) -> (B, N, H', W') in
     channels-last memory. Signs are packed along the channels of each pixel; the kernel is a
-    direct convolution (no im2col)."""
+    direct convolution (no im2col). A convolution of fewer than 64 input channels whose stride
+    is its kernel (larger than 1 x 1), without padding or dilation (a ViT's patch embedding),
+    packs each patch as one row of C * kh * kw signs and runs the binary linear kernel on
+    them instead (its few channels would leave most of each pixel's word empty)."""
 
     def __init__(self, signs: Tensor, scale: Tensor, bias: Tensor | None, stride: int,
                  padding: int, dilation: int, threshold: Tensor | None = None,
@@ -153,6 +284,12 @@ class BinaryConv2d(_BinaryBase):
         tap_dot = -signs.sum(1).permute(1, 2, 0).reshape(kh * kw, n).round().int()
         self.register_buffer('tap_dot', _padded(tap_dot.t(), self.npad).t().contiguous())
         self.register_buffer('reference_weight', signs.float(), persistent=False)
+        self.patches = ((kh, kw) == (stride, stride) and padding == 0 and dilation == 1
+                        and c < 64 and kh * kw > 1)
+        if self.patches:                 # rows of (c, i, j) signs: the flattened weight's order
+            patch_words = pack_signs_reference(signs.reshape(n, -1).float())
+            self.register_buffer('patch_weight_words',
+                                 _padded(patch_words, self.npad).t().contiguous())
 
     def dots(self, x: Tensor) -> Tensor:
         return self._run(x, raw=True)
@@ -172,6 +309,8 @@ class BinaryConv2d(_BinaryBase):
                             self.dilation).round().int()
             return dots if raw else (dots.float() * self.scale[:n, None, None]
                                      + self.bias[:n, None, None])
+        if self.patches:
+            return self._run_patches(x, raw)
         words = self._pack(x.permute(0, 2, 3, 1).reshape(b * h * w, c)).view(b, h, w, -1)
         if p:
             words = F.pad(words, (0, 0, p, p, p, p))
@@ -180,6 +319,18 @@ class BinaryConv2d(_BinaryBase):
                                      self.dilation, h, w, self.tap_dot, self.scale, self.bias,
                                      n, raw)
         return out.permute(0, 3, 1, 2)
+
+    def _run_patches(self, x: Tensor, raw: bool) -> Tensor:
+        """Non-overlapping patches as the rows of a binary linear layer (B * OH * OW, N)."""
+        b, c = x.shape[:2]
+        kh, kw = self.kernel_size
+        threshold = self.threshold
+        if threshold is not None and threshold.numel() != c:              # one for all channels
+            threshold = threshold.expand(c)
+        words = self.ops.pack_patches(x.float().contiguous(), kh, kw, threshold)
+        out = self.ops.binary_linear(words, self.patch_weight_words, c * kh * kw, self.scale,
+                                     self.bias, self.out_channels, raw)
+        return out.view(b, x.shape[2] // kh, x.shape[3] // kw, -1).permute(0, 3, 1, 2)
 
 
 def _pack_rows(x: Tensor, ops) -> Tensor:
@@ -256,18 +407,19 @@ class BinaryAttention(_KernelUser):
         reference its levels."""
         if self.ops is None:
             return self._levels(x, name)
-        x = x if x.stride(-1) == 1 else x.contiguous()
-        return self.ops.pack_head_signs(x.float(), getattr(self, f'{name}_scale'),
-                                        getattr(self, f'{name}_zero'))
+        step = (getattr(self, f'{name}_scale'), getattr(self, f'{name}_zero'))
+        x = x.float()
+        if x.stride(-1) != 1 and x.stride(-2) == 1:     # a transposed view, as v^T: no copy
+            return self.ops.pack_head_signs_transposed(x.transpose(-2, -1), *step)
+        return self.ops.pack_head_signs(x if x.stride(-1) == 1 else x.contiguous(), *step)
 
     def _product(self, a: Tensor, b: Tensor, shape: tuple[int, int, int, int], k: int,
                  za: Tensor, zb: Tensor, scale: Tensor) -> Tensor:
         """``sum_k s_a (sign(a) - z_a) s_b (sign(b) - z_b)`` (B, H, M, N) = ``shape`` for
         operands a (B, H, M, K) and b (B, H, N, K) from :meth:`_operand`; ``scale = s_a s_b``."""
         bsz, heads, m, n = shape
-        if self.ops is not None:   # the corrections in one compiled pass, the same roundings
-            raw = _raw_dots_of_words(a, b, k, self.ops)
-            out = self.ops.binary_attention_correct(raw, za.float(), zb.float(),
+        if self.ops is not None:   # dots, sign sums and corrections in one pass, same roundings
+            out = self.ops.binary_attention_product(a, b, k, za.float(), zb.float(),
                                                     (k * za * zb).float(), scale.float())
             return out.view(shape)
         dots, sum_a, sum_b = binary_dots(a.reshape(-1, m, k), b.reshape(-1, n, k), self.ops)
@@ -433,9 +585,11 @@ class IntConv2d(_IntBase):
 # ------------------------------------------------------------------------------- builder
 @dataclass
 class RuntimeReport:
-    """What :func:`build_runtime_model` did, per quantized layer: ``(name, kernel or None,
-    reason)``."""
+    """What :func:`build_runtime_model` did: ``layers``, per quantized layer ``(name, kernel or
+    None, reason)``; ``pairs``, per pair of binary layers :func:`fuse_binary_pairs` found
+    ``(name, fused, reason)``."""
     layers: list
+    pairs: list = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -511,12 +665,14 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 
 
 @torch.no_grad()
-def build_runtime_model(model: nn.Module, path: str | Path,
-                        use_kernel: bool = True) -> tuple[nn.Module, RuntimeReport]:
+def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = True,
+                        pair_binary_layers: bool = True) -> tuple[nn.Module, RuntimeReport]:
     """Fill ``model`` (the quantized structure the exported config builds) from the export at
     ``path`` and swap its quantized layers for kernel modules where they compute exactly;
     returns the model (in eval mode, changed in place) and a :class:`RuntimeReport`.
-    ``use_kernel=False`` runs every layer on the pure-torch reference (the same integers)."""
+    ``use_kernel=False`` runs every layer on the pure-torch reference (the same integers);
+    ``pair_binary_layers`` lets a binary layer hand the next one its signs directly
+    (:func:`fuse_binary_pairs`; the same outputs)."""
     devices = {p.device.type for p in model.parameters()}
     if devices - {'cpu'}:
         raise ValueError(f'the low-bit runtime runs on the CPU, the model is on {devices}: '
@@ -543,8 +699,10 @@ def build_runtime_model(model: nn.Module, path: str | Path,
                 kinds = sorted({type(q).__name__ for q in quantizers})
                 report.append((name, None, f'attention quantizers {kinds}: only fully binary '
                                            'attention has a kernel'))
-    return model.eval(), RuntimeReport(report)
+    pairs = fuse_binary_pairs(model.eval()) if pair_binary_layers and use_kernel else []
+    return model.eval(), RuntimeReport(report, pairs)
 
 
-__all__ = ['BinaryAttention', 'BinaryLinear', 'BinaryConv2d', 'IntLinear', 'IntConv2d', 'RuntimeReport',
-           'build_runtime_model', 'runtime_layer']
+__all__ = ['BinaryAttention', 'BinaryLinear', 'BinaryLinearPair', 'BinaryConv2d', 'IntLinear',
+           'IntConv2d', 'RuntimeReport', 'build_runtime_model', 'fuse_binary_pairs',
+           'runtime_layer', 'sign_thresholds']

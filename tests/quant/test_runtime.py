@@ -12,9 +12,12 @@ from mmext.quant.runtime import (
     BinaryAttention,
     BinaryConv2d,
     BinaryLinear,
+    BinaryLinearPair,
     IntConv2d,
     IntLinear,
     build_runtime_model,
+    fuse_binary_pairs,
+    sign_thresholds,
 )
 
 ops = lowbit_ops()
@@ -52,7 +55,10 @@ def test_binary_gemm_gives_the_exact_dot_products(m, k, n):
 @needs_kernels
 @pytest.mark.parametrize('c,n,k,stride,pad,dil,size', [
     (3, 5, 3, 1, 1, 1, (7, 9)), (70, 17, 3, 2, 1, 1, (9, 8)), (64, 16, 1, 1, 0, 1, (5, 5)),
-    (130, 33, 3, 1, 2, 2, (6, 7)), (16, 20, 5, 3, 2, 1, (11, 10))])
+    (130, 33, 3, 1, 2, 2, (6, 7)), (16, 20, 5, 3, 2, 1, (11, 10)),
+    # stride = kernel, few channels: patches as rows (147 bits: rows of 7 cross words; a
+    # border that no patch covers)
+    (3, 10, 7, 7, 0, 1, (23, 22)), (5, 16, 4, 4, 0, 1, (18, 17))])
 def test_binary_convolution_gives_the_exact_dot_products(c, n, k, stride, pad, dil, size):
     w, x = _signs(n, c, k, k), torch.randn(2, c, *size)
     expected = F.conv2d(torch.where(x >= 0, 1.0, -1.0).double(), w.double(), None, stride,
@@ -87,6 +93,15 @@ def test_a_learned_sign_threshold_is_subtracted_while_packing(per_channel):
     for use_kernel in (True, False):
         conv = BinaryConv2d(wc, torch.rand(8) + 0.1, None, 1, 1, 1, threshold, use_kernel)
         assert torch.equal(conv.dots(image), expected.round().int())
+    # a patch embedding (stride = kernel, 3 channels): the threshold inside the patch packing
+    image, wp = torch.randn(2, 3, 12, 8), _signs(8, 3, 4, 4)
+    t3 = threshold[:3] if per_channel else threshold
+    shifted = image - (t3.view(1, -1, 1, 1) if per_channel else t3)
+    expected = F.conv2d(torch.where(shifted >= 0, 1.0, -1.0).double(), wp.double(), None, 4)
+    for use_kernel in (True, False):
+        patch = BinaryConv2d(wp, torch.rand(8) + 0.1, None, 4, 0, 1, t3, use_kernel)
+        assert patch.patches
+        assert torch.equal(patch.dots(image), expected.round().int())
 
 
 @needs_kernels
@@ -288,6 +303,64 @@ def test_a_tampered_export_is_refused(tmp_path):
         build_runtime_model(swap(TinyNet()), path)
 
 
+class Sine(nn.Module):
+    def forward(self, x):
+        return torch.sin(x)
+
+
+@needs_kernels
+@pytest.mark.parametrize('act, threshold', [(nn.GELU(), 'channel'), (nn.ReLU(), 'one'),
+                                            (nn.Identity(), None), (nn.GELU(), 'far')])
+def test_a_binary_pair_gives_the_signs_of_the_layers_in_turn(act, threshold):
+    """fc1 -> activation -> fc2 with fc2's signs from fc1's dots: the output of the three run in
+    turn on the kernels, bit for bit (odd sizes: K = 100, 70 channels between). 'far':
+    thresholds far from the activation's values, so that some channels are all -1 or all +1."""
+    g = torch.Generator().manual_seed(3)
+    k, hidden, n = 100, 70, 33
+    fc1 = BinaryLinear(_signs(hidden, k, seed=1), torch.rand(hidden, generator=g) * 0.02 + 1e-3,
+                       torch.randn(hidden, generator=g) * 0.3)
+    t = {'channel': torch.randn(hidden, generator=g) * 0.2, 'one': torch.tensor([0.05]),
+         None: None, 'far': torch.randn(hidden, generator=g) * 3}[threshold]
+    fc2 = BinaryLinear(_signs(n, hidden, seed=2), torch.rand(n, generator=g) + 0.1,
+                       torch.randn(n, generator=g), t)
+    between = nn.Sequential(act, nn.Dropout(0.1)).eval()
+    folded = sign_thresholds(fc1, between, fc2, ops)
+    assert not isinstance(folded, str), folded
+    pair = BinaryLinearPair(fc1, between, fc2, *folded)
+    x = torch.randn(3, 41, k, generator=g)
+    x[0, 0, :5] = 0.0
+    with torch.no_grad():
+        expected = fc2(act(fc1(x)))
+        assert torch.equal(pair(x), expected)
+        # the thresholds decide every sign: the words equal packing the activation's output
+        words = ops.binary_linear_signs(fc1._pack(x.reshape(-1, k)), fc1.weight_words, k,
+                                        *folded, hidden)
+        assert torch.equal(words, fc2._pack(act(fc1(x)).reshape(-1, hidden)))
+    if threshold == 'far':
+        below, above = folded
+        assert ((below[:hidden] >= k) | (above[:hidden] > k)).any()   # all +1 or all -1
+
+
+@needs_kernels
+def test_a_pair_is_fused_only_where_the_signs_fold_and_says_why():
+    """A Sequential(Sequential(fc1, GELU, Dropout), fc2, Dropout), as mmcv's FFN, is fused; a
+    sine between the layers is not an elementwise module it knows, and stays; a sine passed to
+    the fold is refused with the number of channels it breaks."""
+    fc1 = BinaryLinear(_signs(20, 30), torch.full((20, ), 0.5), torch.zeros(20))
+    fc2 = BinaryLinear(_signs(8, 20, seed=4), torch.ones(8), None, torch.zeros(20))
+    mlp = nn.Sequential(nn.Sequential(fc1, nn.GELU(), nn.Dropout(0.0)), fc2, nn.Dropout(0.0))
+    x = torch.randn(5, 30)
+    with torch.no_grad():
+        expected = mlp(x)
+        assert fuse_binary_pairs(mlp) == [('0', True, '')]
+        assert isinstance(mlp[0], BinaryLinearPair) and isinstance(mlp[1], nn.Identity)
+        assert torch.equal(mlp(x), expected)
+    wavy = nn.Sequential(fc1, Sine(), fc2)
+    assert fuse_binary_pairs(wavy) == [] and isinstance(wavy[0], BinaryLinear)
+    why = sign_thresholds(fc1, Sine(), fc2, ops)
+    assert isinstance(why, str) and 'channels' in why and 'Sine' in why
+
+
 def test_runtime_bivit_predicts_the_fake_quantized_labels(tmp_path):
     """A tiny Bi-ViT (binary linears, binary patch embedding, binary attention): the runtime
     model's logits and labels against the fake-quantized model's."""
@@ -318,8 +391,10 @@ def test_runtime_bivit_predicts_the_fake_quantized_labels(tmp_path):
         runtime, report = build_runtime_model(build(), tmp_path / 'bivit.safetensors')
         with torch.no_grad():
             got = runtime(x, mode='tensor')
-    # patch embedding + 2 x (qkv, proj, fc1, fc2), and both attentions
+    # patch embedding + 2 x (qkv, proj, fc1, fc2), and both attentions; both MLPs' fc1 -> fc2
     assert report.counts() == {'binary': 9, 'binary attention': 2}
+    assert report.pairs == [(f'backbone.layers.{i}.ffn.layers.0', True, '') for i in range(2)]
+    assert isinstance(runtime.backbone.layers[0].ffn.layers[0], BinaryLinearPair)
     assert isinstance(runtime.backbone.patch_embed.projection, BinaryConv2d)
     assert isinstance(runtime.backbone.layers[0].attn.scaled_dot_product_attention,
                       BinaryAttention)
@@ -343,6 +418,20 @@ def test_binary_attention_equals_the_fake_quantized_attention(use_kernel):
     got, got_probs = runtime(q, k, v, need_weights=True)
     torch.testing.assert_close(got_probs, probs)              # the same binary P
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(ops is None, reason='no C++ compiler')
+def test_packing_along_the_rows_equals_packing_the_transposed_copy():
+    """v^T's sign words straight from v (B, H, R, K) with strided heads: those of the
+    transposed copy, for R past one word (130 rows: 64 + 64 + 2) and K not a multiple of 16,
+    values at the threshold (x = -z s) included."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 130, 3, 37, generator=g).transpose(1, 2)     # (B, H, R, K) view
+    scale, zero = torch.rand(3, generator=g) + 0.5, torch.rand(3, generator=g) - 0.5
+    x[0, 1, :7, :5] = -zero[1] * scale[1]
+    words = ops.pack_head_signs_transposed(x, scale, zero)
+    assert words.shape == (6, 37, 3)
+    assert torch.equal(words, ops.pack_head_signs(x.transpose(2, 3).contiguous(), scale, zero))
 
 
 @pytest.mark.skipif(ops is None, reason='no C++ compiler')

@@ -52,6 +52,10 @@ def main():
     print_log(f'low-bit runtime: {report.counts()} quantized layers', logger='current')
     for name, why in report.kept():
         print_log(f'  kept fake-quantized: {name} ({why})', logger='current')
+    for name, fused, why in report.pairs:
+        print_log(f'  binary pair at {name}: ' + ('the first layer gives the second its signs'
+                                                   if fused else f'not fused ({why})'),
+                  logger='current')
     if args.out is not None:
         dump_predictions(runner, cfg, args.out)
     runner.test()

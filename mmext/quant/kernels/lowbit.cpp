@@ -14,7 +14,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -24,7 +26,7 @@ constexpr int kBlockM = 8;       // rows (or output pixels) sharing one load of 
 
 bool use_avx512() {
   static const bool ok = __builtin_cpu_supports("avx512f") &&
-                         __builtin_cpu_supports("avx512dq") &&
+                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma") &&
                          __builtin_cpu_supports("avx512vpopcntdq");
   return ok;
@@ -158,16 +160,12 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512vpopcntdq,fma"))) void fu
   }
 }
 
-// A linear layer's float outputs from 32-bit sign words (the 64-bit words read as two halves,
-// low first): kBlockM rows against 16 output channels per 512-bit vector, the popcounts summed
-// in 32-bit lanes, so that one vector holds 16 finished dots. dot = full - 2 pop is exact in
-// float (|dot| <= K < 2^24), then y = fma(dot, scale, bias), as `store` rounds; rows < `real`
-// stored. wt32 (2W, npad): row 2w + h holds half h of weight word w of every channel.
-__attribute__((target("avx512f,avx512vpopcntdq,fma"))) void fused32_avx512(
-    const uint32_t* const* rows, const uint32_t* wt32, int64_t npad, int64_t c, int64_t half_words,
-    int64_t full, const float* scale, const float* bias, float* const* out, int64_t real,
-    int64_t n) {
-  __m512i acc[kBlockM];
+// The popcounts of kBlockM rows against 16 output channels from 32-bit sign words (the 64-bit
+// words read as two halves, low first), summed in 32-bit lanes: one vector holds 16 finished
+// popcounts. wt32 (2W, npad): row 2w + h holds half h of weight word w of every channel.
+__attribute__((target("avx512f,avx512vpopcntdq"), always_inline)) inline void accumulate32_avx512(
+    const uint32_t* const* rows, const uint32_t* wt32, int64_t npad, int64_t c,
+    int64_t half_words, __m512i acc[kBlockM]) {
   for (int r = 0; r < kBlockM; ++r) acc[r] = _mm512_setzero_si512();
   for (int64_t t = 0; t < half_words; ++t) {
     const __m512i b = _mm512_loadu_si512(wt32 + t * npad + c);
@@ -176,6 +174,17 @@ __attribute__((target("avx512f,avx512vpopcntdq,fma"))) void fused32_avx512(
       acc[r] = _mm512_add_epi32(acc[r], _mm512_popcnt_epi32(_mm512_xor_si512(a, b)));
     }
   }
+}
+
+// A linear layer's float outputs: kBlockM rows against 16 output channels (accumulate32_avx512).
+// dot = full - 2 pop is exact in float (|dot| <= K < 2^24), then y = fma(dot, scale, bias), as
+// `store` rounds; rows < `real` stored.
+__attribute__((target("avx512f,avx512vpopcntdq,fma"))) void fused32_avx512(
+    const uint32_t* const* rows, const uint32_t* wt32, int64_t npad, int64_t c, int64_t half_words,
+    int64_t full, const float* scale, const float* bias, float* const* out, int64_t real,
+    int64_t n) {
+  __m512i acc[kBlockM];
+  accumulate32_avx512(rows, wt32, npad, c, half_words, acc);
   const int64_t end = std::min<int64_t>(kBlockN, n - c);
   const __mmask16 mask = end == 16 ? 0xFFFF : static_cast<__mmask16>((1u << end) - 1);
   const __m512 f = _mm512_set1_ps(static_cast<float>(full)), minus_two = _mm512_set1_ps(-2.0f);
@@ -184,6 +193,37 @@ __attribute__((target("avx512f,avx512vpopcntdq,fma"))) void fused32_avx512(
     const __m512 dot = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r]), minus_two, f);  // exact
     _mm512_mask_storeu_ps(out[r] + c, mask, _mm512_fmadd_ps(dot, s, bi));
   }
+}
+
+// The next binary layer's input signs of 16 output channels: bit j of the 16 returned per row is
+// 1 where dot = full - 2 pop is <= below[c + j] or >= above[c + j]; channels past n give 0.
+__attribute__((target("avx512f,avx512vpopcntdq"))) void signs32_avx512(
+    const uint32_t* const* rows, const uint32_t* wt32, int64_t npad, int64_t c, int64_t half_words,
+    int64_t full, const int32_t* below, const int32_t* above, int64_t real, int64_t n,
+    uint16_t bits[kBlockM]) {
+  __m512i acc[kBlockM];
+  accumulate32_avx512(rows, wt32, npad, c, half_words, acc);
+  const int64_t end = std::min<int64_t>(kBlockN, n - c);
+  const __mmask16 valid = end == 16 ? 0xFFFF : static_cast<__mmask16>((1u << end) - 1);
+  const __m512i f = _mm512_set1_epi32(static_cast<int32_t>(full));
+  const __m512i lo = _mm512_loadu_si512(below + c), hi = _mm512_loadu_si512(above + c);
+  for (int64_t r = 0; r < real; ++r) {
+    const __m512i dot = _mm512_sub_epi32(f, _mm512_slli_epi32(acc[r], 1));
+    bits[r] = _mm512_mask_cmple_epi32_mask(valid, dot, lo) |
+              _mm512_mask_cmpge_epi32_mask(valid, dot, hi);
+  }
+}
+
+// The weight words wt (W, npad) as 32-bit halves (2W, npad): row 2w + h holds half h (low first)
+// of word w of every channel, the layout accumulate32_avx512 reads.
+std::vector<uint32_t> weight_halves(const uint64_t* wt, int64_t words, int64_t npad) {
+  std::vector<uint32_t> halves(2 * words * npad);
+  for (int64_t w = 0; w < words; ++w)
+    for (int64_t c = 0; c < npad; ++c) {
+      halves[(2 * w) * npad + c] = static_cast<uint32_t>(wt[w * npad + c]);
+      halves[(2 * w + 1) * npad + c] = static_cast<uint32_t>(wt[w * npad + c] >> 32);
+    }
+  return halves;
 }
 
 // Output of one row block: dot = full - 2 pop - fix (fix: padded taps, or nothing); either the
@@ -580,19 +620,27 @@ torch::Tensor pack_signs(torch::Tensor x, c10::optional<torch::Tensor> threshold
   return out;
 }
 
+// Checks a per-head packing's operands: x (B, H, R, K) float32 with K contiguous, one float32
+// step and zero point per head; returns the steps and zero points flattened.
+std::pair<torch::Tensor, torch::Tensor> head_steps(const torch::Tensor& x, torch::Tensor scale,
+                                                   torch::Tensor zero, const char* op) {
+  check_cpu({x, scale, zero}, op);
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat32 && x.stride(3) == 1, op,
+              ": x must be (B, H, R, K) float32 with K contiguous, got ", x.sizes(), " strides ",
+              x.strides());
+  const int64_t h = x.size(1);
+  TORCH_CHECK(scale.scalar_type() == torch::kFloat32 && zero.scalar_type() == torch::kFloat32 &&
+                  scale.numel() == h && zero.numel() == h,
+              op, ": scale and zero need one float32 per head (", h, ")");
+  return {scale.reshape(-1).contiguous(), zero.reshape(-1).contiguous()};
+}
+
 // x (B, H, R, K) float with its last dimension contiguous (any other strides: a head view),
 // one step and zero point per head -> (B * H, R, ceil(K / 64)) int64 words of the signs of
 // x / s + z, without the levels written out.
 torch::Tensor pack_head_signs(torch::Tensor x, torch::Tensor scale, torch::Tensor zero) {
-  check_cpu({x, scale, zero}, "pack_head_signs");
-  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat32 && x.stride(3) == 1,
-              "pack_head_signs: x must be (B, H, R, K) float32 with K contiguous, got ",
-              x.sizes(), " strides ", x.strides());
+  std::tie(scale, zero) = head_steps(x, scale, zero, "pack_head_signs");
   const int64_t b = x.size(0), h = x.size(1), r = x.size(2), k = x.size(3);
-  TORCH_CHECK(scale.scalar_type() == torch::kFloat32 && zero.scalar_type() == torch::kFloat32 &&
-                  scale.numel() == h && zero.numel() == h,
-              "pack_head_signs: scale and zero need one float32 per head (", h, ")");
-  scale = scale.reshape(-1).contiguous(), zero = zero.reshape(-1).contiguous();
   const float *sc = scale.data_ptr<float>(), *zp = zero.data_ptr<float>();
   const int64_t words = (k + 63) / 64;
   auto out = torch::empty({b * h, r, words}, x.options().dtype(torch::kInt64));
@@ -609,6 +657,131 @@ torch::Tensor pack_head_signs(torch::Tensor x, torch::Tensor scale, torch::Tenso
         dst[row * words + w] = avx ? pack_word_affine_avx512(base + 64 * w, n, sc[hi], zp[hi])
                                    : pack_word_affine_portable(base + 64 * w, n, sc[hi], zp[hi]);
       }
+    }
+  });
+  return out;
+}
+
+// The signs of 16 columns x[.., c .. c + 15] / s + z of `count` rows (row stride `stride`)
+// gathered per column: bit r of words[j] is the sign of row r of column c + j (r < count <= 64);
+// columns past `valid` give 0.
+__attribute__((target("avx512f,avx512bw"))) void column_signs_avx512(
+    const float* x, int64_t stride, int64_t count, int64_t valid, float s, float z,
+    uint64_t words[16]) {
+  const __mmask16 m = valid >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
+  const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(z);
+  alignas(64) uint16_t rows[64] = {};     // row r's 16 signs as the bits of one 16-bit lane
+  for (int64_t r = 0; r < count; ++r) {
+    const __m512 t = _mm512_add_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(m, x + r * stride), vs), vz);
+    rows[r] = _mm512_mask_cmp_ps_mask(m, t, _mm512_setzero_ps(), _CMP_GE_OQ);
+  }
+  // the bit-matrix transpose: bit j of the 64 lanes, tested 32 lanes at a time, is column j
+  const __m512i lo = _mm512_load_si512(rows), hi = _mm512_load_si512(rows + 32);
+  for (int j = 0; j < 16; ++j) {
+    const __m512i bit = _mm512_set1_epi16(static_cast<int16_t>(1u << j));
+    words[j] = static_cast<uint64_t>(_mm512_test_epi16_mask(lo, bit)) |
+               static_cast<uint64_t>(_mm512_test_epi16_mask(hi, bit)) << 32;
+  }
+}
+
+// The sign bits of `count` (<= 16) floats p[j] - t (t one threshold; p[j] - 0 >= 0 exactly where
+// p[j] >= 0) as the low bits of a mask.
+__attribute__((target("avx512f"))) uint32_t sign_mask_avx512(const float* p, int64_t count,
+                                                             float t) {
+  const __mmask16 m = count >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << count) - 1);
+  const __m512 v = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, p), _mm512_set1_ps(t));
+  return _mm512_mask_cmp_ps_mask(m, v, _mm512_setzero_ps(), _CMP_GE_OQ);
+}
+
+uint32_t sign_mask(bool avx, const float* p, int64_t count, float t) {
+  if (avx) return sign_mask_avx512(p, count, t);
+  uint32_t mask = 0;
+  for (int64_t j = 0; j < count; ++j) mask |= static_cast<uint32_t>(p[j] - t >= 0.f) << j;
+  return mask;
+}
+
+// The patches of a convolution whose stride is its kernel (no padding, no dilation; a ViT's
+// patch embedding) as the rows of a binary linear layer: x (B, C, H, W) float, threshold (C)
+// or none -> (B * OH * OW, ceil(C * kh * kw / 64)) int64 sign words of x - threshold[c], bit
+// (c * kh + i) * kw + j of a row being patch element (c, i, j) (the order of a flattened
+// (N, C, kh, kw) weight); OH = H / kh and OW = W / kw rounded down, as the convolution's.
+torch::Tensor pack_patches(torch::Tensor x, int64_t kh, int64_t kw,
+                           c10::optional<torch::Tensor> threshold) {
+  check_cpu({x}, "pack_patches");
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat32,
+              "pack_patches: x must be (B, C, H, W) float32, got ", x.sizes(), " ", x.dtype());
+  TORCH_CHECK(kh > 0 && kw > 0 && x.size(2) >= kh && x.size(3) >= kw,
+              "pack_patches: a ", kh, "x", kw, " patch does not fit ", x.sizes());
+  x = x.contiguous();
+  const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  if (threshold) {
+    check_cpu({*threshold}, "pack_patches");
+    TORCH_CHECK(threshold->scalar_type() == torch::kFloat32 && threshold->numel() == c,
+                "pack_patches: threshold needs one float32 per channel (", c, ")");
+    threshold = threshold->reshape(-1).contiguous();
+  }
+  const float* th = threshold ? threshold->data_ptr<float>() : nullptr;
+  const int64_t oh = h / kh, ow = w / kw, words = (c * kh * kw + 63) / 64;
+  auto out = torch::zeros({b * oh * ow, words}, x.options().dtype(torch::kInt64));
+  const float* src = x.data_ptr<float>();
+  auto* dst = reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>());
+  const bool avx = use_avx512();
+  at::parallel_for(0, b * oh, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t bi = row / oh, y = row % oh;
+      for (int64_t ch = 0; ch < c; ++ch)
+        for (int64_t i = 0; i < kh; ++i) {
+          const float* line = src + ((bi * c + ch) * h + y * kh + i) * w;
+          const float t = th ? th[ch] : 0.f;       // x - 0 has the sign bits of x
+          for (int64_t px = 0; px < ow; ++px) {
+            uint64_t* patch = dst + (row * ow + px) * words;
+            for (int64_t j = 0; j < kw; j += 16) {
+              const int64_t count = std::min<int64_t>(16, kw - j);
+              const uint64_t mask = sign_mask(avx, line + px * kw + j, count, t);
+              const int64_t bit = (ch * kh + i) * kw + j, at = bit % 64;
+              patch[bit / 64] |= mask << at;
+              if (at + count > 64) patch[bit / 64 + 1] |= mask >> (64 - at);
+            }
+          }
+        }
+    }
+  });
+  return out;
+}
+
+// x (B, H, R, K) float with its last dimension contiguous, one step and zero point per head ->
+// (B * H, K, ceil(R / 64)) int64 words of the signs of x / s + z packed along R (the operand
+// layout of x transposed, without the transposed copy).
+torch::Tensor pack_head_signs_transposed(torch::Tensor x, torch::Tensor scale, torch::Tensor zero) {
+  std::tie(scale, zero) = head_steps(x, scale, zero, "pack_head_signs_transposed");
+  const int64_t b = x.size(0), h = x.size(1), r = x.size(2), k = x.size(3);
+  const float *sc = scale.data_ptr<float>(), *zp = zero.data_ptr<float>();
+  const int64_t words = (r + 63) / 64;
+  auto out = torch::empty({b * h, k, words}, x.options().dtype(torch::kInt64));
+  const float* src = x.data_ptr<float>();
+  auto* dst = reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>());
+  const int64_t sb = x.stride(0), sh = x.stride(1), sr = x.stride(2);
+  const bool avx = use_avx512();
+  at::parallel_for(0, b * h, 1, [&](int64_t begin, int64_t end) {
+    uint64_t col[16];
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t hi = bh % h;
+      const float* base = src + (bh / h) * sb + hi * sh;
+      for (int64_t c = 0; c < k; c += 16)
+        for (int64_t w = 0; w < words; ++w) {
+          const int64_t count = std::min<int64_t>(64, r - 64 * w);
+          const int64_t valid = std::min<int64_t>(16, k - c);
+          const float* p = base + 64 * w * sr + c;
+          if (avx) {
+            column_signs_avx512(p, sr, count, valid, sc[hi], zp[hi], col);
+          } else {
+            for (int64_t j = 0; j < 16; ++j) col[j] = 0;
+            for (int64_t i = 0; i < count; ++i)
+              for (int64_t j = 0; j < valid; ++j)
+                col[j] |= static_cast<uint64_t>(p[i * sr + j] / sc[hi] + zp[hi] >= 0.f) << i;
+          }
+          for (int64_t j = 0; j < valid; ++j) dst[(bh * k + c + j) * words + w] = col[j];
+        }
     }
   });
   return out;
@@ -639,15 +812,8 @@ torch::Tensor binary_linear(torch::Tensor a, torch::Tensor wt, int64_t k, torch:
   int32_t* out_i = raw ? out.data_ptr<int32_t>() : nullptr;
   const bool avx = use_avx512();
   // the float output's path reads 32-bit halves of the words: the weight's halves as rows
-  std::vector<uint32_t> wt32;
-  if (avx && !raw) {
-    wt32.resize(2 * words * npad);
-    for (int64_t w = 0; w < words; ++w)
-      for (int64_t c = 0; c < npad; ++c) {
-        wt32[(2 * w) * npad + c] = static_cast<uint32_t>(W[w * npad + c]);
-        wt32[(2 * w + 1) * npad + c] = static_cast<uint32_t>(W[w * npad + c] >> 32);
-      }
-  }
+  const std::vector<uint32_t> wt32 =
+      avx && !raw ? weight_halves(W, words, npad) : std::vector<uint32_t>();
   const int64_t blocks = (m + kBlockM - 1) / kBlockM;
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     int64_t pop[kBlockM][kBlockN];
@@ -672,6 +838,85 @@ torch::Tensor binary_linear(torch::Tensor a, torch::Tensor wt, int64_t k, torch:
       }
     }
   });
+  return out;
+}
+
+// A binary linear layer whose output is the next binary layer's input signs, not floats:
+// a (M, W) sign words, wt (W, Npad) weight words, k the real length of a row; below, above
+// (Npad) int32: output n's sign is +1 (bit 1) where its dot <= below[n] or dot >= above[n], the
+// caller's fold of dot -> dot * scale + bias -> elementwise function -> sign (minus a threshold)
+// into two integer thresholds. -> (M, ceil(n / 64)) int64 sign words, bits past n zero (the
+// layout of pack_signs).
+torch::Tensor binary_linear_signs(torch::Tensor a, torch::Tensor wt, int64_t k,
+                                  torch::Tensor below, torch::Tensor above, int64_t n) {
+  check_cpu({a, wt, below, above}, "binary_linear_signs");
+  TORCH_CHECK(a.dim() == 2 && wt.dim() == 2 && a.size(1) == wt.size(0),
+              "binary_linear_signs: input words ", a.sizes(), " do not fit weight words ",
+              wt.sizes());
+  TORCH_CHECK(wt.size(1) % kBlockN == 0 && n <= wt.size(1), "binary_linear_signs: bad padding");
+  TORCH_CHECK(below.scalar_type() == torch::kInt32 && above.scalar_type() == torch::kInt32 &&
+                  below.numel() >= wt.size(1) && above.numel() >= wt.size(1),
+              "binary_linear_signs: below and above must be int32 with ", wt.size(1), " entries");
+  a = a.contiguous(), below = below.contiguous(), above = above.contiguous();
+  const int64_t m = a.size(0), words = a.size(1), npad = wt.size(1), out_words = (n + 63) / 64;
+  auto out = torch::zeros({m, out_words}, a.options().dtype(torch::kInt64));
+  const auto* A = reinterpret_cast<const uint64_t*>(a.data_ptr<int64_t>());
+  const auto* W = reinterpret_cast<const uint64_t*>(wt.data_ptr<int64_t>());
+  auto* O = reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>());
+  const int32_t *lo = below.data_ptr<int32_t>(), *hi = above.data_ptr<int32_t>();
+  const bool avx = use_avx512();
+  const std::vector<uint32_t> wt32 = avx ? weight_halves(W, words, npad) : std::vector<uint32_t>();
+  std::vector<int64_t> offsets(words), w_rows(words);
+  for (int64_t w = 0; w < words; ++w) offsets[w] = w, w_rows[w] = w;
+  const Taps taps{offsets.data(), w_rows.data(), words};
+  const int64_t blocks = (m + kBlockM - 1) / kBlockM;
+  at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
+    int64_t pop[kBlockM][kBlockN];
+    uint16_t bits[kBlockM];
+    const uint64_t* rows[kBlockM];
+    const uint32_t* rows32[kBlockM];
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t m0 = blk * kBlockM, real = std::min<int64_t>(kBlockM, m - m0);
+      for (int r = 0; r < kBlockM; ++r) rows[r] = A + (m0 + std::min<int64_t>(r, real - 1)) * words;
+      for (int r = 0; r < kBlockM; ++r) rows32[r] = reinterpret_cast<const uint32_t*>(rows[r]);
+      for (int64_t c = 0; c < n; c += kBlockN) {
+        if (avx) {
+          signs32_avx512(rows32, wt32.data(), npad, c, 2 * words, k, lo, hi, real, n, bits);
+        } else {
+          popcounts_portable(rows, W, npad, c, taps, pop);
+          for (int64_t r = 0; r < real; ++r) {
+            bits[r] = 0;
+            for (int64_t j = 0; j < std::min<int64_t>(kBlockN, n - c); ++j) {
+              const int64_t dot = k - 2 * pop[r][j];
+              bits[r] |= static_cast<uint16_t>(dot <= lo[c + j] || dot >= hi[c + j]) << j;
+            }
+          }
+        }
+        for (int64_t r = 0; r < real; ++r)
+          O[(m0 + r) * out_words + c / 64] |= static_cast<uint64_t>(bits[r]) << (c % 64);
+      }
+    }
+  });
+  return out;
+}
+
+// dot * scale + bias rounded once (as the binary layers' float outputs): dots (D) int32, scale,
+// bias (N) float32 -> (N, D) float32.
+torch::Tensor binary_affine_values(torch::Tensor dots, torch::Tensor scale, torch::Tensor bias) {
+  check_cpu({dots, scale, bias}, "binary_affine_values");
+  TORCH_CHECK(dots.scalar_type() == torch::kInt32 && scale.scalar_type() == torch::kFloat32 &&
+                  bias.scalar_type() == torch::kFloat32 && scale.numel() == bias.numel(),
+              "binary_affine_values: int32 dots, float32 scale and bias of one length");
+  dots = dots.reshape(-1).contiguous(), scale = scale.reshape(-1).contiguous(),
+  bias = bias.reshape(-1).contiguous();
+  const int64_t d = dots.numel(), n = scale.numel();
+  auto out = torch::empty({n, d}, scale.options());
+  const int32_t* dp = dots.data_ptr<int32_t>();
+  const float *sp = scale.data_ptr<float>(), *bp = bias.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < d; ++j)
+      op[i * d + j] = std::fma(static_cast<float>(dp[j]), sp[i], bp[i]);
   return out;
 }
 
@@ -712,44 +957,107 @@ torch::Tensor binary_bmm(torch::Tensor a, torch::Tensor bt, int64_t k, int64_t n
   return out;
 }
 
-// Bi-ViT's binary attention product from the raw dots of binary_bmm with a ones row appended
-// to both operands: raw (G, M + 1, N + 1) int32, where raw[g, m, N] is the sign sum of row m
-// of a and raw[g, M, n] that of row n of b. With za, zb, scale per head (G = B * heads, head
-// g % heads) and kzz[h] = k za zb, out (G, M, N) float:
+// Bi-ViT's binary attention product, one row of 16 outputs: the dots of accumulate32_avx512, then
+//     ((dot - a_part[r]) - za sum_b[c + j] + kzz) * scale,   a_part[r] = zb sum_a[r],
+// each operation rounded as the torch expression of the reference path; rows < `real` stored.
+__attribute__((target("avx512f,avx512vpopcntdq"))) void attention32_avx512(
+    const uint32_t* const* rows, const uint32_t* bt32, int64_t npad, int64_t c, int64_t half_words,
+    int64_t k, const float* a_part, const float* sum_b, float za, float kzz, float scale,
+    float* const* out, int64_t real, int64_t n) {
+  __m512i acc[kBlockM];
+  accumulate32_avx512(rows, bt32, npad, c, half_words, acc);
+  const int64_t end = std::min<int64_t>(kBlockN, n - c);
+  const __mmask16 mask = end == 16 ? 0xFFFF : static_cast<__mmask16>((1u << end) - 1);
+  const __m512i vk = _mm512_set1_epi32(static_cast<int32_t>(k));
+  const __m512 b_part = _mm512_mul_ps(_mm512_set1_ps(za), _mm512_loadu_ps(sum_b + c));
+  const __m512 vkzz = _mm512_set1_ps(kzz), vs = _mm512_set1_ps(scale);
+  for (int64_t r = 0; r < real; ++r) {
+    const __m512 dot = _mm512_cvtepi32_ps(_mm512_sub_epi32(vk, _mm512_slli_epi32(acc[r], 1)));
+    const __m512 t = _mm512_sub_ps(_mm512_sub_ps(dot, _mm512_set1_ps(a_part[r])), b_part);
+    _mm512_mask_storeu_ps(out[r] + c, mask, _mm512_mul_ps(_mm512_add_ps(t, vkzz), vs));
+  }
+}
+
+int64_t sign_sum(const uint64_t* words, int64_t count, int64_t k) {
+  int64_t pop = 0;
+  for (int64_t w = 0; w < count; ++w) pop += __builtin_popcountll(words[w]);
+  return 2 * pop - k;
+}
+
+// Bi-ViT's binary attention product in one pass: a (G, M, W) and b (G, N, W) sign words of
+// rows of k signs; za, zb, kzz (= k za zb) and scale one float per head (G = B * heads, head
+// g % heads). out (G, M, N) float:
 //     ((dot - zb sum_a) - za sum_b + kzz) * scale,
-// each operation rounded as the torch expression it replaces.
-torch::Tensor binary_attention_correct(torch::Tensor raw, torch::Tensor za, torch::Tensor zb,
-                                       torch::Tensor kzz, torch::Tensor scale) {
-  check_cpu({raw, za, zb, kzz, scale}, "binary_attention_correct");
-  TORCH_CHECK(raw.dim() == 3 && raw.scalar_type() == torch::kInt32 && raw.size(1) > 1 &&
-                  raw.size(2) > 1,
-              "binary_attention_correct: raw must be (G, M + 1, N + 1) int32");
+// dot = sign(a_m) . sign(b_n) and sum_a, sum_b the rows' sign sums (2 popcount - k), each
+// operation rounded as the torch expression of the reference path.
+torch::Tensor binary_attention_product(torch::Tensor a, torch::Tensor b, int64_t k,
+                                       torch::Tensor za, torch::Tensor zb, torch::Tensor kzz,
+                                       torch::Tensor scale) {
+  check_cpu({a, b, za, zb, kzz, scale}, "binary_attention_product");
+  TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(2) &&
+                  a.scalar_type() == torch::kInt64 && b.scalar_type() == torch::kInt64 &&
+                  a.size(2) == (k + 63) / 64,
+              "binary_attention_product: sign words ", a.sizes(), " and ", b.sizes(),
+              " do not fit rows of ", k, " signs");
   const int64_t heads = za.numel();
   for (const auto& t : {za, zb, kzz, scale})
     TORCH_CHECK(t.scalar_type() == torch::kFloat32 && t.numel() == heads,
-                "binary_attention_correct: za, zb, kzz and scale need one float32 per head");
-  TORCH_CHECK(raw.size(0) % heads == 0, "binary_attention_correct: G is not a multiple of the ",
-              "heads");
-  raw = raw.contiguous();
+                "binary_attention_product: za, zb, kzz and scale need one float32 per head");
+  TORCH_CHECK(heads > 0 && a.size(0) % heads == 0,
+              "binary_attention_product: G is not a multiple of the heads");
+  a = a.contiguous(), b = b.contiguous();
   auto flat = [](torch::Tensor t) { return t.reshape(-1).contiguous(); };
   za = flat(za), zb = flat(zb), kzz = flat(kzz), scale = flat(scale);
-  const int64_t g = raw.size(0), m = raw.size(1) - 1, n = raw.size(2) - 1;
-  auto out = torch::empty({g, m, n}, raw.options().dtype(torch::kFloat32));
-  const int32_t* R = raw.data_ptr<int32_t>();
+  const int64_t g = a.size(0), m = a.size(1), n = b.size(1), words = a.size(2);
+  const int64_t npad = (n + kBlockN - 1) / kBlockN * kBlockN;
+  auto out = torch::empty({g, m, n}, za.options());
+  const auto* A = reinterpret_cast<const uint64_t*>(a.data_ptr<int64_t>());
+  const auto* B = reinterpret_cast<const uint64_t*>(b.data_ptr<int64_t>());
   float* O = out.data_ptr<float>();
   const float *pa = za.data_ptr<float>(), *pb = zb.data_ptr<float>();
   const float *pk = kzz.data_ptr<float>(), *ps = scale.data_ptr<float>();
-  at::parallel_for(0, g * m, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t gi = row / m, mi = row % m, h = gi % heads;
-      const int32_t* dots = R + (gi * (m + 1) + mi) * (n + 1);
-      const int32_t* sum_b = R + (gi * (m + 1) + m) * (n + 1);
-      const float a_part = pb[h] * static_cast<float>(dots[n]);   // zb * sum_a
-      float* y = O + row * n;
+  const bool avx = use_avx512();
+  at::parallel_for(0, g, 1, [&](int64_t begin, int64_t end) {
+    std::vector<uint32_t> bt32(2 * words * npad);   // b's words as 32-bit halves, per column
+    std::vector<float> sum_b(npad, 0.f);
+    float a_part[kBlockM];
+    const uint32_t* rows32[kBlockM];
+    float* outs[kBlockM];
+    for (int64_t gi = begin; gi < end; ++gi) {
+      const int64_t h = gi % heads;
+      const uint64_t* Ag = A + gi * m * words;
+      const uint64_t* Bg = B + gi * n * words;
+      std::fill(bt32.begin(), bt32.end(), 0u);
       for (int64_t j = 0; j < n; ++j) {
-        float t = static_cast<float>(dots[j]) - a_part;
-        t = t - pa[h] * static_cast<float>(sum_b[j]);
-        y[j] = (t + pk[h]) * ps[h];
+        for (int64_t w = 0; w < words; ++w) {
+          bt32[(2 * w) * npad + j] = static_cast<uint32_t>(Bg[j * words + w]);
+          bt32[(2 * w + 1) * npad + j] = static_cast<uint32_t>(Bg[j * words + w] >> 32);
+        }
+        sum_b[j] = static_cast<float>(sign_sum(Bg + j * words, words, k));
+      }
+      for (int64_t m0 = 0; m0 < m; m0 += kBlockM) {
+        const int64_t real = std::min<int64_t>(kBlockM, m - m0);
+        for (int r = 0; r < kBlockM; ++r) {
+          const int64_t row = m0 + std::min<int64_t>(r, real - 1);
+          rows32[r] = reinterpret_cast<const uint32_t*>(Ag + row * words);
+          a_part[r] = pb[h] * static_cast<float>(sign_sum(Ag + row * words, words, k));
+          outs[r] = O + (gi * m + row) * n;
+        }
+        if (avx) {
+          for (int64_t c = 0; c < n; c += kBlockN)
+            attention32_avx512(rows32, bt32.data(), npad, c, 2 * words, k, a_part, sum_b.data(),
+                               pa[h], pk[h], ps[h], outs, real, n);
+          continue;
+        }
+        for (int64_t r = 0; r < real; ++r)
+          for (int64_t j = 0; j < n; ++j) {
+            int64_t pop = 0;
+            for (int64_t w = 0; w < words; ++w)
+              pop += __builtin_popcountll(Ag[(m0 + r) * words + w] ^ Bg[j * words + w]);
+            float t = static_cast<float>(k - 2 * pop) - a_part[r];
+            t = t - pa[h] * sum_b[j];
+            outs[r][j] = (t + pk[h]) * ps[h];
+          }
       }
     }
   });
@@ -1134,10 +1442,17 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "column), 64 per int64 word", py::arg("x"), py::arg("threshold") = py::none());
   m.def("pack_head_signs", &pack_head_signs,
         "sign words of x / s + z per head of a (B, H, R, K) tensor");
+  m.def("pack_head_signs_transposed", &pack_head_signs_transposed,
+        "sign words of (B, H, R, K) per head packed along R (the transposed operand)");
+  m.def("pack_patches", &pack_patches,
+        "sign words of the non-overlapping patches of (B, C, H, W) (minus a threshold per channel)");
   m.def("binary_linear", &binary_linear, "XNOR-popcount GEMM on packed signs");
+  m.def("binary_linear_signs", &binary_linear_signs,
+        "XNOR-popcount GEMM whose outputs are sign words through two dot thresholds");
+  m.def("binary_affine_values", &binary_affine_values, "fma(dot, scale, bias) per channel");
   m.def("binary_bmm", &binary_bmm, "batched XNOR-popcount dot products (int32)");
-  m.def("binary_attention_correct", &binary_attention_correct,
-        "Bi-ViT attention product from the raw binary dots and sign sums");
+  m.def("binary_attention_product", &binary_attention_product,
+        "Bi-ViT's binary attention product with its zero-point corrections, in one pass");
   m.def("binary_conv2d", &binary_conv2d, "XNOR-popcount direct convolution on packed signs");
   m.def("quantize_int8", &quantize_int8, "round(clamp(x / s + z)) - offset as int8");
   m.def("int_epilogue", &int_epilogue, "(acc + c * weight_sum) * scale + bias");
