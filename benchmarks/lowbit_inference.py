@@ -5,10 +5,13 @@
 
 Per layer (random weights; times include quantizing and packing the float input, as in a model):
 DeiT-Tiny's linear layers (197 tokens per image: qkv 192 -> 576, proj 192 -> 192, fc1 192 -> 768,
-fc2 768 -> 192) and ResNet-18's 3 x 3 convolutions (64 ch at 56 x 56, 128 at 28, 256 at 14, 512
+fc2 768 -> 192), its MLP (fc1, GELU, fc2: binary as a :class:`BinaryLinearPair`, whose fc1 hands
+fc2 its signs) and ResNet-18's 3 x 3 convolutions (64 ch at 56 x 56, 128 at 28, 256 at 14, 512
 at 7), batch 1 and 8: float32 (``F.linear`` / ``F.conv2d``: MKL / oneDNN) against
 :class:`mmext.quant.runtime.BinaryLinear` / ``BinaryConv2d`` (XNOR-popcount) and ``IntLinear``
-/ ``IntConv2d`` at 8 bits (``torch._int_mm``).
+/ ``IntConv2d`` at 8 bits (``torch._int_mm``). For the linear layers, a memory floor: reading
+the float input once (``x.sum()``) and writing a fresh float output once (``fill_``); a layer
+with float input and output can hardly beat float32 by more than float time over this.
 
 End to end (batch 8, random weights, quantizers initialised on one batch, exported with
 :func:`mmext.quant.export_quantized` and rebuilt by :func:`mmext.quant.build_runtime_model`):
@@ -17,8 +20,12 @@ Q-DETR's 4-4-8 quantization (per-tensor input steps: the per-channel steps of th
 not factor out of an integer GEMM, see the README), and the DCP-NAS 1-bit network of the
 Fashion-MNIST demo. Float: the network as the library builds it before the quantization swap
 (mmpretrain's DeiT-Tiny with its fused attention; DCP-NAS's cells with real-valued
-operations). The runtime model's
-outputs are compared with the fake-quantized model's (largest difference, same argmax).
+operations). The runtime model's outputs are compared with the fake-quantized model's (largest
+difference, same argmax); where the runtime pairs binary layers (an MLP's fc1 handing fc2 its
+signs), the same runtime without pairs is timed too, and its outputs compared with the paired
+one's (``pairs_change_nothing``: equal bit for bit); for those models ``breakdown_ms`` says
+where the runtime's time goes (each kernel, the top torch operators; profiled, so compare
+shares).
 
 Variants run round-robin, one call each per round; the figure is the median time, the ratio
 float time over kernel time (above 1: the kernel is faster).
@@ -48,9 +55,11 @@ from mmext.quant.quantizers import LSQPlusQuantizer  # noqa: E402
 from mmext.quant.runtime import (  # noqa: E402
     BinaryConv2d,
     BinaryLinear,
+    BinaryLinearPair,
     IntConv2d,
     IntLinear,
     build_runtime_model,
+    sign_thresholds,
 )
 from mmext.utils.atomic import atomic_write  # noqa: E402
 
@@ -94,6 +103,28 @@ def _row(times: dict[str, float]) -> dict:
             for name, t in times.items()}
 
 
+def _mlp_variants(batch: int, g: torch.Generator) -> dict:
+    """DeiT-Tiny's MLP (fc1 192 -> 768, GELU, fc2 768 -> 192): float32; binary, fc2's input
+    signs (RSign threshold per channel) straight from fc1's dots (:class:`BinaryLinearPair`);
+    8-bit IntLinear layers with the GELU between them."""
+    x = torch.randn(batch, 197, 192, generator=g)
+    w1, w2 = torch.randn(768, 192, generator=g) * 0.05, torch.randn(192, 768, generator=g) * 0.05
+    b1, b2 = torch.randn(768, generator=g) * 0.1, torch.randn(192, generator=g)
+    fc1 = BinaryLinear(torch.where(w1 >= 0, 1.0, -1.0), w1.abs().mean(1) / 192 ** 0.5, b1)
+    fc2 = BinaryLinear(torch.where(w2 >= 0, 1.0, -1.0), w2.abs().mean(1), b2,
+                       torch.randn(768, generator=g) * 0.1)
+    gelu = torch.nn.GELU()
+    pair = BinaryLinearPair(fc1, gelu, fc2, *sign_thresholds(fc1, gelu, fc2, lowbit_ops()))
+    hidden = F.gelu(F.linear(x, w1, b1))
+    int1 = IntLinear(torch.randint(-127, 128, (768, 192), generator=g, dtype=torch.int8),
+                     torch.full((768, ), 1e-3), b1, _int_quantizer(8, x))
+    int2 = IntLinear(torch.randint(-127, 128, (192, 768), generator=g, dtype=torch.int8),
+                     torch.full((192, ), 1e-3), b2, _int_quantizer(8, hidden))
+    return {'float32': lambda: F.linear(F.gelu(F.linear(x, w1, b1)), w2, b2),
+            'binary': lambda: pair(x),
+            'int8': lambda: int2(F.gelu(int1(x)))}
+
+
 def layer_rows(batches, reps, warmup) -> dict:
     g = torch.Generator().manual_seed(0)
     rows = {}
@@ -109,7 +140,11 @@ def layer_rows(batches, reps, warmup) -> dict:
             rows[f'deit-tiny {name} b{batch}'] = _row(timed({
                 'float32': lambda x=x, w=w, b=b: F.linear(x, w, b),
                 'binary': lambda x=x, m=binary: m(x),
-                'int8': lambda x=x, m=int8: m(x)}, reps, warmup))
+                'int8': lambda x=x, m=int8: m(x),
+                'memory floor': lambda x=x, n=n: (x.sum(), x.new_empty(*x.shape[:-1], n).fill_(1)),
+            }, reps, warmup))
+        rows[f'deit-tiny mlp (fc1, GELU, fc2) b{batch}'] = _row(timed(
+            _mlp_variants(batch, g), reps, warmup))
         for name, (c, size) in RESNET_CONVS.items():
             x = torch.randn(batch, c, size, size, generator=g)
             w = torch.randn(c, c, 3, 3, generator=g) * 0.05
@@ -197,6 +232,46 @@ def _flat(out) -> torch.Tensor:
     return torch.cat([t.float().flatten() for t in leaves])
 
 
+class _TimedKernels:
+    """The compiled kernels with the wall time of each call summed per kernel."""
+
+    def __init__(self, ops):
+        self.ops, self.seconds = ops, {}
+
+    def __getattr__(self, name):
+        function = getattr(self.ops, name)
+
+        def timed_call(*args):
+            start = time.perf_counter()
+            out = function(*args)
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            return out
+        return timed_call
+
+
+def breakdown(run, model, reps: int = 5, top: int = 8) -> dict[str, float]:
+    """Where one forward of the runtime ``model`` spends its time, ms per forward: each
+    compiled kernel (wall time of its calls) and the ``top`` torch operators by self CPU time
+    (torch.profiler), over ``reps`` forwards. Profiling slows both; compare shares."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from mmext.quant import kernels
+    ops = kernels.lowbit_ops()
+    timed_ops = _TimedKernels(ops)
+    kernels._STATE['ops'] = timed_ops          # the runtime looks its kernels up on each use
+    try:
+        with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(reps):
+                run(model)
+    finally:
+        kernels._STATE['ops'] = ops
+    aten = sorted(((e.key, e.self_cpu_time_total / 1e3 / reps) for e in prof.key_averages()),
+                  key=lambda kv: -kv[1])[:top]
+    out = {f'kernel {k}': v * 1e3 / reps for k, v in timed_ops.seconds.items()}
+    out |= {k: v for k, v in aten}
+    return {k: round(v, 3) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+
 def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
     torch.manual_seed(0)
     float_model, quantized, run = MODELS[name]()
@@ -206,6 +281,7 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
         run(quantized)                              # initialises the quantizers' steps
     path = folder / f'{name}.safetensors'
     export_quantized(quantized, path)
+    unpaired_structure = copy.deepcopy(structure)
     runtime, report = build_runtime_model(structure, path)
     float_model.eval()
     with torch.inference_mode():
@@ -214,10 +290,20 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
     agreement = None
     if isinstance(expected_out, torch.Tensor) and expected_out.dim() == 2:   # class scores
         agreement = float((expected_out.argmax(1) == got_out.argmax(1)).float().mean())
-    times = timed({'float32': lambda: run(float_model), 'fake-quantized': lambda: run(quantized),
-                   'runtime': lambda: run(runtime)}, reps, warmup)
+    functions = {'float32': lambda: run(float_model), 'fake-quantized': lambda: run(quantized),
+                 'runtime': lambda: run(runtime)}
+    pairs = {}
+    paired = sum(fused for _, fused, _ in report.pairs)
+    if paired:                                  # the same runtime without pairs, side by side
+        unpaired, _ = build_runtime_model(unpaired_structure, path, pair_binary_layers=False)
+        functions['runtime without pairs'] = lambda: run(unpaired)
+        with torch.inference_mode():
+            pairs = dict(pairs_change_nothing=bool(torch.equal(_flat(run(unpaired)), got)))
+    times = timed(functions, reps, warmup)
     kept = report.kept()
-    return dict(_row(times), layers=report.counts(),
+    if paired:
+        pairs['breakdown_ms'] = breakdown(run, runtime)
+    return dict(_row(times), **pairs, layers=report.counts(), binary_pairs=paired,
                 kept_fake_quantized=sorted({why for _, why in kept}),
                 max_abs_difference=float((expected - got).abs().max()),
                 max_abs_output=float(expected.abs().max()), same_argmax=agreement,
@@ -225,21 +311,36 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
 
 
 def table(results: dict) -> str:
-    lines = ['| layer | float32 ms | binary ms | speed-up | int8 ms | speed-up |',
-             '|---|---|---|---|---|---|']
+    lines = ['| layer | float32 ms | binary ms | speed-up | int8 ms | speed-up | memory floor ms '
+             '(float / floor) |', '|---|---|---|---|---|---|---|']
     for name, row in results['layers'].items():
+        read = row.get('memory floor')
+        read = f"{read['ms']:.3f} ({read['speedup']:.1f}x)" if read else '-'
         lines.append(f"| {name} | {row['float32']['ms']:.3f} | {row['binary']['ms']:.3f} | "
                      f"{row['binary']['speedup']:.1f}x | {row['int8']['ms']:.3f} | "
-                     f"{row['int8']['speedup']:.1f}x |")
+                     f"{row['int8']['speedup']:.1f}x | {read} |")
     lines += ['', '| model (batch 8) | float32 ms | fake-quantized ms | runtime ms | runtime '
-              'speed-up | max output difference / max output | same argmax | layers on kernels '
-              '| paper (theoretical) |', '|---|---|---|---|---|---|---|---|---|']
+              'speed-up | runtime without pairs | max output difference / max output | same '
+              'argmax | layers on kernels | paper (theoretical) |',
+              '|---|---|---|---|---|---|---|---|---|---|']
     for name, row in results['models'].items():
         agree = '-' if row['same_argmax'] is None else f"{100 * row['same_argmax']:.0f}%"
+        unpaired = row.get('runtime without pairs')
+        unpaired = (f"{unpaired['ms']:.1f} ms, {unpaired['speedup']:.2f}x" if unpaired
+                    else '-')
+        pairs = f", {row['binary_pairs']} binary pairs" if row.get('binary_pairs') else ''
         lines.append(f"| {name} | {row['float32']['ms']:.1f} | {row['fake-quantized']['ms']:.1f} "
                      f"| {row['runtime']['ms']:.1f} | {row['runtime']['speedup']:.2f}x | "
+                     f"{unpaired} | "
                      f"{row['max_abs_difference']:.3g} / {row['max_abs_output']:.3g} | {agree} | "
-                     f"{row['layers']} | {row['paper']} |")
+                     f"{row['layers']}{pairs} | {row['paper']} |")
+    for name, row in results['models'].items():
+        if row.get('breakdown_ms'):
+            total = sum(row['breakdown_ms'].values())
+            lines += ['', f'{name}, runtime profiled (ms per forward, share of the listed total):',
+                      '', '| part | ms | share |', '|---|---|---|']
+            lines += [f'| {part} | {ms:.2f} | {100 * ms / total:.0f}% |'
+                      for part, ms in row['breakdown_ms'].items()]
     return '\n'.join(lines)
 
 
