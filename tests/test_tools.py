@@ -111,28 +111,33 @@ def test_demo_config_trains_then_tests_through_the_stock_runner(tiny_scenes, tmp
     # and 167 of the 200 detections were found again, 10 and 7 of 25 on the worst canvas.)
     # The exactness of the layers is tested in tests/quant/test_runtime.py; here the scores are
     # held to 0.01 and half of the detections must come back with the same class and box.
-    runtime = run_tool('tools/deploy/test_runtime.py', quant_config, tmp_path / 'qat.safetensors',
-                       '--work-dir', tmp_path / 'runtime', '--out', tmp_path / 'rt.pkl',
-                       '--cfg-options', *scene_cfg_options(tiny_scenes))
-    assert runtime.returncode == 0, runtime.stdout[-3000:]
-    summary = next(line for line in runtime.stdout.splitlines() if 'low-bit runtime:' in line)
-    assert "'int4': 100" in summary and 'coco/bbox_mAP:' in runtime.stdout
-    assert 'kept fake-quantized: backbone.layer1.0.depthwise_conv.conv (groups=32)' in \
-        runtime.stdout
+    # the same with the integer linear layers on oneDNN's int8 linear (its own float rounding)
     import pickle
-    fake, kernel = (pickle.loads((tmp_path / f).read_bytes()) for f in ('fq.pkl', 'rt.pkl'))
-    assert len(fake) == len(kernel) == 8
-    found = total = 0
-    for a, b in zip(fake, kernel):
-        a, b = a['pred_instances'], b['pred_instances']
-        torch.testing.assert_close(a['scores'].sort().values, b['scores'].sort().values,
-                                   rtol=0, atol=0.01)
-        for box, label, score in zip(a['bboxes'], a['labels'], a['scores']):
-            same = ((b['labels'] == label) & ((b['bboxes'] - box).abs().amax(1) <= 1.0)
-                    & ((b['scores'] - score).abs() <= 0.01))
-            found += bool(same.any())
-        total += len(a['scores'])
-    assert found >= total / 2, (found, total)
+    fake = pickle.loads((tmp_path / 'fq.pkl').read_bytes())
+    for backend in ('int_mm', 'onednn'):
+        runtime = run_tool('tools/deploy/test_runtime.py', quant_config,
+                           tmp_path / 'qat.safetensors', '--work-dir', tmp_path / backend,
+                           '--out', tmp_path / f'{backend}.pkl', '--int8-backend', backend,
+                           '--cfg-options', *scene_cfg_options(tiny_scenes))
+        assert runtime.returncode == 0, runtime.stdout[-3000:]
+        summary = next(line for line in runtime.stdout.splitlines()
+                       if 'low-bit runtime:' in line)
+        assert "'int4': 100" in summary and 'coco/bbox_mAP:' in runtime.stdout
+        assert 'kept fake-quantized: backbone.layer1.0.depthwise_conv.conv (groups=32)' in \
+            runtime.stdout
+        kernel = pickle.loads((tmp_path / f'{backend}.pkl').read_bytes())
+        assert len(fake) == len(kernel) == 8
+        found = total = 0
+        for a, b in zip(fake, kernel):
+            a, b = a['pred_instances'], b['pred_instances']
+            torch.testing.assert_close(a['scores'].sort().values, b['scores'].sort().values,
+                                       rtol=0, atol=0.01)
+            for box, label, score in zip(a['bboxes'], a['labels'], a['scores']):
+                same = ((b['labels'] == label) & ((b['bboxes'] - box).abs().amax(1) <= 1.0)
+                        & ((b['scores'] - score).abs() <= 0.01))
+                found += bool(same.any())
+            total += len(a['scores'])
+        assert found >= total / 2, (backend, found, total)
 
 
 def _mmpretrain_options(fashion_mnist_root) -> list[str]:

@@ -497,22 +497,60 @@ class _IntBase(_KernelUser):
         """acc (M, N) int32; weight_sum (R, N), row ``m % R`` for output row m."""
         c = self.offset - self.zero_point
         if self.ops is not None:
-            return self.ops.int_epilogue(acc, c, weight_sum, self.out_scale, self.bias)
+            # in place: acc is this call's own temporary (torch._int_mm's fresh output)
+            return self.ops.int_epilogue(acc, c, weight_sum, self.out_scale, self.bias, True)
         rows = weight_sum.shape[0]
         total = acc.float().view(-1, rows, acc.shape[1]) + c * weight_sum
         return (total * self.out_scale + self.bias).view(acc.shape)
 
 
+def onednn_int8_linear() -> bool:
+    """Whether torch ships oneDNN's int8 linear with a float output (x86 CPU builds)."""
+    return torch.backends.mkldnn.is_available() and \
+        hasattr(torch.ops.onednn, 'qlinear_prepack') and \
+        hasattr(torch.ops.onednn, 'qlinear_pointwise')
+
+
 class IntLinear(_IntBase):
-    """A 2..8-bit Linear on ``torch._int_mm``; x (..., K) -> (..., N). ``accumulate(x)`` returns
-    the exact ``sum_k (q_k - offset) W[n, k]`` (M, N) int32."""
+    """A 2..8-bit Linear; x (..., K) -> (..., N). ``accumulate(x)`` returns the exact
+    ``sum_k (q_k - offset) W[n, k]`` (M, N) int32 (``torch._int_mm``).
+
+    ``backend``: 'int_mm' (default) runs ``torch._int_mm`` and the compiled epilogue, whose
+    floats are the torch reference's bit for bit. 'onednn' runs oneDNN's int8 linear where
+    torch ships it (``torch.ops.onednn.qlinear_pointwise``: exact integer sums over uint8
+    levels and int8 weights, scales and bias applied inside, float out; up to 2.6x faster at
+    DeiT-Tiny's sizes here): the zero point ``z``, a float, is split into the nearest integer
+    (oneDNN's zero point, inside the exact sums) and its fraction (in the bias,
+    ``b - (z - zi) s sw sum_k W``), so the floats are within a few roundings of the exact
+    value but not the reference's; through a model, a value within an ulp of a quantizer's
+    rounding boundary can then move one level (the 4-bit demo DETR: README, "Inference on
+    low-bit kernels"). Without oneDNN, 'onednn' runs as 'int_mm'."""
 
     def __init__(self, ints: Tensor, w_scale: Tensor, bias: Tensor | None,
-                 quantizer: LSQPlusQuantizer, use_kernel: bool = True):
+                 quantizer: LSQPlusQuantizer, use_kernel: bool = True, backend: str = 'int_mm'):
+        if backend not in ('int_mm', 'onednn'):
+            raise ValueError(f"IntLinear backend must be 'int_mm' or 'onednn', got {backend!r}")
         super().__init__(ints, w_scale, bias, quantizer, use_kernel)
+        self.backend = backend
         self.in_features = ints.shape[1]
         self.register_buffer('weight_t', ints.to(torch.int8).t().contiguous())   # (K, N)
         self.register_buffer('weight_sum', ints.float().sum(1)[None])
+        # oneDNN's float output: s sw sum (q - zi) W + b - (z - zi) s sw sum W, with zi the
+        # integer nearest z (oneDNN's zero point, exact), so that only the fraction of z goes
+        # through the bias and the float terms stay small
+        self.register_buffer('w_scale', w_scale.detach().float().reshape(-1).expand(
+            self.out_channels).contiguous())
+        zi = min(max(round(self.zero_point), self.qn), self.qn + 255)
+        self.onednn_zero = zi - self.qn                 # zero point of the levels q - Qn
+        self.register_buffer('onednn_bias', self.bias - (self.zero_point - zi) * self.out_scale
+                             * self.weight_sum[0])
+        self.register_buffer('w_zero', torch.zeros(self.out_channels, dtype=torch.int64))
+        self._onednn_weight = None      # packed on first use; an opaque tensor, not copied
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state['_onednn_weight'] = None  # deepcopy and pickle cannot read oneDNN's packing
+        return state
 
     def accumulate(self, x: Tensor) -> Tensor:
         return torch._int_mm(self.quantize(x.reshape(-1, self.in_features)), self.weight_t)
@@ -520,8 +558,23 @@ class IntLinear(_IntBase):
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.in_features:
             raise ValueError(f'IntLinear expects (..., {self.in_features}), got {tuple(x.shape)}')
-        out = self._finish(self.accumulate(x), self.weight_sum)
+        if self.ops is not None and self.backend == 'onednn' and onednn_int8_linear():
+            out = self._onednn(x.reshape(-1, self.in_features))
+        else:
+            out = self._finish(self.accumulate(x), self.weight_sum)
         return out.reshape(*x.shape[:-1], self.out_channels)
+
+    def _onednn(self, x2d: Tensor) -> Tensor:
+        """oneDNN's int8 linear on the levels shifted to uint8 (q - Qn; its zero point
+        zi - Qn gives sum (q - zi) W exactly)."""
+        if self._onednn_weight is None:
+            self._onednn_weight = torch.ops.onednn.qlinear_prepack(  # (N, K), memory order
+                self.weight_t.t().contiguous(), None)
+        levels = self.ops.quantize_int8(x2d.float(), self.a_scale, self.zero_point, self.qn,
+                                        self.qp, self.qn).view(torch.uint8)
+        return torch.ops.onednn.qlinear_pointwise(
+            levels, self.a_scale, self.onednn_zero, self._onednn_weight, self.w_scale, self.w_zero,
+            self.onednn_bias, 1.0, 0, torch.float32, 'none', [], '')
 
 
 class IntConv2d(_IntBase):
@@ -618,7 +671,8 @@ def _conv_args(layer: nn.Conv2d) -> tuple[bool, str]:
 
 
 def runtime_layer(layer: nn.Module, record: dict, tensors: dict[str, Tensor],
-                  use_kernel: bool = True) -> tuple[nn.Module | None, str]:
+                  use_kernel: bool = True,
+                  int8_backend: str = 'int_mm') -> tuple[nn.Module | None, str]:
     """The kernel module for one exported layer, or ``(None, reason)``."""
     prefix = f"{record['name']}.weight" if record['name'] else 'weight'
     shape = record['shape']
@@ -656,7 +710,8 @@ def runtime_layer(layer: nn.Module, record: dict, tensors: dict[str, Tensor],
     if is_conv:
         return IntConv2d(ints, scale, bias, quantizer, layer.stride, layer.padding,
                          layer.dilation, use_kernel), f"int{record['bits']}"
-    return IntLinear(ints, scale, bias, quantizer, use_kernel), f"int{record['bits']}"
+    return (IntLinear(ints, scale, bias, quantizer, use_kernel, int8_backend),
+            f"int{record['bits']}")
 
 
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -666,13 +721,16 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 
 @torch.no_grad()
 def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = True,
-                        pair_binary_layers: bool = True) -> tuple[nn.Module, RuntimeReport]:
+                        pair_binary_layers: bool = True,
+                        int8_backend: str = 'int_mm') -> tuple[nn.Module, RuntimeReport]:
     """Fill ``model`` (the quantized structure the exported config builds) from the export at
     ``path`` and swap its quantized layers for kernel modules where they compute exactly;
     returns the model (in eval mode, changed in place) and a :class:`RuntimeReport`.
     ``use_kernel=False`` runs every layer on the pure-torch reference (the same integers);
     ``pair_binary_layers`` lets a binary layer hand the next one its signs directly
-    (:func:`fuse_binary_pairs`; the same outputs)."""
+    (:func:`fuse_binary_pairs`; the same outputs); ``int8_backend`` picks the integer linear
+    layers' GEMM (:class:`IntLinear`: 'int_mm', the reference's floats, or 'onednn', faster,
+    its own float rounding)."""
     devices = {p.device.type for p in model.parameters()}
     if devices - {'cpu'}:
         raise ValueError(f'the low-bit runtime runs on the CPU, the model is on {devices}: '
@@ -683,7 +741,7 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
     report = []
     for record in records:
         name = record['name']
-        module, why = runtime_layer(layers[name], record, tensors, use_kernel)
+        module, why = runtime_layer(layers[name], record, tensors, use_kernel, int8_backend)
         if module is None:
             report.append((name, None, why))
             continue

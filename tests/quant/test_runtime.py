@@ -8,6 +8,7 @@ from torch import nn
 from mmext.quant import ModuleSwap, QConv2d
 from mmext.quant.export import export_quantized
 from mmext.quant.kernels import lowbit_ops, pack_signs_reference, unpack_signs
+from mmext.quant.quantizers import LSQPlusQuantizer
 from mmext.quant.runtime import (
     BinaryAttention,
     BinaryConv2d,
@@ -17,6 +18,7 @@ from mmext.quant.runtime import (
     IntLinear,
     build_runtime_model,
     fuse_binary_pairs,
+    onednn_int8_linear,
     sign_thresholds,
 )
 
@@ -153,7 +155,8 @@ def test_integer_linear_accumulates_exactly_and_matches_the_fake_quantized_layer
 def test_integer_kernels_round_as_the_torch_reference():
     """The compiled quantization and epilogue passes (16 lanes at a time, and a tail) give the
     reference's floats bit for bit: a multiply and add fused into one rounding by the compiler
-    would move outputs by an ulp, and the next quantizer's levels with them."""
+    would move outputs by an ulp, and the next quantizer's levels with them. The 'onednn'
+    backend stays within a few roundings of the exact value."""
     torch.manual_seed(0)
     for bits, signed in ((8, False), (4, True)):
         fq = ModuleSwap(w_bits=bits, a_bits=bits)(nn.Sequential(nn.Linear(40, 37))).train()
@@ -166,6 +169,19 @@ def test_integer_kernels_round_as_the_torch_reference():
         x = torch.randn(300, 40) * 3
         assert torch.equal(layers[0].quantize(x), layers[1].quantize(x))
         assert torch.equal(layers[0](x), layers[1](x))
+        # oneDNN's int8 linear: within a few roundings of s sw (acc + (offset - z) sum W) + b
+        layer = IntLinear(ints.to(torch.int8), q.w_quantizer.scale, q.bias * 100, q.a_quantizer,
+                          backend='onednn')
+        acc = layer.accumulate(x)
+        exact = (acc.double() + (layer.offset - layer.zero_point) * layer.weight_sum.double()) \
+            * layer.out_scale.double() + layer.bias.double()
+        scale = layer.out_scale.double()
+        bound = 4 * 2.0 ** -24 * (acc.double().abs() * scale + layer.bias.double().abs()
+                                  + abs(layer.zero_point) * scale * layer.weight_sum.double().abs()
+                                  + exact.abs() + 1e-30)
+        assert ((layer(x).double() - exact).abs() <= bound).all()
+        if onednn_int8_linear():                      # the path ran, with its own rounding
+            assert not torch.equal(layer(x), layers[0](x))
 
 
 @pytest.mark.parametrize('use_kernel', [True, False])
@@ -268,6 +284,26 @@ def test_missing_compiler_falls_back_with_one_warning(monkeypatch, tmp_path):
     layer = BinaryLinear(w, torch.ones(9))                       # builds on the reference
     assert layer.ops is None
     assert torch.equal(layer.dots(x), (torch.where(x >= 0, 1.0, -1.0) @ w.t()).int())
+
+
+def test_onednn_backend_is_named_copied_and_falls_back(monkeypatch):
+    """An unknown backend is named; a layer that has packed oneDNN's weights deep-copies (the
+    packing is left behind and redone); without oneDNN, 'onednn' gives the 'int_mm' floats."""
+    from mmext.quant import runtime
+    g = torch.Generator().manual_seed(2)
+    quantizer = LSQPlusQuantizer(bits=8)
+    x = torch.randn(12, 30, generator=g)
+    quantizer.eval()(x)
+    ints = torch.randint(-127, 128, (9, 30), generator=g, dtype=torch.int8)
+    args = (ints, torch.rand(9, generator=g) * 1e-2, torch.randn(9, generator=g), quantizer)
+    with pytest.raises(ValueError, match="'int_mm' or 'onednn', got 'amx'"):
+        IntLinear(*args, backend='amx')
+    fast, plain = IntLinear(*args, backend='onednn'), IntLinear(*args)
+    import copy
+    expected = fast(x)
+    assert torch.equal(copy.deepcopy(fast)(x), expected)
+    monkeypatch.setattr(runtime, 'onednn_int8_linear', lambda: False)
+    assert torch.equal(fast(x), plain(x))
 
 
 def test_runtime_layers_can_be_copied():

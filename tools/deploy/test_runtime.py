@@ -34,6 +34,9 @@ def parse_args():
     parser.add_argument('--out', help='dump predictions to a pickle file (as tools/test.py)')
     parser.add_argument('--reference', action='store_true',
                         help='the pure-torch reference instead of the compiled kernels')
+    parser.add_argument('--int8-backend', choices=['int_mm', 'onednn'], default='int_mm',
+                        help="integer linear layers: torch._int_mm (the reference's floats) or "
+                             "oneDNN's int8 linear (faster, its own float rounding)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, key=value pairs')
     return parser.parse_args()
@@ -48,7 +51,8 @@ def main():
     cfg.load_from = None          # the export carries every weight
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.model.cpu()            # the kernels run on the CPU (mmengine moved it to a GPU if any)
-    _, report = build_runtime_model(runner.model, args.export, use_kernel=not args.reference)
+    _, report = build_runtime_model(runner.model, args.export, use_kernel=not args.reference,
+                                    int8_backend=args.int8_backend)
     print_log(f'low-bit runtime: {report.counts()} quantized layers', logger='current')
     for name, why in report.kept():
         print_log(f'  kept fake-quantized: {name} ({why})', logger='current')

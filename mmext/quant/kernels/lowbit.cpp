@@ -333,11 +333,19 @@ __attribute__((target("avx512f"))) int64_t affine_row_avx512(const T* a, float* 
   return j;
 }
 
+// y may alias a, also an int32 a (the epilogue in place): the 16-lane pass loads each vector
+// before it stores it, and the rest goes through memcpy, which may read and write the same
+// bytes as another type.
 template <typename T>
 void affine_row(const T* a, float* y, int64_t n, float c, const float* ws, const float* sc,
                 const float* bi) {
   int64_t j = use_avx512() ? affine_row_avx512(a, y, n, c, ws, sc, bi) : 0;
-  for (; j < n; ++j) y[j] = (static_cast<float>(a[j]) + c * ws[j]) * sc[j] + bi[j];
+  for (; j < n; ++j) {
+    T v;
+    std::memcpy(&v, a + j, sizeof(T));
+    const float r = (static_cast<float>(v) + c * ws[j]) * sc[j] + bi[j];
+    std::memcpy(y + j, &r, sizeof(float));
+  }
 }
 
 // The LSQ / LSQ+ backward of 16 lanes with t = x / s + z: stores gx (g inside, 0 outside) and
@@ -1191,11 +1199,16 @@ torch::Tensor quantize_int8(torch::Tensor x, double scale, double zero_point, in
 // y[m, n] = (acc[m, n] + c * weight_sum[row, n]) * scale[n] + bias[n], float; weight_sum has
 // one row (a Linear) or one per output pixel (m % rows, a convolution's padded borders).
 torch::Tensor int_epilogue(torch::Tensor acc, double c, torch::Tensor weight_sum,
-                           torch::Tensor scale, torch::Tensor bias) {
+                           torch::Tensor scale, torch::Tensor bias, bool in_place) {
   check_cpu({acc, weight_sum, scale, bias}, "int_epilogue");
+  TORCH_CHECK(acc.dim() == 2 && acc.scalar_type() == torch::kInt32,
+              "int_epilogue: acc must be (M, N) int32, got ", acc.sizes(), " ", acc.dtype());
+  TORCH_CHECK(!in_place || acc.is_contiguous(), "int_epilogue: in place needs a contiguous acc");
   acc = acc.contiguous();
   const int64_t m = acc.size(0), n = acc.size(1), rows = weight_sum.size(0);
-  auto out = torch::empty({m, n}, acc.options().dtype(torch::kFloat32));
+  // in place: the floats take the int32 sums' memory (same size; no fresh block to fault in)
+  auto out = in_place ? acc.view(torch::kFloat32)
+                      : torch::empty({m, n}, acc.options().dtype(torch::kFloat32));
   const int32_t* a = acc.data_ptr<int32_t>();
   const float* ws = weight_sum.data_ptr<float>();
   const float* sc = scale.data_ptr<float>();
@@ -1455,7 +1468,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "Bi-ViT's binary attention product with its zero-point corrections, in one pass");
   m.def("binary_conv2d", &binary_conv2d, "XNOR-popcount direct convolution on packed signs");
   m.def("quantize_int8", &quantize_int8, "round(clamp(x / s + z)) - offset as int8");
-  m.def("int_epilogue", &int_epilogue, "(acc + c * weight_sum) * scale + bias");
+  m.def("int_epilogue", &int_epilogue,
+        "(acc + c * weight_sum) * scale + bias, in a new tensor or in acc's memory");
   m.def("lsq_input_forward", &lsq_input_forward,
         "LSQ+ input levels round(clamp(x / s + z)) and fake-quantized values in one pass");
   m.def("scale_levels_product_", &scale_levels_product_,
