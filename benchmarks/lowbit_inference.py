@@ -306,27 +306,27 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
         agreement = float((expected_out.argmax(1) == got_out.argmax(1)).float().mean())
     functions = {'float32': lambda: run(float_model), 'fake-quantized': lambda: run(quantized),
                  'runtime': lambda: run(runtime)}
-    pairs = {}
+    extra = {}                                  # rows only some models have
     paired = sum(fused for _, fused, _ in report.pairs)
     if paired:                                  # the same runtime without pairs, side by side
         unpaired, _ = build_runtime_model(unpaired_structure, path, pair_binary_layers=False)
         functions['runtime without pairs'] = lambda: run(unpaired)
         with torch.inference_mode():
-            pairs = dict(pairs_change_nothing=bool(torch.equal(_flat(run(unpaired)), got)))
+            extra = dict(pairs_change_nothing=bool(torch.equal(_flat(run(unpaired)), got)))
     if any(kernel and kernel.startswith('int') for _, kernel, _ in report.layers):
         fast, _ = build_runtime_model(onednn_structure, path, int8_backend='onednn')
         functions['runtime, oneDNN int8'] = lambda: run(fast)
         with torch.inference_mode():
             moved = (_flat(run(fast)) - expected).abs()
-        pairs['onednn_max_abs_difference'] = float(moved.max())
-        pairs['onednn_outputs_moved_1e-3'] = int((moved > 1e-3).sum())
-        pairs['outputs_moved_1e-3'] = int(((got - expected).abs() > 1e-3).sum())
-        pairs['outputs'] = expected.numel()
+        extra['onednn_max_abs_difference'] = float(moved.max())
+        extra['onednn_outputs_moved_1e-3'] = int((moved > 1e-3).sum())
+        extra['outputs_moved_1e-3'] = int(((got - expected).abs() > 1e-3).sum())
+        extra['outputs'] = expected.numel()
     times = timed(functions, reps, warmup)
     kept = report.kept()
     if paired:
-        pairs['breakdown_ms'] = breakdown(run, runtime)
-    return dict(_row(times), **pairs, layers=report.counts(), binary_pairs=paired,
+        extra['breakdown_ms'] = breakdown(run, runtime)
+    return dict(_row(times), **extra, layers=report.counts(), binary_pairs=paired,
                 kept_fake_quantized=sorted({why for _, why in kept}),
                 max_abs_difference=float((expected - got).abs().max()),
                 max_abs_output=float(expected.abs().max()), same_argmax=agreement,
