@@ -233,9 +233,11 @@ def fuse_binary_pairs(model: nn.Module) -> list[tuple[str, bool, str]]:
     why)`` where the fold does not hold (both layers stay as they were).
     Needs the compiled kernels (nothing is fused on the reference)."""
     ops = lowbit_ops()
+    if ops is None:
+        return []
     lines = []
     for name, seq in list(model.named_modules()):
-        if not isinstance(seq, nn.Sequential) or ops is None:
+        if not isinstance(seq, nn.Sequential):
             continue
         children = list(seq)
         i = 0
@@ -333,38 +335,13 @@ class BinaryConv2d(_BinaryBase):
         return out.view(b, x.shape[2] // kh, x.shape[3] // kw, -1).permute(0, 3, 1, 2)
 
 
-def _pack_rows(x: Tensor, ops) -> Tensor:
-    """(..., K) float -> (..., ceil(K / 64)) int64 sign words."""
-    flat = x.reshape(-1, x.shape[-1]).float().contiguous()
-    words = ops.pack_signs(flat) if ops is not None else pack_signs_reference(flat)
-    return words.view(*x.shape[:-1], -1)
-
-
-def _raw_dots_of_words(words_a: Tensor, words_b: Tensor, k: int, ops) -> Tensor:
-    """The compiled path's raw dots (G, M + 1, N + 1) int32 of the sign words (G, M, W) and
-    (G, N, W) of rows of length k, each with an all-(+1) row appended, so that the last column
-    holds the sign sums of a's rows and the last row those of b's."""
-    g, n = words_a.shape[0], words_b.shape[1]
-    ones = pack_signs_reference(torch.ones(1, k)).expand(g, 1, -1)
-    words_a = torch.cat([words_a, ones], 1)                         # (G, M + 1, W)
-    words_b = torch.cat([words_b, ones], 1)                         # (G, N + 1, W)
-    pad = _round_up(n + 1, BLOCK_N) - (n + 1)
-    words_b = F.pad(words_b, (0, 0, 0, pad)).transpose(1, 2).contiguous()
-    return ops.binary_bmm(words_a.contiguous(), words_b, k, n + 1)
-
-
-def binary_dots(a: Tensor, b: Tensor, ops) -> tuple[Tensor, Tensor, Tensor]:
-    """For a (G, M, K), b (G, N, K) (sign(0) = +1): ``sign(a) @ sign(b)^T`` (G, M, N) and the
-    sign sums of the rows of a (G, M, 1) and of b (G, 1, N), all as float. The compiled path
-    appends an all-(+1) row to each operand, so the sums come out of the same GEMM."""
-    m = a.shape[1]
-    n = b.shape[1]
-    if ops is None:
-        sa, sb = (torch.where(t >= 0, 1.0, -1.0) for t in (a, b))
-        dots = (sa.double() @ sb.double().transpose(1, 2)).float()
-        return dots, sa.sum(-1, keepdim=True), sb.sum(-1)[:, None]
-    out = _raw_dots_of_words(_pack_rows(a, ops), _pack_rows(b, ops), a.shape[2], ops).float()
-    return out[:, :m, :n], out[:, :m, n:], out[:, m:, :n]
+def binary_dots(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The reference path's products: for a (G, M, K), b (G, N, K) (sign(0) = +1),
+    ``sign(a) @ sign(b)^T`` (G, M, N) and the sign sums of the rows of a (G, M, 1) and of b
+    (G, 1, N), all as float (the kernels compute them in ``binary_attention_product``)."""
+    sa, sb = (torch.where(t >= 0, 1.0, -1.0) for t in (a, b))
+    dots = (sa.double() @ sb.double().transpose(1, 2)).float()
+    return dots, sa.sum(-1, keepdim=True), sb.sum(-1)[:, None]
 
 
 class BinaryAttention(_KernelUser):
@@ -422,7 +399,7 @@ class BinaryAttention(_KernelUser):
             out = self.ops.binary_attention_product(a, b, k, za.float(), zb.float(),
                                                     (k * za * zb).float(), scale.float())
             return out.view(shape)
-        dots, sum_a, sum_b = binary_dots(a.reshape(-1, m, k), b.reshape(-1, n, k), self.ops)
+        dots, sum_a, sum_b = binary_dots(a.reshape(-1, m, k), b.reshape(-1, n, k))
         total = dots.view(shape) - zb * sum_a.view(bsz, heads, m, 1) \
             - za * sum_b.view(bsz, heads, 1, n) + k * za * zb
         return total * scale
@@ -494,7 +471,8 @@ class _IntBase(_KernelUser):
         return (q - self.offset).to(torch.int8)
 
     def _finish(self, acc: Tensor, weight_sum: Tensor) -> Tensor:
-        """acc (M, N) int32; weight_sum (R, N), row ``m % R`` for output row m."""
+        """acc (M, N) int32; weight_sum (R, N), row ``m % R`` for output row m. On the kernels
+        the floats take acc's memory (acc is the caller's temporary)."""
         c = self.offset - self.zero_point
         if self.ops is not None:
             # in place: acc is this call's own temporary (torch._int_mm's fresh output)

@@ -928,43 +928,6 @@ torch::Tensor binary_affine_values(torch::Tensor dots, torch::Tensor scale, torc
   return out;
 }
 
-// Batched raw dots: a (G, M, W) sign words, bt (G, W, Npad) -> (G, M, n) int32.
-torch::Tensor binary_bmm(torch::Tensor a, torch::Tensor bt, int64_t k, int64_t n) {
-  check_cpu({a, bt}, "binary_bmm");
-  TORCH_CHECK(a.dim() == 3 && bt.dim() == 3 && a.size(0) == bt.size(0) &&
-              a.size(2) == bt.size(1) && bt.size(2) % kBlockN == 0 && n <= bt.size(2),
-              "binary_bmm: words ", a.sizes(), " do not fit ", bt.sizes());
-  a = a.contiguous(), bt = bt.contiguous();
-  const int64_t g = a.size(0), m = a.size(1), words = a.size(2), npad = bt.size(2);
-  auto out = torch::empty({g, m, n}, a.options().dtype(torch::kInt32));
-  const auto* A = reinterpret_cast<const uint64_t*>(a.data_ptr<int64_t>());
-  const auto* B = reinterpret_cast<const uint64_t*>(bt.data_ptr<int64_t>());
-  int32_t* O = out.data_ptr<int32_t>();
-  std::vector<int64_t> offsets(words), w_rows(words);
-  for (int64_t w = 0; w < words; ++w) offsets[w] = w, w_rows[w] = w;
-  const Taps taps{offsets.data(), w_rows.data(), words};
-  const Epilogue e{n, nullptr, nullptr, true};
-  const bool avx = use_avx512();
-  const int64_t row_blocks = (m + kBlockM - 1) / kBlockM;
-  at::parallel_for(0, g * row_blocks, 1, [&](int64_t begin, int64_t end) {
-    int64_t pop[kBlockM][kBlockN];
-    const uint64_t* rows[kBlockM];
-    for (int64_t job = begin; job < end; ++job) {
-      const int64_t gi = job / row_blocks, m0 = (job % row_blocks) * kBlockM;
-      const int64_t real = std::min<int64_t>(kBlockM, m - m0);
-      const uint64_t* base = A + gi * m * words;
-      const uint64_t* W = B + gi * words * npad;
-      for (int r = 0; r < kBlockM; ++r) rows[r] = base + (m0 + std::min<int64_t>(r, real - 1)) * words;
-      for (int64_t c = 0; c < n; c += kBlockN) {
-        popcounts(avx, rows, W, npad, c, taps, pop);
-        for (int64_t r = 0; r < real; ++r)
-          store(e, c, k, pop[r], nullptr, nullptr, O + (gi * m + m0 + r) * n);
-      }
-    }
-  });
-  return out;
-}
-
 // Bi-ViT's binary attention product, one row of 16 outputs: the dots of accumulate32_avx512, then
 //     ((dot - a_part[r]) - za sum_b[c + j] + kzz) * scale,   a_part[r] = zb sum_a[r],
 // each operation rounded as the torch expression of the reference path; rows < `real` stored.
@@ -1463,7 +1426,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("binary_linear_signs", &binary_linear_signs,
         "XNOR-popcount GEMM whose outputs are sign words through two dot thresholds");
   m.def("binary_affine_values", &binary_affine_values, "fma(dot, scale, bias) per channel");
-  m.def("binary_bmm", &binary_bmm, "batched XNOR-popcount dot products (int32)");
   m.def("binary_attention_product", &binary_attention_product,
         "Bi-ViT's binary attention product with its zero-point corrections, in one pass");
   m.def("binary_conv2d", &binary_conv2d, "XNOR-popcount direct convolution on packed signs");
