@@ -9,8 +9,9 @@ fc2 768 -> 192), its MLP (fc1, GELU, fc2: binary as a :class:`BinaryLinearPair`,
 fc2 its signs) and ResNet-18's 3 x 3 convolutions (64 ch at 56 x 56, 128 at 28, 256 at 14, 512
 at 7), batch 1 and 8: float32 (``F.linear`` / ``F.conv2d``: MKL / oneDNN) against
 :class:`mmext.quant.runtime.BinaryLinear` / ``BinaryConv2d`` (XNOR-popcount) and ``IntLinear``
-/ ``IntConv2d`` at 8 bits (``torch._int_mm``; the linear layers also with
-``backend='onednn'``, oneDNN's int8 linear). For the linear layers, a memory floor: reading
+/ ``IntConv2d`` at 8 bits (the default GEMM, oneDNN's int8 linear where its sums are exact,
+and ``backend='int_mm'``, ``torch._int_mm``: the same floats). For the linear layers, a memory
+floor: reading
 the float input once (``x.sum()``) and writing a fresh float output once (``fill_``); a layer
 with float input and output can hardly beat float32 by more than float time over this.
 
@@ -25,8 +26,8 @@ operations). The runtime model's outputs are compared with the fake-quantized mo
 difference, same argmax); where the runtime pairs binary layers (an MLP's fc1 handing fc2 its
 signs), the same runtime without pairs is timed too, and its outputs compared with the paired
 one's (``pairs_change_nothing``: equal bit for bit); where it has integer layers, the same
-runtime with ``int8_backend='onednn'`` (oneDNN's int8 linear, its own float rounding) is timed
-and compared with the fake-quantized model too; for paired models ``breakdown_ms`` says
+runtime with ``int8_backend='int_mm'`` is timed and its outputs compared with the default's
+(``int_mm_same_outputs``: equal bit for bit); for paired models ``breakdown_ms`` says
 where the runtime's time goes (each kernel, the top torch operators; profiled, so compare
 shares).
 
@@ -109,7 +110,7 @@ def _row(times: dict[str, float]) -> dict:
 def _mlp_variants(batch: int, g: torch.Generator) -> dict:
     """DeiT-Tiny's MLP (fc1 192 -> 768, GELU, fc2 768 -> 192): float32; binary, fc2's input
     signs (RSign threshold per channel) straight from fc1's dots (:class:`BinaryLinearPair`);
-    8-bit IntLinear layers with the GELU between them (``torch._int_mm`` and oneDNN)."""
+    8-bit IntLinear layers with the GELU between them (the default GEMM and ``torch._int_mm``)."""
     x = torch.randn(batch, 197, 192, generator=g)
     w1, w2 = torch.randn(768, 192, generator=g) * 0.05, torch.randn(192, 768, generator=g) * 0.05
     b1, b2 = torch.randn(768, generator=g) * 0.1, torch.randn(192, generator=g)
@@ -119,22 +120,21 @@ def _mlp_variants(batch: int, g: torch.Generator) -> dict:
     gelu = torch.nn.GELU()
     pair = BinaryLinearPair(fc1, gelu, fc2, *sign_thresholds(fc1, gelu, fc2, lowbit_ops()))
     hidden = F.gelu(F.linear(x, w1, b1))
-    int1 = IntLinear(torch.randint(-127, 128, (768, 192), generator=g, dtype=torch.int8),
-                     torch.full((768, ), 1e-3), b1, _int_quantizer(8, x))
-    int2 = IntLinear(torch.randint(-127, 128, (192, 768), generator=g, dtype=torch.int8),
-                     torch.full((192, ), 1e-3), b2, _int_quantizer(8, hidden))
-    fast1, fast2 = _onednn_copy(int1), _onednn_copy(int2)
+    int1, plain1 = _int8_layers(IntLinear, torch.randint(
+        -127, 128, (768, 192), generator=g, dtype=torch.int8), b1, _int_quantizer(8, x))
+    int2, plain2 = _int8_layers(IntLinear, torch.randint(
+        -127, 128, (192, 768), generator=g, dtype=torch.int8), b2, _int_quantizer(8, hidden))
     return {'float32': lambda: F.linear(F.gelu(F.linear(x, w1, b1)), w2, b2),
             'binary': lambda: pair(x),
             'int8': lambda: int2(F.gelu(int1(x))),
-            'int8 oneDNN': lambda: fast2(F.gelu(fast1(x)))}
+            'int8 _int_mm': lambda: plain2(F.gelu(plain1(x)))}
 
 
-def _onednn_copy(layer: IntLinear) -> IntLinear:
-    """The same integer layer on oneDNN's int8 linear (``backend='onednn'``)."""
-    fast = copy.deepcopy(layer)
-    fast.backend = 'onednn'
-    return fast
+def _int8_layers(cls, ints, bias, quantizer, *conv_args):
+    """The 8-bit layer on the default GEMM and on ``torch._int_mm`` (``backend='int_mm'``)."""
+    scale = torch.full((ints.shape[0], ), 1e-3)
+    return tuple(cls(ints, scale, bias, quantizer, *conv_args, backend=backend)
+                 for backend in ('auto', 'int_mm'))
 
 
 def layer_rows(batches, reps, warmup) -> dict:
@@ -148,13 +148,12 @@ def layer_rows(batches, reps, warmup) -> dict:
             signs = torch.where(w >= 0, 1.0, -1.0)
             binary = BinaryLinear(signs, w.abs().mean(1), b)
             ints = torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8)
-            int8 = IntLinear(ints, torch.full((n, ), 1e-3), b, _int_quantizer(8, x))
-            int8_onednn = _onednn_copy(int8)
+            int8, plain = _int8_layers(IntLinear, ints, b, _int_quantizer(8, x))
             rows[f'deit-tiny {name} b{batch}'] = _row(timed({
                 'float32': lambda x=x, w=w, b=b: F.linear(x, w, b),
                 'binary': lambda x=x, m=binary: m(x),
                 'int8': lambda x=x, m=int8: m(x),
-                'int8 oneDNN': lambda x=x, m=int8_onednn: m(x),
+                'int8 _int_mm': lambda x=x, m=plain: m(x),
                 'memory floor': lambda x=x, n=n: (x.sum(), x.new_empty(*x.shape[:-1], n).fill_(1)),
             }, reps, warmup))
         rows[f'deit-tiny mlp (fc1, GELU, fc2) b{batch}'] = _row(timed(
@@ -166,12 +165,13 @@ def layer_rows(batches, reps, warmup) -> dict:
             binary = BinaryConv2d(torch.where(w >= 0, 1.0, -1.0), w.abs().mean((1, 2, 3)), b,
                                   1, 1, 1)
             ints = torch.randint(-127, 128, (c, c, 3, 3), generator=g, dtype=torch.int8)
-            int8 = IntConv2d(ints, torch.full((c, ), 1e-3), b, _int_quantizer(8, x), (1, 1),
-                             (1, 1), (1, 1))
+            int8, plain = _int8_layers(IntConv2d, ints, b, _int_quantizer(8, x), (1, 1), (1, 1),
+                                       (1, 1))
             rows[f'resnet-18 {name} b{batch}'] = _row(timed({
                 'float32': lambda x=x, w=w, b=b: F.conv2d(x, w, b, 1, 1),
                 'binary': lambda x=x, m=binary: m(x),
-                'int8': lambda x=x, m=int8: m(x)}, reps, warmup))
+                'int8': lambda x=x, m=int8: m(x),
+                'int8 _int_mm': lambda x=x, m=plain: m(x)}, reps, warmup))
         print(f'layers, batch {batch}: done', flush=True)
     return rows
 
@@ -295,7 +295,7 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
         run(quantized)                              # initialises the quantizers' steps
     path = folder / f'{name}.safetensors'
     export_quantized(quantized, path)
-    unpaired_structure, onednn_structure = copy.deepcopy(structure), copy.deepcopy(structure)
+    unpaired_structure, int_mm_structure = copy.deepcopy(structure), copy.deepcopy(structure)
     runtime, report = build_runtime_model(structure, path)
     float_model.eval()
     with torch.inference_mode():
@@ -313,13 +313,12 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
         functions['runtime without pairs'] = lambda: run(unpaired)
         with torch.inference_mode():
             extra = dict(pairs_change_nothing=bool(torch.equal(_flat(run(unpaired)), got)))
-    if any(kernel and kernel.startswith('int') for _, kernel, _ in report.layers):
-        fast, _ = build_runtime_model(onednn_structure, path, int8_backend='onednn')
-        functions['runtime, oneDNN int8'] = lambda: run(fast)
+    if report.gemms:                            # the same runtime on torch._int_mm
+        plain, _ = build_runtime_model(int_mm_structure, path, int8_backend='int_mm')
+        functions['runtime, int8 on _int_mm'] = lambda: run(plain)
         with torch.inference_mode():
-            moved = (_flat(run(fast)) - expected).abs()
-        extra['onednn_max_abs_difference'] = float(moved.max())
-        extra['onednn_outputs_moved_1e-3'] = int((moved > 1e-3).sum())
+            extra['int_mm_same_outputs'] = bool(torch.equal(_flat(run(plain)), got))
+        extra['gemms'] = report.gemms
         extra['outputs_moved_1e-3'] = int(((got - expected).abs() > 1e-3).sum())
         extra['outputs'] = expected.numel()
     times = timed(functions, reps, warmup)
@@ -334,7 +333,7 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
 
 
 def table(results: dict) -> str:
-    lines = ['| layer | float32 ms | binary ms | speed-up | int8 ms | speed-up | int8 oneDNN ms '
+    lines = ['| layer | float32 ms | binary ms | speed-up | int8 ms | speed-up | int8 _int_mm ms '
              '(speed-up) | memory floor ms (float / floor) |',
              '|---|---|---|---|---|---|---|---|']
 
@@ -343,10 +342,10 @@ def table(results: dict) -> str:
     for name, row in results['layers'].items():
         lines.append(f"| {name} | {row['float32']['ms']:.3f} | {row['binary']['ms']:.3f} | "
                      f"{row['binary']['speedup']:.1f}x | {row['int8']['ms']:.3f} | "
-                     f"{row['int8']['speedup']:.1f}x | {cell(row.get('int8 oneDNN'))} | "
+                     f"{row['int8']['speedup']:.1f}x | {cell(row.get('int8 _int_mm'))} | "
                      f"{cell(row.get('memory floor'))} |")
     lines += ['', '| model (batch 8) | float32 ms | fake-quantized ms | runtime ms | runtime '
-              'speed-up | runtime without pairs | runtime, oneDNN int8 (max output difference) '
+              'speed-up | runtime without pairs | runtime, int8 on _int_mm (outputs) '
               '| max output difference / max output | same argmax | layers on kernels | paper '
               '(theoretical) |', '|---|---|---|---|---|---|---|---|---|---|---|']
     for name, row in results['models'].items():
@@ -355,14 +354,14 @@ def table(results: dict) -> str:
         unpaired = (f"{unpaired['ms']:.1f} ms, {unpaired['speedup']:.2f}x" if unpaired
                     else '-')
         pairs = f", {row['binary_pairs']} binary pairs" if row.get('binary_pairs') else ''
-        fast = row.get('runtime, oneDNN int8')
-        fast = (f"{fast['ms']:.1f} ms, {fast['speedup']:.2f}x "
-                f"({row['onednn_max_abs_difference']:.3g}; "
-                f"{row['onednn_outputs_moved_1e-3']} of {row['outputs']} outputs moved by more "
-                f"than 1e-3, {row['outputs_moved_1e-3']} with the default)" if fast else '-')
+        plain = row.get('runtime, int8 on _int_mm')
+        plain = (f"{plain['ms']:.1f} ms, {plain['speedup']:.2f}x "
+                 f"({'the same' if row['int_mm_same_outputs'] else 'DIFFERENT'}; GEMMs of the "
+                 f"default {row['gemms']}; {row['outputs_moved_1e-3']} of {row['outputs']} "
+                 "outputs more than 1e-3 from the fake-quantized model's)" if plain else '-')
         lines.append(f"| {name} | {row['float32']['ms']:.1f} | {row['fake-quantized']['ms']:.1f} "
                      f"| {row['runtime']['ms']:.1f} | {row['runtime']['speedup']:.2f}x | "
-                     f"{unpaired} | {fast} | "
+                     f"{unpaired} | {plain} | "
                      f"{row['max_abs_difference']:.3g} / {row['max_abs_output']:.3g} | {agree} | "
                      f"{row['layers']}{pairs} | {row['paper']} |")
     for name, row in results['models'].items():

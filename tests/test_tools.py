@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from mmext.quant.runtime import onednn_int8_sums_exact
+
 from .conftest import DEMO_CONFIG, REPO, run_tool, scene_cfg_options
 
 pytestmark = pytest.mark.slow
@@ -111,10 +113,11 @@ def test_demo_config_trains_then_tests_through_the_stock_runner(tiny_scenes, tmp
     # and 167 of the 200 detections were found again, 10 and 7 of 25 on the worst canvas.)
     # The exactness of the layers is tested in tests/quant/test_runtime.py; here the scores are
     # held to 0.01 and half of the detections must come back with the same class and box.
-    # the same with the integer linear layers on oneDNN's int8 linear (its own float rounding)
+    # Both integer GEMMs ('auto': oneDNN's int8 linear on the wide layers where this torch
+    # has it; 'int_mm' everywhere) give the same sums, so the same predictions.
     import pickle
     fake = pickle.loads((tmp_path / 'fq.pkl').read_bytes())
-    for backend in ('int_mm', 'onednn'):
+    for backend in ('auto', 'int_mm'):
         runtime = run_tool('tools/deploy/test_runtime.py', quant_config,
                            tmp_path / 'qat.safetensors', '--work-dir', tmp_path / backend,
                            '--out', tmp_path / f'{backend}.pkl', '--int8-backend', backend,
@@ -123,6 +126,8 @@ def test_demo_config_trains_then_tests_through_the_stock_runner(tiny_scenes, tmp
         summary = next(line for line in runtime.stdout.splitlines()
                        if 'low-bit runtime:' in line)
         assert "'int4': 100" in summary and 'coco/bbox_mAP:' in runtime.stdout
+        gemms = next(line for line in runtime.stdout.splitlines() if 'integer GEMMs:' in line)
+        assert ("'onednn'" in gemms) == (backend == 'auto' and onednn_int8_sums_exact()), gemms
         assert 'kept fake-quantized: backbone.layer1.0.depthwise_conv.conv (groups=32)' in \
             runtime.stdout
         kernel = pickle.loads((tmp_path / f'{backend}.pkl').read_bytes())
@@ -138,6 +143,11 @@ def test_demo_config_trains_then_tests_through_the_stock_runner(tiny_scenes, tmp
                 found += bool(same.any())
             total += len(a['scores'])
         assert found >= total / 2, (backend, found, total)
+    on_onednn, on_int_mm = (pickle.loads((tmp_path / f'{b}.pkl').read_bytes())
+                            for b in ('auto', 'int_mm'))
+    for a, b in zip(on_onednn, on_int_mm):
+        for key in ('scores', 'labels', 'bboxes'):
+            assert torch.equal(a['pred_instances'][key], b['pred_instances'][key])
 
 
 def _mmpretrain_options(fashion_mnist_root) -> list[str]:

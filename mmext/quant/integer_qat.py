@@ -92,9 +92,9 @@ class _IntegerGridLinear(torch.autograd.Function):
         w_levels, w_fake, w_level_sum = ops.lsq_weight_forward(weight, w_scale, wqn, wqp)
         with _bf16_matmul():
             acc = F.linear(levels, w_levels).contiguous()
-        out = ops.scale_levels_product_(
-            acc, -z, w_level_sum, (a_scale * w_scale).expand(n).contiguous(),
-            bias if bias is not None else x.new_zeros(n))
+        out = ops.int_epilogue(
+            acc, -z, w_level_sum[None], (a_scale * w_scale).expand(n).contiguous(),
+            bias if bias is not None else x.new_zeros(n), True)
         ctx.save_for_backward(x, x_fake, weight, w_fake, a_scale, a_zero, w_scale)
         ctx.grid, ctx.w_grid = (qn, qp, a_factor), (wqn, wqp, w_factor)
         ctx.has_bias, ctx.ops = bias is not None, ops

@@ -10,7 +10,8 @@ replaces each quantized layer whose arithmetic a kernel can do exactly:
 - two binary linear layers with an activation between them (a transformer MLP):
   :class:`BinaryLinearPair`, the first layer's dots giving the second's input signs directly;
 - 2..8-bit weights with per-tensor LSQ+ inputs: :class:`IntLinear`, :class:`IntConv2d`
-  (``torch._int_mm``, an int8 x int8 -> int32 GEMM; 2..4-bit values ride in int8).
+  (oneDNN's int8 linear or ``torch._int_mm``, exact integer sums; 2..4-bit values ride in
+  int8).
 
 Every other layer stays as it was (fake-quantized float); ``report`` says which and why. The
 integer accumulations are exact, and the binary kernels round ``dot * scale + bias`` once
@@ -22,6 +23,7 @@ depth: how far the outputs and the predicted classes agree is measured per model
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -432,23 +434,71 @@ class BinaryAttention(_KernelUser):
 
 
 # ------------------------------------------------------------------------------ 2..8 bits
+INT8_BACKENDS = ('auto', 'int_mm', 'onednn')
+_FLOAT_EXACT = 2 ** 24      # float32 holds every integer up to this magnitude
+
+
 def _int8_offset(qn: int, qp: int) -> int:
     """Shift that puts the integer grid [qn, qp] inside int8 (128 for unsigned 8 bit)."""
     return 128 if qp > 127 else 0
 
 
+def _onednn_sums(levels: Tensor, zero: int, packed: Tensor, unit: Tensor,
+                 zeros: Tensor) -> Tensor:
+    """(M, K) uint8 levels -> (M, N) float32 ``sum_k (levels - zero) W[n, k]`` through oneDNN's
+    int8 linear with unit scales and no bias (int32 sums converted once)."""
+    return torch.ops.onednn.qlinear_pointwise(levels, 1.0, zero, packed, unit, zeros, None, 1.0,
+                                              0, torch.float32, 'none', [], '')
+
+
+@functools.cache
+def onednn_int8_sums_exact() -> bool:
+    """Whether this torch build has oneDNN's int8 linear (``torch.ops.onednn``, x86 builds) and
+    its sums are exact here: a probe whose neighbouring products overflow a 16-bit intermediate
+    (the u8 x s8 instruction of CPUs without VNNI saturates there) must give ``torch._int_mm``'s
+    sums. Checked once per process."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, 'qlinear_prepack')
+            and hasattr(torch.ops.onednn, 'qlinear_pointwise')):
+        return False
+    g = torch.Generator().manual_seed(0)
+    levels = torch.randint(0, 256, (32, 64), generator=g, dtype=torch.uint8)
+    levels[:8] = 255
+    weight = torch.randint(-128, 128, (16, 64), generator=g, dtype=torch.int8)
+    weight[0], weight[1] = 127, -128
+    try:
+        sums = _onednn_sums(levels, 128, torch.ops.onednn.qlinear_prepack(weight, None),
+                            torch.ones(16), torch.zeros(16, dtype=torch.int64))
+    except RuntimeError:
+        return False
+    exact = torch._int_mm((levels.int() - 128).to(torch.int8), weight.t().contiguous())
+    return torch.equal(sums, exact.float())
+
+
 class _IntBase(_KernelUser):
     """Input quantization ``q = round(clamp(x / s + z, Qn, Qp))`` (the fake quantizer's own
-    float operations, so the integers are the same), int8 weights, an int8 x int8 -> int32 GEMM
-    on ``q - offset`` and the zero point's correction:
+    float operations, so the integers are the same), int8 weights, the exact integer sums
+    ``acc = sum_k (q_k - offset) W[n, k]`` and the zero point's correction:
     ``y = s sw[n] (acc + (offset - z) sum_k W[n, k]) + b[n]``, the sum over the taps that saw
     the input. The compiled helpers (:func:`mmext.quant.kernels.lowbit_ops`) fuse the
     quantization and the correction into one pass each; torch's operations give the same
-    integers without them."""
+    floats without them.
+
+    ``backend`` picks the GEMM that gives ``acc``: 'int_mm' runs ``torch._int_mm`` (int8 x
+    int8 -> int32) on ``q - offset``; 'onednn' runs oneDNN's int8 linear
+    (``torch.ops.onednn.qlinear_pointwise``) on the uint8 levels ``q - Qn`` with the zero
+    point ``offset - Qn`` and unit scales, which returns the same sums as float32: exact where
+    every sum it can form stays within 2^24 (``max(Qp - Qn, offset - Qn) sum_k |W[n, k]|``;
+    checked when the layer is built) and the probe :func:`onednn_int8_sums_exact` passes;
+    'onednn' where they do not is an error. 'auto' (the default) takes 'onednn' where both hold
+    and the layer is one oneDNN runs faster here (``prefers_onednn``), else 'int_mm'. Every
+    backend gives the same floats, bit for bit, so the choice changes only the speed."""
 
     def __init__(self, ints: Tensor, w_scale: Tensor, bias: Tensor | None,
-                 quantizer: LSQPlusQuantizer, use_kernel: bool):
+                 quantizer: LSQPlusQuantizer, use_kernel: bool, backend: str,
+                 prefers_onednn: bool = False):
         super().__init__()
+        if backend not in INT8_BACKENDS:
+            raise ValueError(f'int8 backend must be one of {INT8_BACKENDS}, got {backend!r}')
         self.qn, self.qp = quantizer.qn, quantizer.qp
         self.offset = _int8_offset(self.qn, self.qp)
         self.a_scale = float(quantizer.scale.detach())
@@ -460,75 +510,93 @@ class _IntBase(_KernelUser):
         self.register_buffer('bias', bias.detach().float().clone() if bias is not None
                              else torch.zeros(n))
         self.use_kernel = use_kernel
+        self.onednn_zero = self.offset - self.qn        # sum (q - Qn - zero) W = sum (q - offset) W
+        self.prefers_onednn = prefers_onednn
+        self.gemm = self._pick_gemm(backend, ints.reshape(n, -1))
+        self.register_buffer('_unit', torch.ones(n), persistent=False)
+        self.register_buffer('_zeros', torch.zeros(n, dtype=torch.int64), persistent=False)
+        self._onednn_weight = None      # packed on first use; an opaque tensor, not copied
+
+    def _pick_gemm(self, backend: str, weight: Tensor) -> str:
+        if backend == 'int_mm' or (backend == 'auto' and not self.prefers_onednn):
+            return 'int_mm'
+        # oneDNN's sums sum (q - Qn) W and zero sum W, and their difference: each at most
+        # max(Qp - Qn, zero) sum |W| in size
+        span = max(self.qp - self.qn, self.onednn_zero)
+        largest = span * int(weight.int().abs().sum(1).max())
+        why = ''
+        if largest > _FLOAT_EXACT:
+            why = (f'its sums can reach {largest}, beyond 2^24 (the integers float32 holds '
+                   'exactly)')
+        elif not onednn_int8_sums_exact():
+            why = "this torch build has no oneDNN int8 linear with exact sums on this CPU"
+        if why and backend == 'onednn':
+            raise ValueError(f"int8 backend 'onednn' cannot run this layer: {why}; use 'auto' "
+                             "(which falls back to 'int_mm') or 'int_mm'")
+        return 'int_mm' if why else 'onednn'
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state['_onednn_weight'] = None  # deepcopy and pickle cannot read oneDNN's packing
+        return state
+
+    def extra_repr(self) -> str:
+        return f'out_channels={self.out_channels}, grid=[{self.qn}, {self.qp}], gemm={self.gemm}'
+
+    def _levels(self, x: Tensor) -> Tensor:
+        """The input's float levels ``round(clamp(x / s + z, Qn, Qp))`` (torch's operations)."""
+        t = x.float() / torch.tensor(self.a_scale)
+        return t.add_(self.zero_point).clamp_(self.qn, self.qp).round_()
 
     def quantize(self, x: Tensor) -> Tensor:
         """``q - offset`` as int8, same shape as ``x``."""
         if self.ops is not None:
             return self.ops.quantize_int8(x.float(), self.a_scale, self.zero_point, self.qn,
                                           self.qp, self.offset)
-        t = x.float() / torch.tensor(self.a_scale)
-        q = t.add_(self.zero_point).clamp_(self.qn, self.qp).round_()
-        return (q - self.offset).to(torch.int8)
+        return (self._levels(x) - self.offset).to(torch.int8)
+
+    def unsigned_levels(self, x: Tensor) -> Tensor:
+        """``q - Qn`` as uint8 (oneDNN's input), same shape as ``x``."""
+        if self.ops is not None:
+            return self.ops.quantize_int8(x.float(), self.a_scale, self.zero_point, self.qn,
+                                          self.qp, self.qn).view(torch.uint8)
+        return (self._levels(x) - self.qn).to(torch.uint8)
+
+    def _sums(self, columns: Tensor, weight_nk: Tensor) -> Tensor:
+        """(M, K) uint8 levels -> (M, N) float32 exact sums ``sum (q - offset) W``."""
+        if self._onednn_weight is None:
+            self._onednn_weight = torch.ops.onednn.qlinear_prepack(weight_nk.contiguous(), None)
+        return _onednn_sums(columns, self.onednn_zero, self._onednn_weight, self._unit,
+                            self._zeros)
 
     def _finish(self, acc: Tensor, weight_sum: Tensor) -> Tensor:
-        """acc (M, N) int32; weight_sum (R, N), row ``m % R`` for output row m. On the kernels
-        the floats take acc's memory (acc is the caller's temporary)."""
+        """acc (M, N) int32 or float32 integer sums (this call's own temporary: on the kernels
+        the floats take its memory); weight_sum (R, N), row ``m % R`` for output row m."""
         c = self.offset - self.zero_point
         if self.ops is not None:
-            # in place: acc is this call's own temporary (torch._int_mm's fresh output)
             return self.ops.int_epilogue(acc, c, weight_sum, self.out_scale, self.bias, True)
         rows = weight_sum.shape[0]
         total = acc.float().view(-1, rows, acc.shape[1]) + c * weight_sum
         return (total * self.out_scale + self.bias).view(acc.shape)
 
 
-def onednn_int8_linear() -> bool:
-    """Whether torch ships oneDNN's int8 linear with a float output (x86 CPU builds)."""
-    return torch.backends.mkldnn.is_available() and \
-        hasattr(torch.ops.onednn, 'qlinear_prepack') and \
-        hasattr(torch.ops.onednn, 'qlinear_pointwise')
-
-
 class IntLinear(_IntBase):
     """A 2..8-bit Linear; x (..., K) -> (..., N). ``accumulate(x)`` returns the exact
-    ``sum_k (q_k - offset) W[n, k]`` (M, N) int32 (``torch._int_mm``).
+    ``sum_k (q_k - offset) W[n, k]`` (M, N) int32 (``torch._int_mm``, the reference).
+    ``backend``: see :class:`_IntBase`; 'auto' runs oneDNN where N >= 384 (on this 2-core
+    AVX-512 / AMX machine it took DeiT-Tiny's qkv and fc1, N = 576 and 768, to 1.2-3x
+    ``torch._int_mm``'s speed at batch 8, and was up to 1.6x slower at N = 192:
+    ``benchmarks/lowbit_inference.py``)."""
 
-    ``backend``: 'int_mm' (default) runs ``torch._int_mm`` and the compiled epilogue, whose
-    floats are the torch reference's bit for bit. 'onednn' runs oneDNN's int8 linear where
-    torch ships it (``torch.ops.onednn.qlinear_pointwise``: exact integer sums over uint8
-    levels and int8 weights, scales and bias applied inside, float out; up to 2.6x faster at
-    DeiT-Tiny's sizes here): the zero point ``z``, a float, is split into the nearest integer
-    (oneDNN's zero point, inside the exact sums) and its fraction (in the bias,
-    ``b - (z - zi) s sw sum_k W``), so the floats are within a few roundings of the exact
-    value but not the reference's; through a model, a value within an ulp of a quantizer's
-    rounding boundary can then move one level (the 4-bit demo DETR: README, "Inference on
-    low-bit kernels"). Without oneDNN, 'onednn' runs as 'int_mm'."""
+    ONEDNN_MIN_OUT = 384
 
     def __init__(self, ints: Tensor, w_scale: Tensor, bias: Tensor | None,
-                 quantizer: LSQPlusQuantizer, use_kernel: bool = True, backend: str = 'int_mm'):
-        if backend not in ('int_mm', 'onednn'):
-            raise ValueError(f"IntLinear backend must be 'int_mm' or 'onednn', got {backend!r}")
-        super().__init__(ints, w_scale, bias, quantizer, use_kernel)
-        self.backend = backend
+                 quantizer: LSQPlusQuantizer, use_kernel: bool = True, backend: str = 'auto'):
+        super().__init__(ints, w_scale, bias, quantizer, use_kernel, backend,
+                         prefers_onednn=ints.shape[0] >= self.ONEDNN_MIN_OUT)
         self.in_features = ints.shape[1]
         self.register_buffer('weight_t', ints.to(torch.int8).t().contiguous())   # (K, N)
         self.register_buffer('weight_sum', ints.float().sum(1)[None])
-        # oneDNN's float output: s sw sum (q - zi) W + b - (z - zi) s sw sum W, with zi the
-        # integer nearest z (oneDNN's zero point, exact), so that only the fraction of z goes
-        # through the bias and the float terms stay small
-        self.register_buffer('w_scale', w_scale.detach().float().reshape(-1).expand(
-            self.out_channels).contiguous())
-        zi = min(max(round(self.zero_point), self.qn), self.qn + 255)
-        self.onednn_zero = zi - self.qn                 # zero point of the levels q - Qn
-        self.register_buffer('onednn_bias', self.bias - (self.zero_point - zi) * self.out_scale
-                             * self.weight_sum[0])
-        self.register_buffer('w_zero', torch.zeros(self.out_channels, dtype=torch.int64))
-        self._onednn_weight = None      # packed on first use; an opaque tensor, not copied
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state['_onednn_weight'] = None  # deepcopy and pickle cannot read oneDNN's packing
-        return state
 
     def accumulate(self, x: Tensor) -> Tensor:
         return torch._int_mm(self.quantize(x.reshape(-1, self.in_features)), self.weight_t)
@@ -536,34 +604,26 @@ class IntLinear(_IntBase):
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.in_features:
             raise ValueError(f'IntLinear expects (..., {self.in_features}), got {tuple(x.shape)}')
-        if self.ops is not None and self.backend == 'onednn' and onednn_int8_linear():
-            out = self._onednn(x.reshape(-1, self.in_features))
+        if self.gemm == 'onednn':
+            x2d = x.reshape(-1, self.in_features)
+            acc = self._sums(self.unsigned_levels(x2d), self.weight_t.t())
         else:
-            out = self._finish(self.accumulate(x), self.weight_sum)
-        return out.reshape(*x.shape[:-1], self.out_channels)
-
-    def _onednn(self, x2d: Tensor) -> Tensor:
-        """oneDNN's int8 linear on the levels shifted to uint8 (q - Qn; its zero point
-        zi - Qn gives sum (q - zi) W exactly)."""
-        if self._onednn_weight is None:
-            self._onednn_weight = torch.ops.onednn.qlinear_prepack(  # (N, K), memory order
-                self.weight_t.t().contiguous(), None)
-        levels = self.ops.quantize_int8(x2d.float(), self.a_scale, self.zero_point, self.qn,
-                                        self.qp, self.qn).view(torch.uint8)
-        return torch.ops.onednn.qlinear_pointwise(
-            levels, self.a_scale, self.onednn_zero, self._onednn_weight, self.w_scale, self.w_zero,
-            self.onednn_bias, 1.0, 0, torch.float32, 'none', [], '')
+            acc = self.accumulate(x)
+        return self._finish(acc, self.weight_sum).reshape(*x.shape[:-1], self.out_channels)
 
 
 class IntConv2d(_IntBase):
-    """A 2..8-bit convolution (groups 1, zero padding) as int8 im2col + ``torch._int_mm``;
+    """A 2..8-bit convolution (groups 1, zero padding) as int8 im2col and an integer GEMM;
     x (B, C, H, W) -> (B, N, H', W') in channels-last memory. A padded position holds the real
-    value 0 and adds nothing, as in the fake-quantized layer."""
+    value 0 and adds nothing, as in the fake-quantized layer. ``backend``: see
+    :class:`_IntBase` (oneDNN's columns hold ``q - Qn``, its zero point in the padding);
+    'auto' runs ``torch._int_mm``, which oneDNN did not beat on ResNet-18's 3 x 3 columns
+    here."""
 
     def __init__(self, ints: Tensor, w_scale: Tensor, bias: Tensor | None,
                  quantizer: LSQPlusQuantizer, stride, padding, dilation,
-                 use_kernel: bool = True):
-        super().__init__(ints, w_scale, bias, quantizer, use_kernel)
+                 use_kernel: bool = True, backend: str = 'auto'):
+        super().__init__(ints, w_scale, bias, quantizer, use_kernel, backend)
         n, c, kh, kw = ints.shape
         self.in_channels, self.kernel_size = c, (kh, kw)
         self.stride, self.padding, self.dilation = (tuple(stride), tuple(padding),
@@ -587,27 +647,37 @@ class IntConv2d(_IntBase):
             self._valid_sums[(h, w)] = s[0].flatten(1).t().contiguous()
         return self._valid_sums[(h, w)]
 
-    def _columns(self, q: Tensor) -> Tensor:
-        """q (B, C, H, W) int8 -> (B * OH * OW, KH * KW * C) int8, zero in the padding."""
+    def _columns(self, q: Tensor, pad_value: int = 0) -> Tensor:
+        """q (B, C, H, W) of bytes -> (B * OH * OW, KH * KW * C) of its dtype, ``pad_value``
+        in the padding."""
         square = len(set(self.stride)) == len(set(self.padding)) == len(set(self.dilation)) == 1
         if self.ops is not None and square:
             return self.ops.im2col_int8(q.permute(0, 2, 3, 1), *self.kernel_size,
-                                        self.stride[0], self.padding[0], self.dilation[0])
-        cols = F.unfold(q.float(), self.kernel_size, self.dilation, self.padding, self.stride)
+                                        self.stride[0], self.padding[0], self.dilation[0],
+                                        pad_value)
+        cols = F.unfold(q.float() - pad_value, self.kernel_size, self.dilation, self.padding,
+                        self.stride) + pad_value
         b, _, length = cols.shape
         cols = cols.view(b, self.in_channels, -1, length).transpose(1, 2)   # tap-major
-        return cols.reshape(b, -1, length).transpose(1, 2).reshape(b * length, -1) \
-            .to(torch.int8)
+        return cols.reshape(b, -1, length).transpose(1, 2).reshape(b * length, -1).to(q.dtype)
 
-    def accumulate(self, x: Tensor) -> Tensor:
-        """(B * OH * OW, N) int32: ``sum (q - offset) W`` over the taps inside the image."""
+    def _check(self, x: Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f'IntConv2d expects (B, {self.in_channels}, H, W), got '
                              f'{tuple(x.shape)}')
+
+    def accumulate(self, x: Tensor) -> Tensor:
+        """(B * OH * OW, N) int32: ``sum (q - offset) W`` over the taps inside the image."""
+        self._check(x)
         return torch._int_mm(self._columns(self.quantize(x)), self.weight_t)
 
     def forward(self, x: Tensor) -> Tensor:
-        acc = self.accumulate(x)
+        self._check(x)
+        if self.gemm == 'onednn':
+            columns = self._columns(self.unsigned_levels(x), self.onednn_zero)
+            acc = self._sums(columns, self.weight_t.t())
+        else:
+            acc = self.accumulate(x)
         oh, ow = self._out_size(*x.shape[-2:])
         out = self._finish(acc, self._valid_sum(*x.shape[-2:]))
         return out.view(x.shape[0], oh, ow, -1).permute(0, 3, 1, 2)
@@ -618,9 +688,10 @@ class IntConv2d(_IntBase):
 class RuntimeReport:
     """What :func:`build_runtime_model` did: ``layers``, per quantized layer ``(name, kernel or
     None, reason)``; ``pairs``, per pair of binary layers :func:`fuse_binary_pairs` found
-    ``(name, fused, reason)``."""
+    ``(name, fused, reason)``; ``gemms``, how many integer layers run on each GEMM."""
     layers: list
     pairs: list = field(default_factory=list)
+    gemms: dict = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -650,7 +721,7 @@ def _conv_args(layer: nn.Conv2d) -> tuple[bool, str]:
 
 def runtime_layer(layer: nn.Module, record: dict, tensors: dict[str, Tensor],
                   use_kernel: bool = True,
-                  int8_backend: str = 'int_mm') -> tuple[nn.Module | None, str]:
+                  int8_backend: str = 'auto') -> tuple[nn.Module | None, str]:
     """The kernel module for one exported layer, or ``(None, reason)``."""
     prefix = f"{record['name']}.weight" if record['name'] else 'weight'
     shape = record['shape']
@@ -687,7 +758,7 @@ def runtime_layer(layer: nn.Module, record: dict, tensors: dict[str, Tensor],
     ints = tensors[f'{prefix}.int']
     if is_conv:
         return IntConv2d(ints, scale, bias, quantizer, layer.stride, layer.padding,
-                         layer.dilation, use_kernel), f"int{record['bits']}"
+                         layer.dilation, use_kernel, int8_backend), f"int{record['bits']}"
     return (IntLinear(ints, scale, bias, quantizer, use_kernel, int8_backend),
             f"int{record['bits']}")
 
@@ -700,15 +771,14 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 @torch.no_grad()
 def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = True,
                         pair_binary_layers: bool = True,
-                        int8_backend: str = 'int_mm') -> tuple[nn.Module, RuntimeReport]:
+                        int8_backend: str = 'auto') -> tuple[nn.Module, RuntimeReport]:
     """Fill ``model`` (the quantized structure the exported config builds) from the export at
     ``path`` and swap its quantized layers for kernel modules where they compute exactly;
     returns the model (in eval mode, changed in place) and a :class:`RuntimeReport`.
     ``use_kernel=False`` runs every layer on the pure-torch reference (the same integers);
     ``pair_binary_layers`` lets a binary layer hand the next one its signs directly
-    (:func:`fuse_binary_pairs`; the same outputs); ``int8_backend`` picks the integer linear
-    layers' GEMM (:class:`IntLinear`: 'int_mm', the reference's floats, or 'onednn', faster,
-    its own float rounding)."""
+    (:func:`fuse_binary_pairs`; the same outputs); ``int8_backend`` picks the integer layers'
+    GEMM ('auto', 'int_mm' or 'onednn'; the same floats: :class:`IntLinear`)."""
     devices = {p.device.type for p in model.parameters()}
     if devices - {'cpu'}:
         raise ValueError(f'the low-bit runtime runs on the CPU, the model is on {devices}: '
@@ -736,9 +806,13 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
                 report.append((name, None, f'attention quantizers {kinds}: only fully binary '
                                            'attention has a kernel'))
     pairs = fuse_binary_pairs(model.eval()) if pair_binary_layers and use_kernel else []
-    return model.eval(), RuntimeReport(report, pairs)
+    gemms: dict[str, int] = {}
+    for module in model.modules():
+        if isinstance(module, _IntBase):
+            gemms[module.gemm] = gemms.get(module.gemm, 0) + 1
+    return model.eval(), RuntimeReport(report, pairs, gemms)
 
 
-__all__ = ['BinaryAttention', 'BinaryLinear', 'BinaryLinearPair', 'BinaryConv2d', 'IntLinear',
-           'IntConv2d', 'RuntimeReport', 'build_runtime_model', 'fuse_binary_pairs',
-           'runtime_layer', 'sign_thresholds']
+__all__ = ['BinaryAttention', 'BinaryLinear', 'BinaryLinearPair', 'BinaryConv2d', 'INT8_BACKENDS',
+           'IntLinear', 'IntConv2d', 'RuntimeReport', 'build_runtime_model', 'fuse_binary_pairs',
+           'onednn_int8_sums_exact', 'runtime_layer', 'sign_thresholds']

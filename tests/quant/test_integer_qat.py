@@ -133,7 +133,8 @@ def test_the_one_pass_input_backward_equals_the_fake_quantizer_backward():
     acc = torch.randn(5, 37)     # 16-wide passes and a tail of 5
     wsum, scale, bias = torch.randn(37), torch.rand(37), torch.randn(37)
     expected = (acc - 1.7 * wsum) * scale + bias
-    torch.testing.assert_close(ops.scale_levels_product_(acc, -1.7, wsum, scale, bias), expected)
+    torch.testing.assert_close(ops.int_epilogue(acc, -1.7, wsum[None], scale, bias, True),
+                               expected)
 
 
 def test_pointwise_convolution_on_the_integer_grid_equals_the_fake_quantized_one():

@@ -18,7 +18,7 @@ from mmext.quant.runtime import (
     IntLinear,
     build_runtime_model,
     fuse_binary_pairs,
-    onednn_int8_linear,
+    onednn_int8_sums_exact,
     sign_thresholds,
 )
 
@@ -155,8 +155,8 @@ def test_integer_linear_accumulates_exactly_and_matches_the_fake_quantized_layer
 def test_integer_kernels_round_as_the_torch_reference():
     """The compiled quantization and epilogue passes (16 lanes at a time, and a tail) give the
     reference's floats bit for bit: a multiply and add fused into one rounding by the compiler
-    would move outputs by an ulp, and the next quantizer's levels with them. The 'onednn'
-    backend stays within a few roundings of the exact value."""
+    would move outputs by an ulp, and the next quantizer's levels with them. Both GEMMs give
+    the same sums, so the same floats."""
     torch.manual_seed(0)
     for bits, signed in ((8, False), (4, True)):
         fq = ModuleSwap(w_bits=bits, a_bits=bits)(nn.Sequential(nn.Linear(40, 37))).train()
@@ -164,30 +164,61 @@ def test_integer_kernels_round_as_the_torch_reference():
             fq(torch.rand(6, 40) * 4 - (2 if signed else 0))
         q = fq.eval()[0]
         ints = torch.round(q.w_quantizer(q.weight) / q.w_quantizer.scale.view(-1, 1))
-        layers = [IntLinear(ints.to(torch.int8), q.w_quantizer.scale, q.bias * 100,
-                            q.a_quantizer, use) for use in (True, False)]
+        args = (ints.to(torch.int8), q.w_quantizer.scale, q.bias * 100, q.a_quantizer)
+        reference = IntLinear(*args, use_kernel=False, backend='int_mm')
         x = torch.randn(300, 40) * 3
-        assert torch.equal(layers[0].quantize(x), layers[1].quantize(x))
-        assert torch.equal(layers[0](x), layers[1](x))
-        # oneDNN's int8 linear: within a few roundings of s sw (acc + (offset - z) sum W) + b
-        layer = IntLinear(ints.to(torch.int8), q.w_quantizer.scale, q.bias * 100, q.a_quantizer,
-                          backend='onednn')
-        acc = layer.accumulate(x)
-        exact = (acc.double() + (layer.offset - layer.zero_point) * layer.weight_sum.double()) \
-            * layer.out_scale.double() + layer.bias.double()
-        scale = layer.out_scale.double()
-        bound = 4 * 2.0 ** -24 * (acc.double().abs() * scale + layer.bias.double().abs()
-                                  + abs(layer.zero_point) * scale * layer.weight_sum.double().abs()
-                                  + exact.abs() + 1e-30)
-        assert ((layer(x).double() - exact).abs() <= bound).all()
-        if onednn_int8_linear():                      # the path ran, with its own rounding
-            assert not torch.equal(layer(x), layers[0](x))
+        expected = reference(x)
+        backends = ('int_mm', 'onednn') if onednn_int8_sums_exact() else ('int_mm', )
+        for backend in backends:
+            layer = IntLinear(*args, backend=backend)
+            assert layer.gemm == backend
+            assert torch.equal(layer.quantize(x), reference.quantize(x))
+            assert torch.equal(layer.unsigned_levels(x), reference.unsigned_levels(x))
+            assert torch.equal(layer(x), expected), (bits, backend)
+    # 'auto' takes oneDNN for wide outputs only (where it was faster here)
+    quantizer = LSQPlusQuantizer(bits=8)
+    quantizer.eval()(torch.randn(8, 40))
+    narrow, wide = (IntLinear(torch.ones(n, 40, dtype=torch.int8), torch.ones(n), None, quantizer)
+                    for n in (IntLinear.ONEDNN_MIN_OUT - 1, IntLinear.ONEDNN_MIN_OUT))
+    assert narrow.gemm == 'int_mm'
+    assert wide.gemm == ('onednn' if onednn_int8_sums_exact() else 'int_mm')
+
+
+def test_onednn_sums_equal_int_mm_where_they_are_exact():
+    """oneDNN's float sums equal torch._int_mm's integers on every grid (signed and unsigned 8
+    bit, 4 bit), at the largest sums the 2^24 bound lets through; a layer past the bound
+    runs on torch._int_mm under 'auto' and is refused under 'onednn', naming the bound."""
+    if not onednn_int8_sums_exact():
+        pytest.skip("no oneDNN int8 linear with exact sums in this torch build")
+    g = torch.Generator().manual_seed(3)
+    k = 513                                   # 255 * 128 * 513 = 16,744,320 <= 2^24
+    for bits, signed in ((8, False), (8, True), (4, True)):
+        quantizer = LSQPlusQuantizer(bits=bits, signed=signed)
+        quantizer.eval()(torch.randn(64, k, generator=g))
+        ints = torch.where(torch.rand(7, k, generator=g) > 0.5, 127, -128).to(torch.int8)
+        ints[0], ints[1] = 127, -128       # with x's first rows, oneDNN's sums near 2^24
+        fast = IntLinear(ints, torch.full((7,), 1e-3), None, quantizer, backend='onednn')
+        plain = IntLinear(ints, torch.full((7,), 1e-3), None, quantizer, backend='int_mm')
+        x = torch.randn(40, k, generator=g) * 10         # many levels at the grid's ends
+        x[0], x[1] = 1e4, -1e4
+        assert torch.equal(fast._sums(fast.unsigned_levels(x), fast.weight_t.t()),
+                           plain.accumulate(x).float())
+        assert torch.equal(fast(x), plain(x))
+    wide = IntLinear.ONEDNN_MIN_OUT
+    ints = torch.full((wide, 600), 127, dtype=torch.int8)
+    assert IntLinear(ints, torch.ones(wide), None, quantizer).gemm == 'onednn'  # 15 * 127 * 600
+    quantizer = LSQPlusQuantizer(bits=8)
+    quantizer.eval()(torch.randn(64, 600, generator=g))
+    assert IntLinear(ints, torch.ones(wide), None, quantizer).gemm == 'int_mm'
+    with pytest.raises(ValueError, match=r"cannot run this layer: its sums can reach 19431000, "
+                                         r"beyond 2\^24.*use 'auto'"):
+        IntLinear(ints, torch.ones(wide), None, quantizer, backend='onednn')
 
 
 @pytest.mark.parametrize('use_kernel', [True, False])
 @pytest.mark.parametrize('c,n,k,stride,pad,dil,size', [
     (3, 5, 3, 1, 1, 1, (7, 9)), (70, 17, 3, 2, 1, 1, (9, 8)), (13, 16, 1, 1, 0, 1, (5, 5)),
-    (9, 33, 3, 1, 2, 2, (6, 7))])
+    (9, 33, 3, 1, 2, 2, (6, 7)), (5, 6, 3, (2, 1), (1, 2), 1, (7, 6))])
 def test_integer_convolution_accumulates_exactly(c, n, k, stride, pad, dil, size, use_kernel):
     if use_kernel and ops is None:
         pytest.skip('no C++ compiler')
@@ -208,6 +239,12 @@ def test_integer_convolution_accumulates_exactly(c, n, k, stride, pad, dil, size
     expected = shifted.permute(0, 2, 3, 1).reshape(-1, n).round().int()
     assert torch.equal(layer.accumulate(x), expected)
     torch.testing.assert_close(layer(x), q(x), rtol=1e-4, atol=1e-4)
+    # oneDNN's GEMM (its levels q - Qn, its zero point in the padding) gives the same floats
+    args = (ints.to(torch.int8), q.w_quantizer.scale, q.bias, q.a_quantizer, q.stride,
+            q.padding, q.dilation, use_kernel)
+    assert layer.gemm == 'int_mm'                     # 'auto' on a convolution
+    if onednn_int8_sums_exact():
+        assert torch.equal(IntConv2d(*args, backend='onednn')(x), layer(x))
 
 
 class TinyNet(nn.Module):
@@ -286,24 +323,29 @@ def test_missing_compiler_falls_back_with_one_warning(monkeypatch, tmp_path):
     assert torch.equal(layer.dots(x), (torch.where(x >= 0, 1.0, -1.0) @ w.t()).int())
 
 
-def test_onednn_backend_is_named_copied_and_falls_back(monkeypatch):
+def test_int8_backend_is_named_copied_and_falls_back(monkeypatch):
     """An unknown backend is named; a layer that has packed oneDNN's weights deep-copies (the
-    packing is left behind and redone); without oneDNN, 'onednn' gives the 'int_mm' floats."""
+    packing is left behind and redone); where the probe fails, 'auto' runs torch._int_mm and
+    'onednn' says why it cannot run."""
+    import copy
+
     from mmext.quant import runtime
     g = torch.Generator().manual_seed(2)
     quantizer = LSQPlusQuantizer(bits=8)
     x = torch.randn(12, 30, generator=g)
     quantizer.eval()(x)
-    ints = torch.randint(-127, 128, (9, 30), generator=g, dtype=torch.int8)
-    args = (ints, torch.rand(9, generator=g) * 1e-2, torch.randn(9, generator=g), quantizer)
-    with pytest.raises(ValueError, match="'int_mm' or 'onednn', got 'amx'"):
+    wide = IntLinear.ONEDNN_MIN_OUT
+    ints = torch.randint(-127, 128, (wide, 30), generator=g, dtype=torch.int8)
+    args = (ints, torch.rand(wide, generator=g) * 1e-2, torch.randn(wide, generator=g), quantizer)
+    with pytest.raises(ValueError, match=r"one of \('auto', 'int_mm', 'onednn'\), got 'amx'"):
         IntLinear(*args, backend='amx')
-    fast, plain = IntLinear(*args, backend='onednn'), IntLinear(*args)
-    import copy
-    expected = fast(x)
-    assert torch.equal(copy.deepcopy(fast)(x), expected)
-    monkeypatch.setattr(runtime, 'onednn_int8_linear', lambda: False)
-    assert torch.equal(fast(x), plain(x))
+    layer, plain = IntLinear(*args), IntLinear(*args, backend='int_mm')
+    expected = layer(x)
+    assert torch.equal(copy.deepcopy(layer)(x), expected) and torch.equal(plain(x), expected)
+    monkeypatch.setattr(runtime, 'onednn_int8_sums_exact', lambda: False)
+    assert IntLinear(*args).gemm == 'int_mm'
+    with pytest.raises(ValueError, match='no oneDNN int8 linear with exact sums'):
+        IntLinear(*args, backend='onednn')
 
 
 def test_runtime_layers_can_be_copied():

@@ -22,7 +22,7 @@ from mmengine.runner import Runner
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import mmext  # noqa: F401,E402  (registries)
-from mmext.quant.runtime import build_runtime_model  # noqa: E402
+from mmext.quant.runtime import INT8_BACKENDS, build_runtime_model  # noqa: E402
 from mmext.utils import dump_predictions, load_tool_config  # noqa: E402
 
 
@@ -34,9 +34,10 @@ def parse_args():
     parser.add_argument('--out', help='dump predictions to a pickle file (as tools/test.py)')
     parser.add_argument('--reference', action='store_true',
                         help='the pure-torch reference instead of the compiled kernels')
-    parser.add_argument('--int8-backend', choices=['int_mm', 'onednn'], default='int_mm',
-                        help="integer linear layers: torch._int_mm (the reference's floats) or "
-                             "oneDNN's int8 linear (faster, its own float rounding)")
+    parser.add_argument('--int8-backend', choices=INT8_BACKENDS, default='auto',
+                        help="the integer layers' GEMM: oneDNN's int8 linear where its sums are "
+                             "exact ('auto'), torch._int_mm, or oneDNN everywhere (an error where "
+                             "it cannot be exact); the outputs are the same")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, key=value pairs')
     return parser.parse_args()
@@ -54,6 +55,8 @@ def main():
     _, report = build_runtime_model(runner.model, args.export, use_kernel=not args.reference,
                                     int8_backend=args.int8_backend)
     print_log(f'low-bit runtime: {report.counts()} quantized layers', logger='current')
+    if report.gemms:
+        print_log(f'  integer GEMMs: {report.gemms}', logger='current')
     for name, why in report.kept():
         print_log(f'  kept fake-quantized: {name} ({why})', logger='current')
     for name, fused, why in report.pairs:

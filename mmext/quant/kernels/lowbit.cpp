@@ -1134,7 +1134,8 @@ torch::Tensor binary_conv2d(torch::Tensor x, torch::Tensor wt, int64_t channels,
 }
 
 // ---------------------------------------------------------------------- integer (2..8 bit)
-// q = round(clamp(x / s + z, qn, qp)) - offset as int8, with the fake quantizer's own float
+// q = round(clamp(x / s + z, qn, qp)) - offset as a byte (int8; modulo 256, so offset = qn
+// gives the uint8 levels q - qn as an int8 tensor to view), with the fake quantizer's own float
 // operations (IEEE division, addition, clamp, round half to even), so the integers are equal.
 torch::Tensor quantize_int8(torch::Tensor x, double scale, double zero_point, int64_t qn,
                             int64_t qp, int64_t offset) {
@@ -1153,34 +1154,50 @@ torch::Tensor quantize_int8(torch::Tensor x, double scale, double zero_point, in
     for (int64_t i = begin; i < end; ++i) {
       float t = src[i] / s + z;
       t = std::nearbyint(std::min(std::max(t, lo), hi));
-      dst[i] = static_cast<int8_t>(t - off);
+      dst[i] = static_cast<int8_t>(static_cast<int32_t>(t - off));  // modulo 256
     }
   });
   return out;
 }
 
-// y[m, n] = (acc[m, n] + c * weight_sum[row, n]) * scale[n] + bias[n], float; weight_sum has
-// one row (a Linear) or one per output pixel (m % rows, a convolution's padded borders).
+// y[m, n] = (acc[m, n] + c * weight_sum[row, n]) * scale[n] + bias[n], float; acc holds
+// integer sums (int32, or float32 from a GEMM whose sums are exact); weight_sum has one row
+// (a Linear) or one per output pixel (m % rows, a convolution's padded borders).
 torch::Tensor int_epilogue(torch::Tensor acc, double c, torch::Tensor weight_sum,
                            torch::Tensor scale, torch::Tensor bias, bool in_place) {
   check_cpu({acc, weight_sum, scale, bias}, "int_epilogue");
-  TORCH_CHECK(acc.dim() == 2 && acc.scalar_type() == torch::kInt32,
-              "int_epilogue: acc must be (M, N) int32, got ", acc.sizes(), " ", acc.dtype());
+  const bool is_int = acc.scalar_type() == torch::kInt32;
+  TORCH_CHECK(acc.dim() == 2 && (is_int || acc.scalar_type() == torch::kFloat32),
+              "int_epilogue: acc must be (M, N) int32 or float32, got ", acc.sizes(), " ",
+              acc.dtype());
   TORCH_CHECK(!in_place || acc.is_contiguous(), "int_epilogue: in place needs a contiguous acc");
   acc = acc.contiguous();
-  const int64_t m = acc.size(0), n = acc.size(1), rows = weight_sum.size(0);
-  // in place: the floats take the int32 sums' memory (same size; no fresh block to fault in)
+  const int64_t m = acc.size(0), n = acc.size(1);
+  TORCH_CHECK(weight_sum.dim() == 2 && weight_sum.size(1) == n && scale.numel() == n &&
+                  bias.numel() == n,
+              "int_epilogue: weight_sum must be (R, N) and scale, bias (N) for N = ", n);
+  weight_sum = weight_sum.contiguous();
+  scale = scale.contiguous();
+  bias = bias.contiguous();
+  const int64_t rows = weight_sum.size(0);
+  // in place: the floats take the sums' memory (same size; no fresh block to fault in)
   auto out = in_place ? acc.view(torch::kFloat32)
                       : torch::empty({m, n}, acc.options().dtype(torch::kFloat32));
-  const int32_t* a = acc.data_ptr<int32_t>();
   const float* ws = weight_sum.data_ptr<float>();
   const float* sc = scale.data_ptr<float>();
   const float* bi = bias.data_ptr<float>();
   float* y = out.data_ptr<float>();
   const float cf = static_cast<float>(c);
+  const void* a = acc.data_ptr();
   at::parallel_for(0, m, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i)
-      affine_row(a + i * n, y + i * n, n, cf, ws + (i % rows) * n, sc, bi);
+    for (int64_t i = begin; i < end; ++i) {
+      if (is_int)
+        affine_row(static_cast<const int32_t*>(a) + i * n, y + i * n, n, cf, ws + (i % rows) * n,
+                   sc, bi);
+      else
+        affine_row(static_cast<const float*>(a) + i * n, y + i * n, n, cf, ws + (i % rows) * n,
+                   sc, bi);
+    }
   });
   return out;
 }
@@ -1208,30 +1225,6 @@ std::vector<torch::Tensor> lsq_input_forward(torch::Tensor x, double scale, doub
     }
   });
   return {levels, fake};
-}
-
-// In place, y[m, n] = (acc[m, n] + c * weight_sum[n]) * scale[n] + bias[n] on a float (M, N)
-// product of levels: the scaling and the zero point's part in one pass.
-torch::Tensor scale_levels_product_(torch::Tensor acc, double c, torch::Tensor weight_sum,
-                                    torch::Tensor scale, torch::Tensor bias) {
-  check_cpu({acc, weight_sum, scale, bias}, "scale_levels_product_");
-  TORCH_CHECK(acc.is_contiguous() && acc.scalar_type() == torch::kFloat32 && acc.dim() == 2,
-              "scale_levels_product_: acc must be a contiguous (M, N) float32 tensor");
-  const int64_t m = acc.size(0), n = acc.size(1);
-  TORCH_CHECK(weight_sum.numel() == n && scale.numel() == n && bias.numel() == n,
-              "scale_levels_product_: weight_sum, scale and bias need N entries");
-  weight_sum = weight_sum.contiguous();
-  scale = scale.contiguous();
-  bias = bias.contiguous();
-  float* y = acc.data_ptr<float>();
-  const float* ws = weight_sum.data_ptr<float>();
-  const float* sc = scale.data_ptr<float>();
-  const float* bi = bias.data_ptr<float>();
-  const float cf = static_cast<float>(c);
-  at::parallel_for(0, m, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) affine_row(y + i * n, y + i * n, n, cf, ws, sc, bi);
-  });
-  return acc;
 }
 
 // An LSQ weight (N, K) with one step per row (scale (N)) or for all (scale (1)): its levels
@@ -1378,29 +1371,32 @@ std::vector<torch::Tensor> fake_quantize_groups_backward(
   return {grad_x, grad_s.view(scale_shape), grad_z};
 }
 
-// x (B, H, W, C) int8 channels last -> (B * OH * OW, KH * KW * C) int8 columns (tap-major,
-// then channel), zeros where a tap falls in the padding.
+// x (B, H, W, C) int8 or uint8 channels last -> (B * OH * OW, KH * KW * C) columns of its
+// type (tap-major, then channel), the byte pad_value where a tap falls in the padding.
 torch::Tensor im2col_int8(torch::Tensor x, int64_t kh, int64_t kw, int64_t stride, int64_t pad,
-                          int64_t dilation) {
+                          int64_t dilation, int64_t pad_value) {
   check_cpu({x}, "im2col_int8");
+  TORCH_CHECK(x.element_size() == 1 && x.dim() == 4, "im2col_int8: x must be (B, H, W, C) of "
+              "bytes, got ", x.sizes(), " ", x.dtype());
   x = x.contiguous();
   const int64_t b = x.size(0), h = x.size(1), w = x.size(2), c = x.size(3);
   const int64_t oh = (h + 2 * pad - dilation * (kh - 1) - 1) / stride + 1;
   const int64_t ow = (w + 2 * pad - dilation * (kw - 1) - 1) / stride + 1;
   auto out = torch::empty({b * oh * ow, kh * kw * c}, x.options());
-  const int8_t* src = x.data_ptr<int8_t>();
-  int8_t* dst = out.data_ptr<int8_t>();
+  const auto* src = static_cast<const uint8_t*>(x.data_ptr());
+  auto* dst = static_cast<uint8_t*>(out.data_ptr());
+  const int fill = static_cast<int>(pad_value & 0xff);
   at::parallel_for(0, b * oh, 1, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
       const int64_t bi = row / oh, oy = row % oh;
       for (int64_t ox = 0; ox < ow; ++ox) {
-        int8_t* d = dst + ((row * ow) + ox) * kh * kw * c;
+        uint8_t* d = dst + ((row * ow) + ox) * kh * kw * c;
         for (int64_t i = 0; i < kh; ++i) {
           const int64_t iy = oy * stride - pad + i * dilation;
           for (int64_t j = 0; j < kw; ++j, d += c) {
             const int64_t ix = ox * stride - pad + j * dilation;
             if (iy < 0 || iy >= h || ix < 0 || ix >= w)
-              std::memset(d, 0, c);
+              std::memset(d, fill, c);
             else
               std::memcpy(d, src + ((bi * h + iy) * w + ix) * c, c);
           }
@@ -1431,17 +1427,17 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("binary_conv2d", &binary_conv2d, "XNOR-popcount direct convolution on packed signs");
   m.def("quantize_int8", &quantize_int8, "round(clamp(x / s + z)) - offset as int8");
   m.def("int_epilogue", &int_epilogue,
-        "(acc + c * weight_sum) * scale + bias, in a new tensor or in acc's memory");
+        "(acc + c * weight_sum) * scale + bias on int32 or exact float32 sums, in a new tensor "
+        "or in acc's memory");
   m.def("lsq_input_forward", &lsq_input_forward,
         "LSQ+ input levels round(clamp(x / s + z)) and fake-quantized values in one pass");
-  m.def("scale_levels_product_", &scale_levels_product_,
-        "in place: (acc + c * weight_sum) * scale + bias");
   m.def("lsq_weight_forward", &lsq_weight_forward,
         "LSQ weight levels, fake-quantized weight and level sums in one pass");
   m.def("fake_quantize_groups", &fake_quantize_groups,
         "LSQ / LSQ+ fake quantization, a step per channel, in one pass");
   m.def("fake_quantize_groups_backward", &fake_quantize_groups_backward,
         "its input gradient and the step / zero-point sums per channel in one pass");
-  m.def("im2col_int8", &im2col_int8, "int8 columns of a channels-last input");
+  m.def("im2col_int8", &im2col_int8, "int8 / uint8 columns of a channels-last input, padded "
+        "with a given byte");
   m.def("has_avx512_popcount", &has_avx512_popcount, "whether the AVX-512 path runs");
 }
