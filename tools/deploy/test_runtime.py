@@ -35,9 +35,10 @@ def parse_args():
     parser.add_argument('--reference', action='store_true',
                         help='the pure-torch reference instead of the compiled kernels')
     parser.add_argument('--int8-backend', choices=INT8_BACKENDS, default='auto',
-                        help="the integer layers' GEMM: oneDNN's int8 linear where its sums are "
-                             "exact ('auto'), torch._int_mm, or oneDNN everywhere (an error where "
-                             "it cannot be exact); the outputs are the same")
+                        help="the integer layers' GEMM: 'auto' runs oneDNN's int8 linear on "
+                             "linear layers of >= 384 outputs where its sums are exact and "
+                             "torch._int_mm elsewhere; 'int_mm' and 'onednn' force one ('onednn' "
+                             "is an error where it cannot be exact); the outputs are the same")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, key=value pairs')
     return parser.parse_args()
