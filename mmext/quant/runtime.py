@@ -585,7 +585,7 @@ class IntLinear(_IntBase):
     ``sum_k (q_k - offset) W[n, k]`` (M, N) int32 (``torch._int_mm``, the reference).
     ``backend``: see :class:`_IntBase`; 'auto' runs oneDNN where N >= 384: on the 2-core
     AVX-512 / AMX machine of ``benchmarks/lowbit_inference.py`` it ran DeiT-Tiny's qkv and fc1
-    (N = 576 and 768) 1.5-1.8x faster than ``torch._int_mm`` at batch 8, and in scratch
+    (N = 576 and 768) 1.3-1.9x faster than ``torch._int_mm`` at batch 8, and in scratch
     timings up to 1.6x slower at N = 192."""
 
     ONEDNN_MIN_OUT = 384
