@@ -9,10 +9,10 @@ fc2 768 -> 192), its MLP (fc1, GELU, fc2: binary as a :class:`BinaryLinearPair`,
 fc2 its signs) and ResNet-18's 3 x 3 convolutions (64 ch at 56 x 56, 128 at 28, 256 at 14, 512
 at 7), batch 1 and 8: float32 (``F.linear`` / ``F.conv2d``: MKL / oneDNN) against
 :class:`mmext.quant.runtime.BinaryLinear` / ``BinaryConv2d`` (XNOR-popcount) and ``IntLinear``
-/ ``IntConv2d`` at 8 bits (the default GEMM, oneDNN's int8 linear where its sums are exact,
-and ``backend='int_mm'``, ``torch._int_mm``: the same floats). For the linear layers, a memory
-floor: reading
-the float input once (``x.sum()``) and writing a fresh float output once (``fill_``); a layer
+/ ``IntConv2d`` at 8 bits: the default GEMMs (oneDNN's int8 linear for linear layers of at
+least 384 outputs, ``torch._int_mm`` elsewhere), ``backend='int_mm'`` everywhere and, for the
+linear layers, ``backend='onednn'`` (all give the same floats). For the linear layers, a
+memory floor: reading the float input once (``x.sum()``) and writing a fresh float output once (``fill_``); a layer
 with float input and output can hardly beat float32 by more than float time over this.
 
 End to end (batch 8, random weights, quantizers initialised on one batch, exported with
@@ -63,12 +63,14 @@ from mmext.quant.runtime import (  # noqa: E402
     IntConv2d,
     IntLinear,
     build_runtime_model,
+    onednn_int8_sums_exact,
     sign_thresholds,
 )
 from mmext.utils.atomic import atomic_write  # noqa: E402
 
 OUT = REPO / 'benchmarks/results/lowbit_inference.json'
 DEIT_LINEARS = {'qkv': (192, 576), 'proj': (192, 192), 'fc1': (192, 768), 'fc2': (768, 192)}
+LINEAR_BACKENDS = ('auto', 'int_mm', 'onednn')
 RESNET_CONVS = {'conv 64 @56': (64, 56), 'conv 128 @28': (128, 28), 'conv 256 @14': (256, 14),
                 'conv 512 @7': (512, 7)}
 DEMO_DETR = REPO / 'configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py'
@@ -120,21 +122,26 @@ def _mlp_variants(batch: int, g: torch.Generator) -> dict:
     gelu = torch.nn.GELU()
     pair = BinaryLinearPair(fc1, gelu, fc2, *sign_thresholds(fc1, gelu, fc2, lowbit_ops()))
     hidden = F.gelu(F.linear(x, w1, b1))
-    int1, plain1 = _int8_layers(IntLinear, torch.randint(
-        -127, 128, (768, 192), generator=g, dtype=torch.int8), b1, _int_quantizer(8, x))
-    int2, plain2 = _int8_layers(IntLinear, torch.randint(
-        -127, 128, (192, 768), generator=g, dtype=torch.int8), b2, _int_quantizer(8, hidden))
+    int1, plain1, onednn1 = _int8_layers(IntLinear, torch.randint(
+        -127, 128, (768, 192), generator=g, dtype=torch.int8), b1, _int_quantizer(8, x),
+        backends=LINEAR_BACKENDS)
+    int2, plain2, onednn2 = _int8_layers(IntLinear, torch.randint(
+        -127, 128, (192, 768), generator=g, dtype=torch.int8), b2, _int_quantizer(8, hidden),
+        backends=LINEAR_BACKENDS)
     return {'float32': lambda: F.linear(F.gelu(F.linear(x, w1, b1)), w2, b2),
             'binary': lambda: pair(x),
             'int8': lambda: int2(F.gelu(int1(x))),
-            'int8 _int_mm': lambda: plain2(F.gelu(plain1(x)))}
+            'int8 _int_mm': lambda: plain2(F.gelu(plain1(x))),
+            **({'int8 oneDNN': lambda: onednn2(F.gelu(onednn1(x)))} if onednn1 else {})}
 
 
-def _int8_layers(cls, ints, bias, quantizer, *conv_args):
-    """The 8-bit layer on the default GEMM and on ``torch._int_mm`` (``backend='int_mm'``)."""
+def _int8_layers(cls, ints, bias, quantizer, *conv_args, backends=('auto', 'int_mm')):
+    """The 8-bit layer on each of ``backends``: the default GEMM ('auto'), ``torch._int_mm``
+    ('int_mm') and oneDNN's int8 linear ('onednn'; None where this torch has no exact one)."""
     scale = torch.full((ints.shape[0], ), 1e-3)
-    return tuple(cls(ints, scale, bias, quantizer, *conv_args, backend=backend)
-                 for backend in ('auto', 'int_mm'))
+    return tuple(None if backend == 'onednn' and not onednn_int8_sums_exact()
+                 else cls(ints, scale, bias, quantizer, *conv_args, backend=backend)
+                 for backend in backends)
 
 
 def layer_rows(batches, reps, warmup) -> dict:
@@ -148,12 +155,14 @@ def layer_rows(batches, reps, warmup) -> dict:
             signs = torch.where(w >= 0, 1.0, -1.0)
             binary = BinaryLinear(signs, w.abs().mean(1), b)
             ints = torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8)
-            int8, plain = _int8_layers(IntLinear, ints, b, _int_quantizer(8, x))
+            int8, plain, onednn = _int8_layers(IntLinear, ints, b, _int_quantizer(8, x),
+                                               backends=LINEAR_BACKENDS)
             rows[f'deit-tiny {name} b{batch}'] = _row(timed({
                 'float32': lambda x=x, w=w, b=b: F.linear(x, w, b),
                 'binary': lambda x=x, m=binary: m(x),
                 'int8': lambda x=x, m=int8: m(x),
                 'int8 _int_mm': lambda x=x, m=plain: m(x),
+                **({'int8 oneDNN': lambda x=x, m=onednn: m(x)} if onednn else {}),
                 'memory floor': lambda x=x, n=n: (x.sum(), x.new_empty(*x.shape[:-1], n).fill_(1)),
             }, reps, warmup))
         rows[f'deit-tiny mlp (fc1, GELU, fc2) b{batch}'] = _row(timed(
@@ -334,8 +343,8 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
 
 def table(results: dict) -> str:
     lines = ['| layer | float32 ms | binary ms | speed-up | int8 ms | speed-up | int8 _int_mm ms '
-             '(speed-up) | memory floor ms (float / floor) |',
-             '|---|---|---|---|---|---|---|---|']
+             '(speed-up) | int8 oneDNN ms (speed-up) | memory floor ms (float / floor) |',
+             '|---|---|---|---|---|---|---|---|---|']
 
     def cell(entry):
         return f"{entry['ms']:.3f} ({entry['speedup']:.1f}x)" if entry else '-'
@@ -343,6 +352,7 @@ def table(results: dict) -> str:
         lines.append(f"| {name} | {row['float32']['ms']:.3f} | {row['binary']['ms']:.3f} | "
                      f"{row['binary']['speedup']:.1f}x | {row['int8']['ms']:.3f} | "
                      f"{row['int8']['speedup']:.1f}x | {cell(row.get('int8 _int_mm'))} | "
+                     f"{cell(row.get('int8 oneDNN'))} | "
                      f"{cell(row.get('memory floor'))} |")
     lines += ['', '| model (batch 8) | float32 ms | fake-quantized ms | runtime ms | runtime '
               'speed-up | runtime without pairs | runtime, int8 on _int_mm (outputs) '

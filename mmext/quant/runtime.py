@@ -583,10 +583,10 @@ class _IntBase(_KernelUser):
 class IntLinear(_IntBase):
     """A 2..8-bit Linear; x (..., K) -> (..., N). ``accumulate(x)`` returns the exact
     ``sum_k (q_k - offset) W[n, k]`` (M, N) int32 (``torch._int_mm``, the reference).
-    ``backend``: see :class:`_IntBase`; 'auto' runs oneDNN where N >= 384: on the 2-core
-    AVX-512 / AMX machine of ``benchmarks/lowbit_inference.py`` it ran DeiT-Tiny's qkv and fc1
-    (N = 576 and 768) 1.3-1.9x faster than ``torch._int_mm`` at batch 8, and in scratch
-    timings up to 1.6x slower at N = 192."""
+    ``backend``: see :class:`_IntBase`; 'auto' runs oneDNN where N >= 384: in
+    ``benchmarks/lowbit_inference.py`` (2-core AVX-512 / AMX machine) it ran DeiT-Tiny's qkv
+    and fc1 (N = 576 and 768) 1.4-2.1x faster than ``torch._int_mm`` at batch 8, and proj and
+    fc2 (N = 192) at 0.4-1.2x its speed."""
 
     ONEDNN_MIN_OUT = 384
 
