@@ -2,6 +2,8 @@
 4-bit ViT student (LSQ+ steps calibrated on all-reduced statistics, AdamW, warm-up) and the demo
 detector (Conditional DETR, Hungarian matching, loss normalised by the all-reduced box count,
 gradient clipping) end at the same weights within a stated tolerance."""
+import sys
+
 import pytest
 import torch
 
@@ -98,3 +100,57 @@ default_hooks = dict(checkpoint=dict(max_keep_ckpts=-1))
     step = _weights_apart(tmp_path / 'one' / 'iter_1.pth', tmp_path / 'one' / 'iter_2.pth')
     print(f'largest weight difference: {worst:.3g}, largest change of the second step: {step:.3g}')
     assert worst <= DETECTOR_TOLERANCE * step, (worst, step)
+
+
+
+_THREADS_AFTER_FINISH = """
+import os, sys
+import torch
+from mmengine.config import Config
+from mmengine.model import BaseModel
+from mmengine.registry import MODELS
+from mmengine.runner import Runner
+from mmext.utils import finish_distributed, prepare_distributed
+
+def gloo_threads():
+    names = (open(f'/proc/self/task/{t}/comm').read().strip() for t in os.listdir('/proc/self/task'))
+    return [name for name in names if 'gloo' in name]
+
+@MODELS.register_module()
+class Toy(BaseModel):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 1)
+
+    def forward(self, inputs, data_samples=None, mode='loss'):
+        return dict(loss=self.linear(inputs.float()).pow(2).mean())
+
+cfg = Config(dict(
+    model=dict(type='Toy'), work_dir=sys.argv[1], launcher='pytorch', log_level='WARNING',
+    train_dataloader=dict(dataset=[[1.0, 1.0]] * 4, batch_size=2,
+                          sampler=dict(type='DefaultSampler', shuffle=False),
+                          collate_fn=dict(type='default_collate')),
+    train_cfg=dict(by_epoch=True, max_epochs=1), default_hooks=dict(checkpoint=None),
+    optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1))))
+prepare_distributed(cfg, 'pytorch')
+runner = Runner.from_cfg(cfg)
+runner.train()
+print('during:', gloo_threads())
+del runner      # as tools/train.py and tools/test.py do
+finish_distributed()
+print('after:', gloo_threads())
+"""
+
+
+def test_finish_distributed_joins_the_process_groups_threads(tmp_path):
+    # Left to the interpreter's shutdown (the runner sits in reference cycles, and its DDP
+    # wrapper holds the group), gloo's threads made a rank abort at exit now and then ("terminate
+    # called without an active exception") after a run that had succeeded.
+    env = dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+               MASTER_PORT=str(_free_port()))
+    result = run_tool(sys.executable, '-c', _THREADS_AFTER_FINISH, tmp_path, env=env)
+    assert result.returncode == 0, result.stdout[-3000:]
+    during, after = (line for line in result.stdout.splitlines()
+                     if line.startswith(('during:', 'after:')))
+    assert 'pt_gloo_runloop' in during                  # the check sees gloo's threads
+    assert 'gloo' not in after, after

@@ -103,6 +103,7 @@ def main():
     if args.out is not None:
         dump_predictions(runner, cfg, args.out)
     runner.test()
+    del runner   # its DDP wrapper holds the process group (see finish_distributed)
     finish_distributed()
 
 

@@ -88,6 +88,7 @@ def main():
     prepare_distributed(cfg, args.launcher)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    del runner   # its DDP wrapper holds the process group (see finish_distributed)
     finish_distributed()
 
 

@@ -117,15 +117,20 @@ def prepare_distributed(cfg: Config, launcher: str) -> None:
 
 def finish_distributed() -> None:
     """End a distributed run cleanly: every rank waits for the others, then the process group
-    is destroyed before the interpreter exits.
+    is destroyed and its threads joined before the interpreter exits.
 
-    Left to interpreter shutdown, gloo's worker threads can be torn down while still joinable,
-    and a rank then aborts at exit ("terminate called without an active exception") after a
-    run that succeeded. A no-op when no process group is running.
+    Call it after the last reference to the runner is dropped (``del runner``). The runner's DDP
+    wrapper holds the process group, and the runner sits in reference cycles, so without a
+    garbage collection here gloo's worker threads would outlive ``destroy_process_group`` and be
+    torn down during interpreter shutdown, where a rank can abort ("terminate called without an
+    active exception") after a run that succeeded. A no-op when no process group is running.
     """
+    import gc
+
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+        gc.collect()        # frees the DDP wrapper and its reducer: the group's last holders
         dist.destroy_process_group()
 
 
