@@ -7,11 +7,14 @@ Per layer (random weights; times include quantizing and packing the float input,
 DeiT-Tiny's linear layers (197 tokens per image: qkv 192 -> 576, proj 192 -> 192, fc1 192 -> 768,
 fc2 768 -> 192), its MLP (fc1, GELU, fc2: binary as a :class:`BinaryLinearPair`, whose fc1 hands
 fc2 its signs) and ResNet-18's 3 x 3 convolutions (64 ch at 56 x 56, 128 at 28, 256 at 14, 512
-at 7), batch 1 and 8: float32 (``F.linear`` / ``F.conv2d``: MKL / oneDNN) against
+at 7) and MobileNetV2's depthwise 3 x 3 (144 ch at 56 x 56, channels-last input), batch 1 and
+8: float32 (``F.linear`` / ``F.conv2d``: MKL / oneDNN) against
 :class:`mmext.quant.runtime.BinaryLinear` / ``BinaryConv2d`` (XNOR-popcount) and ``IntLinear``
 / ``IntConv2d`` at 8 bits: the default GEMMs (oneDNN's int8 linear for linear layers of at
 least 384 outputs, ``torch._int_mm`` elsewhere), ``backend='int_mm'`` everywhere and, for the
-linear layers, ``backend='onednn'`` (all give the same floats). For the linear layers, a
+linear layers, ``backend='onednn'`` (all give the same floats); the depthwise layer's binary and
+8-bit versions are exact float32 convolutions of the signs / levels (``groups=C``). For the
+linear layers, a
 memory floor: reading the float input once (``x.sum()``) and writing a fresh float output once (``fill_``); a layer
 with float input and output can hardly beat float32 by more than float time over this.
 
@@ -31,8 +34,8 @@ runtime with ``int8_backend='int_mm'`` is timed and its outputs compared with th
 where the runtime's time goes (each kernel, the top torch operators; profiled, so compare
 shares).
 
-Variants run round-robin, one call each per round; the figure is the median time, the ratio
-float time over kernel time (above 1: the kernel is faster).
+Variants run round-robin, one call each per round, in a new seeded order each round; the figure
+is the median time, the ratio float time over kernel time (above 1: the kernel is faster).
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ import argparse
 import copy
 import json
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -73,6 +77,8 @@ DEIT_LINEARS = {'qkv': (192, 576), 'proj': (192, 192), 'fc1': (192, 768), 'fc2':
 LINEAR_BACKENDS = ('auto', 'int_mm', 'onednn')
 RESNET_CONVS = {'conv 64 @56': (64, 56), 'conv 128 @28': (128, 28), 'conv 256 @14': (256, 14),
                 'conv 512 @7': (512, 7)}
+# MobileNetV2's depthwise 3 x 3 at 56 x 56 (the layers the demo DETR and DCP-NAS are built of)
+DEPTHWISE_CONVS = {'mobilenet-v2 depthwise 144 @56': (144, 56)}
 DEMO_DETR = REPO / 'configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py'
 QDETR_DEMO = REPO / 'configs/qdetr/qdetr_conditional-detr_mobilenetv2-s16_w4a4-attn8_fashion-scenes.py'
 DCPNAS_DEMO = REPO / 'configs/dcpnas/dcpnas-retrain_1xb128-3e_fashion-mnist.py'
@@ -83,14 +89,17 @@ PAPER = {'bivit_deit-tiny': 'Bi-ViT: 61.5x fewer OPs (DeiT-S, binary)',
 
 
 def timed(functions: dict, reps: int, warmup: int) -> dict[str, float]:
-    """Median seconds per call of each function, measured round-robin."""
+    """Median seconds per call of each function, measured round-robin, each round in a new
+    (seeded) order: in a fixed order one variant always ran right after the same other and
+    paid for it (the same layer under two names differed by up to 46%)."""
+    order = random.Random(0)
     with torch.inference_mode():
         for fn in functions.values():
             for _ in range(warmup):
                 fn()
         times = {name: [] for name in functions}
         for _ in range(reps):
-            for name, fn in functions.items():
+            for name, fn in order.sample(list(functions.items()), len(functions)):
                 start = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - start)
@@ -181,6 +190,22 @@ def layer_rows(batches, reps, warmup) -> dict:
                 'binary': lambda x=x, m=binary: m(x),
                 'int8': lambda x=x, m=int8: m(x),
                 'int8 _int_mm': lambda x=x, m=plain: m(x)}, reps, warmup))
+        for name, (c, size) in DEPTHWISE_CONVS.items():
+            # every variant gets the channels-last input a runtime layer hands on (float32's
+            # depthwise convolution is also faster on it here than on NCHW)
+            x = torch.randn(batch, c, size, size, generator=g).contiguous(
+                memory_format=torch.channels_last)
+            w = torch.randn(c, 1, 3, 3, generator=g) * 0.3
+            b = torch.randn(c, generator=g)
+            binary = BinaryConv2d(torch.where(w >= 0, 1.0, -1.0), w.abs().mean((1, 2, 3)), b,
+                                  1, 1, 1, groups=c)
+            ints = torch.randint(-127, 128, (c, 1, 3, 3), generator=g, dtype=torch.int8)
+            grouped = IntConv2d(ints, torch.full((c, ), 1e-3), b, _int_quantizer(8, x), (1, 1),
+                                (1, 1), (1, 1), groups=c)
+            rows[f'{name} b{batch}'] = _row(timed({
+                'float32': lambda x=x, w=w, b=b, c=c: F.conv2d(x, w, b, 1, 1, 1, c),
+                'binary': lambda x=x, m=binary: m(x),
+                'int8': lambda x=x, m=grouped: m(x)}, reps, warmup))
         print(f'layers, batch {batch}: done', flush=True)
     return rows
 

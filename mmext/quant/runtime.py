@@ -11,7 +11,8 @@ replaces each quantized layer whose arithmetic a kernel can do exactly:
   :class:`BinaryLinearPair`, the first layer's dots giving the second's input signs directly;
 - 2..8-bit weights with per-tensor LSQ+ inputs: :class:`IntLinear`, :class:`IntConv2d`
   (oneDNN's int8 linear or ``torch._int_mm``, exact integer sums; 2..4-bit values ride in
-  int8).
+  int8); grouped and depthwise convolutions as a float32 convolution of the integer levels,
+  whose sums are exact below 2^24.
 
 Every other layer stays as it was (fake-quantized float); ``report`` says which and why. The
 integer accumulations are exact, and the binary kernels round ``dot * scale + bias`` once
@@ -64,6 +65,31 @@ class _KernelUser(nn.Module):
 
 def _round_up(n: int, block: int) -> int:
     return -(-n // block) * block
+
+
+def float32_convs_exact() -> bool:
+    """Whether torch's CPU convolutions run float32 at full precision (the default), so that a
+    convolution of integer levels whose sums stay below 2^24 gives them exactly; a process
+    that lets oneDNN use TF32 or bfloat16 for float32 (``torch.backends.mkldnn``'s
+    ``fp32_precision``) does not."""
+    settings = [torch.backends.mkldnn]
+    if hasattr(torch.backends.mkldnn, 'conv'):
+        settings.append(torch.backends.mkldnn.conv)
+    return all(getattr(m, 'fp32_precision', 'none') in ('none', 'ieee') for m in settings)
+
+
+def exact_float32_conv(x: Tensor, weight: Tensor, stride, padding, dilation,
+                       groups: int) -> Tensor:
+    """torch's float32 convolution of integer-valued ``x`` and ``weight`` whose sums (and
+    partial sums) stay below 2^24 in magnitude: every product and sum is then an integer
+    float32 holds, so the result is exact in whatever order the convolution adds. Refuses to
+    run where float32 convolutions are set to a lower precision (:func:`float32_convs_exact`)."""
+    if not float32_convs_exact():
+        raise RuntimeError('the low-bit runtime computes grouped convolutions as exact float32 '
+                           'convolutions of integers; this process lets oneDNN run float32 at '
+                           "lower precision: set torch.backends.mkldnn.fp32_precision (and its "
+                           ".conv) to 'ieee'")
+    return F.conv2d(x, weight, None, stride, padding, dilation, groups)
 
 
 # ---------------------------------------------------------------------------------- 1 bit
@@ -265,20 +291,30 @@ def fuse_binary_pairs(model: nn.Module) -> list[tuple[str, bool, str]]:
 
 class BinaryConv2d(_BinaryBase):
     """``conv(sign(x - threshold), sign(W)) * scale + b`` with zero padding (a padded position
-    adds 0, as in the fake-quantized layer), groups 1; x (B, C, H, W) -> (B, N, H', W') in
-    channels-last memory. Signs are packed along the channels of each pixel; the kernel is a
-    direct convolution (no im2col). A convolution of fewer than 64 input channels whose stride
-    is its kernel (larger than 1 x 1), without padding or dilation (a ViT's patch embedding),
-    packs each patch as one row of C * kh * kw signs and runs the binary linear kernel on
-    them instead (its few channels would leave most of each pixel's word empty)."""
+    adds 0, as in the fake-quantized layer); x (B, C, H, W) -> (B, N, H', W') in channels-last
+    memory. Signs are packed along the channels of each pixel; the kernel is a direct
+    convolution (no im2col). A convolution of fewer than 64 input channels whose stride is its
+    kernel (larger than 1 x 1), without padding or dilation (a ViT's patch embedding), packs
+    each patch as one row of C * kh * kw signs and runs the binary linear kernel on them
+    instead (its few channels would leave most of each pixel's word empty).
+
+    Groups > 1 (depthwise and grouped convolutions, whose few channels per group would leave
+    the words nearly empty): torch's float32 convolution of the +-1 signs (exact: every dot is
+    an integer of at most C / groups * kh * kw in magnitude), then ``dots * scale + b`` as the
+    reference path rounds it (product and sum rounded apart, within a float rounding of the
+    packed kernels' fused one)."""
 
     def __init__(self, signs: Tensor, scale: Tensor, bias: Tensor | None, stride: int,
                  padding: int, dilation: int, threshold: Tensor | None = None,
-                 use_kernel: bool = True):
+                 use_kernel: bool = True, groups: int = 1):
         super().__init__(signs, scale, bias, threshold, use_kernel)
         n, c, kh, kw = signs.shape
-        self.in_channels, self.kernel_size = c, (kh, kw)
+        self.in_channels, self.kernel_size, self.groups = c * groups, (kh, kw), groups
         self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.register_buffer('reference_weight', signs.float(), persistent=False)
+        self.patches = False
+        if groups > 1:
+            return
         taps = signs.permute(2, 3, 0, 1).reshape(kh * kw * n, c).float()
         words = pack_signs_reference(taps).view(kh * kw, n, -1)     # (taps, N, Wc)
         wc = words.shape[-1]
@@ -287,7 +323,6 @@ class BinaryConv2d(_BinaryBase):
         # an all-zero word stands for C signs of -1: its dot with the tap is -sum(sign(W))
         tap_dot = -signs.sum(1).permute(1, 2, 0).reshape(kh * kw, n).round().int()
         self.register_buffer('tap_dot', _padded(tap_dot.t(), self.npad).t().contiguous())
-        self.register_buffer('reference_weight', signs.float(), persistent=False)
         self.patches = ((kh, kw) == (stride, stride) and padding == 0 and dilation == 1
                         and c < 64 and kh * kw > 1)
         if self.patches:                 # rows of (c, i, j) signs: the flattened weight's order
@@ -307,12 +342,14 @@ class BinaryConv2d(_BinaryBase):
                              f'{tuple(x.shape)}')
         b, c, h, w = x.shape
         n, p = self.out_channels, self.padding
-        if self.ops is None:
+        if self.ops is None:            # the reference: float64
             signs = torch.where(self._signed(x, 1) >= 0, 1.0, -1.0).double()
             dots = F.conv2d(signs, self.reference_weight.double(), None, self.stride, p,
-                            self.dilation).round().int()
-            return dots if raw else (dots.float() * self.scale[:n, None, None]
-                                     + self.bias[:n, None, None])
+                            self.dilation, self.groups).float()
+            return dots.round().int() if raw else (dots * self.scale[:n, None, None]
+                                                   + self.bias[:n, None, None])
+        if self.groups > 1:
+            return self._run_grouped(x, raw)
         if self.patches:
             return self._run_patches(x, raw)
         words = self._pack(x.permute(0, 2, 3, 1).reshape(b * h * w, c)).view(b, h, w, -1)
@@ -323,6 +360,20 @@ class BinaryConv2d(_BinaryBase):
                                      self.dilation, h, w, self.tap_dot, self.scale, self.bias,
                                      n, raw)
         return out.permute(0, 3, 1, 2)
+
+    def _run_grouped(self, x: Tensor, raw: bool) -> Tensor:
+        """A grouped convolution: exact float32 dots of the +-1 signs, then the reference's
+        ``dots * scale + b`` (the integer epilogue with no zero point rounds as it does)."""
+        signs = self.ops.float_signs(self._signed(x, 1).float())
+        dots = exact_float32_conv(signs, self.reference_weight, self.stride, self.padding,
+                                  self.dilation, self.groups)
+        if raw:
+            return dots.round().int()
+        b, n, oh, ow = dots.shape
+        rows = dots.permute(0, 2, 3, 1).reshape(-1, n).contiguous()   # a view when channels-last
+        out = self.ops.int_epilogue(rows, 0.0, self.scale.new_zeros(1, n), self.scale[:n],
+                                    self.bias[:n], True)
+        return out.view(b, oh, ow, n).permute(0, 3, 1, 2)
 
     def _run_patches(self, x: Tensor, raw: bool) -> Tensor:
         """Non-overlapping patches as the rows of a binary linear layer (B * OH * OW, N)."""
@@ -555,6 +606,13 @@ class _IntBase(_KernelUser):
                                           self.qp, self.offset)
         return (self._levels(x) - self.offset).to(torch.int8)
 
+    def float_levels(self, x: Tensor) -> Tensor:
+        """``q - offset`` as float32, same shape and memory layout as ``x``."""
+        if self.ops is not None:
+            return self.ops.quantize_float_levels(x.float(), self.a_scale, self.zero_point,
+                                                  self.qn, self.qp, self.offset)
+        return self._levels(x) - self.offset
+
     def unsigned_levels(self, x: Tensor) -> Tensor:
         """``q - Qn`` as uint8 (oneDNN's input), same shape as ``x``."""
         if self.ops is not None:
@@ -612,49 +670,81 @@ class IntLinear(_IntBase):
         return self._finish(acc, self.weight_sum).reshape(*x.shape[:-1], self.out_channels)
 
 
+def grouped_sums_bound(ints: Tensor, qn: int, qp: int, offset: int) -> int:
+    """The largest magnitude a sum ``sum_k (q_k - offset) W[n, k]`` (or a partial sum) of a
+    layer with integer weights ``ints`` (N, ...) can reach."""
+    level = max(abs(qn - offset), abs(qp - offset))
+    return level * int(ints.reshape(ints.shape[0], -1).int().abs().sum(1).max())
+
+
 class IntConv2d(_IntBase):
-    """A 2..8-bit convolution (groups 1, zero padding) as int8 im2col and an integer GEMM;
-    x (B, C, H, W) -> (B, N, H', W') in channels-last memory. A padded position holds the real
-    value 0 and adds nothing, as in the fake-quantized layer. ``backend``: see
-    :class:`_IntBase` (oneDNN's columns hold ``q - Qn``, its zero point in the padding);
-    'auto' runs ``torch._int_mm``, which oneDNN did not beat on ResNet-18's 3 x 3 columns
-    here."""
+    """A 2..8-bit convolution (zero padding) on integer sums; x (B, C, H, W) -> (B, N, H', W')
+    in channels-last memory. A padded position holds the real value 0 and adds nothing, as
+    in the fake-quantized layer.
+
+    Groups 1: int8 im2col (a 1 x 1 convolution of stride 1 without padding reads the
+    channels-last levels as they are) and an integer GEMM. ``backend``: see :class:`_IntBase`
+    (oneDNN's columns hold ``q - Qn``, its zero point in the padding); 'auto' runs
+    ``torch._int_mm``, which oneDNN did not beat on ResNet-18's 3 x 3 columns here.
+
+    Groups > 1 (depthwise and grouped convolutions, which have no integer kernel here): torch's
+    float32 convolution of the levels ``q - offset`` with the integer weights. Every product
+    and partial sum is an integer below 2^24 in magnitude (checked when the layer is built:
+    :func:`grouped_sums_bound`), so float32 holds them exactly, in whatever order the
+    convolution adds them; the reference path runs it in float64. ``gemm`` is then 'float32'
+    whatever ``backend`` says."""
 
     def __init__(self, ints: Tensor, w_scale: Tensor, bias: Tensor | None,
                  quantizer: LSQPlusQuantizer, stride, padding, dilation,
-                 use_kernel: bool = True, backend: str = 'auto'):
+                 use_kernel: bool = True, backend: str = 'auto', groups: int = 1):
+        self.groups = groups            # read by _pick_gemm in the parent's __init__
         super().__init__(ints, w_scale, bias, quantizer, use_kernel, backend)
         n, c, kh, kw = ints.shape
-        self.in_channels, self.kernel_size = c, (kh, kw)
+        self.in_channels, self.kernel_size = c * groups, (kh, kw)
         self.stride, self.padding, self.dilation = (tuple(stride), tuple(padding),
                                                     tuple(dilation))
-        # (KH * KW * C, N): tap-major, then channel, as the channels-last columns
-        self.register_buffer('weight_t', ints.to(torch.int8).permute(0, 2, 3, 1)
-                             .reshape(n, -1).t().contiguous())
+        if groups > 1:
+            largest = grouped_sums_bound(ints, self.qn, self.qp, self.offset)
+            if largest > _FLOAT_EXACT:
+                raise ValueError(f'IntConv2d (groups={groups}): its sums can reach {largest}, '
+                                 'beyond 2^24 (the integers float32 holds exactly)')
+        else:       # (KH * KW * C, N): tap-major, then channel, as the channels-last columns
+            self.register_buffer('weight_t', ints.to(torch.int8).permute(0, 2, 3, 1)
+                                 .reshape(n, -1).t().contiguous())
         self.register_buffer('weight_float', ints.float())
         self._valid_sums: dict = {}
+
+    def _pick_gemm(self, backend: str, weight: Tensor) -> str:
+        return 'float32' if self.groups > 1 else super()._pick_gemm(backend, weight)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (f', groups={self.groups}' if self.groups > 1 else '')
 
     def _out_size(self, h: int, w: int) -> tuple[int, int]:
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (self.kernel_size, self.stride, self.padding,
                                                   self.dilation)
         return (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
 
+    def _conv(self, x: Tensor, weight: Tensor) -> Tensor:
+        return F.conv2d(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
+
     def _valid_sum(self, h: int, w: int) -> Tensor:
         """(OH * OW, N): per output pixel, the weight summed over the taps inside the image."""
         if (h, w) not in self._valid_sums:
-            ones = torch.ones(1, self.in_channels, h, w)
-            s = F.conv2d(ones, self.weight_float, None, self.stride, self.padding, self.dilation)
+            s = self._conv(torch.ones(1, self.in_channels, h, w), self.weight_float)
             self._valid_sums[(h, w)] = s[0].flatten(1).t().contiguous()
         return self._valid_sums[(h, w)]
 
     def _columns(self, q: Tensor, pad_value: int = 0) -> Tensor:
         """q (B, C, H, W) of bytes -> (B * OH * OW, KH * KW * C) of its dtype, ``pad_value``
         in the padding."""
+        pixels = q.permute(0, 2, 3, 1)          # a view of channels-last levels
+        if self.kernel_size == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0):
+            return pixels.reshape(-1, self.in_channels)
         square = len(set(self.stride)) == len(set(self.padding)) == len(set(self.dilation)) == 1
         if self.ops is not None and square:
-            return self.ops.im2col_int8(q.permute(0, 2, 3, 1), *self.kernel_size,
-                                        self.stride[0], self.padding[0], self.dilation[0],
-                                        pad_value)
+            return self.ops.im2col_int8(pixels, *self.kernel_size, self.stride[0],
+                                        self.padding[0], self.dilation[0], pad_value)
         cols = F.unfold(q.float() - pad_value, self.kernel_size, self.dilation, self.padding,
                         self.stride) + pad_value
         b, _, length = cols.shape
@@ -666,20 +756,34 @@ class IntConv2d(_IntBase):
             raise ValueError(f'IntConv2d expects (B, {self.in_channels}, H, W), got '
                              f'{tuple(x.shape)}')
 
+    def _grouped_sums(self, x: Tensor) -> Tensor:
+        """(B * OH * OW, N) float32 exact sums of a grouped convolution: float32 on the
+        kernels, float64 on the reference."""
+        if self.ops is None:
+            return self._conv(self.float_levels(x).double(), self.weight_float.double()).float() \
+                .permute(0, 2, 3, 1).reshape(-1, self.out_channels)
+        sums = exact_float32_conv(self.float_levels(x), self.weight_float, self.stride,
+                                  self.padding, self.dilation, self.groups)
+        return sums.permute(0, 2, 3, 1).reshape(-1, self.out_channels)
+
     def accumulate(self, x: Tensor) -> Tensor:
         """(B * OH * OW, N) int32: ``sum (q - offset) W`` over the taps inside the image."""
         self._check(x)
+        if self.groups > 1:
+            return self._grouped_sums(x).round().int()
         return torch._int_mm(self._columns(self.quantize(x)), self.weight_t)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        if self.gemm == 'onednn':
+        if self.gemm == 'float32':
+            acc = self._grouped_sums(x)
+        elif self.gemm == 'onednn':
             columns = self._columns(self.unsigned_levels(x), self.onednn_zero)
             acc = self._sums(columns, self.weight_t.t())
         else:
             acc = self.accumulate(x)
         oh, ow = self._out_size(*x.shape[-2:])
-        out = self._finish(acc, self._valid_sum(*x.shape[-2:]))
+        out = self._finish(acc.contiguous(), self._valid_sum(*x.shape[-2:]))
         return out.view(x.shape[0], oh, ow, -1).permute(0, 3, 1, 2)
 
 
@@ -688,7 +792,8 @@ class IntConv2d(_IntBase):
 class RuntimeReport:
     """What :func:`build_runtime_model` did: ``layers``, per quantized layer ``(name, kernel or
     None, reason)``; ``pairs``, per pair of binary layers :func:`fuse_binary_pairs` found
-    ``(name, fused, reason)``; ``gemms``, how many integer layers run on each GEMM."""
+    ``(name, fused, reason)``; ``gemms``, how many integer layers compute their sums on each
+    route: 'int_mm' or 'onednn' (GEMMs), 'float32' (grouped convolutions, exact float32)."""
     layers: list
     pairs: list = field(default_factory=list)
     gemms: dict = field(default_factory=dict)
@@ -712,8 +817,6 @@ def _sign_threshold(quantizer: nn.Module) -> tuple[bool, Tensor | None, str]:
 
 
 def _conv_args(layer: nn.Conv2d) -> tuple[bool, str]:
-    if layer.groups != 1:
-        return False, f'groups={layer.groups}'
     if layer.padding_mode != 'zeros' or isinstance(layer.padding, str):
         return False, f'padding {layer.padding!r} / {layer.padding_mode}'
     return True, ''
@@ -746,7 +849,8 @@ def runtime_layer(layer: nn.Module, record: dict, tensors: dict[str, Tensor],
                     or layer.dilation[0] != layer.dilation[1]:
                 return None, 'non-square stride, padding or dilation'
             return BinaryConv2d(signs, scale, bias, layer.stride[0], layer.padding[0],
-                                layer.dilation[0], threshold, use_kernel), 'binary'
+                                layer.dilation[0], threshold, use_kernel,
+                                layer.groups), 'binary'
         return BinaryLinear(signs, scale, bias, threshold, use_kernel), 'binary'
     quantizer = layer.a_quantizer
     if not isinstance(quantizer, LSQPlusQuantizer) or not quantizer.enabled:
@@ -757,8 +861,15 @@ def runtime_layer(layer: nn.Module, record: dict, tensors: dict[str, Tensor],
         return None, f'input grid [{quantizer.qn}, {quantizer.qp}] is wider than 8 bits'
     ints = tensors[f'{prefix}.int']
     if is_conv:
+        if layer.groups > 1:
+            largest = grouped_sums_bound(ints, quantizer.qn, quantizer.qp,
+                                         _int8_offset(quantizer.qn, quantizer.qp))
+            if largest > _FLOAT_EXACT:
+                return None, (f'groups={layer.groups}: its sums can reach {largest}, beyond '
+                              '2^24 (float32 would round them)')
         return IntConv2d(ints, scale, bias, quantizer, layer.stride, layer.padding,
-                         layer.dilation, use_kernel, int8_backend), f"int{record['bits']}"
+                         layer.dilation, use_kernel, int8_backend,
+                         layer.groups), f"int{record['bits']}"
     return (IntLinear(ints, scale, bias, quantizer, use_kernel, int8_backend),
             f"int{record['bits']}")
 
@@ -814,5 +925,7 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
 
 
 __all__ = ['BinaryAttention', 'BinaryLinear', 'BinaryLinearPair', 'BinaryConv2d', 'INT8_BACKENDS',
-           'IntLinear', 'IntConv2d', 'RuntimeReport', 'build_runtime_model', 'fuse_binary_pairs',
-           'onednn_int8_sums_exact', 'runtime_layer', 'sign_thresholds']
+           'IntLinear', 'IntConv2d', 'RuntimeReport', 'build_runtime_model', 'exact_float32_conv',
+           'float32_convs_exact',
+           'fuse_binary_pairs', 'grouped_sums_bound', 'onednn_int8_sums_exact', 'runtime_layer',
+           'sign_thresholds']

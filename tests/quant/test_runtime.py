@@ -17,7 +17,9 @@ from mmext.quant.runtime import (
     IntConv2d,
     IntLinear,
     build_runtime_model,
+    float32_convs_exact,
     fuse_binary_pairs,
+    grouped_sums_bound,
     onednn_int8_sums_exact,
     sign_thresholds,
 )
@@ -55,22 +57,26 @@ def test_binary_gemm_gives_the_exact_dot_products(m, k, n):
 
 
 @needs_kernels
-@pytest.mark.parametrize('c,n,k,stride,pad,dil,size', [
-    (3, 5, 3, 1, 1, 1, (7, 9)), (70, 17, 3, 2, 1, 1, (9, 8)), (64, 16, 1, 1, 0, 1, (5, 5)),
-    (130, 33, 3, 1, 2, 2, (6, 7)), (16, 20, 5, 3, 2, 1, (11, 10)),
+@pytest.mark.parametrize('c,n,k,stride,pad,dil,size,groups', [
+    (3, 5, 3, 1, 1, 1, (7, 9), 1), (70, 17, 3, 2, 1, 1, (9, 8), 1), (64, 16, 1, 1, 0, 1, (5, 5), 1),
+    (130, 33, 3, 1, 2, 2, (6, 7), 1), (16, 20, 5, 3, 2, 1, (11, 10), 1),
     # stride = kernel, few channels: patches as rows (147 bits: rows of 7 cross words; a
     # border that no patch covers)
-    (3, 10, 7, 7, 0, 1, (23, 22)), (5, 16, 4, 4, 0, 1, (18, 17))])
-def test_binary_convolution_gives_the_exact_dot_products(c, n, k, stride, pad, dil, size):
-    w, x = _signs(n, c, k, k), torch.randn(2, c, *size)
+    (3, 10, 7, 7, 0, 1, (23, 22), 1), (5, 16, 4, 4, 0, 1, (18, 17), 1),
+    # depthwise and grouped: exact float32 convolutions of the signs
+    (12, 12, 3, 2, 1, 1, (9, 8), 12), (20, 20, 3, 1, 2, 2, (7, 7), 20), (8, 12, 3, 1, 1, 1, (7, 7), 4)])
+def test_binary_convolution_gives_the_exact_dot_products(c, n, k, stride, pad, dil, size, groups):
+    w, x = _signs(n, c // groups, k, k), torch.randn(2, c, *size)
     expected = F.conv2d(torch.where(x >= 0, 1.0, -1.0).double(), w.double(), None, stride,
-                        pad, dil)                # zero padding: a padded position adds 0
-    layer = BinaryConv2d(w, torch.rand(n) + 0.1, torch.randn(n), stride, pad, dil)
+                        pad, dil, groups)        # zero padding: a padded position adds 0
+    layer = BinaryConv2d(w, torch.rand(n) + 0.1, torch.randn(n), stride, pad, dil, groups=groups)
     assert torch.equal(layer.dots(x), expected.round().int())
     reference = BinaryConv2d(w, layer.scale[:n], layer.bias[:n], stride, pad, dil,
-                             use_kernel=False)
+                             use_kernel=False, groups=groups)
     assert torch.equal(reference.dots(x), expected.round().int())
     torch.testing.assert_close(layer(x), reference(x), rtol=1e-5, atol=1e-4)
+    if groups > 1:      # the same roundings as the reference
+        assert torch.equal(layer(x), reference(x))
 
 
 @needs_kernels
@@ -94,6 +100,13 @@ def test_a_learned_sign_threshold_is_subtracted_while_packing(per_channel):
     expected = F.conv2d(torch.where(shifted >= 0, 1.0, -1.0).double(), wc.double(), None, 1, 1)
     for use_kernel in (True, False):
         conv = BinaryConv2d(wc, torch.rand(8) + 0.1, None, 1, 1, 1, threshold, use_kernel)
+        assert torch.equal(conv.dots(image), expected.round().int())
+    # a depthwise convolution (exact float32 signs) subtracts it too
+    wd = _signs(c, 1, 3, 3)
+    expected = F.conv2d(torch.where(shifted >= 0, 1.0, -1.0).double(), wd.double(), None, 1, 1,
+                        groups=c)
+    for use_kernel in (True, False):
+        conv = BinaryConv2d(wd, torch.rand(c) + 0.1, None, 1, 1, 1, threshold, use_kernel, c)
         assert torch.equal(conv.dots(image), expected.round().int())
     # a patch embedding (stride = kernel, 3 channels): the threshold inside the patch packing
     image, wp = torch.randn(2, 3, 12, 8), _signs(8, 3, 4, 4)
@@ -174,6 +187,14 @@ def test_integer_kernels_round_as_the_torch_reference():
             assert layer.gemm == backend
             assert torch.equal(layer.quantize(x), reference.quantize(x))
             assert torch.equal(layer.unsigned_levels(x), reference.unsigned_levels(x))
+            assert torch.equal(layer.float_levels(x), reference.float_levels(x))
+            # the levels keep a channels-last input's layout (no copy); any strides work
+            for y in (x.view(4, 75, 5, 8).contiguous(memory_format=torch.channels_last),
+                      x.view(4, 75, 5, 8)[:, ::2]):
+                for levels, expected_levels in ((layer.quantize(y), reference.quantize(y)),
+                                                (layer.float_levels(y), reference.float_levels(y))):
+                    assert torch.equal(levels, expected_levels)
+                    assert levels.stride() == expected_levels.stride()
             assert torch.equal(layer(x), expected), (bits, backend)
     # 'auto' takes oneDNN for wide outputs only (where it was faster here)
     quantizer = LSQPlusQuantizer(bits=8)
@@ -216,35 +237,48 @@ def test_onednn_sums_equal_int_mm_where_they_are_exact():
 
 
 @pytest.mark.parametrize('use_kernel', [True, False])
-@pytest.mark.parametrize('c,n,k,stride,pad,dil,size', [
-    (3, 5, 3, 1, 1, 1, (7, 9)), (70, 17, 3, 2, 1, 1, (9, 8)), (13, 16, 1, 1, 0, 1, (5, 5)),
-    (9, 33, 3, 1, 2, 2, (6, 7)), (5, 6, 3, (2, 1), (1, 2), 1, (7, 6))])
-def test_integer_convolution_accumulates_exactly(c, n, k, stride, pad, dil, size, use_kernel):
+@pytest.mark.parametrize('c,n,k,stride,pad,dil,size,groups', [
+    (3, 5, 3, 1, 1, 1, (7, 9), 1), (70, 17, 3, 2, 1, 1, (9, 8), 1), (13, 16, 1, 1, 0, 1, (5, 5), 1),
+    (9, 33, 3, 1, 2, 2, (6, 7), 1), (5, 6, 3, (2, 1), (1, 2), 1, (7, 6), 1),
+    (12, 12, 3, 2, 1, 1, (9, 8), 12), (20, 20, 3, 1, 2, 2, (7, 7), 20),     # depthwise
+    (8, 12, 3, 1, 1, 1, (7, 7), 4), (6, 6, 3, (2, 1), (1, 2), 1, (7, 6), 3)])   # grouped
+def test_integer_convolution_accumulates_exactly(c, n, k, stride, pad, dil, size, groups,
+                                                 use_kernel):
     if use_kernel and ops is None:
         pytest.skip('no C++ compiler')
     torch.manual_seed(0)
-    conv = nn.Sequential(nn.Conv2d(c, n, k, stride, pad, dil))
+    conv = nn.Sequential(nn.Conv2d(c, n, k, stride, pad, dil, groups))
     fq = ModuleSwap(w_bits=8, a_bits=8)(conv).train()
     for _ in range(10):
         fq(torch.randn(2, c, *size))
     q = fq.eval()[0]
     ints = torch.round(q.w_quantizer(q.weight) / q.w_quantizer.scale.view(-1, 1, 1, 1))
     layer = IntConv2d(ints.to(torch.int8), q.w_quantizer.scale, q.bias, q.a_quantizer,
-                      q.stride, q.padding, q.dilation, use_kernel)
+                      q.stride, q.padding, q.dilation, use_kernel, groups=groups)
     x = torch.randn(2, c, *size)
     s, z = q.a_quantizer.scale, q.a_quantizer.zero_point
     levels = (q.a_quantizer(x) / s + z).round()      # the fake quantizer's integers
     # the padding is the real value 0: it adds nothing (the layer corrects for its offset)
-    shifted = F.conv2d((levels - layer.offset).double(), ints.double(), None, stride, pad, dil)
+    shifted = F.conv2d((levels - layer.offset).double(), ints.double(), None, stride, pad, dil,
+                       groups)
     expected = shifted.permute(0, 2, 3, 1).reshape(-1, n).round().int()
     assert torch.equal(layer.accumulate(x), expected)
-    torch.testing.assert_close(layer(x), q(x), rtol=1e-4, atol=1e-4)
-    # oneDNN's GEMM (its levels q - Qn, its zero point in the padding) gives the same floats
+    out = layer(x)
+    torch.testing.assert_close(out, q(x), rtol=1e-4, atol=1e-4)
+    # a channels-last input (what the previous runtime layer hands on) gives the same floats
+    assert torch.equal(layer(x.contiguous(memory_format=torch.channels_last)), out)
+    # the kernels' float32 sums and the reference's float64 ones give the same floats
     args = (ints.to(torch.int8), q.w_quantizer.scale, q.bias, q.a_quantizer, q.stride,
-            q.padding, q.dilation, use_kernel)
+            q.padding, q.dilation)
+    if use_kernel:
+        assert torch.equal(IntConv2d(*args, use_kernel=False, groups=groups)(x), out)
+    if groups > 1:
+        assert layer.gemm == 'float32'
+        return
     assert layer.gemm == 'int_mm'                     # 'auto' on a convolution
+    # oneDNN's GEMM (its levels q - Qn, its zero point in the padding) gives the same floats
     if onednn_int8_sums_exact():
-        assert torch.equal(IntConv2d(*args, backend='onednn')(x), layer(x))
+        assert torch.equal(IntConv2d(*args, use_kernel, backend='onednn')(x), out)
 
 
 class TinyNet(nn.Module):
@@ -291,18 +325,52 @@ def test_runtime_model_predicts_as_the_fake_quantized_model(tmp_path, use_kernel
     assert torch.equal(got.argmax(1), expected.argmax(1))
 
 
-def test_runtime_keeps_layers_no_kernel_computes_exactly_and_says_why(tmp_path):
+def test_runtime_keeps_layers_no_kernel_computes_exactly_and_says_why(tmp_path, monkeypatch):
+    from mmext.quant import runtime as runtime_module
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1, groups=2), nn.Conv2d(8, 8, 1))
+
+    def net():
+        return nn.Sequential(nn.Conv2d(4, 8, 3, padding=1, groups=2), nn.Conv2d(8, 8, 1))
     swap = ModuleSwap(w_bits=4, a_bits=4, overrides=[dict(pattern='1', w_bits=1, a_bits=32)])
-    model = swap(net).train()
+    model = swap(net()).train()
     model(torch.randn(2, 4, 6, 6))
     export_quantized(model.eval(), tmp_path / 'n.safetensors')
-    runtime, report = build_runtime_model(swap(nn.Sequential(
-        nn.Conv2d(4, 8, 3, padding=1, groups=2), nn.Conv2d(8, 8, 1))), tmp_path / 'n.safetensors')
-    kept = dict(report.kept())
-    assert set(kept) == {'0', '1'} and 'groups=2' in kept['0'] and 'Identity' in kept['1']
+    runtime, report = build_runtime_model(swap(net()), tmp_path / 'n.safetensors')
+    assert dict(report.kept()).keys() == {'1'} and 'Identity' in dict(report.kept())['1']
+    assert isinstance(runtime[0], IntConv2d) and runtime[0].gemm == 'float32'
+    assert report.gemms == {'float32': 1}
+    assert isinstance(runtime[1], QConv2d)
+    # a grouped convolution whose sums float32 could round stays fake-quantized, and says so
+    bound = grouped_sums_bound(runtime[0].weight_float, -8, 7, 0)
+    monkeypatch.setattr(runtime_module, '_FLOAT_EXACT', bound - 1)
+    runtime, report = build_runtime_model(swap(net()), tmp_path / 'n.safetensors')
     assert isinstance(runtime[0], QConv2d)
+    assert dict(report.kept())['0'] == (f'groups=2: its sums can reach {bound}, beyond 2^24 '
+                                         '(float32 would round them)')
+    largest = torch.full((8, 2, 3, 3), -8, dtype=torch.int8)      # 8 * 8 * 18 = 1152 >= bound
+    with pytest.raises(ValueError, match='groups=2.*sums can reach 1152'):
+        IntConv2d(largest, torch.ones(8), None, runtime[0].a_quantizer, (1, 1), (1, 1), (1, 1),
+                  groups=2)
+
+
+def test_grouped_convolutions_refuse_a_lowered_float32_precision():
+    """Exact float32 sums need full-precision float32 convolutions: a process that lets oneDNN
+    use TF32 or bfloat16 gets an error naming the setting, not rounded sums."""
+    quantizer = LSQPlusQuantizer(bits=4)
+    quantizer.eval()(torch.randn(2, 4, 5, 5))
+    layer = IntConv2d(torch.ones(4, 1, 3, 3), torch.ones(4), None, quantizer, (1, 1), (1, 1),
+                      (1, 1), groups=4)
+    binary = BinaryConv2d(_signs(4, 1, 3, 3), torch.ones(4), None, 1, 1, 1, groups=4)
+    x = torch.randn(2, 4, 5, 5)
+    layer(x), binary(x)
+    assert float32_convs_exact()
+    mkldnn = torch.backends.mkldnn
+    with mkldnn.flags(enabled=mkldnn.enabled, fp32_precision='bf16'):   # restored on exit
+        assert not float32_convs_exact()
+        for module in (layer, binary):
+            with pytest.raises(RuntimeError, match="fp32_precision.*'ieee'"):
+                module(x)
+    assert float32_convs_exact()
 
 
 def test_missing_compiler_falls_back_with_one_warning(monkeypatch, tmp_path):

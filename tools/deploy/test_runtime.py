@@ -57,7 +57,7 @@ def main():
                                     int8_backend=args.int8_backend)
     print_log(f'low-bit runtime: {report.counts()} quantized layers', logger='current')
     if report.gemms:
-        print_log(f'  integer GEMMs: {report.gemms}', logger='current')
+        print_log(f'  integer sums computed by: {report.gemms}', logger='current')
     for name, why in report.kept():
         print_log(f'  kept fake-quantized: {name} ({why})', logger='current')
     for name, fused, why in report.pairs:

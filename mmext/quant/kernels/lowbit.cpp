@@ -295,18 +295,22 @@ __attribute__((target("avx512f"))) int64_t levels_avx512(const float* src, float
   return i;
 }
 
-// int8 levels round(clamp(x / s + z, lo, hi)) - off of 16 elements at a time (the fake
-// quantizer's float operations); returns the first element it did not do.
-__attribute__((target("avx512f"))) int64_t quantize_int8_avx512(const float* src, int8_t* dst,
-                                                                int64_t n, float s, float z,
-                                                                float lo, float hi, float off) {
+// Levels round(clamp(x / s + z, lo, hi)) - off of 16 elements at a time (the fake quantizer's
+// float operations), as int8 or as float; returns the first element it did not do.
+template <typename T>
+__attribute__((target("avx512f"))) int64_t quantize_levels_avx512(const float* src, T* dst,
+                                                                  int64_t n, float s, float z,
+                                                                  float lo, float hi, float off) {
   const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(z), voff = _mm512_set1_ps(off);
   const __m512 vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    const __m512 t = input_levels16(src + i, vs, vz, vlo, vhi);
-    const __m512i q = _mm512_cvttps_epi32(_mm512_sub_ps(t, voff));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm512_cvtepi32_epi8(q));
+    const __m512 t = _mm512_sub_ps(input_levels16(src + i, vs, vz, vlo, vhi), voff);
+    if constexpr (std::is_same_v<T, int8_t>)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                       _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(t)));
+    else
+      _mm512_storeu_ps(dst + i, t);
   }
   return i;
 }
@@ -1135,27 +1139,82 @@ torch::Tensor binary_conv2d(torch::Tensor x, torch::Tensor wt, int64_t channels,
 
 // ---------------------------------------------------------------------- integer (2..8 bit)
 // q = round(clamp(x / s + z, qn, qp)) - offset as a byte (int8; modulo 256, so offset = qn
-// gives the uint8 levels q - qn as an int8 tensor to view), with the fake quantizer's own float
-// operations (IEEE division, addition, clamp, round half to even), so the integers are equal.
-torch::Tensor quantize_int8(torch::Tensor x, double scale, double zero_point, int64_t qn,
-                            int64_t qp, int64_t offset) {
-  check_cpu({x}, "quantize_int8");
-  TORCH_CHECK(x.scalar_type() == torch::kFloat32, "quantize_int8: x must be float32");
-  x = x.contiguous();
-  auto out = torch::empty(x.sizes(), x.options().dtype(torch::kInt8));
+// gives the uint8 levels q - qn as an int8 tensor to view) or as float, with the fake
+// quantizer's own float operations (IEEE division, addition, clamp, round half to even), so
+// the integers are equal; in x's memory layout (channels-last levels of a channels-last input,
+// without a copy).
+template <typename T>
+torch::Tensor quantize_levels(torch::Tensor x, double scale, double zero_point, int64_t qn,
+                              int64_t qp, int64_t offset, torch::ScalarType dtype,
+                              const char* op) {
+  check_cpu({x}, op);
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32, op, ": x must be float32");
+  if (!x.is_non_overlapping_and_dense())
+    x = x.contiguous();
+  // same strides: element i of x's memory and of the output's is the same element
+  auto out = torch::empty_like(x, x.options().dtype(dtype), at::MemoryFormat::Preserve);
+  TORCH_CHECK(out.strides() == x.strides(), op, ": could not keep the input's layout");
   const float* src = x.data_ptr<float>();
-  int8_t* dst = out.data_ptr<int8_t>();
+  T* dst = static_cast<T*>(out.data_ptr());
   const float s = static_cast<float>(scale), z = static_cast<float>(zero_point);
   const float lo = static_cast<float>(qn), hi = static_cast<float>(qp);
   const float off = static_cast<float>(offset);
   at::parallel_for(0, x.numel(), 16384, [&](int64_t begin, int64_t end) {
     if (use_avx512())
-      begin += quantize_int8_avx512(src + begin, dst + begin, end - begin, s, z, lo, hi, off);
+      begin += quantize_levels_avx512<T>(src + begin, dst + begin, end - begin, s, z, lo, hi,
+                                         off);
     for (int64_t i = begin; i < end; ++i) {
       float t = src[i] / s + z;
-      t = std::nearbyint(std::min(std::max(t, lo), hi));
-      dst[i] = static_cast<int8_t>(static_cast<int32_t>(t - off));  // modulo 256
+      t = std::nearbyint(std::min(std::max(t, lo), hi)) - off;
+      if constexpr (std::is_same_v<T, int8_t>)
+        dst[i] = static_cast<int8_t>(static_cast<int32_t>(t));  // modulo 256
+      else
+        dst[i] = t;
     }
+  });
+  return out;
+}
+
+torch::Tensor quantize_int8(torch::Tensor x, double scale, double zero_point, int64_t qn,
+                            int64_t qp, int64_t offset) {
+  return quantize_levels<int8_t>(x, scale, zero_point, qn, qp, offset, torch::kInt8,
+                                 "quantize_int8");
+}
+
+torch::Tensor quantize_float_levels(torch::Tensor x, double scale, double zero_point,
+                                    int64_t qn, int64_t qp, int64_t offset) {
+  return quantize_levels<float>(x, scale, zero_point, qn, qp, offset, torch::kFloat32,
+                                "quantize_float_levels");
+}
+
+// +1 where x >= 0 and -1 elsewhere (NaN included), as float, in x's memory layout: the
+// signs the packing kernels pack, for a float convolution of them (grouped layers).
+__attribute__((target("avx512f"))) int64_t float_signs_avx512(const float* src, float* dst,
+                                                             int64_t n) {
+  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+  const __m512 minus_one = _mm512_set1_ps(-1.0f);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __mmask16 ge = _mm512_cmp_ps_mask(_mm512_loadu_ps(src + i), zero, _CMP_GE_OQ);
+    _mm512_storeu_ps(dst + i, _mm512_mask_blend_ps(ge, minus_one, one));
+  }
+  return i;
+}
+
+torch::Tensor float_signs(torch::Tensor x) {
+  check_cpu({x}, "float_signs");
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32, "float_signs: x must be float32");
+  if (!x.is_non_overlapping_and_dense())
+    x = x.contiguous();
+  auto out = torch::empty_like(x, at::MemoryFormat::Preserve);
+  TORCH_CHECK(out.strides() == x.strides(), "float_signs: could not keep the input's layout");
+  const float* src = x.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  at::parallel_for(0, x.numel(), 16384, [&](int64_t begin, int64_t end) {
+    if (use_avx512())
+      begin += float_signs_avx512(src + begin, dst + begin, end - begin);
+    for (int64_t i = begin; i < end; ++i)
+      dst[i] = src[i] >= 0.0f ? 1.0f : -1.0f;
   });
   return out;
 }
@@ -1425,7 +1484,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("binary_attention_product", &binary_attention_product,
         "Bi-ViT's binary attention product with its zero-point corrections, in one pass");
   m.def("binary_conv2d", &binary_conv2d, "XNOR-popcount direct convolution on packed signs");
-  m.def("quantize_int8", &quantize_int8, "round(clamp(x / s + z)) - offset as int8");
+  m.def("quantize_int8", &quantize_int8, "round(clamp(x / s + z)) - offset as int8, in x's layout");
+  m.def("float_signs", &float_signs, "+1 where x >= 0, else -1, as float, in x's layout");
+  m.def("quantize_float_levels", &quantize_float_levels,
+        "round(clamp(x / s + z)) - offset as float32, in x's layout");
   m.def("int_epilogue", &int_epilogue,
         "(acc + c * weight_sum) * scale + bias on int32 or exact float32 sums, in a new tensor "
         "or in acc's memory");
