@@ -80,6 +80,18 @@ def test_binary_convolution_gives_the_exact_dot_products(c, n, k, stride, pad, d
 
 
 @needs_kernels
+def test_float_signs_are_the_packed_signs_in_the_inputs_layout():
+    """The +-1 signs a grouped binary convolution multiplies: +1 where x >= 0 (-0.0 and 0.0
+    included), -1 elsewhere (NaN included), as the packing kernels and the reference decide;
+    vector lanes and the scalar tail, channels-last layout kept."""
+    special = torch.tensor([-0.0, 0.0, 1e-45, -1e-45, float('nan'), float('inf'), -float('inf')])
+    x = torch.cat([special, torch.randn(2 * 3 * 5 * 7 - special.numel())]).view(2, 3, 5, 7)
+    for y in (x, x.contiguous(memory_format=torch.channels_last)):
+        signs = ops.float_signs(y)
+        assert torch.equal(signs, torch.where(y >= 0, 1.0, -1.0))
+        assert signs.stride() == y.stride()
+
+@needs_kernels
 @pytest.mark.parametrize('per_channel', [True, False])
 def test_a_learned_sign_threshold_is_subtracted_while_packing(per_channel):
     """RSign's threshold (per input channel, or one) inside the packing pass: the kernels give
