@@ -102,7 +102,6 @@ default_hooks = dict(checkpoint=dict(max_keep_ckpts=-1))
     assert worst <= DETECTOR_TOLERANCE * step, (worst, step)
 
 
-
 _THREADS_AFTER_FINISH = """
 import os, sys
 import torch

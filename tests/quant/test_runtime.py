@@ -91,6 +91,7 @@ def test_float_signs_are_the_packed_signs_in_the_inputs_layout():
         assert torch.equal(signs, torch.where(y >= 0, 1.0, -1.0))
         assert signs.stride() == y.stride()
 
+
 @needs_kernels
 @pytest.mark.parametrize('per_channel', [True, False])
 def test_a_learned_sign_threshold_is_subtracted_while_packing(per_channel):
