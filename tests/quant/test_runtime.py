@@ -366,6 +366,28 @@ def test_runtime_keeps_layers_no_kernel_computes_exactly_and_says_why(tmp_path, 
                   groups=2)
 
 
+@needs_kernels
+def test_grouped_convolutions_are_exact_at_model_sizes():
+    """At a MobileNetV2 depthwise layer's size (144 channels at 56 x 56, channels-last, as the
+    runtime hands it on) and a grouped one, torch's float32 convolution, whichever algorithm it
+    picks for the size, gives the float64 reference's sums and floats bit for bit."""
+    g = torch.Generator().manual_seed(0)
+    quantizer = LSQPlusQuantizer(bits=8)
+    x = torch.randn(2, 144, 56, 56, generator=g).contiguous(memory_format=torch.channels_last)
+    quantizer.eval()(x)
+    for groups, per_group in ((144, 1), (4, 36)):
+        ints = torch.randint(-128, 128, (144, per_group, 3, 3), generator=g, dtype=torch.int8)
+        args = (ints, torch.rand(144, generator=g) * 1e-2, torch.randn(144, generator=g),
+                quantizer, (1, 1), (1, 1), (1, 1))
+        fast, reference = (IntConv2d(*args, use_kernel=use, groups=groups) for use in (True, False))
+        assert torch.equal(fast.accumulate(x), reference.accumulate(x))
+        assert torch.equal(fast(x), reference(x))
+        signs, scale = torch.where(ints >= 0, 1.0, -1.0), torch.rand(144, generator=g)
+        fast, reference = (BinaryConv2d(signs, scale, None, 1, 1, 1, use_kernel=use,
+                                        groups=groups) for use in (True, False))
+        assert torch.equal(fast.dots(x), reference.dots(x))
+        assert torch.equal(fast(x), reference(x))
+
 def test_grouped_convolutions_refuse_a_lowered_float32_precision():
     """Exact float32 sums need full-precision float32 convolutions: a process that lets oneDNN
     use TF32 or bfloat16 gets an error naming the setting, not rounded sums."""
