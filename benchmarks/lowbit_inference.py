@@ -14,9 +14,9 @@ at 7) and MobileNetV2's depthwise 3 x 3 (144 ch at 56 x 56, channels-last input)
 least 384 outputs, ``torch._int_mm`` elsewhere), ``backend='int_mm'`` everywhere and, for the
 linear layers, ``backend='onednn'`` (all give the same floats); the depthwise layer's binary and
 8-bit versions are exact float32 convolutions of the signs / levels (``groups=C``). For the
-linear layers, a
-memory floor: reading the float input once (``x.sum()``) and writing a fresh float output once (``fill_``); a layer
-with float input and output can hardly beat float32 by more than float time over this.
+linear layers, a memory floor: reading the float input once (``x.sum()``) and writing a fresh
+float output once (``fill_``); a layer with float input and output can hardly beat float32 by
+more than float time over this.
 
 End to end (batch 8, random weights, quantizers initialised on one batch, exported with
 :func:`mmext.quant.export_quantized` and rebuilt by :func:`mmext.quant.build_runtime_model`):

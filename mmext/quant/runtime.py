@@ -489,6 +489,12 @@ INT8_BACKENDS = ('auto', 'int_mm', 'onednn')
 _FLOAT_EXACT = 2 ** 24      # float32 holds every integer up to this magnitude
 
 
+def _largest_sum(ints: Tensor, level: int) -> int:
+    """The largest magnitude ``sum_k l_k W[n, k]`` (or any partial sum) reaches over output
+    channels n of the integer weights ``ints`` (N, ...) with ``|l_k| <= level``."""
+    return level * int(ints.reshape(ints.shape[0], -1).int().abs().sum(1).max())
+
+
 def _int8_offset(qn: int, qp: int) -> int:
     """Shift that puts the integer grid [qn, qp] inside int8 (128 for unsigned 8 bit)."""
     return 128 if qp > 127 else 0
@@ -573,8 +579,7 @@ class _IntBase(_KernelUser):
             return 'int_mm'
         # oneDNN's sums sum (q - Qn) W and zero sum W, and their difference: each at most
         # max(Qp - Qn, zero) sum |W| in size
-        span = max(self.qp - self.qn, self.onednn_zero)
-        largest = span * int(weight.int().abs().sum(1).max())
+        largest = _largest_sum(weight, max(self.qp - self.qn, self.onednn_zero))
         why = ''
         if largest > _FLOAT_EXACT:
             why = (f'its sums can reach {largest}, beyond 2^24 (the integers float32 holds '
@@ -673,8 +678,7 @@ class IntLinear(_IntBase):
 def grouped_sums_bound(ints: Tensor, qn: int, qp: int, offset: int) -> int:
     """The largest magnitude a sum ``sum_k (q_k - offset) W[n, k]`` (or a partial sum) of a
     layer with integer weights ``ints`` (N, ...) can reach."""
-    level = max(abs(qn - offset), abs(qp - offset))
-    return level * int(ints.reshape(ints.shape[0], -1).int().abs().sum(1).max())
+    return _largest_sum(ints, max(abs(qn - offset), abs(qp - offset)))
 
 
 class IntConv2d(_IntBase):
@@ -759,11 +763,12 @@ class IntConv2d(_IntBase):
     def _grouped_sums(self, x: Tensor) -> Tensor:
         """(B * OH * OW, N) float32 exact sums of a grouped convolution: float32 on the
         kernels, float64 on the reference."""
+        levels = self.float_levels(x)
         if self.ops is None:
-            return self._conv(self.float_levels(x).double(), self.weight_float.double()).float() \
-                .permute(0, 2, 3, 1).reshape(-1, self.out_channels)
-        sums = exact_float32_conv(self.float_levels(x), self.weight_float, self.stride,
-                                  self.padding, self.dilation, self.groups)
+            sums = self._conv(levels.double(), self.weight_float.double()).float()
+        else:
+            sums = exact_float32_conv(levels, self.weight_float, self.stride, self.padding,
+                                      self.dilation, self.groups)
         return sums.permute(0, 2, 3, 1).reshape(-1, self.out_channels)
 
     def accumulate(self, x: Tensor) -> Tensor:
@@ -926,6 +931,5 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
 
 __all__ = ['BinaryAttention', 'BinaryLinear', 'BinaryLinearPair', 'BinaryConv2d', 'INT8_BACKENDS',
            'IntLinear', 'IntConv2d', 'RuntimeReport', 'build_runtime_model', 'exact_float32_conv',
-           'float32_convs_exact',
-           'fuse_binary_pairs', 'grouped_sums_bound', 'onednn_int8_sums_exact', 'runtime_layer',
-           'sign_thresholds']
+           'float32_convs_exact', 'fuse_binary_pairs', 'grouped_sums_bound',
+           'onednn_int8_sums_exact', 'runtime_layer', 'sign_thresholds']

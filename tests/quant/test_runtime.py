@@ -388,6 +388,7 @@ def test_grouped_convolutions_are_exact_at_model_sizes():
         assert torch.equal(fast.dots(x), reference.dots(x))
         assert torch.equal(fast(x), reference(x))
 
+@needs_kernels
 def test_grouped_convolutions_refuse_a_lowered_float32_precision():
     """Exact float32 sums need full-precision float32 convolutions: a process that lets oneDNN
     use TF32 or bfloat16 gets an error naming the setting, not rounded sums."""
@@ -542,6 +543,7 @@ def test_a_pair_is_fused_only_where_the_signs_fold_and_says_why():
     assert isinstance(why, str) and 'channels' in why and 'Sine' in why
 
 
+@needs_kernels
 def test_runtime_bivit_predicts_the_fake_quantized_labels(tmp_path):
     """A tiny Bi-ViT (binary linears, binary patch embedding, binary attention): the runtime
     model's logits and labels against the fake-quantized model's."""

@@ -22,7 +22,7 @@ from mmengine.runner import Runner
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import mmext  # noqa: F401,E402  (registries)
-from mmext.quant.runtime import INT8_BACKENDS, build_runtime_model  # noqa: E402
+from mmext.quant.runtime import INT8_BACKENDS, IntLinear, build_runtime_model  # noqa: E402
 from mmext.utils import dump_predictions, load_tool_config  # noqa: E402
 
 
@@ -36,7 +36,8 @@ def parse_args():
                         help='the pure-torch reference instead of the compiled kernels')
     parser.add_argument('--int8-backend', choices=INT8_BACKENDS, default='auto',
                         help="the integer layers' GEMM: 'auto' runs oneDNN's int8 linear on "
-                             "linear layers of >= 384 outputs where its sums are exact and "
+                             f"linear layers of >= {IntLinear.ONEDNN_MIN_OUT} outputs where its "
+                             "sums are exact and "
                              "torch._int_mm elsewhere; 'int_mm' and 'onednn' force one ('onednn' "
                              "is an error where it cannot be exact); the outputs are the same")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,

@@ -1138,22 +1138,30 @@ torch::Tensor binary_conv2d(torch::Tensor x, torch::Tensor wt, int64_t channels,
 }
 
 // ---------------------------------------------------------------------- integer (2..8 bit)
+// A float32 x made dense (kept as it is when it already is: channels-last stays
+// channels-last) and an empty tensor of dtype with its strides, so that element i of the one's
+// memory and of the other's is the same element (for passes that go element by element).
+std::pair<torch::Tensor, torch::Tensor> dense_like(torch::Tensor x, torch::ScalarType dtype,
+                                                   const char* op) {
+  check_cpu({x}, op);
+  TORCH_CHECK(x.scalar_type() == torch::kFloat32, op, ": x must be float32");
+  if (!x.is_non_overlapping_and_dense())
+    x = x.contiguous();
+  auto out = torch::empty_like(x, x.options().dtype(dtype), at::MemoryFormat::Preserve);
+  TORCH_CHECK(out.strides() == x.strides(), op, ": could not keep the input's layout");
+  return {x, out};
+}
+
 // q = round(clamp(x / s + z, qn, qp)) - offset as a byte (int8; modulo 256, so offset = qn
 // gives the uint8 levels q - qn as an int8 tensor to view) or as float, with the fake
 // quantizer's own float operations (IEEE division, addition, clamp, round half to even), so
 // the integers are equal; in x's memory layout (channels-last levels of a channels-last input,
 // without a copy).
 template <typename T>
-torch::Tensor quantize_levels(torch::Tensor x, double scale, double zero_point, int64_t qn,
-                              int64_t qp, int64_t offset, torch::ScalarType dtype,
-                              const char* op) {
-  check_cpu({x}, op);
-  TORCH_CHECK(x.scalar_type() == torch::kFloat32, op, ": x must be float32");
-  if (!x.is_non_overlapping_and_dense())
-    x = x.contiguous();
-  // same strides: element i of x's memory and of the output's is the same element
-  auto out = torch::empty_like(x, x.options().dtype(dtype), at::MemoryFormat::Preserve);
-  TORCH_CHECK(out.strides() == x.strides(), op, ": could not keep the input's layout");
+torch::Tensor quantize_levels(torch::Tensor input, double scale, double zero_point, int64_t qn,
+                              int64_t qp, int64_t offset, const char* op) {
+  torch::Tensor x, out;
+  std::tie(x, out) = dense_like(input, c10::CppTypeToScalarType<T>::value, op);
   const float* src = x.data_ptr<float>();
   T* dst = static_cast<T*>(out.data_ptr());
   const float s = static_cast<float>(scale), z = static_cast<float>(zero_point);
@@ -1177,14 +1185,12 @@ torch::Tensor quantize_levels(torch::Tensor x, double scale, double zero_point, 
 
 torch::Tensor quantize_int8(torch::Tensor x, double scale, double zero_point, int64_t qn,
                             int64_t qp, int64_t offset) {
-  return quantize_levels<int8_t>(x, scale, zero_point, qn, qp, offset, torch::kInt8,
-                                 "quantize_int8");
+  return quantize_levels<int8_t>(x, scale, zero_point, qn, qp, offset, "quantize_int8");
 }
 
 torch::Tensor quantize_float_levels(torch::Tensor x, double scale, double zero_point,
                                     int64_t qn, int64_t qp, int64_t offset) {
-  return quantize_levels<float>(x, scale, zero_point, qn, qp, offset, torch::kFloat32,
-                                "quantize_float_levels");
+  return quantize_levels<float>(x, scale, zero_point, qn, qp, offset, "quantize_float_levels");
 }
 
 // +1 where x >= 0 and -1 elsewhere (NaN included), as float, in x's memory layout: the
@@ -1201,13 +1207,9 @@ __attribute__((target("avx512f"))) int64_t float_signs_avx512(const float* src, 
   return i;
 }
 
-torch::Tensor float_signs(torch::Tensor x) {
-  check_cpu({x}, "float_signs");
-  TORCH_CHECK(x.scalar_type() == torch::kFloat32, "float_signs: x must be float32");
-  if (!x.is_non_overlapping_and_dense())
-    x = x.contiguous();
-  auto out = torch::empty_like(x, at::MemoryFormat::Preserve);
-  TORCH_CHECK(out.strides() == x.strides(), "float_signs: could not keep the input's layout");
+torch::Tensor float_signs(torch::Tensor input) {
+  torch::Tensor x, out;
+  std::tie(x, out) = dense_like(input, torch::kFloat32, "float_signs");
   const float* src = x.data_ptr<float>();
   float* dst = out.data_ptr<float>();
   at::parallel_for(0, x.numel(), 16384, [&](int64_t begin, int64_t end) {
