@@ -406,10 +406,22 @@ class BinaryAttention(_KernelUser):
 
     and likewise ``P v``: two batched binary GEMMs and rank-one corrections. The call signature
     of :class:`mmext.quant.QuantizedSDPA` (whose transforms of q and k, e.g. Bi-ViT's
-    head-wise LayerNorm, it keeps)."""
+    head-wise LayerNorm, it keeps).
 
-    def __init__(self, sdpa: nn.Module, use_kernel: bool = True):
+    With ``fuse_softmax`` (on the compiled kernels of an AVX-512 CPU), P's sign words come
+    straight from q's and k's: the logits are computed a row block at a time and never written
+    out, and each row's softmax is decided against the binarizer's threshold in log space
+    (``binary_attention_softmax_signs``). A bit is decided there only where no rounding of
+    torch's float32 softmax could change it; the few rows with a probability closer to the
+    threshold than that go through torch's softmax, so the words are the unfused path's bit for
+    bit. It stays unfused where the logits are asked for (``need_weights``, hooks on the
+    ``logits`` module or a ``logits`` module that is not an Identity) or the binarizer's steps
+    do not fit (not positive, a threshold below 1e-30)."""
+
+    def __init__(self, sdpa: nn.Module, use_kernel: bool = True, fuse_softmax: bool = True):
         super().__init__()
+        self.fuse_softmax = fuse_softmax
+        self._fusable_steps: tuple | None = None      # (buffer versions, verdict)
         self.num_heads = sdpa.num_heads
         self.q_transform, self.k_transform = sdpa.q_transform, sdpa.k_transform
         self.logits = sdpa.logits
@@ -470,18 +482,69 @@ class BinaryAttention(_KernelUser):
         bsz, heads, length, dim = q.shape
         source = k.shape[2]
         scale = 1 / math.sqrt(dim) if scale is None else scale
-        logits = self.logits(self._product(self._operand(q, 'q'), self._operand(k, 'k'),
-                                           (bsz, heads, length, source), dim, zq, zk,
-                                           sq * sk * scale))
-        if attn_mask is not None:
-            logits = logits + additive_mask(
-                ~attn_mask if attn_mask.dtype == torch.bool else attn_mask, logits.dtype)
-        probs = logits.softmax(dim=-1)
-        out = self._product(self._operand(probs, 'prob'), self._operand(value.transpose(2, 3), 'v'),
+        shape, product_scale = (bsz, heads, length, source), sq * sk * scale
+        q_words, k_words = self._operand(q, 'q'), self._operand(k, 'k')
+        if not need_weights and self._fuses_softmax():
+            prob_words = self._prob_words(q_words, k_words, shape, dim, zq, zk, product_scale,
+                                          attn_mask)
+        else:
+            logits = self.logits(self._product(q_words, k_words, shape, dim, zq, zk,
+                                               product_scale))
+            if attn_mask is not None:
+                logits = logits + additive_mask(
+                    ~attn_mask if attn_mask.dtype == torch.bool else attn_mask, logits.dtype)
+            probs = logits.softmax(dim=-1)
+            prob_words = self._operand(probs, 'prob')
+        out = self._product(prob_words, self._operand(value.transpose(2, 3), 'v'),
                             (bsz, heads, length, value.shape[-1]), source, zp, zv, sp * sv)
         if need_weights:
             return out, (torch.where(self._levels(probs, 'prob') >= 0, 1.0, -1.0) - zp) * sp
         return out
+
+    def _fuses_softmax(self) -> bool:
+        """Whether P's sign words may skip the float softmax (see the class docstring). The
+        steps' check is redone when the buffers change in place (their version counters, which
+        ``load_state_dict`` moves and a write through ``.data`` does not: the kernel checks the
+        steps again and refuses unfit ones, naming the head)."""
+        logits = self.logits
+        if not (self.fuse_softmax and self.ops is not None and self.ops.has_avx512_popcount()
+                and type(logits) is nn.Identity and not logits._forward_hooks
+                and not logits._forward_pre_hooks):
+            return False
+        s, z = self.prob_scale, self.prob_zero
+        versions = (s.data_ptr(), s._version, z.data_ptr(), z._version)
+        if self._fusable_steps is None or self._fusable_steps[0] != versions:
+            s64, z64 = s.double().reshape(-1), z.double().reshape(-1)
+            theta = -z64 * s64
+            verdict = bool(torch.isfinite(s64).all() and (s64 > 0).all()
+                           and torch.isfinite(z64).all() and ((theta <= 0) | (theta >= 1e-30)).all())
+            self._fusable_steps = (versions, verdict)
+        return self._fusable_steps[1]
+
+    def _prob_words(self, q_words: Tensor, k_words: Tensor, shape: tuple[int, int, int, int],
+                    dim: int, zq: Tensor, zk: Tensor, product_scale: Tensor,
+                    attn_mask: Tensor | None, extra_margin: float = 0.0) -> Tensor:
+        """P's sign words (B * H, L, ceil(S / 64)) from q's and k's, the softmax decided in the
+        kernel and the rows it leaves finished by torch's softmax (``extra_margin`` widens the
+        kernel's margin: tests send more rows to torch with it)."""
+        steps = (self.prob_scale.float(), self.prob_zero.float())
+        if attn_mask is None:
+            words, rows, logits = self.ops.binary_attention_softmax_signs(
+                q_words, k_words, dim, zq.float(), zk.float(), (dim * zq * zk).float(),
+                product_scale.float(), *steps, extra_margin)
+        else:
+            logits = self._product(q_words, k_words, shape, dim, zq, zk, product_scale)
+            logits = logits + additive_mask(
+                ~attn_mask if attn_mask.dtype == torch.bool else attn_mask, logits.dtype)
+            logits = logits.reshape(-1, shape[2], shape[3])
+            words, rows = self.ops.softmax_signs(logits, *steps, extra_margin)
+            logits = logits.reshape(-1, shape[3])[rows]
+        if rows.numel():        # torch's softmax and the binarizer's levels, as unfused
+            head = (rows // shape[2]) % shape[1]
+            levels = (logits.softmax(dim=-1) / steps[0].reshape(-1)[head, None]).add_(
+                steps[1].reshape(-1)[head, None])
+            words.view(-1, words.shape[-1])[rows] = self.ops.pack_signs(levels, None)
+        return words
 
 
 # ------------------------------------------------------------------------------ 2..8 bits

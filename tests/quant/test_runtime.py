@@ -1,5 +1,7 @@
 """Low-bit runtime: packing, the binary kernels against the reference on odd sizes, integer
 layers against the fake-quantized ones, whole models from an export, fallbacks and refusals."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -601,6 +603,101 @@ def test_binary_attention_equals_the_fake_quantized_attention(use_kernel):
     got, got_probs = runtime(q, k, v, need_weights=True)
     torch.testing.assert_close(got_probs, probs)              # the same binary P
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def _binary_sdpa(heads: int, dim: int, tokens: int, seed: int = 0):
+    """A Bi-ViT attention core with trained-looking binarizers (zero points off 0, a step per
+    head) and P's threshold near the uniform probability 1 / tokens, where most of P lies."""
+    from mmext.quant.attention import QuantizedSDPA
+    torch.manual_seed(seed)
+    sdpa = QuantizedSDPA.from_bits(heads, 1).eval()
+    q, k, v = (torch.randn(2, tokens, heads, dim).transpose(1, 2) for _ in range(3))
+    sdpa(q, k, v)
+    for quantizer in (sdpa.q_quantizer, sdpa.k_quantizer, sdpa.v_quantizer):
+        quantizer.zero_point.data.uniform_(-0.3, 0.3)
+        quantizer.scale.data.mul_(torch.rand(heads) + 0.5)
+    sdpa.prob_quantizer.scale.data = (torch.rand(heads) + 1.5) / tokens    # threshold -z s
+    sdpa.prob_quantizer.zero_point.data = -torch.rand(heads) * 0.5 - 0.25
+    return sdpa, (q, k, v)
+
+
+@needs_kernels
+@pytest.mark.parametrize('masked', [False, True])
+def test_fused_softmax_gives_the_unfused_sign_words(masked):
+    """P's words straight from q's and k's (logits never written, softmax decided in log space)
+    equal those of torch's softmax and the packing, also when a wide margin sends most rows to
+    torch (they are finished there), and so do the attention's outputs."""
+    sdpa, (q, k, v) = _binary_sdpa(heads=3, dim=70, tokens=131)
+    mask = torch.rand(131, 131) > 0.3 if masked else None
+    fused, unfused = BinaryAttention(sdpa), BinaryAttention(sdpa, fuse_softmax=False)
+    assert fused._fuses_softmax() and not unfused._fuses_softmax()
+    with torch.no_grad():
+        assert torch.equal(fused(q, k, v, mask), unfused(q, k, v, mask))
+        qn, kn = fused.q_transform(q), fused.k_transform(k)
+        a, b = fused._operand(qn, 'q'), fused._operand(kn, 'k')
+        (sq, zq), (sk, zk) = fused._step('q'), fused._step('k')
+        shape, scale = (2, 3, 131, 131), sq * sk / math.sqrt(70)
+        logits = fused._product(a, b, shape, 70, zq, zk, scale)
+        if masked:
+            logits = logits.masked_fill(~mask, float('-inf'))
+        expected = fused._operand(logits.softmax(-1), 'prob')
+        for extra in (0.0, 0.05, 10.0):
+            assert torch.equal(fused._prob_words(a, b, shape, 70, zq, zk, scale, mask, extra),
+                               expected)
+        if not masked:      # how many rows a margin leaves to torch
+            undecided = [fused.ops.binary_attention_softmax_signs(
+                a, b, 70, zq.float(), zk.float(), (70 * zq * zk).float(), scale.float(),
+                fused.prob_scale, fused.prob_zero, extra)[1].numel() for extra in (0.0, 10.0)]
+            assert undecided[0] < 0.05 * 2 * 3 * 131 and undecided[1] == 2 * 3 * 131
+
+
+@needs_kernels
+def test_softmax_signs_leave_to_torch_what_its_rounding_could_change():
+    """Rows the kernel must not decide: every probability on the threshold (a uniform row with
+    threshold 1 / N), NaN, +inf, all -inf; -inf entries (masked) give 0 bits, a zero point
+    >= 0 gives all ones, and every decided row is torch's."""
+    g = torch.Generator().manual_seed(1)
+    n = 75                                                   # two heads: G = 4 is 2 x 2
+    logits = torch.randn(4, 9, n, generator=g) * 3
+    logits[0, 0] = 0.5                                       # uniform: p = 1 / n everywhere
+    logits[2, 1, 3] = float('nan')
+    logits[2, 2, 5] = float('inf')
+    logits[2, 3] = float('-inf')
+    logits[2, 4, :40] = float('-inf')                        # masked entries
+    scale = torch.tensor([2.0 / n, 1.0])
+    zero = torch.tensor([-0.5, 0.25])                        # head 0: threshold 1 / n
+    words, rows = ops.softmax_signs(logits, scale, zero, 0.0)
+    assert set(rows.tolist()) == {0, 2 * 9 + 1, 2 * 9 + 2, 2 * 9 + 3}
+    levels = logits.softmax(-1) / scale.repeat(2)[:, None, None] + zero.repeat(2)[:, None, None]
+    expected = ops.pack_signs(levels.reshape(-1, n), None).view(4, 9, -1)
+    decided = torch.ones(4 * 9, dtype=torch.bool)
+    decided[rows] = False
+    assert torch.equal(words.view(36, -1)[decided], expected.view(36, -1)[decided])
+    assert (unpack_signs(words[2, 4], n)[:40] == -1).all()
+    assert (unpack_signs(words[1], n) == 1).all() and (unpack_signs(words[3, 5:], n) == 1).all()
+
+
+@needs_kernels
+def test_fused_softmax_refuses_steps_it_cannot_decide_and_the_module_stays_unfused():
+    """A step that is not positive, or a threshold below 1e-30, is refused by the kernel with
+    the head named; the module checks the steps first and runs unfused, as it does when the
+    logits are hooked."""
+    logits = torch.zeros(2, 3, 5)
+    with pytest.raises(RuntimeError, match="head 1 has step -1"):
+        ops.softmax_signs(logits, torch.tensor([1.0, -1.0]), torch.zeros(2), 0.0)
+    with pytest.raises(RuntimeError, match='below 1e-30'):
+        ops.softmax_signs(logits, torch.tensor([1e-20, 1.0]), torch.tensor([-1e-20, 0.0]), 0.0)
+    sdpa, (q, k, v) = _binary_sdpa(heads=3, dim=16, tokens=20)
+    module = BinaryAttention(sdpa)
+    assert module._fuses_softmax()
+    module.prob_scale[1] *= -1                               # in place: a new buffer version
+    assert not module._fuses_softmax()
+    module.prob_scale[1] *= -1
+    assert module._fuses_softmax()
+    handle = module.logits.register_forward_hook(lambda *args: None)
+    assert not module._fuses_softmax()
+    handle.remove()
+    assert module._fuses_softmax()
 
 
 @pytest.mark.skipif(ops is None, reason='no C++ compiler')

@@ -959,30 +959,86 @@ int64_t sign_sum(const uint64_t* words, int64_t count, int64_t k) {
   return 2 * pop - k;
 }
 
-// Bi-ViT's binary attention product in one pass: a (G, M, W) and b (G, N, W) sign words of
-// rows of k signs; za, zb, kzz (= k za zb) and scale one float per head (G = B * heads, head
-// g % heads). out (G, M, N) float:
-//     ((dot - zb sum_a) - za sum_b + kzz) * scale,
-// dot = sign(a_m) . sign(b_n) and sum_a, sum_b the rows' sign sums (2 popcount - k), each
-// operation rounded as the torch expression of the reference path.
-torch::Tensor binary_attention_product(torch::Tensor a, torch::Tensor b, int64_t k,
-                                       torch::Tensor za, torch::Tensor zb, torch::Tensor kzz,
-                                       torch::Tensor scale) {
-  check_cpu({a, b, za, zb, kzz, scale}, "binary_attention_product");
+// The products of one group (one image and head) of Bi-ViT's binary attention:
+//     out[row][j] = ((dot - zb sum_a) - za sum_b + kzz) * scale,
+// dot = sign(a_row) . sign(b_j) and sum_a, sum_b the rows' sign sums (2 popcount - k), each
+// operation rounded as the torch expression of the reference path. Rows go in blocks of
+// kBlockM: `row_out(row, first)` gives where row `row` of the block starting at `first` is
+// written (n floats), and `finished(first, real)` is called once the block's `real` rows are.
+// bt32 and sum_b are the caller's scratch (2 W npad and npad entries).
+template <typename RowOut, typename Finished>
+void attention_group(const uint64_t* Ag, const uint64_t* Bg, int64_t m, int64_t n, int64_t words,
+                     int64_t k, float za, float zb, float kzz, float scale, int64_t npad,
+                     bool avx, std::vector<uint32_t>& bt32, std::vector<float>& sum_b,
+                     RowOut&& row_out, Finished&& finished) {
+  float a_part[kBlockM];
+  const uint32_t* rows32[kBlockM];
+  float* outs[kBlockM];
+  std::fill(bt32.begin(), bt32.end(), 0u);
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t w = 0; w < words; ++w) {
+      bt32[(2 * w) * npad + j] = static_cast<uint32_t>(Bg[j * words + w]);
+      bt32[(2 * w + 1) * npad + j] = static_cast<uint32_t>(Bg[j * words + w] >> 32);
+    }
+    sum_b[j] = static_cast<float>(sign_sum(Bg + j * words, words, k));
+  }
+  for (int64_t m0 = 0; m0 < m; m0 += kBlockM) {
+    const int64_t real = std::min<int64_t>(kBlockM, m - m0);
+    for (int r = 0; r < kBlockM; ++r) {
+      const int64_t row = m0 + std::min<int64_t>(r, real - 1);
+      rows32[r] = reinterpret_cast<const uint32_t*>(Ag + row * words);
+      a_part[r] = zb * static_cast<float>(sign_sum(Ag + row * words, words, k));
+      outs[r] = row_out(row, m0);
+    }
+    if (avx) {
+      for (int64_t c = 0; c < n; c += kBlockN)
+        attention32_avx512(rows32, bt32.data(), npad, c, 2 * words, k, a_part, sum_b.data(), za,
+                           kzz, scale, outs, real, n);
+    } else {
+      for (int64_t r = 0; r < real; ++r)
+        for (int64_t j = 0; j < n; ++j) {
+          int64_t pop = 0;
+          for (int64_t w = 0; w < words; ++w)
+            pop += __builtin_popcountll(Ag[(m0 + r) * words + w] ^ Bg[j * words + w]);
+          float t = static_cast<float>(k - 2 * pop) - a_part[r];
+          t = t - za * sum_b[j];
+          outs[r][j] = (t + kzz) * scale;
+        }
+    }
+    finished(m0, real);
+  }
+}
+
+// Checks the attention product's operands: a (G, M, W) and b (G, N, W) sign words of rows of k
+// signs, za, zb, kzz and scale one float32 per head with G a multiple of the heads; makes them
+// contiguous and flat.
+void check_attention_operands(torch::Tensor& a, torch::Tensor& b, int64_t k, torch::Tensor& za,
+                              torch::Tensor& zb, torch::Tensor& kzz, torch::Tensor& scale,
+                              const char* op) {
+  check_cpu({a, b, za, zb, kzz, scale}, op);
   TORCH_CHECK(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0) && a.size(2) == b.size(2) &&
                   a.scalar_type() == torch::kInt64 && b.scalar_type() == torch::kInt64 &&
                   a.size(2) == (k + 63) / 64,
-              "binary_attention_product: sign words ", a.sizes(), " and ", b.sizes(),
-              " do not fit rows of ", k, " signs");
+              op, ": sign words ", a.sizes(), " and ", b.sizes(), " do not fit rows of ", k,
+              " signs");
   const int64_t heads = za.numel();
   for (const auto& t : {za, zb, kzz, scale})
-    TORCH_CHECK(t.scalar_type() == torch::kFloat32 && t.numel() == heads,
-                "binary_attention_product: za, zb, kzz and scale need one float32 per head");
-  TORCH_CHECK(heads > 0 && a.size(0) % heads == 0,
-              "binary_attention_product: G is not a multiple of the heads");
+    TORCH_CHECK(t.scalar_type() == torch::kFloat32 && t.numel() == heads, op,
+                ": za, zb, kzz and scale need one float32 per head");
+  TORCH_CHECK(heads > 0 && a.size(0) % heads == 0, op, ": G is not a multiple of the heads");
   a = a.contiguous(), b = b.contiguous();
-  auto flat = [](torch::Tensor t) { return t.reshape(-1).contiguous(); };
+  auto flat = [](const torch::Tensor& t) { return t.reshape(-1).contiguous(); };
   za = flat(za), zb = flat(zb), kzz = flat(kzz), scale = flat(scale);
+}
+
+// Bi-ViT's binary attention product in one pass: a (G, M, W) and b (G, N, W) sign words of
+// rows of k signs; za, zb, kzz (= k za zb) and scale one float per head (G = B * heads, head
+// g % heads). out (G, M, N) float (see attention_group).
+torch::Tensor binary_attention_product(torch::Tensor a, torch::Tensor b, int64_t k,
+                                       torch::Tensor za, torch::Tensor zb, torch::Tensor kzz,
+                                       torch::Tensor scale) {
+  check_attention_operands(a, b, k, za, zb, kzz, scale, "binary_attention_product");
+  const int64_t heads = za.numel();
   const int64_t g = a.size(0), m = a.size(1), n = b.size(1), words = a.size(2);
   const int64_t npad = (n + kBlockN - 1) / kBlockN * kBlockN;
   auto out = torch::empty({g, m, n}, za.options());
@@ -995,48 +1051,234 @@ torch::Tensor binary_attention_product(torch::Tensor a, torch::Tensor b, int64_t
   at::parallel_for(0, g, 1, [&](int64_t begin, int64_t end) {
     std::vector<uint32_t> bt32(2 * words * npad);   // b's words as 32-bit halves, per column
     std::vector<float> sum_b(npad, 0.f);
-    float a_part[kBlockM];
-    const uint32_t* rows32[kBlockM];
-    float* outs[kBlockM];
     for (int64_t gi = begin; gi < end; ++gi) {
       const int64_t h = gi % heads;
-      const uint64_t* Ag = A + gi * m * words;
-      const uint64_t* Bg = B + gi * n * words;
-      std::fill(bt32.begin(), bt32.end(), 0u);
-      for (int64_t j = 0; j < n; ++j) {
-        for (int64_t w = 0; w < words; ++w) {
-          bt32[(2 * w) * npad + j] = static_cast<uint32_t>(Bg[j * words + w]);
-          bt32[(2 * w + 1) * npad + j] = static_cast<uint32_t>(Bg[j * words + w] >> 32);
-        }
-        sum_b[j] = static_cast<float>(sign_sum(Bg + j * words, words, k));
-      }
-      for (int64_t m0 = 0; m0 < m; m0 += kBlockM) {
-        const int64_t real = std::min<int64_t>(kBlockM, m - m0);
-        for (int r = 0; r < kBlockM; ++r) {
-          const int64_t row = m0 + std::min<int64_t>(r, real - 1);
-          rows32[r] = reinterpret_cast<const uint32_t*>(Ag + row * words);
-          a_part[r] = pb[h] * static_cast<float>(sign_sum(Ag + row * words, words, k));
-          outs[r] = O + (gi * m + row) * n;
-        }
-        if (avx) {
-          for (int64_t c = 0; c < n; c += kBlockN)
-            attention32_avx512(rows32, bt32.data(), npad, c, 2 * words, k, a_part, sum_b.data(),
-                               pa[h], pk[h], ps[h], outs, real, n);
-          continue;
-        }
-        for (int64_t r = 0; r < real; ++r)
-          for (int64_t j = 0; j < n; ++j) {
-            int64_t pop = 0;
-            for (int64_t w = 0; w < words; ++w)
-              pop += __builtin_popcountll(Ag[(m0 + r) * words + w] ^ Bg[j * words + w]);
-            float t = static_cast<float>(k - 2 * pop) - a_part[r];
-            t = t - pa[h] * sum_b[j];
-            outs[r][j] = (t + pk[h]) * ps[h];
-          }
-      }
+      float* Og = O + gi * m * n;
+      attention_group(A + gi * m * words, B + gi * n * words, m, n, words, k, pa[h], pb[h], pk[h],
+                      ps[h], npad, avx, bt32, sum_b,
+                      [&](int64_t row, int64_t) { return Og + row * n; },
+                      [](int64_t, int64_t) {});
     }
   });
   return out;
+}
+
+// ------------------------------------------------------------- softmax straight to sign words
+// exp(x) of 16 floats x <= 0 to within 1e-6 relative (a Cody-Waite reduction to |r| <= ln2 / 2
+// and a degree-6 Taylor polynomial, whose truncation is below 1.2e-7); x below -87 gives
+// exp(-87), which a sum that holds exp(0) = 1 cannot tell from less.
+__attribute__((target("avx512f"))) inline __m512 exp_nonpositive_avx512(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145752f), x);   // ln 2, high bits
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860677e-6f), r);         // ln 2, the rest
+  __m512 p = _mm512_set1_ps(1.f / 720.f);
+  for (float c : {1.f / 120.f, 1.f / 24.f, 1.f / 6.f, 0.5f, 1.f, 1.f})
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+  return _mm512_scalef_ps(p, n);
+}
+
+// How far (in log space) the natural log of any softmax output p = exp(x_j - max) / sum over a
+// row of n entries can lie from the one torch's float32 softmax computes, leaving out the
+// rounding of x_j - max (added per entry): its sum in any order ((n - 1) roundings of 2^-24),
+// its exponential (allowed 40 ulps), the division or the multiplication by the reciprocal and the
+// division by the binarizer's step (4 roundings), the roundings of the other entries' x_k - max
+// in the sum (at most n e^-1 2^-24 relative, as |d| e^d <= e^-1), plus this kernel's own
+// exponential (1e-6), its float sum in 16 lanes (n / 16 + 4 roundings) and the same roundings
+// of x_k - max.
+double softmax_log_margin(int64_t n) {
+  return static_cast<double>(3 * n + 16) * 0x1p-24 + 40 * 0x1p-23 + 4e-6;
+}
+
+// Sign words of a binarized softmax row: bit j is 1 where softmax(x)_j / s + z >= 0 as torch's
+// float32 softmax and the binarizer round it. `log_theta` = log(-z s) (the probability at the
+// threshold; -inf where z >= 0, which makes every bit 1). Decides each bit only where the exact
+// log probability lies farther than `margin` (+ the rounding of x_j - max) from log_theta, so
+// that no rounding of torch's can change it; returns false, leaving `words` undefined, where
+// one is too close or the row holds NaN or +inf or only -inf (the caller then asks torch).
+__attribute__((target("avx512f,avx512dq"))) bool softmax_sign_row(const float* x, int64_t n,
+                                                                   double log_theta,
+                                                                   double margin,
+                                                                   uint64_t* words) {
+  __m512 vmax = _mm512_set1_ps(-INFINITY);
+  for (int64_t j = 0; j < n; j += 16) {
+    const int64_t valid = std::min<int64_t>(16, n - j);
+    const __mmask16 m = valid == 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
+    vmax = _mm512_max_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, x + j), vmax);
+  }
+  // a NaN may or may not reach the maximum: one that does not fails both comparisons below
+  const float mx = _mm512_reduce_max_ps(vmax);
+  if (!(mx < INFINITY) || mx == -INFINITY) return false;
+  const int64_t nwords = (n + 63) / 64;
+  std::fill(words, words + nwords, 0ull);
+  if (log_theta == -INFINITY) {                     // every probability passes the threshold
+    for (int64_t j = 0; j < n; ++j) words[j / 64] |= 1ull << (j % 64);
+    return true;
+  }
+  const __m512 vm = _mm512_set1_ps(mx);
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const int64_t valid = std::min<int64_t>(16, n - j);
+    const __mmask16 m = valid == 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
+    sum = _mm512_mask_add_ps(
+        sum, m, sum, exp_nonpositive_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + j), vm)));
+  }
+  // Bit j is 1 where d - tau >= margin + |d| 2^-23 and 0 where d - tau <= -(margin + |d| 2^-23)
+  // (d = x_j - max exactly; |d| 2^-23 covers torch rounding d to float). As x_j >= max + tau
+  // + big and x_j <= max + tau - big, big = (margin + |tau| 2^-23)(1 + 2^-22), imply these for
+  // d <= 0, the row's two bounds in x, rounded outwards to float, decide each bit by one
+  // comparison: the bounds are computed in double, within 2^-50 of their size.
+  const double tau = std::log(static_cast<double>(_mm512_reduce_add_ps(sum))) + log_theta;
+  const double big = (margin + std::fabs(tau) * 0x1p-23) * (1 + 0x1p-22);
+  const double slack = (std::fabs(mx) + std::fabs(tau) + big) * 0x1p-50;
+  const double hi = mx + tau + big + slack, lo = mx + tau - big - slack;
+  float hi_f = static_cast<float>(hi), lo_f = static_cast<float>(lo);
+  if (static_cast<double>(hi_f) < hi) hi_f = std::nextafter(hi_f, INFINITY);
+  if (static_cast<double>(lo_f) > lo) lo_f = std::nextafter(lo_f, -INFINITY);
+  const __m512 vhi = _mm512_set1_ps(hi_f), vlo = _mm512_set1_ps(lo_f);
+  for (int64_t j = 0; j < n; j += 16) {
+    const int64_t valid = std::min<int64_t>(16, n - j);
+    const __mmask16 m = valid == 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + j);
+    const __mmask16 one = _mm512_mask_cmp_ps_mask(m, v, vhi, _CMP_GE_OQ);
+    const __mmask16 zero = _mm512_mask_cmp_ps_mask(m, v, vlo, _CMP_LE_OQ);
+    if ((one | zero) != m) return false;
+    words[j / 64] |= static_cast<uint64_t>(one) << (j % 64);
+  }
+  return true;
+}
+
+// The logits rows a softmax-sign pass could not decide: their indices and values, gathered per
+// thread and returned as (U,) int64 and (U, N) float32 in increasing row order.
+struct UndecidedRows {
+  std::vector<std::vector<std::pair<int64_t, std::vector<float>>>> per_task;
+  explicit UndecidedRows(int64_t tasks) : per_task(tasks) {}
+  std::pair<torch::Tensor, torch::Tensor> tensors(int64_t n) const {
+    int64_t count = 0;
+    for (const auto& t : per_task) count += static_cast<int64_t>(t.size());
+    auto rows = torch::empty({count}, torch::kInt64);
+    auto logits = torch::empty({count, n}, torch::kFloat32);
+    int64_t i = 0;
+    for (const auto& task : per_task)
+      for (const auto& [row, values] : task) {
+        rows.data_ptr<int64_t>()[i] = row;
+        std::memcpy(logits.data_ptr<float>() + i * n, values.data(), n * sizeof(float));
+        ++i;
+      }
+    return {rows, logits};
+  }
+};
+
+// log(-z s) per head (-inf where z >= 0: every probability passes), after checking the
+// binarizer's steps: one positive, finite float32 step and a finite zero point per head, and a
+// threshold -z s that, where positive, is at least 1e-30 (a smaller one would compare
+// probabilities that float32 holds only as subnormals).
+std::vector<double> log_thresholds(const torch::Tensor& prob_scale, const torch::Tensor& prob_zero,
+                                   int64_t heads, const char* op) {
+  check_cpu({prob_scale, prob_zero}, op);
+  TORCH_CHECK(prob_scale.scalar_type() == torch::kFloat32 &&
+                  prob_zero.scalar_type() == torch::kFloat32 && prob_scale.numel() == heads &&
+                  prob_zero.numel() == heads,
+              op, ": prob_scale and prob_zero need one float32 per head (", heads, ")");
+  const auto s = prob_scale.reshape(-1).contiguous(), z = prob_zero.reshape(-1).contiguous();
+  std::vector<double> out(heads);
+  for (int64_t h = 0; h < heads; ++h) {
+    const double sh = s.data_ptr<float>()[h], zh = z.data_ptr<float>()[h];
+    TORCH_CHECK(std::isfinite(sh) && sh > 0 && std::isfinite(zh), op, ": head ", h,
+                " has step ", sh, " and zero point ", zh, "; the fused softmax needs a positive "
+                "finite step and a finite zero point (use the unfused path)");
+    const double theta = -zh * sh;
+    TORCH_CHECK(theta <= 0 || theta >= 1e-30, op, ": head ", h, "'s threshold ", theta,
+                " is below 1e-30 (use the unfused path)");
+    out[h] = theta <= 0 ? -INFINITY : std::log(theta);
+  }
+  return out;
+}
+
+// Bi-ViT's binarized attention probabilities straight from the operands of q k^T: the logits
+// of binary_attention_product(a, b, k, za, zb, kzz, scale), a row block at a time in a scratch
+// buffer (never written out), then each row's softmax to the sign words of
+// softmax / prob_scale + prob_zero (one step and zero point per head; softmax_sign_row), rounded
+// as torch's softmax and binarizer would. Returns (words (G, M, ceil(N / 64)) int64, rows (U,)
+// int64, logits (U, N) float32): the rows (flat indices g * M + m) whose words are left undefined
+// because a probability lies too close to the threshold, with their logits, for the caller to
+// finish with torch. extra_margin widens the margin (tests use it to send rows to the caller).
+std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> binary_attention_softmax_signs(
+    torch::Tensor a, torch::Tensor b, int64_t k, torch::Tensor za, torch::Tensor zb,
+    torch::Tensor kzz, torch::Tensor scale, torch::Tensor prob_scale, torch::Tensor prob_zero,
+    double extra_margin) {
+  const char* op = "binary_attention_softmax_signs";
+  check_attention_operands(a, b, k, za, zb, kzz, scale, op);
+  TORCH_CHECK(use_avx512(), op, ": needs AVX-512 (use the unfused path)");
+  const int64_t heads = za.numel();
+  const auto log_theta = log_thresholds(prob_scale, prob_zero, heads, op);
+  const int64_t g = a.size(0), m = a.size(1), n = b.size(1), words = a.size(2);
+  const int64_t npad = (n + kBlockN - 1) / kBlockN * kBlockN, out_words = (n + 63) / 64;
+  const double margin = softmax_log_margin(n) + extra_margin;
+  auto out = torch::empty({g, m, out_words}, a.options());
+  const auto* A = reinterpret_cast<const uint64_t*>(a.data_ptr<int64_t>());
+  const auto* B = reinterpret_cast<const uint64_t*>(b.data_ptr<int64_t>());
+  auto* W = reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>());
+  const float *pa = za.data_ptr<float>(), *pb = zb.data_ptr<float>();
+  const float *pk = kzz.data_ptr<float>(), *ps = scale.data_ptr<float>();
+  UndecidedRows undecided(g);
+  at::parallel_for(0, g, 1, [&](int64_t begin, int64_t end) {
+    std::vector<uint32_t> bt32(2 * words * npad);
+    std::vector<float> sum_b(npad, 0.f), block(kBlockM * npad);
+    for (int64_t gi = begin; gi < end; ++gi) {
+      const int64_t h = gi % heads;
+      auto& rows = undecided.per_task[gi];
+      attention_group(
+          A + gi * m * words, B + gi * n * words, m, n, words, k, pa[h], pb[h], pk[h], ps[h],
+          npad, true, bt32, sum_b,
+          [&](int64_t row, int64_t first) { return block.data() + (row - first) * npad; },
+          [&](int64_t first, int64_t real) {
+            for (int64_t r = 0; r < real; ++r) {
+              const float* logits = block.data() + r * npad;
+              const int64_t flat = gi * m + first + r;
+              if (!softmax_sign_row(logits, n, log_theta[h], margin, W + flat * out_words))
+                rows.emplace_back(flat, std::vector<float>(logits, logits + n));
+            }
+          });
+    }
+  });
+  auto [rows, logits] = undecided.tensors(n);
+  return {out, rows, logits};
+}
+
+// The same for logits already computed (G, M, N) float32 (say, with an attention mask added;
+// -inf entries give probability 0), one step and zero point per head of G = B * heads.
+std::tuple<torch::Tensor, torch::Tensor> softmax_signs(torch::Tensor logits,
+                                                      torch::Tensor prob_scale,
+                                                      torch::Tensor prob_zero,
+                                                      double extra_margin) {
+  const char* op = "softmax_signs";
+  check_cpu({logits}, op);
+  TORCH_CHECK(use_avx512(), op, ": needs AVX-512 (use the unfused path)");
+  TORCH_CHECK(logits.dim() == 3 && logits.scalar_type() == torch::kFloat32, op,
+              ": logits must be (G, M, N) float32, got ", logits.sizes(), " ",
+              logits.scalar_type());
+  const int64_t heads = prob_scale.numel();
+  TORCH_CHECK(heads > 0 && logits.size(0) % heads == 0, op, ": G is not a multiple of the heads");
+  const auto log_theta = log_thresholds(prob_scale, prob_zero, heads, op);
+  logits = logits.contiguous();
+  const int64_t g = logits.size(0), m = logits.size(1), n = logits.size(2);
+  const int64_t out_words = (n + 63) / 64;
+  const double margin = softmax_log_margin(n) + extra_margin;
+  auto out = torch::empty({g, m, out_words}, logits.options().dtype(torch::kInt64));
+  const float* X = logits.data_ptr<float>();
+  auto* W = reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>());
+  std::vector<uint8_t> decided(g * m);
+  at::parallel_for(0, g * m, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row)
+      decided[row] = softmax_sign_row(X + row * n, n, log_theta[(row / m) % heads], margin,
+                                      W + row * out_words);
+  });
+  std::vector<int64_t> rows;
+  for (int64_t row = 0; row < g * m; ++row)
+    if (!decided[row]) rows.push_back(row);
+  return {out, torch::tensor(rows, torch::kInt64)};
 }
 
 // x (B, Hp, Wp, Wc) sign words of the zero-padded input (channels last, padding pixels all-zero
@@ -1485,6 +1727,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("binary_affine_values", &binary_affine_values, "fma(dot, scale, bias) per channel");
   m.def("binary_attention_product", &binary_attention_product,
         "Bi-ViT's binary attention product with its zero-point corrections, in one pass");
+  m.def("binary_attention_softmax_signs", &binary_attention_softmax_signs,
+        "the sign words of Bi-ViT's binarized softmax(q k^T) straight from q's and k's sign "
+        "words, with the rows left to torch");
+  m.def("softmax_signs", &softmax_signs,
+        "the sign words of a binarized softmax of (G, M, N) logits, with the rows left to torch");
   m.def("binary_conv2d", &binary_conv2d, "XNOR-popcount direct convolution on packed signs");
   m.def("quantize_int8", &quantize_int8, "round(clamp(x / s + z)) - offset as int8, in x's layout");
   m.def("float_signs", &float_signs, "+1 where x >= 0, else -1, as float, in x's layout");
