@@ -30,7 +30,9 @@ difference, same argmax); where the runtime pairs binary layers (an MLP's fc1 ha
 signs), the same runtime without pairs is timed too, and its outputs compared with the paired
 one's (``pairs_change_nothing``: equal bit for bit); where it has integer layers, the same
 runtime with ``int8_backend='int_mm'`` is timed and its outputs compared with the default's
-(``int_mm_same_outputs``: equal bit for bit); for paired models ``breakdown_ms`` says
+(``int_mm_same_outputs``: equal bit for bit); where it has binary attention, the same runtime
+with ``fuse_softmax=False`` (logits written out, torch's softmax, then P's packing) is timed and
+its outputs compared (``fused_softmax_changes_nothing``); for paired models ``breakdown_ms`` says
 where the runtime's time goes (each kernel, the top torch operators; profiled, so compare
 shares).
 
@@ -329,7 +331,8 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
         run(quantized)                              # initialises the quantizers' steps
     path = folder / f'{name}.safetensors'
     export_quantized(quantized, path)
-    unpaired_structure, int_mm_structure = copy.deepcopy(structure), copy.deepcopy(structure)
+    unpaired_structure, int_mm_structure, unfused_structure = (copy.deepcopy(structure)
+                                                                for _ in range(3))
     runtime, report = build_runtime_model(structure, path)
     float_model.eval()
     with torch.inference_mode():
@@ -347,6 +350,11 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
         functions['runtime without pairs'] = lambda: run(unpaired)
         with torch.inference_mode():
             extra = dict(pairs_change_nothing=bool(torch.equal(_flat(run(unpaired)), got)))
+    if report.counts().get('binary attention'):  # the same runtime, softmax not fused
+        unfused, _ = build_runtime_model(unfused_structure, path, fuse_softmax=False)
+        functions['runtime, softmax unfused'] = lambda: run(unfused)
+        with torch.inference_mode():
+            extra['fused_softmax_changes_nothing'] = bool(torch.equal(_flat(run(unfused)), got))
     if report.gemms:                            # the same runtime on torch._int_mm
         plain, _ = build_runtime_model(int_mm_structure, path, int8_backend='int_mm')
         functions['runtime, int8 on _int_mm'] = lambda: run(plain)
@@ -380,15 +388,20 @@ def table(results: dict) -> str:
                      f"{cell(row.get('int8 oneDNN'))} | "
                      f"{cell(row.get('memory floor'))} |")
     lines += ['', '| model (batch 8) | float32 ms | fake-quantized ms | runtime ms | runtime '
-              'speed-up | runtime without pairs | runtime, int8 on _int_mm (outputs) '
+              'speed-up | runtime without pairs | runtime, softmax unfused (outputs) '
+              '| runtime, int8 on _int_mm (outputs) '
               '| max output difference / max output | same argmax | layers on kernels | paper '
-              '(theoretical) |', '|---|---|---|---|---|---|---|---|---|---|---|']
+              '(theoretical) |', '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for name, row in results['models'].items():
         agree = '-' if row['same_argmax'] is None else f"{100 * row['same_argmax']:.0f}%"
         unpaired = row.get('runtime without pairs')
         unpaired = (f"{unpaired['ms']:.1f} ms, {unpaired['speedup']:.2f}x" if unpaired
                     else '-')
         pairs = f", {row['binary_pairs']} binary pairs" if row.get('binary_pairs') else ''
+        unfused = row.get('runtime, softmax unfused')
+        unfused = (f"{unfused['ms']:.1f} ms, {unfused['speedup']:.2f}x ("
+                   f"{'the same' if row['fused_softmax_changes_nothing'] else 'DIFFERENT'})"
+                   if unfused else '-')
         plain = row.get('runtime, int8 on _int_mm')
         plain = (f"{plain['ms']:.1f} ms, {plain['speedup']:.2f}x "
                  f"({'the same' if row['int_mm_same_outputs'] else 'DIFFERENT'}; GEMMs of the "
@@ -396,7 +409,7 @@ def table(results: dict) -> str:
                  "outputs more than 1e-3 from the fake-quantized model's)" if plain else '-')
         lines.append(f"| {name} | {row['float32']['ms']:.1f} | {row['fake-quantized']['ms']:.1f} "
                      f"| {row['runtime']['ms']:.1f} | {row['runtime']['speedup']:.2f}x | "
-                     f"{unpaired} | {plain} | "
+                     f"{unpaired} | {unfused} | {plain} | "
                      f"{row['max_abs_difference']:.3g} / {row['max_abs_output']:.3g} | {agree} | "
                      f"{row['layers']}{pairs} | {row['paper']} |")
     for name, row in results['models'].items():

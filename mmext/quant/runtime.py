@@ -949,15 +949,17 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 
 @torch.no_grad()
 def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = True,
-                        pair_binary_layers: bool = True,
-                        int8_backend: str = 'auto') -> tuple[nn.Module, RuntimeReport]:
+                        pair_binary_layers: bool = True, int8_backend: str = 'auto',
+                        fuse_softmax: bool = True) -> tuple[nn.Module, RuntimeReport]:
     """Fill ``model`` (the quantized structure the exported config builds) from the export at
     ``path`` and swap its quantized layers for kernel modules where they compute exactly;
     returns the model (in eval mode, changed in place) and a :class:`RuntimeReport`.
     ``use_kernel=False`` runs every layer on the pure-torch reference (the same integers);
     ``pair_binary_layers`` lets a binary layer hand the next one its signs directly
     (:func:`fuse_binary_pairs`; the same outputs); ``int8_backend`` picks the integer layers'
-    GEMM ('auto', 'int_mm' or 'onednn'; the same floats: :class:`IntLinear`)."""
+    GEMM ('auto', 'int_mm' or 'onednn'; the same floats: :class:`IntLinear`); ``fuse_softmax``
+    lets binary attention take P's signs straight from q's and k's (:class:`BinaryAttention`;
+    the same outputs)."""
     devices = {p.device.type for p in model.parameters()}
     if devices - {'cpu'}:
         raise ValueError(f'the low-bit runtime runs on the CPU, the model is on {devices}: '
@@ -978,7 +980,7 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
         if isinstance(module, QuantizedSDPA):
             quantizers = [getattr(module, f'{n}_quantizer') for n in ('q', 'k', 'v', 'prob')]
             if all(isinstance(q, LearnableScaleBinarizer) for q in quantizers):
-                _set_module(model, name, BinaryAttention(module, use_kernel))
+                _set_module(model, name, BinaryAttention(module, use_kernel, fuse_softmax))
                 report.append((name, 'binary attention', ''))
             else:
                 kinds = sorted({type(q).__name__ for q in quantizers})

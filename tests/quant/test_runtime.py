@@ -574,8 +574,14 @@ def test_runtime_bivit_predicts_the_fake_quantized_labels(tmp_path):
             expected = model(x, mode='tensor')
         export_quantized(model, tmp_path / 'bivit.safetensors')
         runtime, report = build_runtime_model(build(), tmp_path / 'bivit.safetensors')
+        unfused, _ = build_runtime_model(build(), tmp_path / 'bivit.safetensors',
+                                         fuse_softmax=False)
         with torch.no_grad():
             got = runtime(x, mode='tensor')
+            assert torch.equal(unfused(x, mode='tensor'), got)     # P's signs fused or not
+    attention = runtime.backbone.layers[0].attn.scaled_dot_product_attention
+    assert attention._fuses_softmax()
+    assert not unfused.backbone.layers[0].attn.scaled_dot_product_attention._fuses_softmax()
     # patch embedding + 2 x (qkv, proj, fc1, fc2), and both attentions; both MLPs' fc1 -> fc2
     assert report.counts() == {'binary': 9, 'binary attention': 2}
     assert report.pairs == [(f'backbone.layers.{i}.ffn.layers.0', True, '') for i in range(2)]
