@@ -628,12 +628,13 @@ def _binary_sdpa(heads: int, dim: int, tokens: int, seed: int = 0):
 
 
 @needs_kernels
-@pytest.mark.parametrize('masked', [False, True])
-def test_fused_softmax_gives_the_unfused_sign_words(masked):
-    """P's words straight from q's and k's (logits never written, softmax decided in log space)
+@pytest.mark.parametrize('masked, dim', [(False, 70), (True, 70), (False, 40), (False, 64)])
+def test_fused_softmax_gives_the_unfused_sign_words(masked, dim):
+    """P's words straight from q's and k's (logits never written, softmax decided in log space;
+    heads of up to 64 dimensions sum the softmax from tables, larger ones by exponentials)
     equal those of torch's softmax and the packing, also when a wide margin sends most rows to
     torch (they are finished there), and so do the attention's outputs."""
-    sdpa, (q, k, v) = _binary_sdpa(heads=3, dim=70, tokens=131)
+    sdpa, (q, k, v) = _binary_sdpa(heads=3, dim=dim, tokens=131)
     mask = torch.rand(131, 131) > 0.3 if masked else None
     fused, unfused = BinaryAttention(sdpa), BinaryAttention(sdpa, fuse_softmax=False)
     assert fused._fuses_softmax() and not unfused._fuses_softmax()
@@ -642,19 +643,44 @@ def test_fused_softmax_gives_the_unfused_sign_words(masked):
         qn, kn = fused.q_transform(q), fused.k_transform(k)
         a, b = fused._operand(qn, 'q'), fused._operand(kn, 'k')
         (sq, zq), (sk, zk) = fused._step('q'), fused._step('k')
-        shape, scale = (2, 3, 131, 131), sq * sk / math.sqrt(70)
-        logits = fused._product(a, b, shape, 70, zq, zk, scale)
+        shape, scale = (2, 3, 131, 131), sq * sk / math.sqrt(dim)
+        logits = fused._product(a, b, shape, dim, zq, zk, scale)
         if masked:
             logits = logits.masked_fill(~mask, float('-inf'))
         expected = fused._operand(logits.softmax(-1), 'prob')
         for extra in (0.0, 0.05, 10.0):
-            assert torch.equal(fused._prob_words(a, b, shape, 70, zq, zk, scale, mask, extra),
+            assert torch.equal(fused._prob_words(a, b, shape, dim, zq, zk, scale, mask, extra),
                                expected)
         if not masked:      # how many rows a margin leaves to torch
             undecided = [fused.ops.binary_attention_softmax_signs(
-                a, b, 70, zq.float(), zk.float(), (70 * zq * zk).float(), scale.float(),
+                a, b, dim, zq.float(), zk.float(), (dim * zq * zk).float(), scale.float(),
                 fused.prob_scale, fused.prob_zero, extra)[1].numel() for extra in (0.0, 10.0)]
             assert undecided[0] < 0.05 * 2 * 3 * 131 and undecided[1] == 2 * 3 * 131
+
+
+@needs_kernels
+@pytest.mark.parametrize('dim', [64, 70])
+def test_fused_softmax_leaves_rows_on_the_threshold_to_torch(dim):
+    """Keys all alike and no zero-point corrections make every row's logits equal, so each
+    probability is 1 / N: with P's threshold 1 / N no bit may be decided in the kernel, on the
+    tables (dim <= 64) or on exponentials; with a zero point >= 0 every bit is 1."""
+    g = torch.Generator().manual_seed(2)
+    heads, rows, n = 2, 9, 37
+    words = -(-dim // 64)
+    a = torch.randint(-2 ** 62, 2 ** 62, (heads * 2, rows, words), generator=g)
+    b = torch.randint(-2 ** 62, 2 ** 62, (heads * 2, 1, words), generator=g)
+    if dim % 64:                                             # bits past dim are 0
+        a[..., -1] &= (1 << dim % 64) - 1
+        b[..., -1] &= (1 << dim % 64) - 1
+    zeros, scale = torch.zeros(heads), torch.full((heads, ), 0.3)
+    args = (a, b.expand(-1, n, -1).contiguous(), dim, zeros, zeros, zeros, scale)
+    _, undecided, logits = ops.binary_attention_softmax_signs(
+        *args, torch.full((heads, ), 2.0 / n), torch.full((heads, ), -0.5), 0.0)
+    assert undecided.tolist() == list(range(heads * 2 * rows))
+    assert torch.equal(logits, logits[:, :1].expand(-1, n))
+    signs, undecided, _ = ops.binary_attention_softmax_signs(
+        *args, torch.full((heads, ), 2.0 / n), torch.zeros(heads), 0.0)
+    assert undecided.numel() == 0 and (unpack_signs(signs.view(-1, 1), n) == 1).all()
 
 
 @needs_kernels

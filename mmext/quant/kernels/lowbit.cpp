@@ -953,6 +953,51 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void attention32_avx512(
   }
 }
 
+// exp(L) of a q k^T logit L = scale (dot - zb sum_a - za sum_b + kzz), factored as
+// T[pop] U[j] R: T[p] = exp(scale (k - 2 p)) over the popcount p (dot = k - 2 p), U[j] =
+// exp(-scale za sum_b[j]) per column (0 past the last) and R = exp(scale (kzz - zb sum_a)) per
+// row, so that a row's softmax sum is R sum_j T[pop_j] U[j]: a table lookup and a multiply per
+// logit instead of an exponential. For heads of at most 64 dimensions (p <= 64).
+struct SoftmaxTables {
+  alignas(64) float table[80];      // T[0 .. 64], zeros after
+  std::vector<float> column;        // U (npad)
+};
+
+// T[p] of 16 lanes p in [0, 64]: two two-register permutes (entries 0-31 and 32-63, picked by
+// bit 5) and entry 64 blended in.
+__attribute__((target("avx512f"), always_inline)) inline __m512 lookup65(const float* t,
+                                                                         __m512i p) {
+  const __m512 lo = _mm512_permutex2var_ps(_mm512_load_ps(t), p, _mm512_load_ps(t + 16));
+  const __m512 hi = _mm512_permutex2var_ps(_mm512_load_ps(t + 32), p, _mm512_load_ps(t + 48));
+  const __mmask16 upper = _mm512_test_epi32_mask(p, _mm512_set1_epi32(32));
+  const __mmask16 last = _mm512_cmpeq_epi32_mask(p, _mm512_set1_epi32(64));
+  return _mm512_mask_blend_ps(last, _mm512_mask_blend_ps(upper, lo, hi), _mm512_set1_ps(t[64]));
+}
+
+// attention32_avx512's logits, and each real row's sum of T[pop] U[j] over these 16 columns
+// added to its 16 lanes of row_sums (kBlockM x 16).
+__attribute__((target("avx512f,avx512vpopcntdq"))) void attention32_sums_avx512(
+    const uint32_t* const* rows, const uint32_t* bt32, int64_t npad, int64_t c, int64_t half_words,
+    int64_t k, const float* a_part, const float* sum_b, float za, float kzz, float scale,
+    float* const* out, int64_t real, int64_t n, const SoftmaxTables& tables, float* row_sums) {
+  __m512i acc[kBlockM];
+  accumulate32_avx512(rows, bt32, npad, c, half_words, acc);
+  const int64_t end = std::min<int64_t>(kBlockN, n - c);
+  const __mmask16 mask = end == 16 ? 0xFFFF : static_cast<__mmask16>((1u << end) - 1);
+  const __m512i vk = _mm512_set1_epi32(static_cast<int32_t>(k));
+  const __m512 b_part = _mm512_mul_ps(_mm512_set1_ps(za), _mm512_loadu_ps(sum_b + c));
+  const __m512 vkzz = _mm512_set1_ps(kzz), vs = _mm512_set1_ps(scale);
+  const __m512 u = _mm512_loadu_ps(tables.column.data() + c);
+  for (int64_t r = 0; r < real; ++r) {
+    const __m512 dot = _mm512_cvtepi32_ps(_mm512_sub_epi32(vk, _mm512_slli_epi32(acc[r], 1)));
+    const __m512 t = _mm512_sub_ps(_mm512_sub_ps(dot, _mm512_set1_ps(a_part[r])), b_part);
+    _mm512_mask_storeu_ps(out[r] + c, mask, _mm512_mul_ps(_mm512_add_ps(t, vkzz), vs));
+    float* sums = row_sums + r * 16;
+    _mm512_storeu_ps(sums, _mm512_add_ps(_mm512_loadu_ps(sums),
+                                         _mm512_mul_ps(lookup65(tables.table, acc[r]), u)));
+  }
+}
+
 int64_t sign_sum(const uint64_t* words, int64_t count, int64_t k) {
   int64_t pop = 0;
   for (int64_t w = 0; w < count; ++w) pop += __builtin_popcountll(words[w]);
@@ -966,11 +1011,14 @@ int64_t sign_sum(const uint64_t* words, int64_t count, int64_t k) {
 // kBlockM: `row_out(row, first)` gives where row `row` of the block starting at `first` is
 // written (n floats), and `finished(first, real)` is called once the block's `real` rows are.
 // bt32 and sum_b are the caller's scratch (2 W npad and npad entries).
+// With `tables` (the AVX-512 path only), each block's rows also get their softmax sums in
+// row_sums (kBlockM x 16 lanes, zeroed per block; attention32_sums_avx512).
 template <typename RowOut, typename Finished>
 void attention_group(const uint64_t* Ag, const uint64_t* Bg, int64_t m, int64_t n, int64_t words,
                      int64_t k, float za, float zb, float kzz, float scale, int64_t npad,
                      bool avx, std::vector<uint32_t>& bt32, std::vector<float>& sum_b,
-                     RowOut&& row_out, Finished&& finished) {
+                     RowOut&& row_out, Finished&& finished,
+                     const SoftmaxTables* tables = nullptr, float* row_sums = nullptr) {
   float a_part[kBlockM];
   const uint32_t* rows32[kBlockM];
   float* outs[kBlockM];
@@ -990,7 +1038,12 @@ void attention_group(const uint64_t* Ag, const uint64_t* Bg, int64_t m, int64_t 
       a_part[r] = zb * static_cast<float>(sign_sum(Ag + row * words, words, k));
       outs[r] = row_out(row, m0);
     }
-    if (avx) {
+    if (avx && tables) {
+      std::fill(row_sums, row_sums + kBlockM * 16, 0.f);
+      for (int64_t c = 0; c < n; c += kBlockN)
+        attention32_sums_avx512(rows32, bt32.data(), npad, c, 2 * words, k, a_part, sum_b.data(),
+                                za, kzz, scale, outs, real, n, *tables, row_sums);
+    } else if (avx) {
       for (int64_t c = 0; c < n; c += kBlockN)
         attention32_avx512(rows32, bt32.data(), npad, c, 2 * words, k, a_part, sum_b.data(), za,
                            kzz, scale, outs, real, n);
@@ -1091,6 +1144,35 @@ double softmax_log_margin(int64_t n) {
   return static_cast<double>(3 * n + 16) * 0x1p-24 + 40 * 0x1p-23 + 4e-6;
 }
 
+// Bit j of words is 1 where x[j] >= centre + big and 0 where x[j] <= centre - big; returns false
+// (words undefined) where an x[j] lies between them or is NaN. The two bounds are computed in
+// double (within 2^-50 of their size) and moved outwards by 2^-22 of their size (and 2^-126)
+// before rounding to float, which moves a value by at most 2^-24 of its size (or 2^-150 near 0).
+__attribute__((target("avx512f"))) bool signs_beyond(const float* x, int64_t n, double centre,
+                                                     double big, uint64_t* words) {
+  const double hi = centre + big, lo = centre - big;
+  const double out = 0x1p-22 * (std::fabs(centre) + big) + 0x1p-126;
+  const float hi_f = static_cast<float>(hi + out), lo_f = static_cast<float>(lo - out);
+  const __m512 vhi = _mm512_set1_ps(hi_f), vlo = _mm512_set1_ps(lo_f);
+  std::fill(words, words + (n + 63) / 64, 0ull);
+  for (int64_t j = 0; j < n; j += 16) {
+    const int64_t valid = std::min<int64_t>(16, n - j);
+    const __mmask16 m = valid == 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + j);
+    const __mmask16 one = _mm512_mask_cmp_ps_mask(m, v, vhi, _CMP_GE_OQ);
+    const __mmask16 zero = _mm512_mask_cmp_ps_mask(m, v, vlo, _CMP_LE_OQ);
+    if ((one | zero) != m) return false;
+    words[j / 64] |= static_cast<uint64_t>(one) << (j % 64);
+  }
+  return true;
+}
+
+// Every bit of a row of n: 1 (a zero point >= 0 passes every probability).
+void all_signs(int64_t n, uint64_t* words) {
+  std::fill(words, words + (n + 63) / 64, 0ull);
+  for (int64_t j = 0; j < n; ++j) words[j / 64] |= 1ull << (j % 64);
+}
+
 // Sign words of a binarized softmax row: bit j is 1 where softmax(x)_j / s + z >= 0 as torch's
 // float32 softmax and the binarizer round it. `log_theta` = log(-z s) (the probability at the
 // threshold; -inf where z >= 0, which makes every bit 1). Decides each bit only where the exact
@@ -1110,10 +1192,8 @@ __attribute__((target("avx512f,avx512dq"))) bool softmax_sign_row(const float* x
   // a NaN may or may not reach the maximum: one that does not fails both comparisons below
   const float mx = _mm512_reduce_max_ps(vmax);
   if (!(mx < INFINITY) || mx == -INFINITY) return false;
-  const int64_t nwords = (n + 63) / 64;
-  std::fill(words, words + nwords, 0ull);
   if (log_theta == -INFINITY) {                     // every probability passes the threshold
-    for (int64_t j = 0; j < n; ++j) words[j / 64] |= 1ull << (j % 64);
+    all_signs(n, words);
     return true;
   }
   const __m512 vm = _mm512_set1_ps(mx);
@@ -1127,26 +1207,10 @@ __attribute__((target("avx512f,avx512dq"))) bool softmax_sign_row(const float* x
   // Bit j is 1 where d - tau >= margin + |d| 2^-23 and 0 where d - tau <= -(margin + |d| 2^-23)
   // (d = x_j - max exactly; |d| 2^-23 covers torch rounding d to float). As x_j >= max + tau
   // + big and x_j <= max + tau - big, big = (margin + |tau| 2^-23)(1 + 2^-22), imply these for
-  // d <= 0, the row's two bounds in x, rounded outwards to float, decide each bit by one
-  // comparison: the bounds are computed in double, within 2^-50 of their size.
+  // d <= 0, the row's two bounds in x decide each bit by one comparison.
   const double tau = std::log(static_cast<double>(_mm512_reduce_add_ps(sum))) + log_theta;
-  const double big = (margin + std::fabs(tau) * 0x1p-23) * (1 + 0x1p-22);
-  const double slack = (std::fabs(mx) + std::fabs(tau) + big) * 0x1p-50;
-  const double hi = mx + tau + big + slack, lo = mx + tau - big - slack;
-  float hi_f = static_cast<float>(hi), lo_f = static_cast<float>(lo);
-  if (static_cast<double>(hi_f) < hi) hi_f = std::nextafter(hi_f, INFINITY);
-  if (static_cast<double>(lo_f) > lo) lo_f = std::nextafter(lo_f, -INFINITY);
-  const __m512 vhi = _mm512_set1_ps(hi_f), vlo = _mm512_set1_ps(lo_f);
-  for (int64_t j = 0; j < n; j += 16) {
-    const int64_t valid = std::min<int64_t>(16, n - j);
-    const __mmask16 m = valid == 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
-    const __m512 v = _mm512_maskz_loadu_ps(m, x + j);
-    const __mmask16 one = _mm512_mask_cmp_ps_mask(m, v, vhi, _CMP_GE_OQ);
-    const __mmask16 zero = _mm512_mask_cmp_ps_mask(m, v, vlo, _CMP_LE_OQ);
-    if ((one | zero) != m) return false;
-    words[j / 64] |= static_cast<uint64_t>(one) << (j % 64);
-  }
-  return true;
+  return signs_beyond(x, n, mx + tau, (margin + std::fabs(tau) * 0x1p-23) * (1 + 0x1p-22),
+                      words);
 }
 
 // The logits rows a softmax-sign pass could not decide: their indices and values, gathered per
@@ -1226,21 +1290,52 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> binary_attention_softmax
   at::parallel_for(0, g, 1, [&](int64_t begin, int64_t end) {
     std::vector<uint32_t> bt32(2 * words * npad);
     std::vector<float> sum_b(npad, 0.f), block(kBlockM * npad);
+    SoftmaxTables tables;
+    alignas(64) float row_sums[kBlockM * 16];
     for (int64_t gi = begin; gi < end; ++gi) {
       const int64_t h = gi % heads;
+      const uint64_t *Ag = A + gi * m * words, *Bg = B + gi * n * words;
       auto& rows = undecided.per_task[gi];
+      // |logit| <= reach; where exp(+-reach) and the tables' products stay well inside float's
+      // range, the sums come from the tables (SoftmaxTables), else from softmax_sign_row
+      const double sc = ps[h], zah = pa[h], zbh = pb[h], kz = pk[h];
+      const double reach = std::fabs(sc) * (k * (1 + std::fabs(zah) + std::fabs(zbh)) + std::fabs(kz));
+      const bool use_tables = k <= 64 && reach <= 40 && log_theta[h] != -INFINITY;
+      if (use_tables) {
+        std::fill(std::begin(tables.table), std::end(tables.table), 0.f);
+        for (int64_t p = 0; p <= k; ++p)
+          tables.table[p] = static_cast<float>(std::exp(sc * static_cast<double>(k - 2 * p)));
+        tables.column.assign(npad, 0.f);
+        for (int64_t j = 0; j < n; ++j)
+          tables.column[j] = static_cast<float>(
+              std::exp(-sc * zah * static_cast<double>(sign_sum(Bg + j * words, words, k))));
+      }
+      // this kernel's sums against the exact logits: |float logit - exact| <= 5 2^-24 reach
+      // (the kernel's five roundings), and torch's rounding of x - max, |x - max| <= 2 reach
+      const double table_margin = margin + 9 * 0x1p-24 * reach;
       attention_group(
-          A + gi * m * words, B + gi * n * words, m, n, words, k, pa[h], pb[h], pk[h], ps[h],
-          npad, true, bt32, sum_b,
+          Ag, Bg, m, n, words, k, pa[h], pb[h], pk[h], ps[h], npad, true, bt32, sum_b,
           [&](int64_t row, int64_t first) { return block.data() + (row - first) * npad; },
           [&](int64_t first, int64_t real) {
             for (int64_t r = 0; r < real; ++r) {
               const float* logits = block.data() + r * npad;
               const int64_t flat = gi * m + first + r;
-              if (!softmax_sign_row(logits, n, log_theta[h], margin, W + flat * out_words))
-                rows.emplace_back(flat, std::vector<float>(logits, logits + n));
+              bool decided;
+              if (use_tables) {
+                double sum = 0;
+                for (int i = 0; i < 16; ++i) sum += row_sums[r * 16 + i];
+                const double sum_a = static_cast<double>(sign_sum(Ag + (first + r) * words, words, k));
+                const double centre = std::log(sum) + sc * (kz - zbh * sum_a) + log_theta[h];
+                const double big =
+                    (table_margin + (std::fabs(centre) + reach) * 0x1p-23) * (1 + 0x1p-22);
+                decided = signs_beyond(logits, n, centre, big, W + flat * out_words);
+              } else {
+                decided = softmax_sign_row(logits, n, log_theta[h], margin, W + flat * out_words);
+              }
+              if (!decided) rows.emplace_back(flat, std::vector<float>(logits, logits + n));
             }
-          });
+          },
+          use_tables ? &tables : nullptr, row_sums);
     }
   });
   auto [rows, logits] = undecided.tensors(n);
