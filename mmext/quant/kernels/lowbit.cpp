@@ -932,27 +932,6 @@ torch::Tensor binary_affine_values(torch::Tensor dots, torch::Tensor scale, torc
   return out;
 }
 
-// Bi-ViT's binary attention product, one row of 16 outputs: the dots of accumulate32_avx512, then
-//     ((dot - a_part[r]) - za sum_b[c + j] + kzz) * scale,   a_part[r] = zb sum_a[r],
-// each operation rounded as the torch expression of the reference path; rows < `real` stored.
-__attribute__((target("avx512f,avx512vpopcntdq"))) void attention32_avx512(
-    const uint32_t* const* rows, const uint32_t* bt32, int64_t npad, int64_t c, int64_t half_words,
-    int64_t k, const float* a_part, const float* sum_b, float za, float kzz, float scale,
-    float* const* out, int64_t real, int64_t n) {
-  __m512i acc[kBlockM];
-  accumulate32_avx512(rows, bt32, npad, c, half_words, acc);
-  const int64_t end = std::min<int64_t>(kBlockN, n - c);
-  const __mmask16 mask = end == 16 ? 0xFFFF : static_cast<__mmask16>((1u << end) - 1);
-  const __m512i vk = _mm512_set1_epi32(static_cast<int32_t>(k));
-  const __m512 b_part = _mm512_mul_ps(_mm512_set1_ps(za), _mm512_loadu_ps(sum_b + c));
-  const __m512 vkzz = _mm512_set1_ps(kzz), vs = _mm512_set1_ps(scale);
-  for (int64_t r = 0; r < real; ++r) {
-    const __m512 dot = _mm512_cvtepi32_ps(_mm512_sub_epi32(vk, _mm512_slli_epi32(acc[r], 1)));
-    const __m512 t = _mm512_sub_ps(_mm512_sub_ps(dot, _mm512_set1_ps(a_part[r])), b_part);
-    _mm512_mask_storeu_ps(out[r] + c, mask, _mm512_mul_ps(_mm512_add_ps(t, vkzz), vs));
-  }
-}
-
 // exp(L) of a q k^T logit L = scale (dot - zb sum_a - za sum_b + kzz), factored as
 // T[pop] U[j] R: T[p] = exp(scale (k - 2 p)) over the popcount p (dot = k - 2 p), U[j] =
 // exp(-scale za sum_b[j]) per column (0 past the last) and R = exp(scale (kzz - zb sum_a)) per
@@ -974,12 +953,16 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 lookup65(const f
   return _mm512_mask_blend_ps(last, _mm512_mask_blend_ps(upper, lo, hi), _mm512_set1_ps(t[64]));
 }
 
-// attention32_avx512's logits, and each real row's sum of T[pop] U[j] over these 16 columns
-// added to its 16 lanes of row_sums (kBlockM x 16).
-__attribute__((target("avx512f,avx512vpopcntdq"))) void attention32_sums_avx512(
+// Bi-ViT's binary attention product, one row of 16 outputs: the dots of accumulate32_avx512, then
+//     ((dot - a_part[r]) - za sum_b[c + j] + kzz) * scale,   a_part[r] = zb sum_a[r],
+// each operation rounded as the torch expression of the reference path; rows < `real` stored.
+// With `tables`, each real row's sum of T[pop] U[j] over these 16 columns is added to its 16
+// lanes of row_sums (kBlockM x 16).
+__attribute__((target("avx512f,avx512vpopcntdq"))) void attention32_avx512(
     const uint32_t* const* rows, const uint32_t* bt32, int64_t npad, int64_t c, int64_t half_words,
     int64_t k, const float* a_part, const float* sum_b, float za, float kzz, float scale,
-    float* const* out, int64_t real, int64_t n, const SoftmaxTables& tables, float* row_sums) {
+    float* const* out, int64_t real, int64_t n, const SoftmaxTables* tables = nullptr,
+    float* row_sums = nullptr) {
   __m512i acc[kBlockM];
   accumulate32_avx512(rows, bt32, npad, c, half_words, acc);
   const int64_t end = std::min<int64_t>(kBlockN, n - c);
@@ -987,14 +970,16 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) void attention32_sums_avx512(
   const __m512i vk = _mm512_set1_epi32(static_cast<int32_t>(k));
   const __m512 b_part = _mm512_mul_ps(_mm512_set1_ps(za), _mm512_loadu_ps(sum_b + c));
   const __m512 vkzz = _mm512_set1_ps(kzz), vs = _mm512_set1_ps(scale);
-  const __m512 u = _mm512_loadu_ps(tables.column.data() + c);
   for (int64_t r = 0; r < real; ++r) {
     const __m512 dot = _mm512_cvtepi32_ps(_mm512_sub_epi32(vk, _mm512_slli_epi32(acc[r], 1)));
     const __m512 t = _mm512_sub_ps(_mm512_sub_ps(dot, _mm512_set1_ps(a_part[r])), b_part);
     _mm512_mask_storeu_ps(out[r] + c, mask, _mm512_mul_ps(_mm512_add_ps(t, vkzz), vs));
-    float* sums = row_sums + r * 16;
-    _mm512_storeu_ps(sums, _mm512_add_ps(_mm512_loadu_ps(sums),
-                                         _mm512_mul_ps(lookup65(tables.table, acc[r]), u)));
+    if (tables) {
+      const __m512 u = _mm512_loadu_ps(tables->column.data() + c);
+      float* sums = row_sums + r * 16;
+      _mm512_storeu_ps(sums, _mm512_add_ps(_mm512_loadu_ps(sums),
+                                           _mm512_mul_ps(lookup65(tables->table, acc[r]), u)));
+    }
   }
 }
 
@@ -1012,7 +997,7 @@ int64_t sign_sum(const uint64_t* words, int64_t count, int64_t k) {
 // written (n floats), and `finished(first, real)` is called once the block's `real` rows are.
 // bt32 and sum_b are the caller's scratch (2 W npad and npad entries).
 // With `tables` (the AVX-512 path only), each block's rows also get their softmax sums in
-// row_sums (kBlockM x 16 lanes, zeroed per block; attention32_sums_avx512).
+// row_sums (kBlockM x 16 lanes, zeroed per block; attention32_avx512).
 template <typename RowOut, typename Finished>
 void attention_group(const uint64_t* Ag, const uint64_t* Bg, int64_t m, int64_t n, int64_t words,
                      int64_t k, float za, float zb, float kzz, float scale, int64_t npad,
@@ -1038,15 +1023,11 @@ void attention_group(const uint64_t* Ag, const uint64_t* Bg, int64_t m, int64_t 
       a_part[r] = zb * static_cast<float>(sign_sum(Ag + row * words, words, k));
       outs[r] = row_out(row, m0);
     }
-    if (avx && tables) {
-      std::fill(row_sums, row_sums + kBlockM * 16, 0.f);
-      for (int64_t c = 0; c < n; c += kBlockN)
-        attention32_sums_avx512(rows32, bt32.data(), npad, c, 2 * words, k, a_part, sum_b.data(),
-                                za, kzz, scale, outs, real, n, *tables, row_sums);
-    } else if (avx) {
+    if (avx) {
+      if (tables) std::fill(row_sums, row_sums + kBlockM * 16, 0.f);
       for (int64_t c = 0; c < n; c += kBlockN)
         attention32_avx512(rows32, bt32.data(), npad, c, 2 * words, k, a_part, sum_b.data(), za,
-                           kzz, scale, outs, real, n);
+                           kzz, scale, outs, real, n, tables, row_sums);
     } else {
       for (int64_t r = 0; r < real; ++r)
         for (int64_t j = 0; j < n; ++j) {
