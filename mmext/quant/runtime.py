@@ -397,6 +397,13 @@ def binary_dots(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return dots, sa.sum(-1, keepdim=True), sb.sum(-1)[:, None]
 
 
+@functools.cache
+def _avx512_popcount() -> bool:
+    """Whether the compiled kernels run their AVX-512 paths on this CPU (asked once)."""
+    ops = lowbit_ops()
+    return ops is not None and ops.has_avx512_popcount()
+
+
 class BinaryAttention(_KernelUser):
     """Bi-ViT's fully binary attention on the XNOR-popcount kernel: q, k, v and the
     probabilities P each binarized per head as ``s (sign(x / s + z) - z)``
@@ -507,7 +514,7 @@ class BinaryAttention(_KernelUser):
         ``load_state_dict`` moves and a write through ``.data`` does not: the kernel checks the
         steps again and refuses unfit ones, naming the head)."""
         logits = self.logits
-        if not (self.fuse_softmax and self.ops is not None and self.ops.has_avx512_popcount()
+        if not (self.fuse_softmax and self.ops is not None and _avx512_popcount()
                 and type(logits) is nn.Identity and not logits._forward_hooks
                 and not logits._forward_pre_hooks):
             return False
