@@ -659,11 +659,12 @@ def test_fused_softmax_gives_the_unfused_sign_words(masked, dim):
 
 
 @needs_kernels
-@pytest.mark.parametrize('dim', [64, 70])
-def test_fused_softmax_leaves_rows_on_the_threshold_to_torch(dim):
+@pytest.mark.parametrize('dim, step', [(64, 0.3), (70, 0.3), (64, 2.0)])
+def test_fused_softmax_leaves_rows_on_the_threshold_to_torch(dim, step):
     """Keys all alike and no zero-point corrections make every row's logits equal, so each
     probability is 1 / N: with P's threshold 1 / N no bit may be decided in the kernel, on the
-    tables (dim <= 64) or on exponentials; with a zero point >= 0 every bit is 1."""
+    tables (dim <= 64, logits within +-19) or on exponentials (dim 70; logits within +-128,
+    past the tables' range); with a zero point >= 0 every bit is 1."""
     g = torch.Generator().manual_seed(2)
     heads, rows, n = 2, 9, 37
     words = -(-dim // 64)
@@ -672,7 +673,7 @@ def test_fused_softmax_leaves_rows_on_the_threshold_to_torch(dim):
     if dim % 64:                                             # bits past dim are 0
         a[..., -1] &= (1 << dim % 64) - 1
         b[..., -1] &= (1 << dim % 64) - 1
-    zeros, scale = torch.zeros(heads), torch.full((heads, ), 0.3)
+    zeros, scale = torch.zeros(heads), torch.full((heads, ), step)
     args = (a, b.expand(-1, n, -1).contiguous(), dim, zeros, zeros, zeros, scale)
     _, undecided, logits = ops.binary_attention_softmax_signs(
         *args, torch.full((heads, ), 2.0 / n), torch.full((heads, ), -0.5), 0.0)

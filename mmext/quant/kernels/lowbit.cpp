@@ -1244,8 +1244,9 @@ std::vector<double> log_thresholds(const torch::Tensor& prob_scale, const torch:
 // Bi-ViT's binarized attention probabilities straight from the operands of q k^T: the logits
 // of binary_attention_product(a, b, k, za, zb, kzz, scale), a row block at a time in a scratch
 // buffer (never written out), then each row's softmax to the sign words of
-// softmax / prob_scale + prob_zero (one step and zero point per head; softmax_sign_row), rounded
-// as torch's softmax and binarizer would. Returns (words (G, M, ceil(N / 64)) int64, rows (U,)
+// softmax / prob_scale + prob_zero (one step and zero point per head), rounded as torch's
+// softmax and binarizer would: the row's sum from SoftmaxTables, gathered with the logits, for
+// heads of up to 64 dimensions whose logits stay in range, else softmax_sign_row. Returns (words (G, M, ceil(N / 64)) int64, rows (U,)
 // int64, logits (U, N) float32): the rows (flat indices g * M + m) whose words are left undefined
 // because a probability lies too close to the threshold, with their logits, for the caller to
 // finish with torch. extra_margin widens the margin (tests use it to send rows to the caller).
@@ -1277,11 +1278,14 @@ std::tuple<torch::Tensor, torch::Tensor, torch::Tensor> binary_attention_softmax
       const int64_t h = gi % heads;
       const uint64_t *Ag = A + gi * m * words, *Bg = B + gi * n * words;
       auto& rows = undecided.per_task[gi];
-      // |logit| <= reach; where exp(+-reach) and the tables' products stay well inside float's
-      // range, the sums come from the tables (SoftmaxTables), else from softmax_sign_row
+      // |logit| <= reach, and each table product T U lies within exp(+-2 reach): where a lane's
+      // sum of ceil(n / 16) of them stays below exp(85) (float32 holds up to exp(88.7)), the
+      // sums come from the tables (SoftmaxTables), else from softmax_sign_row
       const double sc = ps[h], zah = pa[h], zbh = pb[h], kz = pk[h];
-      const double reach = std::fabs(sc) * (k * (1 + std::fabs(zah) + std::fabs(zbh)) + std::fabs(kz));
-      const bool use_tables = k <= 64 && reach <= 40 && log_theta[h] != -INFINITY;
+      const double reach =
+          std::fabs(sc) * (k * (1 + std::fabs(zah) + std::fabs(zbh)) + std::fabs(kz));
+      const bool use_tables = k <= 64 && 2 * reach + std::log((n + 15) / 16) <= 85 &&
+                              log_theta[h] != -INFINITY;
       if (use_tables) {
         std::fill(std::begin(tables.table), std::end(tables.table), 0.f);
         for (int64_t p = 0; p <= k; ++p)
