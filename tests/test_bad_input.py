@@ -35,6 +35,20 @@ def _quantized(seed=0, initialise=True):
     return model.eval()
 
 
+def _binary_conv(initialise=True):
+    """A 1-bit convolution (DCP-NAS's: learnable weight scale, set by the first forward) on
+    1-channel images."""
+    from mmext.quant import QConv2d
+    torch.manual_seed(0)
+    conv = QConv2d(1, 4, 3, w_quantizer=dict(type='WeightBinarizer', learnable_scale=True,
+                                             num_channels=4),
+                   a_quantizer=dict(type='SignBinarizer'))
+    model = nn.Sequential(conv)
+    if initialise:
+        model(torch.randn(1, 1, 8, 8))
+    return model.eval()
+
+
 def _export(tmp_path, model=None):
     path = tmp_path / 'm.safetensors'
     export_quantized(model if model is not None else _quantized(), path)
@@ -211,6 +225,9 @@ CASES = {
     'export: uninitialised quantizers': (
         lambda tmp: _export(tmp, _quantized(initialise=False)), RuntimeError,
         r'has not initialised its step yet; run the model forward once'),
+    'export: uninitialised learnable binary scales': (
+        lambda tmp: _export(tmp, _binary_conv(initialise=False)), RuntimeError,
+        r"^0: its weight quantizer has not initialised its step yet; run the model forward"),
     'tensor: wrong input shape to a runtime layer': (
         _runtime_wrong_shape, ValueError, r'BinaryLinear expects \(\.\.\., 70\), got \(2, 71\)'),
     'tensor: attribute vector of the wrong length (FADM)': (
@@ -251,6 +268,33 @@ def test_tools_refuse_to_overwrite_checkpoints_and_exports(tmp_path):
                       '--out', out)
     assert export.returncode != 0 and 'exists; pass --force to replace it' in export.stdout
     assert out.read_bytes() == b'keep me'
+
+
+def test_export_tool_checks_one_channel_models_and_names_an_input_it_cannot_run(tmp_path):
+    """The export's exactness check feeds the model images of its first convolution's channels
+    (DCP-NAS's Fashion-MNIST network takes 1); an input the model cannot take (here
+    --channels 3) is named with the fix, and no file is left behind."""
+    from mmengine.registry import DefaultScope
+    config = REPO / 'configs/dcpnas/dcpnas-retrain_1xb128-3e_fashion-mnist.py'
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+        model = PRETRAIN_MODELS.build(Config.fromfile(config).model).eval()
+    with torch.no_grad():
+        model(torch.randn(2, 1, 28, 28), mode='tensor')     # sets the binary weight scales
+    torch.save({'state_dict': model.state_dict()}, tmp_path / 'dcpnas.pth')
+    out = tmp_path / 'dcpnas.safetensors'
+    wrong = run_tool('tools/deploy/export_quantized.py', config, tmp_path / 'dcpnas.pth',
+                     '--out', out, '--channels', '3', '--shape', '28', '28')
+    assert wrong.returncode != 0
+    assert ('the exactness check could not run the model on a random (1, 3, 28, 28) image'
+            in wrong.stdout), wrong.stdout[-2000:]
+    assert 'Pass --shape H W and --channels C' in wrong.stdout
+    assert not out.exists() and not list(tmp_path.glob('*.partial'))
+    export = run_tool('tools/deploy/export_quantized.py', config, tmp_path / 'dcpnas.pth',
+                      '--out', out, '--shape', '28', '28')
+    assert export.returncode == 0, export.stdout[-2000:]
+    assert "exported 80 quantized weights ({'1-bit': 80})" in export.stdout
+    assert 'outputs identical to the checkpoint' in export.stdout and out.is_file()
 
 
 def _coco(tmp_path, annotations, images=None, name='bad.json'):

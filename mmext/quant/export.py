@@ -57,8 +57,14 @@ def _quantized_layers(model: nn.Module) -> dict[str, nn.Module]:
     return layers
 
 
-def _check_initialised(name: str, quantizer: LSQQuantizer) -> None:
-    if not quantizer.initialized:
+def _check_initialised(name: str, quantizer: nn.Module) -> None:
+    """An LSQ step, or a learnable binary scale, is set from the weights by the first forward;
+    before that the exported value would be a placeholder the model never uses."""
+    if isinstance(quantizer, WeightBinarizer):
+        ready = not quantizer.learnable_scale or int(quantizer.init_count) > 0
+    else:
+        ready = quantizer.initialized
+    if not ready:
         raise RuntimeError(f'{name}: its weight quantizer has not initialised its step yet; run '
                            'the model forward once (or load a trained checkpoint) before export')
 
@@ -73,6 +79,7 @@ def export_quantized(model: nn.Module, path: str | Path) -> list[dict]:
     for name, layer in layers.items():
         w, wq = layer.weight.detach().float(), layer.w_quantizer
         prefix = f'{name}.weight' if name else 'weight'
+        _check_initialised(name, wq)
         if isinstance(wq, WeightBinarizer):
             scale = wq.scale.detach().float() if wq.learnable_scale else \
                 w.abs().mean(dim=list(range(1, w.dim())))
@@ -81,7 +88,6 @@ def export_quantized(model: nn.Module, path: str | Path) -> list[dict]:
             tensors[f'{prefix}.scale'] = scale.reshape(-1).contiguous()
             records.append(dict(name=name, kind='binary', bits=1, shape=list(w.shape)))
         else:
-            _check_initialised(name, wq)
             scale = wq.scale.detach().float()
             view = [-1] + [1] * (w.dim() - 1) if wq.channel_dim is not None else [1]
             ints = torch.clamp(torch.round(w / scale.view(view)), wq.qn, wq.qp)

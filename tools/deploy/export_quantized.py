@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from mmengine.runner import load_checkpoint
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from mmext.quant.export import export_quantized, load_quantized
-from mmext.utils.dummy_inputs import tensor_mode_inputs
+from mmext.utils.dummy_inputs import input_channels, tensor_mode_inputs
 
 
 def parse_args():
@@ -35,13 +36,16 @@ def parse_args():
     parser.add_argument('--force', action='store_true', help='replace an existing output file')
     parser.add_argument('--shape', type=int, nargs=2, default=(224, 224), metavar=('H', 'W'),
                         help='input size of the exactness check')
+    parser.add_argument('--channels', type=int,
+                        help="input channels of the exactness check (default: those of the "
+                             "model's first convolution)")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args()
 
 
-def _tensor_forward(model, scope: str, shape) -> torch.Tensor:
+def _tensor_forward(model, scope: str, shape, channels: int) -> torch.Tensor:
     """The model's raw outputs on a fixed random image ('tensor' mode), flattened."""
-    args, kwargs = tensor_mode_inputs(scope, shape, torch.Generator().manual_seed(0))
+    args, kwargs = tensor_mode_inputs(scope, shape, torch.Generator().manual_seed(0), channels)
     out = model(*args, **kwargs)
     flat = [out] if isinstance(out, torch.Tensor) else \
         [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
@@ -66,13 +70,29 @@ def main() -> None:
 
     model = build()
     load_checkpoint(model, args.checkpoint, map_location='cpu', strict=True)
-    records = export_quantized(model, out)
-    with torch.no_grad():
-        expected = _tensor_forward(model, scope, args.shape)
-        rebuilt = _tensor_forward(load_quantized(build(), out), scope, args.shape)
-    if not torch.equal(expected, rebuilt):
-        raise SystemExit(f'the rebuilt model differs from the checkpoint by up to '
-                         f'{(expected - rebuilt).abs().max():.3g}: the export is not exact')
+    channels = args.channels or input_channels(model)
+    # written beside the output and moved into place once checked: a failed check leaves no file
+    partial = out.with_name(out.name + '.partial')
+    try:
+        records = export_quantized(model, partial)
+        with torch.no_grad():
+            try:
+                expected = _tensor_forward(model, scope, args.shape, channels)
+            except RuntimeError as exc:
+                raise SystemExit(
+                    f'the exactness check could not run the model on a random (1, {channels}, '
+                    f'{args.shape[0]}, {args.shape[1]}) image: {str(exc).splitlines()[0]}. '
+                    'Pass --shape H W and --channels C of the images the config tests on; '
+                    'nothing was written') from exc
+            rebuilt = _tensor_forward(load_quantized(build(), partial), scope, args.shape,
+                                      channels)
+        if not torch.equal(expected, rebuilt):
+            raise SystemExit(f'the rebuilt model differs from the checkpoint by up to '
+                             f'{(expected - rebuilt).abs().max():.3g}: the export is not exact; '
+                             'nothing was written')
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
     kinds = {}
     for r in records:
         kinds[f"{r['bits']}-bit"] = kinds.get(f"{r['bits']}-bit", 0) + 1
