@@ -27,6 +27,7 @@ from torch import nn
 from mmext.registry import MODELS
 
 from .layers import QLinear, activation_quantizer_cfg, build_quantizer, weight_quantizer_cfg
+from .quantizers import LearnableScaleBinarizer
 
 
 def _attention_quantizer_cfg(bits: int, signed: bool) -> dict | None:
@@ -57,6 +58,20 @@ def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(
             mask, float('-inf'))
     return mask.to(dtype)
+
+
+def binary_product(a: torch.Tensor, b: torch.Tensor, za: torch.Tensor, zb: torch.Tensor,
+                   scale: torch.Tensor) -> torch.Tensor:
+    """``sum_k (sign(a_k) - za)(sign(b_k) - zb) * scale`` (B, H, M, N) of binarizer levels a
+    (B, H, M, K) and b (B, H, N, K) (sign: +1 where >= 0), with za, zb and scale per head
+    (1, H, 1, 1), computed as ``((dot - zb sum_a) - za sum_b + K za zb) * scale`` from the
+    integer dot and sign sums: the rounding of the low-bit runtime (whose kernels give these
+    floats bit for bit), where a product that is exactly 0 comes out 0."""
+    sa, sb = (torch.where(t >= 0, 1.0, -1.0) for t in (a, b))
+    dots = (sa.double() @ sb.double().transpose(-2, -1)).float()
+    k = a.shape[-1]
+    total = dots - zb * sa.sum(-1, keepdim=True) - za * sb.sum(-1)[..., None, :] + k * za * zb
+    return total * scale
 
 
 class QuantizedSDPA(nn.Module):
@@ -104,6 +119,8 @@ class QuantizedSDPA(nn.Module):
         if query.dim() != 4 or query.shape[1] != self.num_heads:
             raise ValueError(f'QuantizedSDPA with {self.num_heads} heads expects q of shape '
                              f'(B, {self.num_heads}, L, d), got {tuple(query.shape)}')
+        if self._exact_binary():
+            return self._binary_forward(query, key, value, attn_mask, scale, need_weights)
         q = self.q_quantizer(self.q_transform(query))
         k = self.k_quantizer(self.k_transform(key))
         v = self.v_quantizer(value)
@@ -116,6 +133,37 @@ class QuantizedSDPA(nn.Module):
         probs = self.prob_quantizer(logits.softmax(dim=-1))
         out = F.dropout(probs, dropout_p, self.training) @ v
         return (out, probs) if need_weights else out
+
+    def _exact_binary(self) -> bool:
+        """Fully binary attention (q, k, v and P on learnable-scale binarizers, a step per head
+        or one for all) evaluated without gradients, with every step initialised."""
+        quantizers = (self.q_quantizer, self.k_quantizer, self.v_quantizer, self.prob_quantizer)
+        return (not self.training and not torch.is_grad_enabled()
+                and all(isinstance(q, LearnableScaleBinarizer) and q.channel_dim in (None, 1)
+                        and not q._needs_init() for q in quantizers))
+
+    def _binary_forward(self, query, key, value, attn_mask, scale, need_weights):
+        """The two products of fully binary attention on their integer dot products
+        (:func:`binary_product`) instead of a float GEMM of the binarized tensors, whose
+        rounding leaves a product that is exactly 0 (common: sums of +-1) as +-1e-9, so that
+        the next layer's sign binarizer read it either way; the low-bit runtime computes them
+        the same way, and so gives these outputs. The same values up to that rounding."""
+        def levels(x, quantizer):
+            s, z = (t.view(1, -1, 1, 1) for t in (quantizer.scale, quantizer.zero_point))
+            return x / s + z, s, z
+        (q, sq, zq), (k, sk, zk), (v, sv, zv) = (
+            levels(x, quantizer) for x, quantizer in (
+                (self.q_transform(query), self.q_quantizer),
+                (self.k_transform(key), self.k_quantizer), (value, self.v_quantizer)))
+        scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+        logits = self.logits(binary_product(q, k, zq, zk, sq * sk * scale))
+        if attn_mask is not None:
+            logits = logits + additive_mask(
+                ~attn_mask if attn_mask.dtype == torch.bool else attn_mask, logits.dtype)
+        probs = logits.softmax(dim=-1)
+        p, sp, zp = levels(probs, self.prob_quantizer)
+        out = binary_product(p, v.transpose(-2, -1), zp, zv, sp * sv)
+        return (out, self.prob_quantizer(probs)) if need_weights else out
 
 
 def padding_and_attention_mask(batch: int, num_heads: int, attn_mask: torch.Tensor | None,

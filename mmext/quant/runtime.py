@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import QuantizedSDPA, additive_mask
+from .attention import QuantizedSDPA, additive_mask, binary_product
 from .export import _quantized_layers, _read, load_quantized
 from .kernels import BLOCK_N, lowbit_ops, pack_signs_reference, unpack_signs
 from .layers import QConv2d
@@ -388,15 +388,6 @@ class BinaryConv2d(_BinaryBase):
         return out.view(b, x.shape[2] // kh, x.shape[3] // kw, -1).permute(0, 3, 1, 2)
 
 
-def binary_dots(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The reference path's products: for a (G, M, K), b (G, N, K) (sign(0) = +1),
-    ``sign(a) @ sign(b)^T`` (G, M, N) and the sign sums of the rows of a (G, M, 1) and of b
-    (G, 1, N), all as float (the kernels compute them in ``binary_attention_product``)."""
-    sa, sb = (torch.where(t >= 0, 1.0, -1.0) for t in (a, b))
-    dots = (sa.double() @ sb.double().transpose(1, 2)).float()
-    return dots, sa.sum(-1, keepdim=True), sb.sum(-1)[:, None]
-
-
 @functools.cache
 def _avx512_popcount() -> bool:
     """Whether the compiled kernels run their AVX-512 paths on this CPU (asked once)."""
@@ -466,15 +457,11 @@ class BinaryAttention(_KernelUser):
                  za: Tensor, zb: Tensor, scale: Tensor) -> Tensor:
         """``sum_k s_a (sign(a) - z_a) s_b (sign(b) - z_b)`` (B, H, M, N) = ``shape`` for
         operands a (B, H, M, K) and b (B, H, N, K) from :meth:`_operand`; ``scale = s_a s_b``."""
-        bsz, heads, m, n = shape
         if self.ops is not None:   # dots, sign sums and corrections in one pass, same roundings
             out = self.ops.binary_attention_product(a, b, k, za.float(), zb.float(),
                                                     (k * za * zb).float(), scale.float())
             return out.view(shape)
-        dots, sum_a, sum_b = binary_dots(a.reshape(-1, m, k), b.reshape(-1, n, k))
-        total = dots.view(shape) - zb * sum_a.view(bsz, heads, m, 1) \
-            - za * sum_b.view(bsz, heads, 1, n) + k * za * zb
-        return total * scale
+        return binary_product(a, b, za, zb, scale)
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,

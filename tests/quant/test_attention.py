@@ -139,3 +139,28 @@ def test_window_attention_twin_at_32_bits_matches_the_library(library, shifted):
         mask = torch.zeros(3, 4, 4)
         mask[1, :2, 2:] = mask[1, 2:, :2] = -100.0
     torch.testing.assert_close(twin(x, mask), float_attn(x, mask), atol=1e-5, rtol=1e-5)
+
+
+def test_binary_attention_evaluates_on_integer_dots_and_trains_on_the_float_product():
+    """Fully binary attention evaluated without gradients takes its two products from integer
+    dots and sign sums (`binary_product`, the low-bit runtime's rounding): a product that is
+    exactly 0 comes out 0, where the float GEMM of the binarized tensors leaves +-1e-9. With
+    gradients (training, or eval under autograd) it stays on the float product, whose values
+    agree to float rounding, and the binarizers get their gradients."""
+    from mmext.quant.attention import QuantizedSDPA
+    torch.manual_seed(0)
+    sdpa = QuantizedSDPA.from_bits(2, 1).eval()
+    q, k, v = (torch.randn(3, 2, 10, 16) for _ in range(3))     # 10 keys: even sums of signs
+    with torch.no_grad():
+        sdpa(q, k, v)                                            # initialises the steps
+        exact = sdpa(q, k, v)
+    float_product = sdpa(q, k, v)                                # autograd on: float GEMM
+    assert float_product.requires_grad and not exact.requires_grad
+    zeros = exact == 0
+    assert zeros.sum() > 50 and not (float_product[zeros] == 0).all()
+    torch.testing.assert_close(exact, float_product.detach(), rtol=0, atol=1e-6)
+    float_product.sum().backward()
+    assert sdpa.prob_quantizer.scale.grad is not None and sdpa.v_quantizer.zero_point.grad is not None
+    sdpa.train()
+    with torch.no_grad():
+        torch.testing.assert_close(sdpa(q, k, v), float_product.detach(), rtol=0, atol=0)
