@@ -50,6 +50,19 @@ def test_count_ops_on_the_4_bit_detr_r50_config(tmp_path):
     assert 'linear32' in result.stdout and 'bireal64' in result.stdout
 
 
+def test_count_ops_feeds_a_one_channel_network_its_own_channels(tmp_path):
+    """DCP-NAS's Fashion-MNIST network takes 1-channel images: the count runs on an image with
+    the channels of the model's first convolution (a 3-channel one was refused before)."""
+    out = tmp_path / 'ops.json'
+    result = run_tool('tools/analysis/count_ops.py',
+                      REPO / 'configs/dcpnas/dcpnas-retrain_1xb128-3e_fashion-mnist.py',
+                      '--shape', '28', '28', '--quiet', '--out', out)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert 'theoretical acceleration' in result.stdout
+    modules = json.loads(out.read_text())['modules']
+    assert any(m['w_bits'] == 1 and m['macs'] > 0 for m in modules)
+
+
 def test_count_ops_refuses_a_config_without_a_scope(tmp_path):
     config = tmp_path / 'bare.py'
     config.write_text("model = dict(type='Linear')\n")

@@ -34,7 +34,7 @@ from mmext.quant import (
     parameter_bits,
     summarize_ops,
 )
-from mmext.utils.dummy_inputs import tensor_mode_inputs
+from mmext.utils.dummy_inputs import input_channels, tensor_mode_inputs
 
 DEFAULT_SHAPES = {'mmdet': (800, 1333), 'mmseg': (512, 1024), 'mmpretrain': (224, 224)}
 
@@ -45,6 +45,8 @@ def parse_args():
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
                         help='input height and width (default: 800 1333 for mmdet, 512 1024 '
                         'for mmseg, 224 224 for mmpretrain)')
+    parser.add_argument('--channels', type=int,
+                        help="input channels (default: those of the model's first convolution)")
     parser.add_argument('--convention', choices=CONVENTIONS, default='bireal64',
                         help='OPs rule of the per-module table (both rules are in the totals)')
     parser.add_argument('--quiet', action='store_true', help='totals only')
@@ -79,9 +81,11 @@ def _build(model_cfg) -> torch.nn.Module:
     return model
 
 
-def count(model_cfg, args_kwargs) -> dict:
-    args, kwargs = args_kwargs
+def count(model_cfg, scope: str, shape: tuple[int, int], channels: int | None = None) -> dict:
+    """The model's MACs per module on one random image of ``shape`` with ``channels`` (default:
+    those of the model's first convolution), its parameters and their bits."""
     model = _build(model_cfg)
+    args, kwargs = tensor_mode_inputs(scope, shape, channels=channels or input_channels(model))
     records = count_macs(model, *args, **kwargs)
     params, bits = parameter_bits(model)
     return dict(records=records, params=params, size_bits=bits,
@@ -100,7 +104,6 @@ def main() -> None:
     init_default_scope(scope)
     MMLogger.get_current_instance().setLevel('WARNING')  # the swap's table: see train logs
     shape = tuple(args.shape) if args.shape else DEFAULT_SHAPES.get(scope, (224, 224))
-    inputs = tensor_mode_inputs(scope, shape)
     for key in ('backbone', *FLOAT_MODEL_KEYS.values()):  # no pretrained download
         sub = cfg.model.get(key) or {}
         if isinstance(sub, dict) and 'init_cfg' in sub:
@@ -109,8 +112,8 @@ def main() -> None:
     if float_cfg is not None and isinstance(float_cfg.get('backbone'), dict):
         float_cfg['backbone']['init_cfg'] = None
 
-    ours = count(cfg.model, inputs)
-    base = count(float_cfg, inputs) if float_cfg is not None else ours
+    ours = count(cfg.model, scope, shape, args.channels)
+    base = count(float_cfg, scope, shape, args.channels) if float_cfg is not None else ours
     if not args.quiet:
         print(format_ops_table(ours['records'], args.convention))
     result = dict(config=args.config, input_shape=list(shape), params=ours['params'],
