@@ -60,6 +60,15 @@ def additive_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor
     return mask.to(dtype)
 
 
+def with_sdpa_mask(logits: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    """``logits`` plus an SDPA-style ``attn_mask``, whose boolean masks mark what takes part
+    (True), unlike nn.MultiheadAttention's, and whose float masks add."""
+    if attn_mask is None:
+        return logits
+    return logits + additive_mask(~attn_mask if attn_mask.dtype == torch.bool else attn_mask,
+                                  logits.dtype)
+
+
 def binary_product(a: torch.Tensor, b: torch.Tensor, za: torch.Tensor, zb: torch.Tensor,
                    scale: torch.Tensor) -> torch.Tensor:
     """``sum_k (sign(a_k) - za)(sign(b_k) - zb) * scale`` (B, H, M, N) of binarizer levels a
@@ -125,11 +134,7 @@ class QuantizedSDPA(nn.Module):
         k = self.k_quantizer(self.k_transform(key))
         v = self.v_quantizer(value)
         scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-        logits = self.logits(q @ k.transpose(-2, -1) * scale)
-        if attn_mask is not None:
-            # SDPA's boolean masks mark what takes part (True), unlike nn.MultiheadAttention's.
-            logits = logits + additive_mask(
-                ~attn_mask if attn_mask.dtype == torch.bool else attn_mask, logits.dtype)
+        logits = with_sdpa_mask(self.logits(q @ k.transpose(-2, -1) * scale), attn_mask)
         probs = self.prob_quantizer(logits.softmax(dim=-1))
         out = F.dropout(probs, dropout_p, self.training) @ v
         return (out, probs) if need_weights else out
@@ -156,10 +161,8 @@ class QuantizedSDPA(nn.Module):
                 (self.q_transform(query), self.q_quantizer),
                 (self.k_transform(key), self.k_quantizer), (value, self.v_quantizer)))
         scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
-        logits = self.logits(binary_product(q, k, zq, zk, sq * sk * scale))
-        if attn_mask is not None:
-            logits = logits + additive_mask(
-                ~attn_mask if attn_mask.dtype == torch.bool else attn_mask, logits.dtype)
+        logits = with_sdpa_mask(self.logits(binary_product(q, k, zq, zk, sq * sk * scale)),
+                                attn_mask)
         probs = logits.softmax(dim=-1)
         p, sp, zp = levels(probs, self.prob_quantizer)
         out = binary_product(p, v.transpose(-2, -1), zp, zv, sp * sv)

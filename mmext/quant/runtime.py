@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attention import QuantizedSDPA, additive_mask, binary_product
+from .attention import QuantizedSDPA, binary_product, with_sdpa_mask
 from .export import _quantized_layers, _read, load_quantized
 from .kernels import BLOCK_N, lowbit_ops, pack_signs_reference, unpack_signs
 from .layers import QConv2d
@@ -482,11 +482,8 @@ class BinaryAttention(_KernelUser):
             prob_words = self._prob_words(q_words, k_words, shape, dim, zq, zk, product_scale,
                                           attn_mask)
         else:
-            logits = self.logits(self._product(q_words, k_words, shape, dim, zq, zk,
-                                               product_scale))
-            if attn_mask is not None:
-                logits = logits + additive_mask(
-                    ~attn_mask if attn_mask.dtype == torch.bool else attn_mask, logits.dtype)
+            logits = with_sdpa_mask(self.logits(self._product(q_words, k_words, shape, dim, zq,
+                                                              zk, product_scale)), attn_mask)
             probs = logits.softmax(dim=-1)
             prob_words = self._operand(probs, 'prob')
         out = self._product(prob_words, self._operand(value.transpose(2, 3), 'v'),
@@ -527,9 +524,8 @@ class BinaryAttention(_KernelUser):
                 q_words, k_words, dim, zq.float(), zk.float(), (dim * zq * zk).float(),
                 product_scale.float(), *steps, extra_margin)
         else:
-            logits = self._product(q_words, k_words, shape, dim, zq, zk, product_scale)
-            logits = logits + additive_mask(
-                ~attn_mask if attn_mask.dtype == torch.bool else attn_mask, logits.dtype)
+            logits = with_sdpa_mask(
+                self._product(q_words, k_words, shape, dim, zq, zk, product_scale), attn_mask)
             logits = logits.reshape(-1, shape[2], shape[3])
             words, rows = self.ops.softmax_signs(logits, *steps, extra_margin)
             logits = logits.reshape(-1, shape[3])[rows]
