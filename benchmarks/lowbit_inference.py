@@ -13,7 +13,8 @@ at 7) and MobileNetV2's depthwise 3 x 3 (144 ch at 56 x 56, channels-last input)
 / ``IntConv2d`` at 8 bits: the default GEMMs (oneDNN's int8 linear for linear layers of at
 least 384 outputs, ``torch._int_mm`` elsewhere), ``backend='int_mm'`` everywhere and, for the
 linear layers, ``backend='onednn'`` (all give the same floats); the depthwise layer's binary and
-8-bit versions are exact float32 convolutions of the signs / levels (``groups=C``). For the
+8-bit versions run the compiled depthwise kernel, and side by side the route before it (an exact
+float32 convolution of the signs / levels, ``groups=C``; the same floats). For the
 linear layers, a memory floor: reading the float input once (``x.sum()``) and writing a fresh
 float output once (``fill_``); a layer with float input and output can hardly beat float32 by
 more than float time over this.
@@ -32,7 +33,10 @@ one's (``pairs_change_nothing``: equal bit for bit); where it has integer layers
 runtime with ``int8_backend='int_mm'`` is timed and its outputs compared with the default's
 (``int_mm_same_outputs``: equal bit for bit); where it has binary attention, the same runtime
 with ``fuse_softmax=False`` (logits written out, torch's softmax, then P's packing) is timed and
-its outputs compared (``fused_softmax_changes_nothing``); for paired models ``breakdown_ms`` says
+its outputs compared (``fused_softmax_changes_nothing``); where the runtime folds BatchNorms
+into the convolutions before them, the float model with the same BatchNorms folded (torch's
+``fuse_conv_bn_weights``: the float baseline of a deployment that folds them) and the runtime
+with them kept (``bn_kept_max_difference``) are timed too; for paired models ``breakdown_ms`` says
 where the runtime's time goes (each kernel, the top torch operators; profiled, so compare
 shares).
 
@@ -69,6 +73,7 @@ from mmext.quant.runtime import (  # noqa: E402
     IntConv2d,
     IntLinear,
     build_runtime_model,
+    norms_after_convs,
     onednn_int8_sums_exact,
     sign_thresholds,
 )
@@ -204,10 +209,21 @@ def layer_rows(batches, reps, warmup) -> dict:
             ints = torch.randint(-127, 128, (c, 1, 3, 3), generator=g, dtype=torch.int8)
             grouped = IntConv2d(ints, torch.full((c, ), 1e-3), b, _int_quantizer(8, x), (1, 1),
                                 (1, 1), (1, 1), groups=c)
-            rows[f'{name} b{batch}'] = _row(timed({
+            # the same layers on the route before the depthwise kernel: torch's float32
+            # convolution of the signs / levels, between a sign (quantization) pass and the
+            # epilogue pass
+            binary_conv, grouped_conv = copy.deepcopy(binary), copy.deepcopy(grouped)
+            binary_conv.depthwise, grouped_conv.gemm = False, 'float32'
+            with torch.no_grad():
+                same = (torch.equal(binary_conv(x), binary(x))
+                        and torch.equal(grouped_conv(x), grouped(x)))
+            rows[f'{name} b{batch}'] = dict(_row(timed({
                 'float32': lambda x=x, w=w, b=b, c=c: F.conv2d(x, w, b, 1, 1, 1, c),
                 'binary': lambda x=x, m=binary: m(x),
-                'int8': lambda x=x, m=grouped: m(x)}, reps, warmup))
+                'binary, float32 convolution': lambda x=x, m=binary_conv: m(x),
+                'int8': lambda x=x, m=grouped: m(x),
+                'int8, float32 convolution': lambda x=x, m=grouped_conv: m(x)}, reps, warmup)),
+                routes_same_outputs=same)
         print(f'layers, batch {batch}: done', flush=True)
     return rows
 
@@ -276,6 +292,21 @@ MODELS = {'bivit_deit-tiny': lambda: _bivit(False),
           'dcpnas_demo': _dcpnas}
 
 
+def fold_float_batch_norms(model: torch.nn.Module) -> tuple[torch.nn.Module, int]:
+    """The float ``model`` (changed in place, in eval mode) with each BatchNorm that runs right
+    after a convolution folded into its weight and bias (torch's ``fuse_conv_bn_weights``; the
+    same pairs the runtime folds, :func:`norms_after_convs`), and how many: the float baseline
+    of a deployment that folds them."""
+    from torch.nn.utils.fusion import fuse_conv_bn_weights
+    pairs = list(norms_after_convs(model.eval(), (torch.nn.Conv2d, )))
+    for _, _, conv, norm, drop in pairs:
+        conv.weight, conv.bias = fuse_conv_bn_weights(
+            conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps, norm.weight,
+            norm.bias)
+        drop()
+    return model, len(pairs)
+
+
 def _flat(out) -> torch.Tensor:
     leaves = [out] if isinstance(out, torch.Tensor) else \
         [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
@@ -331,8 +362,8 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
         run(quantized)                              # initialises the quantizers' steps
     path = folder / f'{name}.safetensors'
     export_quantized(quantized, path)
-    unpaired_structure, int_mm_structure, unfused_structure = (copy.deepcopy(structure)
-                                                                for _ in range(3))
+    unpaired_structure, int_mm_structure, unfused_structure, kept_structure = (
+        copy.deepcopy(structure) for _ in range(4))
     runtime, report = build_runtime_model(structure, path)
     float_model.eval()
     with torch.inference_mode():
@@ -355,6 +386,16 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
         functions['runtime, softmax unfused'] = lambda: run(unfused)
         with torch.inference_mode():
             extra['fused_softmax_changes_nothing'] = bool(torch.equal(_flat(run(unfused)), got))
+    if report.folded:           # BatchNorms folded: into the float model too; and kept
+        folded_float, count = fold_float_batch_norms(copy.deepcopy(float_model))
+        kept, _ = build_runtime_model(kept_structure, path, fold_batch_norm=False)
+        functions['float32, BN folded'] = lambda: run(folded_float)
+        functions['runtime, BN kept'] = lambda: run(kept)
+        with torch.inference_mode():
+            extra |= dict(batch_norms_folded=len(report.folded), float_batch_norms_folded=count,
+                          bn_kept_max_difference=float((_flat(run(kept)) - got).abs().max()),
+                          float_bn_folded_max_difference=float(
+                              (_flat(run(folded_float)) - _flat(run(float_model))).abs().max()))
     if report.gemms:                            # the same runtime on torch._int_mm
         plain, _ = build_runtime_model(int_mm_structure, path, int8_backend='int_mm')
         functions['runtime, int8 on _int_mm'] = lambda: run(plain)
@@ -387,11 +428,24 @@ def table(results: dict) -> str:
                      f"{row['int8']['speedup']:.1f}x | {cell(row.get('int8 _int_mm'))} | "
                      f"{cell(row.get('int8 oneDNN'))} | "
                      f"{cell(row.get('memory floor'))} |")
+    depthwise = {name: row for name, row in results['layers'].items()
+                 if 'binary, float32 convolution' in row}
+    if depthwise:
+        lines += ['', '| depthwise layer | float32 ms | binary, depthwise kernel ms (speed-up) '
+                  '| binary, float32 convolution ms (speed-up) | int8, depthwise kernel ms '
+                  '(speed-up) | int8, float32 convolution ms (speed-up) | same outputs |',
+                  '|---|---|---|---|---|---|---|']
+        for name, row in depthwise.items():
+            lines.append(f"| {name} | {row['float32']['ms']:.3f} | {cell(row['binary'])} | "
+                         f"{cell(row['binary, float32 convolution'])} | {cell(row['int8'])} | "
+                         f"{cell(row['int8, float32 convolution'])} | "
+                         f"{'yes' if row['routes_same_outputs'] else 'NO'} |")
     lines += ['', '| model (batch 8) | float32 ms | fake-quantized ms | runtime ms | runtime '
-              'speed-up | runtime without pairs | runtime, softmax unfused (outputs) '
+              'speed-up | float32, BN folded: ms (runtime speed-up over it) | runtime, BN kept '
+              '| runtime without pairs | runtime, softmax unfused (outputs) '
               '| runtime, int8 on _int_mm (outputs) '
               '| max output difference / max output | same argmax | layers on kernels | paper '
-              '(theoretical) |', '|---|---|---|---|---|---|---|---|---|---|---|---|']
+              '(theoretical) |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for name, row in results['models'].items():
         agree = '-' if row['same_argmax'] is None else f"{100 * row['same_argmax']:.0f}%"
         unpaired = row.get('runtime without pairs')
@@ -407,9 +461,14 @@ def table(results: dict) -> str:
                  f"({'the same' if row['int_mm_same_outputs'] else 'DIFFERENT'}; GEMMs of the "
                  f"default {row['gemms']}; {row['outputs_moved_1e-3']} of {row['outputs']} "
                  "outputs more than 1e-3 from the fake-quantized model's)" if plain else '-')
+        folded_float, kept = row.get('float32, BN folded'), row.get('runtime, BN kept')
+        folded_float = (f"{folded_float['ms']:.1f} ({folded_float['ms'] / row['runtime']['ms']:.2f}"
+                        f"x; {row['float_batch_norms_folded']} BNs)" if folded_float else '-')
+        kept = (f"{kept['ms']:.1f} ms, {kept['speedup']:.2f}x ({row['batch_norms_folded']} BNs "
+                f"kept; outputs within {row['bn_kept_max_difference']:.2g})" if kept else '-')
         lines.append(f"| {name} | {row['float32']['ms']:.1f} | {row['fake-quantized']['ms']:.1f} "
                      f"| {row['runtime']['ms']:.1f} | {row['runtime']['speedup']:.2f}x | "
-                     f"{unpaired} | {unfused} | {plain} | "
+                     f"{folded_float} | {kept} | {unpaired} | {unfused} | {plain} | "
                      f"{row['max_abs_difference']:.3g} / {row['max_abs_output']:.3g} | {agree} | "
                      f"{row['layers']}{pairs} | {row['paper']} |")
     for name, row in results['models'].items():

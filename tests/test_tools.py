@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mmext.quant.kernels import lowbit_ops
 from mmext.quant.runtime import onednn_int8_sums_exact
 
 from .conftest import DEMO_CONFIG, REPO, run_tool, scene_cfg_options
@@ -134,12 +135,13 @@ def test_demo_config_trains_then_tests_through_the_stock_runner(tiny_scenes, tmp
         assert runtime.returncode == 0, runtime.stdout[-3000:]
         summary = next(line for line in runtime.stdout.splitlines()
                        if 'low-bit runtime:' in line)
-        # 100 integer GEMM layers and 17 depthwise convolutions (exact float32 sums); the
+        # 100 integer GEMM layers and 17 depthwise convolutions (the depthwise kernel); the
         # 8-bit attention stays fake-quantized
         assert "'int4': 117" in summary and 'coco/bbox_mAP:' in runtime.stdout
         gemms = next(line for line in runtime.stdout.splitlines()
                      if 'integer sums computed by:' in line)
-        assert "'float32': 17" in gemms
+        depthwise = 'depthwise' if lowbit_ops() is not None else 'float32'
+        assert f"'{depthwise}': 17" in gemms
         assert ("'onednn'" in gemms) == (backend == 'auto' and onednn_int8_sums_exact()), gemms
         kept = [line for line in runtime.stdout.splitlines() if 'kept fake-quantized:' in line]
         assert kept and all('attention quantizers' in line for line in kept), kept

@@ -11,10 +11,12 @@ replaces each quantized layer whose arithmetic a kernel can do exactly:
   :class:`BinaryLinearPair`, the first layer's dots giving the second's input signs directly;
 - 2..8-bit weights with per-tensor LSQ+ inputs: :class:`IntLinear`, :class:`IntConv2d`
   (oneDNN's int8 linear or ``torch._int_mm``, exact integer sums; 2..4-bit values ride in
-  int8); grouped and depthwise convolutions as a float32 convolution of the integer levels,
-  whose sums are exact below 2^24.
+  int8); depthwise convolutions (of both kinds) on a compiled channels-last kernel, other
+  grouped ones as a float32 convolution of the integer levels; both sums are exact below 2^24.
 
-Every other layer stays as it was (fake-quantized float); ``report`` says which and why. The
+A BatchNorm that runs right after a kernel convolution is folded into its scale and bias
+(:func:`fold_batch_norms`). Every other layer stays as it was (fake-quantized float); ``report``
+says which and why. The
 integer accumulations are exact, and the binary kernels round ``dot * scale + bias`` once
 (fused multiply-add), so each kernel layer gives the fake-quantized layer's values up to float
 rounding (the fake-quantized float GEMM rounds its own way). Through a model, a value lying on
@@ -299,10 +301,13 @@ class BinaryConv2d(_BinaryBase):
     instead (its few channels would leave most of each pixel's word empty).
 
     Groups > 1 (depthwise and grouped convolutions, whose few channels per group would leave
-    the words nearly empty): torch's float32 convolution of the +-1 signs (exact: every dot is
-    an integer of at most C / groups * kh * kw in magnitude), then ``dots * scale + b`` as the
-    reference path rounds it (product and sum rounded apart, within a float rounding of the
-    packed kernels' fused one)."""
+    the words nearly empty): float32 sums of the +-1 signs (exact: every dot is an integer of
+    at most C / groups * kh * kw in magnitude), then ``dots * scale + b`` as the reference
+    path rounds it (product and sum rounded apart, within a float rounding of the packed
+    kernels' fused one). A depthwise layer (one input channel per output channel) runs the
+    compiled depthwise kernel, which takes each tap's sign as the packing does and applies the
+    epilogue in the same pass; other grouped layers run torch's float32 convolution of the
+    signs between a sign pass and the epilogue pass."""
 
     def __init__(self, signs: Tensor, scale: Tensor, bias: Tensor | None, stride: int,
                  padding: int, dilation: int, threshold: Tensor | None = None,
@@ -313,7 +318,12 @@ class BinaryConv2d(_BinaryBase):
         self.stride, self.padding, self.dilation = stride, padding, dilation
         self.register_buffer('reference_weight', signs.float(), persistent=False)
         self.patches = False
-        if groups > 1:
+        self.depthwise = groups > 1 and c == 1 and n == groups
+        if self.depthwise:              # (KH * KW, C): the depthwise kernel's taps
+            self.register_buffer('weight_taps', signs.float().reshape(n, -1).t().contiguous(),
+                                 persistent=False)
+        if groups > 1:                  # the epilogue's weight sum: no zero point
+            self.register_buffer('_no_weight_sum', torch.zeros(1, n), persistent=False)
             return
         taps = signs.permute(2, 3, 0, 1).reshape(kh * kw * n, c).float()
         words = pack_signs_reference(taps).view(kh * kw, n, -1)     # (taps, N, Wc)
@@ -362,8 +372,20 @@ class BinaryConv2d(_BinaryBase):
         return out.permute(0, 3, 1, 2)
 
     def _run_grouped(self, x: Tensor, raw: bool) -> Tensor:
-        """A grouped convolution: exact float32 dots of the +-1 signs, then the reference's
-        ``dots * scale + b`` (the integer epilogue with no zero point rounds as it does)."""
+        """A grouped convolution: exact float32 dots of the +-1 signs (the depthwise kernel's,
+        or torch's convolution), then the reference's ``dots * scale + b`` (the integer
+        epilogue with no zero point rounds as it does)."""
+        n = self.out_channels
+        if self.depthwise and not raw:  # signs taken per tap, the epilogue in the same pass
+            threshold = self.threshold
+            if threshold is not None and threshold.numel() != n:     # one for all channels
+                threshold = threshold.expand(n)
+            out = self.ops.depthwise_conv2d(
+                x.float().permute(0, 2, 3, 1), self.weight_taps, *self.kernel_size,
+                self.stride, self.stride, self.padding, self.padding, self.dilation,
+                self.dilation, True, threshold, 0.0, self._no_weight_sum, self.scale[:n],
+                self.bias[:n])
+            return out.permute(0, 3, 1, 2)
         signs = self.ops.float_signs(self._signed(x, 1).float())
         dots = exact_float32_conv(signs, self.reference_weight, self.stride, self.padding,
                                   self.dilation, self.groups)
@@ -371,7 +393,7 @@ class BinaryConv2d(_BinaryBase):
             return dots.round().int()
         b, n, oh, ow = dots.shape
         rows = dots.permute(0, 2, 3, 1).reshape(-1, n).contiguous()   # a view when channels-last
-        out = self.ops.int_epilogue(rows, 0.0, self.scale.new_zeros(1, n), self.scale[:n],
+        out = self.ops.int_epilogue(rows, 0.0, self._no_weight_sum, self.scale[:n],
                                     self.bias[:n], True)
         return out.view(b, oh, ow, n).permute(0, 3, 1, 2)
 
@@ -744,19 +766,22 @@ class IntConv2d(_IntBase):
     (oneDNN's columns hold ``q - Qn``, its zero point in the padding); 'auto' runs
     ``torch._int_mm``, which oneDNN did not beat on ResNet-18's 3 x 3 columns here.
 
-    Groups > 1 (depthwise and grouped convolutions, which have no integer kernel here): torch's
-    float32 convolution of the levels ``q - offset`` with the integer weights. Every product
-    and partial sum is an integer below 2^24 in magnitude (checked when the layer is built:
-    :func:`grouped_sums_bound`), so float32 holds them exactly, in whatever order the
-    convolution adds them; the reference path runs it in float64. ``gemm`` is then 'float32'
-    whatever ``backend`` says."""
+    Groups > 1 (depthwise and grouped convolutions): float32 sums of the levels ``q - offset``
+    and the integer weights. Every product and partial sum is an integer below 2^24 in
+    magnitude (checked when the layer is built: :func:`grouped_sums_bound`), so float32 holds
+    them exactly, in whatever order they are added; the reference path convolves in float64.
+    A depthwise layer (one input channel per output channel; ``gemm`` 'depthwise') runs the
+    compiled depthwise kernel on the channels-last levels, the epilogue in the same pass;
+    other grouped layers (``gemm`` 'float32') torch's float32 convolution, then the epilogue.
+    ``backend`` does not apply to them."""
 
     def __init__(self, ints: Tensor, w_scale: Tensor, bias: Tensor | None,
                  quantizer: LSQPlusQuantizer, stride, padding, dilation,
                  use_kernel: bool = True, backend: str = 'auto', groups: int = 1):
         self.groups = groups            # read by _pick_gemm in the parent's __init__
-        super().__init__(ints, w_scale, bias, quantizer, use_kernel, backend)
         n, c, kh, kw = ints.shape
+        self.depthwise = groups > 1 and c == 1 and n == groups
+        super().__init__(ints, w_scale, bias, quantizer, use_kernel, backend)
         self.in_channels, self.kernel_size = c * groups, (kh, kw)
         self.stride, self.padding, self.dilation = (tuple(stride), tuple(padding),
                                                     tuple(dilation))
@@ -769,10 +794,15 @@ class IntConv2d(_IntBase):
             self.register_buffer('weight_t', ints.to(torch.int8).permute(0, 2, 3, 1)
                                  .reshape(n, -1).t().contiguous())
         self.register_buffer('weight_float', ints.float())
+        if self.depthwise:              # (KH * KW, C): the depthwise kernel's taps
+            self.register_buffer('weight_taps', ints.float().reshape(n, -1).t().contiguous(),
+                                 persistent=False)
         self._valid_sums: dict = {}
 
     def _pick_gemm(self, backend: str, weight: Tensor) -> str:
-        return 'float32' if self.groups > 1 else super()._pick_gemm(backend, weight)
+        if self.groups == 1:
+            return super()._pick_gemm(backend, weight)
+        return 'depthwise' if self.depthwise and self.ops is not None else 'float32'
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f', groups={self.groups}' if self.groups > 1 else '')
@@ -833,7 +863,14 @@ class IntConv2d(_IntBase):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
-        if self.gemm == 'float32':
+        if self.gemm == 'depthwise' and self.ops is not None:
+            out = self.ops.depthwise_conv2d(
+                self.quantize(x).permute(0, 2, 3, 1), self.weight_taps, *self.kernel_size,
+                *self.stride, *self.padding, *self.dilation, False, None,
+                self.offset - self.zero_point, self._valid_sum(*x.shape[-2:]), self.out_scale,
+                self.bias)
+            return out.permute(0, 3, 1, 2)
+        if self.gemm in ('float32', 'depthwise'):
             acc = self._grouped_sums(x)
         elif self.gemm == 'onednn':
             columns = self._columns(self.unsigned_levels(x), self.onednn_zero)
@@ -845,16 +882,84 @@ class IntConv2d(_IntBase):
         return out.view(x.shape[0], oh, ow, -1).permute(0, 3, 1, 2)
 
 
+# ------------------------------------------------------------------------ BatchNorm folding
+_BATCH_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
+
+
+def _foldable(norm: nn.Module) -> bool:
+    return (isinstance(norm, _BATCH_NORMS) and not norm.training
+            and norm.running_mean is not None and norm.running_var is not None)
+
+
+def norms_after_convs(model: nn.Module, convs: tuple[type, ...]):
+    """``(conv name, norm name, conv, norm, drop)`` for each BatchNorm that runs right after one
+    of ``convs`` on its output: the norm of an mmcv ``ConvModule`` whose ``order`` puts it right
+    after the convolution, and neighbours in an ``nn.Sequential``. ``drop()`` takes the norm
+    out of the forward."""
+    for name, module in model.named_modules():
+        prefix = f'{name}.' if name else ''
+        order = getattr(module, 'order', None)
+        if isinstance(order, tuple) and hasattr(module, 'norm_name') and getattr(
+                module, 'with_norm', False) and isinstance(getattr(module, 'conv', None), convs):
+            at = order.index('conv') if 'conv' in order else -1
+            norm = getattr(module, module.norm_name)
+            if 0 <= at < len(order) - 1 and order[at + 1] == 'norm' and _foldable(norm):
+                def drop(module=module):
+                    setattr(module, module.norm_name, nn.Identity())
+                    module.with_norm = False    # ConvModule then skips its norm step
+                yield prefix + 'conv', prefix + module.norm_name, module.conv, norm, drop
+        elif isinstance(module, nn.Sequential):
+            children = list(module.named_children())
+            for (conv_name, conv), (norm_name, norm) in zip(children, children[1:]):
+                if isinstance(conv, convs) and _foldable(norm):
+                    def drop(module=module, norm_name=norm_name):
+                        setattr(module, norm_name, nn.Identity())
+                    yield prefix + conv_name, prefix + norm_name, conv, norm, drop
+
+
+def fold_batch_norms(model: nn.Module) -> list[tuple[str, str]]:
+    """Fold each eval-mode BatchNorm that runs right after a kernel convolution
+    (:class:`IntConv2d`, :class:`BinaryConv2d`; in an mmcv ``ConvModule`` or an
+    ``nn.Sequential``) into the convolution's per-channel scale and bias, and take it out of
+    the forward; returns ``(conv name, norm name)`` per fold.
+
+    ``norm(y) = y a + c`` with ``a = gamma / sqrt(var + eps)``, ``c = beta - mean a``, so the
+    epilogue ``y = sums * scale + b`` becomes ``sums * (scale a) + (b a + c)`` (computed in
+    float64, rounded once). The same values up to float rounding: one rounding where the
+    BatchNorm added its own, which moves an output by an ulp or so (and, through the next
+    quantizer, a value on a rounding boundary by a level), as any conv-BN fusion does."""
+    folded = []
+    for conv_name, norm_name, conv, norm, drop in list(norms_after_convs(
+            model, (IntConv2d, BinaryConv2d))):
+        std = (norm.running_var.double() + norm.eps).sqrt()
+        a = (norm.weight.double() if norm.weight is not None else 1.0) / std
+        c = (norm.bias.double() if norm.bias is not None else 0.0) - norm.running_mean.double() * a
+        n = conv.out_channels
+        if isinstance(conv, IntConv2d):
+            scale, bias = conv.out_scale, conv.bias
+        else:
+            scale, bias = conv.scale[:n], conv.bias[:n]     # padded to BLOCK_N: views
+        new_bias = (bias.double() * a + c).float()
+        scale.copy_((scale.double() * a).float())
+        bias.copy_(new_bias)
+        drop()
+        folded.append((conv_name, norm_name))
+    return folded
+
+
 # ------------------------------------------------------------------------------- builder
 @dataclass
 class RuntimeReport:
     """What :func:`build_runtime_model` did: ``layers``, per quantized layer ``(name, kernel or
     None, reason)``; ``pairs``, per pair of binary layers :func:`fuse_binary_pairs` found
     ``(name, fused, reason)``; ``gemms``, how many integer layers compute their sums on each
-    route: 'int_mm' or 'onednn' (GEMMs), 'float32' (grouped convolutions, exact float32)."""
+    route: 'int_mm' or 'onednn' (GEMMs), 'depthwise' (the depthwise kernel), 'float32' (other
+    grouped convolutions, and depthwise ones without the compiled kernels: exact float32);
+    ``folded``, per BatchNorm folded into a kernel convolution ``(conv name, norm name)``."""
     layers: list
     pairs: list = field(default_factory=list)
     gemms: dict = field(default_factory=dict)
+    folded: list = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -940,7 +1045,8 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 @torch.no_grad()
 def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = True,
                         pair_binary_layers: bool = True, int8_backend: str = 'auto',
-                        fuse_softmax: bool = True) -> tuple[nn.Module, RuntimeReport]:
+                        fuse_softmax: bool = True,
+                        fold_batch_norm: bool = True) -> tuple[nn.Module, RuntimeReport]:
     """Fill ``model`` (the quantized structure the exported config builds) from the export at
     ``path`` and swap its quantized layers for kernel modules where they compute exactly;
     returns the model (in eval mode, changed in place) and a :class:`RuntimeReport`.
@@ -949,7 +1055,8 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
     (:func:`fuse_binary_pairs`; the same outputs); ``int8_backend`` picks the integer layers'
     GEMM ('auto', 'int_mm' or 'onednn'; the same floats: :class:`IntLinear`); ``fuse_softmax``
     lets binary attention take P's signs straight from q's and k's (:class:`BinaryAttention`;
-    the same outputs)."""
+    the same outputs); ``fold_batch_norm`` folds a BatchNorm that follows a kernel convolution
+    into its scale and bias (:func:`fold_batch_norms`; the same values up to float rounding)."""
     devices = {p.device.type for p in model.parameters()}
     if devices - {'cpu'}:
         raise ValueError(f'the low-bit runtime runs on the CPU, the model is on {devices}: '
@@ -976,15 +1083,17 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
                 kinds = sorted({type(q).__name__ for q in quantizers})
                 report.append((name, None, f'attention quantizers {kinds}: only fully binary '
                                            'attention has a kernel'))
-    pairs = fuse_binary_pairs(model.eval()) if pair_binary_layers and use_kernel else []
+    model.eval()
+    folded = fold_batch_norms(model) if fold_batch_norm else []
+    pairs = fuse_binary_pairs(model) if pair_binary_layers and use_kernel else []
     gemms: dict[str, int] = {}
     for module in model.modules():
         if isinstance(module, _IntBase):
             gemms[module.gemm] = gemms.get(module.gemm, 0) + 1
-    return model.eval(), RuntimeReport(report, pairs, gemms)
+    return model, RuntimeReport(report, pairs, gemms, folded)
 
 
 __all__ = ['BinaryAttention', 'BinaryLinear', 'BinaryLinearPair', 'BinaryConv2d', 'INT8_BACKENDS',
            'IntLinear', 'IntConv2d', 'RuntimeReport', 'build_runtime_model', 'exact_float32_conv',
-           'float32_convs_exact', 'fuse_binary_pairs', 'grouped_sums_bound',
+           'float32_convs_exact', 'fold_batch_norms', 'fuse_binary_pairs', 'grouped_sums_bound',
            'onednn_int8_sums_exact', 'runtime_layer', 'sign_thresholds']

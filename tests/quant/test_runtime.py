@@ -287,13 +287,67 @@ def test_integer_convolution_accumulates_exactly(c, n, k, stride, pad, dil, size
             q.padding, q.dilation)
     if use_kernel:
         assert torch.equal(IntConv2d(*args, use_kernel=False, groups=groups)(x), out)
-    if groups > 1:
-        assert layer.gemm == 'float32'
+    if groups > 1:      # depthwise: the compiled kernel, else an exact float32 convolution
+        depthwise = use_kernel and c == n == groups
+        assert layer.gemm == ('depthwise' if depthwise else 'float32')
         return
     assert layer.gemm == 'int_mm'                     # 'auto' on a convolution
     # oneDNN's GEMM (its levels q - Qn, its zero point in the padding) gives the same floats
     if onednn_int8_sums_exact():
         assert torch.equal(IntConv2d(*args, use_kernel, backend='onednn')(x), out)
+
+
+@needs_kernels
+@pytest.mark.parametrize('c,h,w,k,stride,pad,dil', [
+    (20, 7, 9, 3, 1, 1, 1), (33, 17, 19, 3, 1, 1, 1), (18, 11, 13, 3, 1, 0, 1),
+    (17, 16, 16, 3, 2, 1, 1), (7, 6, 6, 3, 1, 2, 2), (48, 20, 23, 5, 1, 2, 1),
+    (40, 9, 9, 5, 2, 4, 2), (35, 12, 30, 7, 1, 3, 1),      # a size without an unrolled path
+    (20, 3, 3, 5, 1, 2, 1)])                               # an image smaller than the kernel
+@pytest.mark.parametrize('inputs', ['float levels', 'int8 levels', 'signs'])
+def test_the_depthwise_kernel_gives_exact_sums_and_the_epilogues_rounding(c, h, w, k, stride,
+                                                                          pad, dil, inputs):
+    """Channels not a multiple of 16, borders, strides, dilations and kernel sizes: the exact
+    sums (float64 convolution of the levels or of the signs of x - t) and the integer
+    epilogue ``(acc + c * weight_sum[pixel]) * scale + bias`` rounded as int_epilogue does."""
+    g = torch.Generator().manual_seed(c)
+    signs = inputs == 'signs'
+    x = torch.randn(2, c, h, w, generator=g) if signs else \
+        torch.randint(-128, 128, (2, c, h, w), generator=g).float()
+    weight = torch.randint(-8, 8, (c, 1, k, k), generator=g).float()
+    threshold = torch.randn(c, generator=g) * 0.3 if signs else None
+    if signs:           # on the threshold (x - t = 0: +1) and NaN (-1), as the packing takes them
+        x[0, :, 0, 0], x[1, 0, -1, -1] = threshold, float('nan')
+    values = torch.where(x - threshold.view(1, -1, 1, 1) >= 0, 1.0, -1.0) if signs else x
+    sums = F.conv2d(values.double(), weight.double(), None, stride, pad, dil, c).float()
+    oh, ow = sums.shape[-2:]
+    weight_sum, scale, bias = (torch.randn(oh * ow, c, generator=g),
+                               torch.rand(c, generator=g), torch.randn(c, generator=g))
+    rows = sums.permute(0, 2, 3, 1).reshape(-1, c).contiguous()
+    expected = ops.int_epilogue(rows, 0.7, weight_sum, scale, bias, False).view(2, oh, ow, c)
+    pixels = x.permute(0, 2, 3, 1)
+    if inputs == 'int8 levels':
+        pixels = pixels.to(torch.int8)
+    got = ops.depthwise_conv2d(pixels, weight.view(c, -1).t().contiguous(), k, k, stride, stride,
+                               pad, pad, dil, dil, signs, threshold, 0.7, weight_sum, scale, bias)
+    assert torch.equal(got, expected)
+
+
+@needs_kernels
+def test_the_depthwise_kernel_names_what_it_cannot_take():
+    x, taps = torch.zeros(1, 4, 4, 3), torch.zeros(9, 3)
+    ws, ones = torch.zeros(1, 3), torch.ones(3)
+    with pytest.raises(RuntimeError, match='signs are taken of float32 inputs'):
+        ops.depthwise_conv2d(x.to(torch.int8), taps, 3, 3, 1, 1, 1, 1, 1, 1, True, None, 0.0, ws,
+                             ones, ones)
+    with pytest.raises(RuntimeError, match=r'weight must be \(KH \* KW, C\) = \(9, 3\)'):
+        ops.depthwise_conv2d(x, torch.zeros(9, 4), 3, 3, 1, 1, 1, 1, 1, 1, False, None, 0.0, ws,
+                             ones, ones)
+    with pytest.raises(RuntimeError, match='at most 256 taps, got 17 x 17'):
+        ops.depthwise_conv2d(x, torch.zeros(289, 3), 17, 17, 1, 1, 8, 8, 1, 1, False, None, 0.0,
+                             ws, ones, ones)
+    with pytest.raises(RuntimeError, match='weight_sum needs 1 or OH \\* OW = 16 rows, got 2'):
+        ops.depthwise_conv2d(x, taps, 3, 3, 1, 1, 1, 1, 1, 1, False, None, 0.0,
+                             torch.zeros(2, 3), ones, ones)
 
 
 class TinyNet(nn.Module):
@@ -338,6 +392,75 @@ def test_runtime_model_predicts_as_the_fake_quantized_model(tmp_path, use_kernel
     got = runtime(x)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     assert torch.equal(got.argmax(1), expected.argmax(1))
+
+
+class ConvNormNet(nn.Module):
+    """Convolutions with BatchNorms after them: an int conv in an mmcv ConvModule (conv, norm,
+    act), a depthwise int conv and a binary conv in an nn.Sequential each followed by its BN,
+    and a ConvModule whose norm runs after the activation (not foldable)."""
+
+    def __init__(self):
+        from mmcv.cnn import ConvModule
+        super().__init__()
+        bn = dict(type='BN')
+        self.block = ConvModule(3, 16, 3, padding=1, norm_cfg=bn, act_cfg=dict(type='ReLU6'))
+        self.seq = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, groups=16),
+                                 nn.BatchNorm2d(16), nn.Conv2d(16, 70, 3, stride=2, padding=1),
+                                 nn.BatchNorm2d(70))
+        self.late = ConvModule(70, 8, 1, norm_cfg=bn, order=('conv', 'act', 'norm'))
+
+    def forward(self, x):
+        return self.late(self.seq(self.block(x))).mean((2, 3))
+
+
+def _random_statistics(model: nn.Module) -> None:
+    g = torch.Generator().manual_seed(1)
+    for norm in model.modules():
+        if isinstance(norm, nn.BatchNorm2d):
+            n = norm.num_features
+            norm.running_mean.copy_(torch.randn(n, generator=g))
+            norm.running_var.copy_(torch.rand(n, generator=g) * 3 + 0.1)
+            norm.weight.data.copy_(torch.randn(n, generator=g))     # some negative
+            norm.bias.data.copy_(torch.randn(n, generator=g))
+
+
+@pytest.mark.parametrize('use_kernel', [True, False])
+def test_batch_norms_after_kernel_convolutions_fold_into_their_scale_and_bias(tmp_path,
+                                                                              use_kernel):
+    if use_kernel and ops is None:
+        pytest.skip('no C++ compiler')
+    torch.manual_seed(0)
+    swap = ModuleSwap(w_bits=4, a_bits=4, overrides=[dict(pattern='seq.2', w_bits=1, a_bits=1)])
+    model = swap(ConvNormNet())
+    _random_statistics(model)
+    model.eval()
+    x = torch.randn(4, 3, 10, 10)
+    model(x)                                            # initialises the steps
+    path = tmp_path / 'bn.safetensors'
+    export_quantized(model, path)
+    folded, report = build_runtime_model(swap(ConvNormNet()), path, use_kernel=use_kernel)
+    kept, kept_report = build_runtime_model(swap(ConvNormNet()), path, use_kernel=use_kernel,
+                                            fold_batch_norm=False)
+    assert report.folded == [('block.conv', 'block.bn'), ('seq.0', 'seq.1'), ('seq.2', 'seq.3')]
+    assert kept_report.folded == []
+    assert isinstance(folded.block.bn, nn.Identity) and not folded.block.with_norm
+    assert isinstance(folded.seq[1], nn.Identity) and isinstance(folded.seq[3], nn.Identity)
+    assert isinstance(folded.late.bn, nn.BatchNorm2d)   # after the activation: left
+    assert isinstance(folded.seq[0], IntConv2d) and folded.seq[0].depthwise
+    assert isinstance(folded.seq[2], BinaryConv2d)
+    # layer by layer on the same input: the conv with its BN folded gives conv then BN up to
+    # float rounding (a wrong sign, mean or variance would move values by units)
+    with torch.no_grad():
+        h = torch.randn(4, 3, 10, 10)
+        torch.testing.assert_close(folded.block.conv(h), kept.block.bn(kept.block.conv(h)),
+                                   rtol=1e-5, atol=1e-5)
+        h = torch.randn(4, 16, 10, 10)
+        torch.testing.assert_close(folded.seq[0](h), kept.seq[1](kept.seq[0](h)),
+                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(folded.seq[2](h), kept.seq[3](kept.seq[2](h)),
+                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(folded(x), kept(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
 
 
 def test_runtime_keeps_layers_no_kernel_computes_exactly_and_says_why(tmp_path, monkeypatch):
@@ -393,14 +516,20 @@ def test_grouped_convolutions_are_exact_at_model_sizes():
 @needs_kernels
 def test_grouped_convolutions_refuse_a_lowered_float32_precision():
     """Exact float32 sums need full-precision float32 convolutions: a process that lets oneDNN
-    use TF32 or bfloat16 gets an error naming the setting, not rounded sums."""
+    use TF32 or bfloat16 gets an error naming the setting, not rounded sums, from a grouped
+    layer; a depthwise layer runs the compiled depthwise kernel, which that setting does not
+    touch (the same floats)."""
     quantizer = LSQPlusQuantizer(bits=4)
     quantizer.eval()(torch.randn(2, 4, 5, 5))
-    layer = IntConv2d(torch.ones(4, 1, 3, 3), torch.ones(4), None, quantizer, (1, 1), (1, 1),
-                      (1, 1), groups=4)
-    binary = BinaryConv2d(_signs(4, 1, 3, 3), torch.ones(4), None, 1, 1, 1, groups=4)
+    layer = IntConv2d(torch.ones(4, 2, 3, 3), torch.ones(4), None, quantizer, (1, 1), (1, 1),
+                      (1, 1), groups=2)
+    binary = BinaryConv2d(_signs(4, 2, 3, 3), torch.ones(4), None, 1, 1, 1, groups=2)
+    depthwise = (IntConv2d(torch.ones(4, 1, 3, 3), torch.ones(4), None, quantizer, (1, 1),
+                           (1, 1), (1, 1), groups=4),
+                 BinaryConv2d(_signs(4, 1, 3, 3), torch.ones(4), None, 1, 1, 1, groups=4))
     x = torch.randn(2, 4, 5, 5)
     layer(x), binary(x)
+    expected = [module(x) for module in depthwise]
     assert float32_convs_exact()
     mkldnn = torch.backends.mkldnn
     with mkldnn.flags(enabled=mkldnn.enabled, fp32_precision='bf16'):   # restored on exit
@@ -408,6 +537,8 @@ def test_grouped_convolutions_refuse_a_lowered_float32_precision():
         for module in (layer, binary):
             with pytest.raises(RuntimeError, match="fp32_precision.*'ieee'"):
                 module(x)
+        for module, out in zip(depthwise, expected):
+            assert torch.equal(module(x), out)
     assert float32_convs_exact()
 
 

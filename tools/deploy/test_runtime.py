@@ -3,7 +3,8 @@ config's own test loop and metrics (as ``tools/test.py`` does for a checkpoint).
 
     python tools/deploy/export_quantized.py CONFIG CHECKPOINT --out model.safetensors
     python tools/deploy/test_runtime.py CONFIG model.safetensors [--work-dir DIR]
-                                        [--out results.pkl] [--reference] [--cfg-options k=v ...]
+                                        [--out results.pkl] [--reference] [--keep-batch-norm]
+                                        [--cfg-options k=v ...]
 
 The config builds the quantized model; :func:`mmext.quant.build_runtime_model` fills it from
 the export and swaps the layers a kernel computes exactly (the others stay fake-quantized; the
@@ -40,6 +41,10 @@ def parse_args():
                              "sums are exact and "
                              "torch._int_mm elsewhere; 'int_mm' and 'onednn' force one ('onednn' "
                              "is an error where it cannot be exact); the outputs are the same")
+    parser.add_argument('--keep-batch-norm', action='store_true',
+                        help='run each BatchNorm after a kernel convolution as a layer of its '
+                             'own instead of folding it into the convolution\'s scale and bias '
+                             '(the same values up to float rounding)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the config, key=value pairs')
     return parser.parse_args()
@@ -55,10 +60,14 @@ def main():
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.model.cpu()            # the kernels run on the CPU (mmengine moved it to a GPU if any)
     _, report = build_runtime_model(runner.model, args.export, use_kernel=not args.reference,
-                                    int8_backend=args.int8_backend)
+                                    int8_backend=args.int8_backend,
+                                    fold_batch_norm=not args.keep_batch_norm)
     print_log(f'low-bit runtime: {report.counts()} quantized layers', logger='current')
     if report.gemms:
         print_log(f'  integer sums computed by: {report.gemms}', logger='current')
+    if report.folded:
+        print_log(f'  BatchNorms folded into the convolution before them: {len(report.folded)}',
+                  logger='current')
     for name, why in report.kept():
         print_log(f'  kept fake-quantized: {name} ({why})', logger='current')
     for name, fused, why in report.pairs:

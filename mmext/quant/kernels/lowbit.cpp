@@ -1585,6 +1585,240 @@ torch::Tensor int_epilogue(torch::Tensor acc, double c, torch::Tensor weight_sum
   return out;
 }
 
+// ------------------------------------------------------------------- depthwise convolution
+// One output channel per input channel (groups = C), channels last. The inputs are integers (an
+// integer layer's levels q - offset, float32 or int8) or, with `signs`, +1 where x - t[ch] >= 0
+// (x >= 0 without t; NaN gives -1) and -1 elsewhere, taken at each tap as float_signs takes
+// them; the weights are integers. acc, the sum over the taps inside the image (a padded tap adds 0), is exact in
+// float32 (integers below 2^24: the caller checks the bound) in any order. Then the integer
+// epilogue, rounded as int_epilogue rounds it:
+//     y = (acc + c * weight_sum[p % rows, ch]) * scale[ch] + bias[ch],  p the output pixel.
+struct Depthwise {
+  const void* x;  // float, or int8_t levels
+  const float *wt, *t, *ws, *sc, *bi;
+  float* y;
+  bool signs;
+  float c;
+  int64_t rows, h, w, ch, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+};
+
+constexpr int64_t kMaxDepthwiseTaps = 256;
+
+// The taps of output pixel (oy, ox) that fall inside the image: their input pixel (iy * w + ix)
+// and tap (i * kw + j), at most kMaxDepthwiseTaps; returns how many.
+int64_t taps_inside(const Depthwise& d, int64_t oy, int64_t ox, int64_t* pixel, int64_t* tap) {
+  int64_t n = 0;
+  for (int64_t i = 0; i < d.kh; ++i) {
+    const int64_t iy = oy * d.sh - d.ph + i * d.dh;
+    if (iy < 0 || iy >= d.h) continue;
+    for (int64_t j = 0; j < d.kw; ++j) {
+      const int64_t ix = ox * d.sw - d.pw + j * d.dw;
+      if (ix < 0 || ix >= d.w) continue;
+      pixel[n] = iy * d.w + ix;
+      tap[n++] = i * d.kw + j;
+    }
+  }
+  return n;
+}
+
+// The values of 16 channels at one tap, as float; with SIGNS their signs (x - t >= 0: x >= 0
+// where t is 0, NaN -1).
+template <bool SIGNS, typename T>
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline __m512
+depthwise_input(const T* p, __mmask16 m, __m512 vt) {
+  if constexpr (std::is_same_v<T, int8_t>)
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(m, p)));
+  const __m512 v = _mm512_maskz_loadu_ps(m, reinterpret_cast<const float*>(p));
+  if (!SIGNS) return v;
+  const __mmask16 ge = _mm512_cmp_ps_mask(_mm512_sub_ps(v, vt), _mm512_setzero_ps(), _CMP_GE_OQ);
+  return _mm512_mask_blend_ps(ge, _mm512_set1_ps(-1.f), _mm512_set1_ps(1.f));
+}
+
+// One pixel of 16 channels with the taps checked against the image (weights from memory).
+template <bool SIGNS, typename T>
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline void
+depthwise_pixel_checked(const Depthwise& d, const T* xb, float* yr, int64_t k, int64_t oy, int64_t ox,
+    __mmask16 m, __m512 vt, __m512 sc, __m512 bi) {
+  int64_t pixel[kMaxDepthwiseTaps], tap[kMaxDepthwiseTaps];
+  const int64_t n = taps_inside(d, oy, ox, pixel, tap);
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t q = 0; q < n; ++q)
+    acc = _mm512_fmadd_ps(depthwise_input<SIGNS, T>(xb + pixel[q] * d.ch + k, m, vt),
+                          _mm512_maskz_loadu_ps(m, d.wt + tap[q] * d.ch + k), acc);
+  const float* ws = d.ws + (d.rows == 1 ? 0 : oy * d.ow + ox) * d.ch + k;
+  const __m512 shifted =
+      _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(d.c), _mm512_maskz_loadu_ps(m, ws)));
+  _mm512_mask_storeu_ps(yr + ox * d.ch + k, m, _mm512_add_ps(_mm512_mul_ps(shifted, sc), bi));
+}
+
+// One output row (b, oy), 16 channels at a time. For a KH x KW kernel whose rows all lie inside
+// the image, the block's weights stay in registers while the pixels whose taps all lie inside
+// go by four at a time, unrolled; the other pixels (and every pixel of KH = KW = 0: a kernel
+// size known at run time only) check each tap.
+template <int KH, int KW, bool SIGNS, typename T>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void depthwise_row_avx512(
+    const Depthwise& d, int64_t b, int64_t oy) {
+  constexpr int kTaps = KH * KW > 0 ? KH * KW : 1;
+  const int64_t kh = KH > 0 ? KH : d.kh, kw = KW > 0 ? KW : d.kw;
+  const int64_t h = d.h, w = d.w, ch = d.ch, ow = d.ow, sw = d.sw, pw = d.pw, dw = d.dw;
+  const int64_t rows = d.rows;
+  const float *wt = d.wt, *t = d.t, *wsum = d.ws, *scale = d.sc, *bias = d.bi;
+  const __m512 zero = _mm512_setzero_ps(), vc = _mm512_set1_ps(d.c);
+  const T* xb = static_cast<const T*>(d.x) + b * h * w * ch;
+  float* yr = d.y + (b * d.oh + oy) * ow * ch;
+  // the kernel rows inside the image, and the pixels whose kernel columns all are
+  int64_t i0 = 0, i1 = kh;
+  while (i0 < kh && oy * d.sh - d.ph + i0 * d.dh < 0) ++i0;
+  while (i1 > i0 && oy * d.sh - d.ph + (i1 - 1) * d.dh >= h) --i1;
+  int64_t inner0 = 0;
+  while (inner0 < ow && inner0 * sw - pw < 0) ++inner0;
+  int64_t inner1 = ow;
+  while (inner1 > inner0 && (inner1 - 1) * sw - pw + (kw - 1) * dw >= w) --inner1;
+  for (int64_t k = 0; k < ch; k += 16) {
+    const int64_t valid = std::min<int64_t>(16, ch - k);
+    const __mmask16 m = valid == 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
+    __m512 taps[kTaps];
+    if (KH > 0)
+      for (int q = 0; q < kTaps; ++q) taps[q] = _mm512_maskz_loadu_ps(m, wt + q * ch + k);
+    const __m512 vt = t ? _mm512_maskz_loadu_ps(m, t + k) : zero;
+    const __m512 sc = _mm512_maskz_loadu_ps(m, scale + k);
+    const __m512 bi = _mm512_maskz_loadu_ps(m, bias + k);
+    int64_t ox = 0;
+    if (KH > 0 && i0 == 0 && i1 == kh) {
+      // the pixels before the interior, then the interior four at a time, fully unrolled
+      for (; ox < inner0; ++ox)
+        depthwise_pixel_checked<SIGNS, T>(d, xb, yr, k, oy, ox, m, vt, sc, bi);
+      for (; ox + 4 <= inner1; ox += 4) {
+        __m512 acc[4] = {zero, zero, zero, zero};
+        for (int i = 0; i < KH; ++i) {
+          const T* xr = xb + (oy * d.sh - d.ph + i * d.dh) * w * ch + k;
+          if (sw == 1 && dw == 1) {  // neighbouring pixels share taps: 3 + KW loads, not 4 KW
+            __m512 v[3 + KW];
+            for (int u = 0; u < 3 + KW; ++u)
+              v[u] = depthwise_input<SIGNS, T>(xr + (ox - pw + u) * ch, m, vt);
+            for (int j = 0; j < KW; ++j)
+              for (int u = 0; u < 4; ++u)
+                acc[u] = _mm512_fmadd_ps(v[u + j], taps[i * KW + j], acc[u]);
+          } else {
+            for (int j = 0; j < KW; ++j)
+              for (int u = 0; u < 4; ++u)
+                acc[u] = _mm512_fmadd_ps(
+                    depthwise_input<SIGNS, T>(xr + ((ox + u) * sw - pw + j * dw) * ch, m, vt),
+                    taps[i * KW + j], acc[u]);
+          }
+        }
+        for (int u = 0; u < 4; ++u) {
+          const float* ws = wsum + (rows == 1 ? 0 : oy * ow + ox + u) * ch + k;
+          const __m512 shifted =
+              _mm512_add_ps(acc[u], _mm512_mul_ps(vc, _mm512_maskz_loadu_ps(m, ws)));
+          _mm512_mask_storeu_ps(yr + (ox + u) * ch + k, m,
+                                _mm512_add_ps(_mm512_mul_ps(shifted, sc), bi));
+        }
+      }
+    }
+    for (; ox < ow; ++ox)  // borders, and every pixel of other kernel sizes
+      depthwise_pixel_checked<SIGNS, T>(d, xb, yr, k, oy, ox, m, vt, sc, bi);
+  }
+}
+
+template <bool SIGNS, typename T>
+void depthwise_row_dispatch(const Depthwise& d, int64_t b, int64_t oy) {
+  if (d.kh == 3 && d.kw == 3)
+    depthwise_row_avx512<3, 3, SIGNS, T>(d, b, oy);
+  else if (d.kh == 5 && d.kw == 5)
+    depthwise_row_avx512<5, 5, SIGNS, T>(d, b, oy);
+  else
+    depthwise_row_avx512<0, 0, SIGNS, T>(d, b, oy);
+}
+
+template <typename T>
+void depthwise_row_portable(const Depthwise& d, int64_t b, int64_t oy) {
+  int64_t pixel[kMaxDepthwiseTaps], tap[kMaxDepthwiseTaps];
+  const T* xb = static_cast<const T*>(d.x) + b * d.h * d.w * d.ch;
+  for (int64_t ox = 0; ox < d.ow; ++ox) {
+    const float* ws = d.ws + (d.rows == 1 ? 0 : oy * d.ow + ox) * d.ch;
+    float* y = d.y + ((b * d.oh + oy) * d.ow + ox) * d.ch;
+    const int64_t n = taps_inside(d, oy, ox, pixel, tap);
+    for (int64_t k = 0; k < d.ch; ++k) {
+      float acc = 0.f;
+      for (int64_t q = 0; q < n; ++q) {
+        float v = static_cast<float>(xb[pixel[q] * d.ch + k]);
+        if (d.signs) v = (d.t ? v - d.t[k] : v) >= 0.f ? 1.f : -1.f;
+        acc += v * d.wt[tap[q] * d.ch + k];
+      }
+      y[k] = (acc + d.c * ws[k]) * d.sc[k] + d.bi[k];
+    }
+  }
+}
+
+// x (B, H, W, C) float32 (or int8 levels), weight (KH * KW, C) float32 integers, weight_sum
+// (R, C), scale and bias (C) -> (B, OH, OW, C) float32; see above.
+torch::Tensor depthwise_conv2d(torch::Tensor x, torch::Tensor weight, int64_t kh, int64_t kw,
+                               int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                               int64_t dw, bool signs, c10::optional<torch::Tensor> threshold,
+                               double c, torch::Tensor weight_sum, torch::Tensor scale,
+                               torch::Tensor bias) {
+  check_cpu({x, weight, weight_sum, scale, bias}, "depthwise_conv2d");
+  const bool bytes = x.scalar_type() == torch::kInt8;
+  TORCH_CHECK(x.dim() == 4 && (bytes || x.scalar_type() == torch::kFloat32),
+              "depthwise_conv2d: x must be (B, H, W, C) float32 or int8, got ", x.sizes(), " ",
+              x.dtype());
+  TORCH_CHECK(!(signs && bytes), "depthwise_conv2d: signs are taken of float32 inputs");
+  const int64_t ch = x.size(3);
+  TORCH_CHECK(kh > 0 && kw > 0 && sh > 0 && sw > 0 && ph >= 0 && pw >= 0 && dh > 0 && dw > 0,
+              "depthwise_conv2d: kernel, stride and dilation must be positive, padding >= 0");
+  TORCH_CHECK(kh * kw <= kMaxDepthwiseTaps, "depthwise_conv2d: at most ", kMaxDepthwiseTaps,
+              " taps, got ", kh, " x ", kw);
+  TORCH_CHECK(weight.scalar_type() == torch::kFloat32 && weight.dim() == 2 &&
+                  weight.size(0) == kh * kw && weight.size(1) == ch,
+              "depthwise_conv2d: weight must be (KH * KW, C) = (", kh * kw, ", ", ch,
+              ") float32, got ", weight.sizes());
+  TORCH_CHECK(weight_sum.scalar_type() == torch::kFloat32 && weight_sum.dim() == 2 &&
+                  weight_sum.size(1) == ch && scale.numel() == ch && bias.numel() == ch &&
+                  scale.scalar_type() == torch::kFloat32 && bias.scalar_type() == torch::kFloat32,
+              "depthwise_conv2d: weight_sum must be (R, C) and scale, bias (C) float32 for C = ",
+              ch);
+  if (threshold) {
+    check_cpu({*threshold}, "depthwise_conv2d");
+    TORCH_CHECK(signs && threshold->scalar_type() == torch::kFloat32 && threshold->numel() == ch,
+                "depthwise_conv2d: a threshold (C float32) goes with signs");
+  }
+  x = x.contiguous();
+  weight = weight.contiguous();
+  weight_sum = weight_sum.contiguous();
+  scale = scale.contiguous();
+  bias = bias.contiguous();
+  torch::Tensor t = threshold ? threshold->contiguous() : torch::Tensor();
+  const int64_t b = x.size(0), h = x.size(1), w = x.size(2);
+  const int64_t oh = (h + 2 * ph - dh * (kh - 1) - 1) / sh + 1;
+  const int64_t ow = (w + 2 * pw - dw * (kw - 1) - 1) / sw + 1;
+  TORCH_CHECK(oh > 0 && ow > 0, "depthwise_conv2d: the kernel does not fit the (padded) input");
+  const int64_t rows = weight_sum.size(0);
+  TORCH_CHECK(rows == 1 || rows == oh * ow, "depthwise_conv2d: weight_sum needs 1 or OH * OW = ",
+              oh * ow, " rows, got ", rows);
+  auto out = torch::empty({b, oh, ow, ch}, x.options().dtype(torch::kFloat32));
+  const Depthwise d{x.data_ptr(), weight.data_ptr<float>(),
+                    threshold ? t.data_ptr<float>() : nullptr, weight_sum.data_ptr<float>(),
+                    scale.data_ptr<float>(), bias.data_ptr<float>(), out.data_ptr<float>(), signs,
+                    static_cast<float>(c), rows, h, w, ch, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw};
+  at::parallel_for(0, b * oh, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t bi = row / oh, oy = row % oh;
+      if (use_avx512() && signs)
+        depthwise_row_dispatch<true, float>(d, bi, oy);
+      else if (use_avx512() && bytes)
+        depthwise_row_dispatch<false, int8_t>(d, bi, oy);
+      else if (use_avx512())
+        depthwise_row_dispatch<false, float>(d, bi, oy);
+      else if (bytes)
+        depthwise_row_portable<int8_t>(d, bi, oy);
+      else
+        depthwise_row_portable<float>(d, bi, oy);
+    }
+  });
+  return out;
+}
+
 // A per-tensor LSQ+ input's levels round(clamp(x / s + z, qn, qp)) as float and its
 // fake-quantized values (levels - z) * s, in one pass with the quantizer's own float operations
 // (IEEE division, addition, clamp, round half to even, subtraction, multiplication), so both
@@ -1817,6 +2051,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("float_signs", &float_signs, "+1 where x >= 0, else -1, as float, in x's layout");
   m.def("quantize_float_levels", &quantize_float_levels,
         "round(clamp(x / s + z)) - offset as float32, in x's layout");
+  m.def("depthwise_conv2d", &depthwise_conv2d,
+        "depthwise convolution of channels-last integers (or signs) and the integer epilogue");
   m.def("int_epilogue", &int_epilogue,
         "(acc + c * weight_sum) * scale + bias on int32 or exact float32 sums, in a new tensor "
         "or in acc's memory");
