@@ -1,6 +1,7 @@
 """Low-bit runtime: packing, the binary kernels against the reference on odd sizes, integer
 layers against the fake-quantized ones, whole models from an export, fallbacks and refusals."""
 import math
+import os
 
 import pytest
 import torch
@@ -28,6 +29,9 @@ from mmext.quant.runtime import (
 
 ops = lowbit_ops()
 needs_kernels = pytest.mark.skipif(ops is None, reason='no C++ compiler: kernels not built')
+# the fused softmax has no portable path (the runtime keeps the softmax unfused without it)
+AVX512 = ops is not None and ops.has_avx512_popcount()
+needs_avx512 = pytest.mark.skipif(not AVX512, reason='the fused softmax needs AVX-512')
 
 
 def _signs(*shape, seed=0):
@@ -723,7 +727,7 @@ def test_runtime_bivit_predicts_the_fake_quantized_labels(tmp_path, swap):
             assert torch.equal(unfused(x, mode='tensor'), got)     # P's signs fused or not
     assert int((attention_out[0] == 0).sum()) > 100         # the case the exact sums decide
     attention = runtime.backbone.layers[0].attn.scaled_dot_product_attention
-    assert attention._fuses_softmax()
+    assert attention._fuses_softmax() == AVX512
     assert not unfused.backbone.layers[0].attn.scaled_dot_product_attention._fuses_softmax()
     # patch embedding + 2 x (qkv, proj, fc1, fc2), and both attentions; both MLPs' fc1 -> fc2
     assert report.counts() == {'binary': 9, 'binary attention': 2}
@@ -770,7 +774,7 @@ def _binary_sdpa(heads: int, dim: int, tokens: int, seed: int = 0):
     return sdpa, (q, k, v)
 
 
-@needs_kernels
+@needs_avx512
 @pytest.mark.parametrize('masked, dim', [(False, 70), (True, 70), (False, 40), (False, 64)])
 def test_fused_softmax_gives_the_unfused_sign_words(masked, dim):
     """P's words straight from q's and k's (logits never written, softmax decided in log space;
@@ -801,7 +805,7 @@ def test_fused_softmax_gives_the_unfused_sign_words(masked, dim):
             assert undecided[0] < 0.05 * 2 * 3 * 131 and undecided[1] == 2 * 3 * 131
 
 
-@needs_kernels
+@needs_avx512
 @pytest.mark.parametrize('dim, step', [(64, 0.3), (70, 0.3), (64, 2.0)])
 def test_fused_softmax_leaves_rows_on_the_threshold_to_torch(dim, step):
     """Keys all alike and no zero-point corrections make every row's logits equal, so each
@@ -827,7 +831,7 @@ def test_fused_softmax_leaves_rows_on_the_threshold_to_torch(dim, step):
     assert undecided.numel() == 0 and (unpack_signs(signs.view(-1, 1), n) == 1).all()
 
 
-@needs_kernels
+@needs_avx512
 def test_softmax_signs_leave_to_torch_what_its_rounding_could_change():
     """Rows the kernel must not decide: every probability on the threshold (a uniform row with
     threshold 1 / N), NaN, +inf, all -inf; -inf entries (masked) give 0 bits, a zero point
@@ -853,7 +857,7 @@ def test_softmax_signs_leave_to_torch_what_its_rounding_could_change():
     assert (unpack_signs(words[1], n) == 1).all() and (unpack_signs(words[3, 5:], n) == 1).all()
 
 
-@needs_kernels
+@needs_avx512
 def test_fused_softmax_refuses_steps_it_cannot_decide_and_the_module_stays_unfused():
     """A step that is not positive, or a threshold below 1e-30, is refused by the kernel with
     the head named; the module checks the steps first and runs unfused, as it does when the
@@ -908,3 +912,84 @@ def test_binary_attention_corrections_in_one_pass_round_as_the_torch_expression(
     out, probs = kernel(q, k, v, mask, need_weights=True)
     out_ref, probs_ref = reference(q, k, v, mask, need_weights=True)
     assert torch.equal(out, out_ref) and torch.equal(probs, probs_ref)
+
+
+def kernel_outputs() -> dict[str, torch.Tensor]:
+    """Every compiled kernel's outputs on fixed odd-sized inputs, through the runtime's layers
+    (binary linear, pair, direct / patch / depthwise convolutions, binary attention with the
+    softmax unfused, integer linear and convolutions) and the fused fake quantization (forward
+    and backward): run once here and once in a process on the portable paths."""
+    from mmext.quant.quantizers import fake_quantize
+    g = torch.Generator().manual_seed(0)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=g)
+
+    def signs(*shape):
+        return torch.where(randn(*shape) >= 0, 1.0, -1.0)
+    quantizer = LSQPlusQuantizer(bits=8)
+    quantizer.eval()(randn(4, 70))
+    ints = torch.randint(-8, 8, (33, 70), generator=g, dtype=torch.int8)
+    conv_ints = torch.randint(-8, 8, (24, 20, 3, 3), generator=g, dtype=torch.int8)
+    dw_ints = torch.randint(-8, 8, (20, 1, 3, 3), generator=g, dtype=torch.int8)
+    x_conv = randn(2, 20, 9, 11).contiguous(memory_format=torch.channels_last)
+    first = BinaryLinear(signs(130, 70), torch.rand(130, generator=g) + 0.5, randn(130))
+    second = BinaryLinear(signs(17, 130), torch.rand(17, generator=g) + 0.5, randn(17),
+                          threshold=randn(130) * 0.1)
+    pair = BinaryLinearPair(first, nn.GELU(), second,
+                            *sign_thresholds(first, nn.GELU(), second, lowbit_ops()))
+    sdpa, (q, k, v) = _binary_sdpa(3, 70, 21)
+    x_fq = randn(5, 3, 37).requires_grad_()
+    s_fq = (torch.rand(1, 3, 1, generator=g) + 0.1).requires_grad_()
+    z_fq = randn(1, 3, 1).requires_grad_()
+    fq = fake_quantize(x_fq, s_fq, z_fq, -8, 7, 1.0, fused=True)
+    fq.backward(randn(5, 3, 37))
+    with torch.no_grad():
+        return {
+            'binary linear': first(randn(9, 70)),
+            'binary pair': pair(randn(9, 70)),
+            'binary conv': BinaryConv2d(signs(70, 20, 3, 3), torch.rand(70, generator=g), None,
+                                        2, 1, 1)(x_conv),
+            'binary patches': BinaryConv2d(signs(16, 20, 3, 3), torch.rand(16, generator=g),
+                                           None, 3, 0, 1)(x_conv),
+            'binary depthwise': BinaryConv2d(signs(20, 1, 5, 5), torch.rand(20, generator=g),
+                                             randn(20), 1, 2, 1, randn(20) * 0.1,
+                                             groups=20)(x_conv),
+            'binary attention': BinaryAttention(sdpa, fuse_softmax=False)(q, k, v),
+            'int linear': IntLinear(ints, torch.rand(33, generator=g), randn(33),
+                                    quantizer)(randn(9, 70)),
+            'int conv': IntConv2d(conv_ints, torch.rand(24, generator=g), randn(24), quantizer,
+                                  (1, 2), (1, 1), (1, 1))(x_conv),
+            'int depthwise': IntConv2d(dw_ints, torch.rand(20, generator=g), randn(20),
+                                       quantizer, (2, 2), (1, 1), (1, 1), groups=20)(x_conv),
+            'fake quantize': fq.detach(), 'fake quantize grad x': x_fq.grad,
+            'fake quantize grad s, z': torch.cat([s_fq.grad.flatten(), z_fq.grad.flatten()])}
+
+
+@needs_kernels
+@pytest.mark.skipif(not AVX512, reason='without AVX-512 the portable paths are the ones tested')
+def test_the_portable_paths_give_the_avx512_paths_outputs(tmp_path):
+    """A CPU without AVX-512 (or VPOPCNTDQ) runs the kernels' portable loops; here they run in a
+    process with MMEXT_LOWBIT_PORTABLE=1 and must give the AVX-512 paths' outputs bit for bit
+    (the fake quantization's step and zero-point gradients, summed in another order, within
+    float rounding)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / 'portable.pt'
+    script = ('import sys, torch; sys.path.insert(0, sys.argv[1]); '
+              'from tests.quant.test_runtime import kernel_outputs, ops; '
+              'torch.save(dict(kernel_outputs(), avx512=ops.has_avx512_popcount()), sys.argv[2])')
+    done = subprocess.run([sys.executable, '-c', script, str(repo), str(out)], cwd=repo,
+                          env={**os.environ, 'MMEXT_LOWBIT_PORTABLE': '1'},
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    portable, avx512 = torch.load(out), kernel_outputs()
+    assert portable.pop('avx512') is False          # the process took the portable paths
+    assert portable.keys() == avx512.keys()
+    for name, expected in avx512.items():
+        if name == 'fake quantize grad s, z':
+            torch.testing.assert_close(portable[name], expected, rtol=1e-5, atol=1e-5)
+        else:
+            assert torch.equal(portable[name], expected), name

@@ -13,7 +13,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -24,8 +26,12 @@ namespace {
 constexpr int64_t kBlockN = 16;  // output channels per inner block (two 8 x 64-bit vectors)
 constexpr int kBlockM = 8;       // rows (or output pixels) sharing one load of the weights
 
+// MMEXT_LOWBIT_PORTABLE=1 takes the portable paths on any CPU (read once per process), so that
+// they can be tested on machines with AVX-512.
 bool use_avx512() {
-  static const bool ok = __builtin_cpu_supports("avx512f") &&
+  static const char* portable = std::getenv("MMEXT_LOWBIT_PORTABLE");
+  static const bool ok = !(portable && std::string(portable) == "1") &&
+                         __builtin_cpu_supports("avx512f") &&
                          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma") &&
                          __builtin_cpu_supports("avx512vpopcntdq");
