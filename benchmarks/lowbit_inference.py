@@ -36,7 +36,10 @@ with ``fuse_softmax=False`` (logits written out, torch's softmax, then P's packi
 its outputs compared (``fused_softmax_changes_nothing``); where the runtime folds BatchNorms
 into the convolutions before them, the float model with the same BatchNorms folded (torch's
 ``fuse_conv_bn_weights``: the float baseline of a deployment that folds them) and the runtime
-with them kept (``bn_kept_max_difference``) are timed too; for paired models ``breakdown_ms`` says
+with them kept (``bn_kept_max_difference``) are timed too; where it has depthwise layers, the
+same runtime with ``depthwise_kernel=False`` (torch's float32 convolutions of the levels / signs)
+is timed and its outputs compared (``depthwise_kernel_changes_nothing``); for paired models
+``breakdown_ms`` says
 where the runtime's time goes (each kernel, the top torch operators; profiled, so compare
 shares).
 
@@ -207,13 +210,16 @@ def layer_rows(batches, reps, warmup) -> dict:
             binary = BinaryConv2d(torch.where(w >= 0, 1.0, -1.0), w.abs().mean((1, 2, 3)), b,
                                   1, 1, 1, groups=c)
             ints = torch.randint(-127, 128, (c, 1, 3, 3), generator=g, dtype=torch.int8)
-            grouped = IntConv2d(ints, torch.full((c, ), 1e-3), b, _int_quantizer(8, x), (1, 1),
+            grouped_quantizer = _int_quantizer(8, x)
+            grouped = IntConv2d(ints, torch.full((c, ), 1e-3), b, grouped_quantizer, (1, 1),
                                 (1, 1), (1, 1), groups=c)
             # the same layers on the route before the depthwise kernel: torch's float32
             # convolution of the signs / levels, between a sign (quantization) pass and the
             # epilogue pass
-            binary_conv, grouped_conv = copy.deepcopy(binary), copy.deepcopy(grouped)
-            binary_conv.depthwise, grouped_conv.gemm = False, 'float32'
+            binary_conv = BinaryConv2d(torch.where(w >= 0, 1.0, -1.0), w.abs().mean((1, 2, 3)),
+                                       b, 1, 1, 1, groups=c, depthwise_kernel=False)
+            grouped_conv = IntConv2d(ints, torch.full((c, ), 1e-3), b, grouped_quantizer, (1, 1),
+                                     (1, 1), (1, 1), groups=c, depthwise_kernel=False)
             with torch.no_grad():
                 same = (torch.equal(binary_conv(x), binary(x))
                         and torch.equal(grouped_conv(x), grouped(x)))
@@ -362,8 +368,8 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
         run(quantized)                              # initialises the quantizers' steps
     path = folder / f'{name}.safetensors'
     export_quantized(quantized, path)
-    unpaired_structure, int_mm_structure, unfused_structure, kept_structure = (
-        copy.deepcopy(structure) for _ in range(4))
+    unpaired_structure, int_mm_structure, unfused_structure, kept_structure, conv_structure = (
+        copy.deepcopy(structure) for _ in range(5))
     runtime, report = build_runtime_model(structure, path)
     float_model.eval()
     with torch.inference_mode():
@@ -396,6 +402,11 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
                           bn_kept_max_difference=float((_flat(run(kept)) - got).abs().max()),
                           float_bn_folded_max_difference=float(
                               (_flat(run(folded_float)) - _flat(run(float_model))).abs().max()))
+    if any(getattr(m, 'depthwise', False) for m in runtime.modules()):
+        convs, _ = build_runtime_model(conv_structure, path, depthwise_kernel=False)
+        functions['runtime, depthwise on float32 convolutions'] = lambda: run(convs)
+        with torch.inference_mode():
+            extra['depthwise_kernel_changes_nothing'] = bool(torch.equal(_flat(run(convs)), got))
     if report.gemms:                            # the same runtime on torch._int_mm
         plain, _ = build_runtime_model(int_mm_structure, path, int8_backend='int_mm')
         functions['runtime, int8 on _int_mm'] = lambda: run(plain)
@@ -442,10 +453,11 @@ def table(results: dict) -> str:
                          f"{'yes' if row['routes_same_outputs'] else 'NO'} |")
     lines += ['', '| model (batch 8) | float32 ms | fake-quantized ms | runtime ms | runtime '
               'speed-up | float32, BN folded: ms (runtime speed-up over it) | runtime, BN kept '
+              '| runtime, depthwise on float32 convolutions (outputs) '
               '| runtime without pairs | runtime, softmax unfused (outputs) '
               '| runtime, int8 on _int_mm (outputs) '
               '| max output difference / max output | same argmax | layers on kernels | paper '
-              '(theoretical) |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+              '(theoretical) |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for name, row in results['models'].items():
         agree = '-' if row['same_argmax'] is None else f"{100 * row['same_argmax']:.0f}%"
         unpaired = row.get('runtime without pairs')
@@ -466,9 +478,13 @@ def table(results: dict) -> str:
                         f"x; {row['float_batch_norms_folded']} BNs)" if folded_float else '-')
         kept = (f"{kept['ms']:.1f} ms, {kept['speedup']:.2f}x ({row['batch_norms_folded']} BNs "
                 f"kept; outputs within {row['bn_kept_max_difference']:.2g})" if kept else '-')
+        convs = row.get('runtime, depthwise on float32 convolutions')
+        convs = (f"{convs['ms']:.1f} ms, {convs['speedup']:.2f}x ("
+                 f"{'the same' if row['depthwise_kernel_changes_nothing'] else 'DIFFERENT'})"
+                 if convs else '-')
         lines.append(f"| {name} | {row['float32']['ms']:.1f} | {row['fake-quantized']['ms']:.1f} "
                      f"| {row['runtime']['ms']:.1f} | {row['runtime']['speedup']:.2f}x | "
-                     f"{folded_float} | {kept} | {unpaired} | {unfused} | {plain} | "
+                     f"{folded_float} | {kept} | {convs} | {unpaired} | {unfused} | {plain} | "
                      f"{row['max_abs_difference']:.3g} / {row['max_abs_output']:.3g} | {agree} | "
                      f"{row['layers']}{pairs} | {row['paper']} |")
     for name, row in results['models'].items():

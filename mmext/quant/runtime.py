@@ -80,6 +80,12 @@ def float32_convs_exact() -> bool:
     return all(getattr(m, 'fp32_precision', 'none') in ('none', 'ieee') for m in settings)
 
 
+def is_depthwise(groups: int, out_channels: int, in_per_group: int, kh: int, kw: int) -> bool:
+    """Whether a convolution is one the depthwise kernel runs: one input channel per output
+    channel (``groups = C``), at most 256 taps."""
+    return groups > 1 and in_per_group == 1 and out_channels == groups and kh * kw <= 256
+
+
 def exact_float32_conv(x: Tensor, weight: Tensor, stride, padding, dilation,
                        groups: int) -> Tensor:
     """torch's float32 convolution of integer-valued ``x`` and ``weight`` whose sums (and
@@ -306,19 +312,20 @@ class BinaryConv2d(_BinaryBase):
     path rounds it (product and sum rounded apart, within a float rounding of the packed
     kernels' fused one). A depthwise layer (one input channel per output channel) runs the
     compiled depthwise kernel, which takes each tap's sign as the packing does and applies the
-    epilogue in the same pass; other grouped layers run torch's float32 convolution of the
-    signs between a sign pass and the epilogue pass."""
+    epilogue in the same pass; other grouped layers (depthwise ones too with
+    ``depthwise_kernel=False``) run torch's float32 convolution of the signs between a sign
+    pass and the epilogue pass (the same floats)."""
 
     def __init__(self, signs: Tensor, scale: Tensor, bias: Tensor | None, stride: int,
                  padding: int, dilation: int, threshold: Tensor | None = None,
-                 use_kernel: bool = True, groups: int = 1):
+                 use_kernel: bool = True, groups: int = 1, depthwise_kernel: bool = True):
         super().__init__(signs, scale, bias, threshold, use_kernel)
         n, c, kh, kw = signs.shape
         self.in_channels, self.kernel_size, self.groups = c * groups, (kh, kw), groups
         self.stride, self.padding, self.dilation = stride, padding, dilation
         self.register_buffer('reference_weight', signs.float(), persistent=False)
         self.patches = False
-        self.depthwise = groups > 1 and c == 1 and n == groups
+        self.depthwise = depthwise_kernel and is_depthwise(groups, n, c, kh, kw)
         if self.depthwise:              # (KH * KW, C): the depthwise kernel's taps
             self.register_buffer('weight_taps', signs.float().reshape(n, -1).t().contiguous(),
                                  persistent=False)
@@ -772,15 +779,17 @@ class IntConv2d(_IntBase):
     them exactly, in whatever order they are added; the reference path convolves in float64.
     A depthwise layer (one input channel per output channel; ``gemm`` 'depthwise') runs the
     compiled depthwise kernel on the channels-last levels, the epilogue in the same pass;
-    other grouped layers (``gemm`` 'float32') torch's float32 convolution, then the epilogue.
-    ``backend`` does not apply to them."""
+    other grouped layers (``gemm`` 'float32'; depthwise ones too with
+    ``depthwise_kernel=False``) torch's float32 convolution, then the epilogue (the same
+    floats). ``backend`` does not apply to them."""
 
     def __init__(self, ints: Tensor, w_scale: Tensor, bias: Tensor | None,
                  quantizer: LSQPlusQuantizer, stride, padding, dilation,
-                 use_kernel: bool = True, backend: str = 'auto', groups: int = 1):
+                 use_kernel: bool = True, backend: str = 'auto', groups: int = 1,
+                 depthwise_kernel: bool = True):
         self.groups = groups            # read by _pick_gemm in the parent's __init__
         n, c, kh, kw = ints.shape
-        self.depthwise = groups > 1 and c == 1 and n == groups
+        self.depthwise = depthwise_kernel and is_depthwise(groups, n, c, kh, kw)
         super().__init__(ints, w_scale, bias, quantizer, use_kernel, backend)
         self.in_channels, self.kernel_size = c * groups, (kh, kw)
         self.stride, self.padding, self.dilation = (tuple(stride), tuple(padding),
@@ -987,7 +996,8 @@ def _conv_args(layer: nn.Conv2d) -> tuple[bool, str]:
 
 def runtime_layer(layer: nn.Module, record: dict, tensors: dict[str, Tensor],
                   use_kernel: bool = True,
-                  int8_backend: str = 'auto') -> tuple[nn.Module | None, str]:
+                  int8_backend: str = 'auto',
+                  depthwise_kernel: bool = True) -> tuple[nn.Module | None, str]:
     """The kernel module for one exported layer, or ``(None, reason)``."""
     prefix = f"{record['name']}.weight" if record['name'] else 'weight'
     shape = record['shape']
@@ -1012,8 +1022,8 @@ def runtime_layer(layer: nn.Module, record: dict, tensors: dict[str, Tensor],
                     or layer.dilation[0] != layer.dilation[1]:
                 return None, 'non-square stride, padding or dilation'
             return BinaryConv2d(signs, scale, bias, layer.stride[0], layer.padding[0],
-                                layer.dilation[0], threshold, use_kernel,
-                                layer.groups), 'binary'
+                                layer.dilation[0], threshold, use_kernel, layer.groups,
+                                depthwise_kernel), 'binary'
         return BinaryLinear(signs, scale, bias, threshold, use_kernel), 'binary'
     quantizer = layer.a_quantizer
     if not isinstance(quantizer, LSQPlusQuantizer) or not quantizer.enabled:
@@ -1031,8 +1041,8 @@ def runtime_layer(layer: nn.Module, record: dict, tensors: dict[str, Tensor],
                 return None, (f'groups={layer.groups}: its sums can reach {largest}, beyond '
                               '2^24 (float32 would round them)')
         return IntConv2d(ints, scale, bias, quantizer, layer.stride, layer.padding,
-                         layer.dilation, use_kernel, int8_backend,
-                         layer.groups), f"int{record['bits']}"
+                         layer.dilation, use_kernel, int8_backend, layer.groups,
+                         depthwise_kernel), f"int{record['bits']}"
     return (IntLinear(ints, scale, bias, quantizer, use_kernel, int8_backend),
             f"int{record['bits']}")
 
@@ -1046,7 +1056,8 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = True,
                         pair_binary_layers: bool = True, int8_backend: str = 'auto',
                         fuse_softmax: bool = True,
-                        fold_batch_norm: bool = True) -> tuple[nn.Module, RuntimeReport]:
+                        fold_batch_norm: bool = True,
+                        depthwise_kernel: bool = True) -> tuple[nn.Module, RuntimeReport]:
     """Fill ``model`` (the quantized structure the exported config builds) from the export at
     ``path`` and swap its quantized layers for kernel modules where they compute exactly;
     returns the model (in eval mode, changed in place) and a :class:`RuntimeReport`.
@@ -1056,7 +1067,9 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
     GEMM ('auto', 'int_mm' or 'onednn'; the same floats: :class:`IntLinear`); ``fuse_softmax``
     lets binary attention take P's signs straight from q's and k's (:class:`BinaryAttention`;
     the same outputs); ``fold_batch_norm`` folds a BatchNorm that follows a kernel convolution
-    into its scale and bias (:func:`fold_batch_norms`; the same values up to float rounding)."""
+    into its scale and bias (:func:`fold_batch_norms`; the same values up to float rounding);
+    ``depthwise_kernel`` runs depthwise convolutions on the compiled depthwise kernel, else on
+    torch's float32 convolution (the same floats)."""
     devices = {p.device.type for p in model.parameters()}
     if devices - {'cpu'}:
         raise ValueError(f'the low-bit runtime runs on the CPU, the model is on {devices}: '
@@ -1067,7 +1080,8 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
     report = []
     for record in records:
         name = record['name']
-        module, why = runtime_layer(layers[name], record, tensors, use_kernel, int8_backend)
+        module, why = runtime_layer(layers[name], record, tensors, use_kernel, int8_backend,
+                                    depthwise_kernel)
         if module is None:
             report.append((name, None, why))
             continue
@@ -1095,5 +1109,5 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
 
 __all__ = ['BinaryAttention', 'BinaryLinear', 'BinaryLinearPair', 'BinaryConv2d', 'INT8_BACKENDS',
            'IntLinear', 'IntConv2d', 'RuntimeReport', 'build_runtime_model', 'exact_float32_conv',
-           'float32_convs_exact', 'fold_batch_norms', 'fuse_binary_pairs', 'grouped_sums_bound',
+           'float32_convs_exact', 'fold_batch_norms', 'is_depthwise', 'fuse_binary_pairs', 'grouped_sums_bound',
            'onednn_int8_sums_exact', 'runtime_layer', 'sign_thresholds']

@@ -81,8 +81,12 @@ def test_binary_convolution_gives_the_exact_dot_products(c, n, k, stride, pad, d
                              use_kernel=False, groups=groups)
     assert torch.equal(reference.dots(x), expected.round().int())
     torch.testing.assert_close(layer(x), reference(x), rtol=1e-5, atol=1e-4)
-    if groups > 1:      # the same roundings as the reference
+    if groups > 1:      # the same roundings as the reference, on either route
         assert torch.equal(layer(x), reference(x))
+        assert layer.depthwise == (c == n == groups)
+        convolved = BinaryConv2d(w, layer.scale[:n], layer.bias[:n], stride, pad, dil,
+                                 groups=groups, depthwise_kernel=False)
+        assert not convolved.depthwise and torch.equal(convolved(x), reference(x))
 
 
 @needs_kernels
@@ -294,6 +298,8 @@ def test_integer_convolution_accumulates_exactly(c, n, k, stride, pad, dil, size
     if groups > 1:      # depthwise: the compiled kernel, else an exact float32 convolution
         depthwise = use_kernel and c == n == groups
         assert layer.gemm == ('depthwise' if depthwise else 'float32')
+        convolved = IntConv2d(*args, use_kernel, groups=groups, depthwise_kernel=False)
+        assert convolved.gemm == 'float32' and torch.equal(convolved(x), out)
         return
     assert layer.gemm == 'int_mm'                     # 'auto' on a convolution
     # oneDNN's GEMM (its levels q - Qn, its zero point in the padding) gives the same floats
