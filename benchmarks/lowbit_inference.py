@@ -39,9 +39,8 @@ into the convolutions before them, the float model with the same BatchNorms fold
 with them kept (``bn_kept_max_difference``) are timed too; where it has depthwise layers, the
 same runtime with ``depthwise_kernel=False`` (torch's float32 convolutions of the levels / signs)
 is timed and its outputs compared (``depthwise_kernel_changes_nothing``); for paired models
-``breakdown_ms`` says
-where the runtime's time goes (each kernel, the top torch operators; profiled, so compare
-shares).
+``breakdown_ms`` says where the runtime's time goes (each kernel, the top torch operators;
+profiled, so compare shares).
 
 Variants run round-robin, one call each per round, in a new seeded order each round; the figure
 is the median time, the ratio float time over kernel time (above 1: the kernel is faster).

@@ -16,12 +16,12 @@ replaces each quantized layer whose arithmetic a kernel can do exactly:
 
 A BatchNorm that runs right after a kernel convolution is folded into its scale and bias
 (:func:`fold_batch_norms`). Every other layer stays as it was (fake-quantized float); ``report``
-says which and why. The
-integer accumulations are exact, and the binary kernels round ``dot * scale + bias`` once
-(fused multiply-add), so each kernel layer gives the fake-quantized layer's values up to float
-rounding (the fake-quantized float GEMM rounds its own way). Through a model, a value lying on
-a rounding boundary of the next quantizer can move by one level, and such moves add up over
-depth: how far the outputs and the predicted classes agree is measured per model by
+says which and why. The integer accumulations are exact, and the binary kernels round
+``dot * scale + bias`` once (fused multiply-add), so each kernel layer gives the fake-quantized
+layer's values up to float rounding (the fake-quantized float GEMM rounds its own way). Through
+a model, a value lying on a rounding boundary of the next quantizer can move by one level, and
+such moves add up over depth: how far the outputs and the predicted classes agree is measured
+per model by
 ``benchmarks/lowbit_inference.py`` (README, "Inference on low-bit kernels").
 """
 from __future__ import annotations
@@ -1109,5 +1109,6 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
 
 __all__ = ['BinaryAttention', 'BinaryLinear', 'BinaryLinearPair', 'BinaryConv2d', 'INT8_BACKENDS',
            'IntLinear', 'IntConv2d', 'RuntimeReport', 'build_runtime_model', 'exact_float32_conv',
-           'float32_convs_exact', 'fold_batch_norms', 'is_depthwise', 'fuse_binary_pairs', 'grouped_sums_bound',
-           'onednn_int8_sums_exact', 'runtime_layer', 'sign_thresholds']
+           'float32_convs_exact', 'fold_batch_norms', 'fuse_binary_pairs', 'grouped_sums_bound',
+           'is_depthwise', 'norms_after_convs', 'onednn_int8_sums_exact', 'runtime_layer',
+           'sign_thresholds']
