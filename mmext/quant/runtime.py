@@ -21,8 +21,7 @@ says which and why. The integer accumulations are exact, and the binary kernels 
 layer's values up to float rounding (the fake-quantized float GEMM rounds its own way). Through
 a model, a value lying on a rounding boundary of the next quantizer can move by one level, and
 such moves add up over depth: how far the outputs and the predicted classes agree is measured
-per model by
-``benchmarks/lowbit_inference.py`` (README, "Inference on low-bit kernels").
+per model by ``benchmarks/lowbit_inference.py`` (README, "Inference on low-bit kernels").
 """
 from __future__ import annotations
 
