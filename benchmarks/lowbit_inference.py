@@ -38,7 +38,9 @@ into the convolutions before them, the float model with the same BatchNorms fold
 ``fuse_conv_bn_weights``: the float baseline of a deployment that folds them) and the runtime
 with them kept (``bn_kept_max_difference``) are timed too; where it has depthwise layers, the
 same runtime with ``depthwise_kernel=False`` (torch's float32 convolutions of the levels / signs)
-is timed and its outputs compared (``depthwise_kernel_changes_nothing``); for paired models
+is timed and its outputs compared (``depthwise_kernel_changes_nothing``); where integer layers
+hand the next their int8 levels, the same runtime with ``chain_integer=False``
+(``chains_change_nothing``); for paired models
 ``breakdown_ms`` says where the runtime's time goes (each kernel, the top torch operators;
 profiled, so compare shares).
 
@@ -367,8 +369,8 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
         run(quantized)                              # initialises the quantizers' steps
     path = folder / f'{name}.safetensors'
     export_quantized(quantized, path)
-    unpaired_structure, int_mm_structure, unfused_structure, kept_structure, conv_structure = (
-        copy.deepcopy(structure) for _ in range(5))
+    (unpaired_structure, int_mm_structure, unfused_structure, kept_structure, conv_structure,
+     unchained_structure) = (copy.deepcopy(structure) for _ in range(6))
     runtime, report = build_runtime_model(structure, path)
     float_model.eval()
     with torch.inference_mode():
@@ -406,6 +408,12 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
         functions['runtime, depthwise on float32 convolutions'] = lambda: run(convs)
         with torch.inference_mode():
             extra['depthwise_kernel_changes_nothing'] = bool(torch.equal(_flat(run(convs)), got))
+    if report.chains:           # integer layers handing on int8 levels: the same, not chained
+        unchained, _ = build_runtime_model(unchained_structure, path, chain_integer=False)
+        functions['runtime, integer layers not chained'] = lambda: run(unchained)
+        with torch.inference_mode():
+            extra['chains'] = len(report.chains)
+            extra['chains_change_nothing'] = bool(torch.equal(_flat(run(unchained)), got))
     if report.gemms:                            # the same runtime on torch._int_mm
         plain, _ = build_runtime_model(int_mm_structure, path, int8_backend='int_mm')
         functions['runtime, int8 on _int_mm'] = lambda: run(plain)
@@ -453,10 +461,11 @@ def table(results: dict) -> str:
     lines += ['', '| model (batch 8) | float32 ms | fake-quantized ms | runtime ms | runtime '
               'speed-up | float32, BN folded: ms (runtime speed-up over it) | runtime, BN kept '
               '| runtime, depthwise on float32 convolutions (outputs) '
+              '| runtime, integer layers not chained (outputs) '
               '| runtime without pairs | runtime, softmax unfused (outputs) '
               '| runtime, int8 on _int_mm (outputs) '
               '| max output difference / max output | same argmax | layers on kernels | paper '
-              '(theoretical) |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+              '(theoretical) |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for name, row in results['models'].items():
         agree = '-' if row['same_argmax'] is None else f"{100 * row['same_argmax']:.0f}%"
         unpaired = row.get('runtime without pairs')
@@ -481,9 +490,14 @@ def table(results: dict) -> str:
         convs = (f"{convs['ms']:.1f} ms, {convs['speedup']:.2f}x ("
                  f"{'the same' if row['depthwise_kernel_changes_nothing'] else 'DIFFERENT'})"
                  if convs else '-')
+        unchained = row.get('runtime, integer layers not chained')
+        unchained = (f"{unchained['ms']:.1f} ms, {unchained['speedup']:.2f}x ({row['chains']} "
+                     f"chains; {'the same' if row['chains_change_nothing'] else 'DIFFERENT'})"
+                     if unchained else '-')
         lines.append(f"| {name} | {row['float32']['ms']:.1f} | {row['fake-quantized']['ms']:.1f} "
                      f"| {row['runtime']['ms']:.1f} | {row['runtime']['speedup']:.2f}x | "
-                     f"{folded_float} | {kept} | {convs} | {unpaired} | {unfused} | {plain} | "
+                     f"{folded_float} | {kept} | {convs} | {unchained} | {unpaired} | {unfused} "
+                     f"| {plain} | "
                      f"{row['max_abs_difference']:.3g} / {row['max_abs_output']:.3g} | {agree} | "
                      f"{row['layers']}{pairs} | {row['paper']} |")
     for name, row in results['models'].items():

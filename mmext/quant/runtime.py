@@ -239,21 +239,24 @@ class BinaryLinearPair(_KernelUser):
         return out.reshape(*lead, second.out_channels)
 
 
-def _pair_in(children: list[nn.Module], i: int) -> tuple[BinaryLinear, list, BinaryLinear, int] | None:
-    """A binary pair starting at ``children[i]`` of a Sequential: either ``Sequential(first,
-    *elementwise)`` then ``second`` (mmcv's FFN), or ``first, *elementwise, second``; ->
-    (first, the elementwise modules, second, index of second) or None."""
+def _pair_in(children: list[nn.Module], i: int,
+             kind: type = None) -> tuple[nn.Module, list, nn.Module, int] | None:
+    """A pair of linear layers of ``kind`` (default :class:`BinaryLinear`) starting at
+    ``children[i]`` of a Sequential: either ``Sequential(first, *elementwise)`` then ``second``
+    (mmcv's FFN), or ``first, *elementwise, second``; -> (first, the elementwise modules,
+    second, index of second) or None."""
+    kind = kind or BinaryLinear
     head = children[i]
-    if isinstance(head, nn.Sequential) and len(head) and isinstance(head[0], BinaryLinear):
+    if isinstance(head, nn.Sequential) and len(head) and isinstance(head[0], kind):
         first, between, j = head[0], list(head)[1:], i + 1
-    elif isinstance(head, BinaryLinear):
+    elif isinstance(head, kind):
         first, between, j = head, [], i + 1
         while j < len(children) and isinstance(children[j], ELEMENTWISE):
             between.append(children[j])
             j += 1
     else:
         return None
-    if j >= len(children) or not isinstance(children[j], BinaryLinear) \
+    if j >= len(children) or not isinstance(children[j], kind) \
             or not all(isinstance(m, ELEMENTWISE) for m in between) \
             or children[j].in_features != first.out_channels:
         return None
@@ -654,6 +657,7 @@ class _IntBase(_KernelUser):
         self.register_buffer('_unit', torch.ones(n), persistent=False)
         self.register_buffer('_zeros', torch.zeros(n, dtype=torch.int64), persistent=False)
         self._onednn_weight = None      # packed on first use; an opaque tensor, not copied
+        self.levels_for = None          # (act_lo, act_hi, next layer): see chain_integer_layers
 
     def _pick_gemm(self, backend: str, weight: Tensor) -> str:
         if backend == 'int_mm' or (backend == 'auto' and not self.prefers_onednn):
@@ -685,8 +689,17 @@ class _IntBase(_KernelUser):
         t = x.float() / torch.tensor(self.a_scale)
         return t.add_(self.zero_point).clamp_(self.qn, self.qp).round_()
 
+    @property
+    def levels_offset(self) -> int:
+        """The offset of the int8 levels this layer takes as input (``q - offset``): ``Qn`` on
+        oneDNN (its uint8 levels), else ``offset``."""
+        return self.qn if self.gemm == 'onednn' else self.offset
+
     def quantize(self, x: Tensor) -> Tensor:
-        """``q - offset`` as int8, same shape as ``x``."""
+        """``q - offset`` as int8, same shape as ``x``; an int8 ``x`` is these levels already
+        (handed on by the layer before: :func:`chain_integer_layers`)."""
+        if x.dtype == torch.int8:
+            return x
         if self.ops is not None:
             return self.ops.quantize_int8(x.float(), self.a_scale, self.zero_point, self.qn,
                                           self.qp, self.offset)
@@ -694,6 +707,8 @@ class _IntBase(_KernelUser):
 
     def float_levels(self, x: Tensor) -> Tensor:
         """``q - offset`` as float32, same shape and memory layout as ``x``."""
+        if x.dtype == torch.int8:
+            return x.float()
         if self.ops is not None:
             return self.ops.quantize_float_levels(x.float(), self.a_scale, self.zero_point,
                                                   self.qn, self.qp, self.offset)
@@ -701,6 +716,8 @@ class _IntBase(_KernelUser):
 
     def unsigned_levels(self, x: Tensor) -> Tensor:
         """``q - Qn`` as uint8 (oneDNN's input), same shape as ``x``."""
+        if x.dtype == torch.int8:
+            return x.view(torch.uint8)
         if self.ops is not None:
             return self.ops.quantize_int8(x.float(), self.a_scale, self.zero_point, self.qn,
                                           self.qp, self.qn).view(torch.uint8)
@@ -715,8 +732,14 @@ class _IntBase(_KernelUser):
 
     def _finish(self, acc: Tensor, weight_sum: Tensor) -> Tensor:
         """acc (M, N) int32 or float32 integer sums (this call's own temporary: on the kernels
-        the floats take its memory); weight_sum (R, N), row ``m % R`` for output row m."""
+        the floats take its memory); weight_sum (R, N), row ``m % R`` for output row m. With
+        ``levels_for`` the next layer's int8 levels of the clamped output instead."""
         c = self.offset - self.zero_point
+        if self.levels_for is not None:
+            lo, hi, after = self.levels_for
+            return self.ops.int_epilogue_levels(acc, c, weight_sum, self.out_scale, self.bias, lo,
+                                                hi, after.a_scale, after.zero_point, after.qn,
+                                                after.qp, after.levels_offset)
         if self.ops is not None:
             return self.ops.int_epilogue(acc, c, weight_sum, self.out_scale, self.bias, True)
         rows = weight_sum.shape[0]
@@ -890,6 +913,123 @@ class IntConv2d(_IntBase):
         return out.view(x.shape[0], oh, ow, -1).permute(0, 3, 1, 2)
 
 
+# ------------------------------------------------------------------ integer layers in a chain
+def _clamp_bounds(modules: list[nn.Module]) -> tuple[float, float] | None:
+    """``(lo, hi)`` of the one clamp activation (``nn.ReLU``, ``nn.ReLU6``, ``nn.Hardtanh``)
+    among eval-mode ``modules`` that are otherwise dropouts and identities, or None."""
+    bounds = None
+    for module in modules:
+        if isinstance(module, (nn.Dropout, nn.Identity)):
+            continue
+        if type(module) is nn.ReLU:
+            found = (0.0, math.inf)
+        elif isinstance(module, nn.Hardtanh):       # ReLU6 too
+            found = (float(module.min_val), float(module.max_val))
+        else:
+            return None
+        if bounds is not None:
+            return None
+        bounds = found
+    return bounds
+
+
+def _conv_module_parts(module: nn.Module):
+    """(conv, activation or None, order) of an mmcv ``ConvModule``-like module, or None."""
+    order = getattr(module, 'order', None)
+    if not (isinstance(order, tuple) and hasattr(module, 'conv') and hasattr(module, 'norm_name')):
+        return None
+    act = module.activate if getattr(module, 'with_activation', False) else None
+    return module.conv, act, order
+
+
+def _chains_in(seq: nn.Sequential):
+    """(producer, consumer, activation, drop) for the integer layers of ``seq`` whose output
+    reaches the next integer layer through one clamp activation alone: two ConvModules in a
+    row (the first with no norm left between its convolution and its activation: folded, or
+    none; the second starting with its convolution), or a linear pair of mmcv's FFN.
+    ``drop()`` takes the activation out of the forward."""
+    children = list(seq)
+    for head, nxt in zip(children, children[1:]):
+        first, second = _conv_module_parts(head), _conv_module_parts(nxt)
+        if first and second and isinstance(first[0], IntConv2d) and first[1] is not None \
+                and isinstance(second[0], IntConv2d) and not head.with_norm \
+                and first[2][:1] == ('conv', ) and 'act' in first[2] \
+                and second[2][:1] == ('conv', ) and not nxt.with_explicit_padding:
+            def drop(head=head):
+                head.with_activation = False    # ConvModule then skips its activation step
+                head.activate = nn.Identity()
+            yield first[0], second[0], [first[1]], drop
+    i = 0
+    while i < len(children):
+        found = _pair_in(children, i, IntLinear)
+        if found is None:
+            i += 1
+            continue
+        first, between, second, j = found
+        if isinstance(children[i], nn.Sequential):
+            owner, at = children[i], range(1, len(children[i]))
+        else:
+            owner, at = seq, range(i + 1, j)
+
+        def drop(owner=owner, at=at):
+            for k in at:
+                owner[k] = nn.Identity()
+        yield first, second, between, drop
+        i = j + 1
+
+
+def _inverted_residual_chain(block: nn.Module):
+    """(producer, consumer, activation, drop) for an inverted residual block (mmdet's and
+    mmpretrain's ``InvertedResidual``: ``expand_conv``, then ``depthwise_conv`` on its output
+    alone, no squeeze-excitation between) whose expansion ends in a clamp activation, or None."""
+    if not (getattr(block, 'with_expand_conv', False) and not getattr(block, 'with_se', False)
+            and hasattr(block, 'depthwise_conv')):
+        return None
+    first, second = _conv_module_parts(block.expand_conv), _conv_module_parts(block.depthwise_conv)
+    head, nxt = block.expand_conv, block.depthwise_conv
+    if not (first and second and isinstance(first[0], IntConv2d) and first[1] is not None
+            and isinstance(second[0], IntConv2d) and not head.with_norm
+            and first[2][:1] == ('conv', ) and second[2][:1] == ('conv', )
+            and not nxt.with_explicit_padding):
+        return None
+
+    def drop():
+        head.with_activation = False
+        head.activate = nn.Identity()
+    return first[0], second[0], [first[1]], drop
+
+
+@torch.no_grad()
+def chain_integer_layers(model: nn.Module) -> list[tuple[str, str]]:
+    """Let an integer layer hand the next one its int8 input levels where its output reaches
+    that layer through one clamp activation alone (ReLU, ReLU6, Hardtanh; :func:`_chains_in`):
+    the first layer's epilogue applies the clamp and the next layer's input quantization in
+    the same pass (``int_epilogue_levels``) and writes int8 levels, not floats; the activation
+    module leaves the forward. The same levels as the float output, the activation and the
+    next layer's quantization in turn (each rounded as before), so the same outputs bit for
+    bit. Needs the compiled kernels; the producer must end in the integer epilogue (a GEMM
+    layer, not a depthwise or other grouped one). Returns ``(producer, consumer)`` names."""
+    if lowbit_ops() is None:
+        return []
+    names = {module: name for name, module in model.named_modules()}
+    chained = []
+    found = []
+    for module in list(model.modules()):
+        if isinstance(module, nn.Sequential):
+            found += list(_chains_in(module))
+        elif (block := _inverted_residual_chain(module)) is not None:
+            found.append(block)
+    for first, second, between, drop in found:
+        bounds = _clamp_bounds(between)
+        if bounds is None or not (first.use_kernel and second.use_kernel) \
+                or first.gemm not in ('int_mm', 'onednn') or first.levels_for is not None:
+            continue
+        first.levels_for = (*bounds, second)
+        drop()
+        chained.append((names[first], names[second]))
+    return chained
+
+
 # ------------------------------------------------------------------------ BatchNorm folding
 _BATCH_NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
 
@@ -963,11 +1103,13 @@ class RuntimeReport:
     ``(name, fused, reason)``; ``gemms``, how many integer layers compute their sums on each
     route: 'int_mm' or 'onednn' (GEMMs), 'depthwise' (the depthwise kernel), 'float32' (other
     grouped convolutions, and depthwise ones without the compiled kernels: exact float32);
-    ``folded``, per BatchNorm folded into a kernel convolution ``(conv name, norm name)``."""
+    ``folded``, per BatchNorm folded into a kernel convolution ``(conv name, norm name)``;
+    ``chains``, per integer layer that hands the next its int8 levels ``(name, next name)``."""
     layers: list
     pairs: list = field(default_factory=list)
     gemms: dict = field(default_factory=dict)
     folded: list = field(default_factory=list)
+    chains: list = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -1055,8 +1197,8 @@ def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
 def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = True,
                         pair_binary_layers: bool = True, int8_backend: str = 'auto',
                         fuse_softmax: bool = True,
-                        fold_batch_norm: bool = True,
-                        depthwise_kernel: bool = True) -> tuple[nn.Module, RuntimeReport]:
+                        fold_batch_norm: bool = True, depthwise_kernel: bool = True,
+                        chain_integer: bool = True) -> tuple[nn.Module, RuntimeReport]:
     """Fill ``model`` (the quantized structure the exported config builds) from the export at
     ``path`` and swap its quantized layers for kernel modules where they compute exactly;
     returns the model (in eval mode, changed in place) and a :class:`RuntimeReport`.
@@ -1068,7 +1210,9 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
     the same outputs); ``fold_batch_norm`` folds a BatchNorm that follows a kernel convolution
     into its scale and bias (:func:`fold_batch_norms`; the same values up to float rounding);
     ``depthwise_kernel`` runs depthwise convolutions on the compiled depthwise kernel, else on
-    torch's float32 convolution (the same floats)."""
+    torch's float32 convolution (the same floats); ``chain_integer`` lets an integer layer hand
+    the next one its int8 input levels through a clamp activation
+    (:func:`chain_integer_layers`; the same outputs)."""
     devices = {p.device.type for p in model.parameters()}
     if devices - {'cpu'}:
         raise ValueError(f'the low-bit runtime runs on the CPU, the model is on {devices}: '
@@ -1099,15 +1243,17 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
     model.eval()
     folded = fold_batch_norms(model) if fold_batch_norm else []
     pairs = fuse_binary_pairs(model) if pair_binary_layers and use_kernel else []
+    chains = chain_integer_layers(model) if chain_integer and use_kernel else []
     gemms: dict[str, int] = {}
     for module in model.modules():
         if isinstance(module, _IntBase):
             gemms[module.gemm] = gemms.get(module.gemm, 0) + 1
-    return model, RuntimeReport(report, pairs, gemms, folded)
+    return model, RuntimeReport(report, pairs, gemms, folded, chains)
 
 
 __all__ = ['BinaryAttention', 'BinaryLinear', 'BinaryLinearPair', 'BinaryConv2d', 'INT8_BACKENDS',
            'IntLinear', 'IntConv2d', 'RuntimeReport', 'build_runtime_model', 'exact_float32_conv',
-           'float32_convs_exact', 'fold_batch_norms', 'fuse_binary_pairs', 'grouped_sums_bound',
+           'chain_integer_layers', 'float32_convs_exact', 'fold_batch_norms', 'fuse_binary_pairs',
+           'grouped_sums_bound',
            'is_depthwise', 'norms_after_convs', 'onednn_int8_sums_exact', 'runtime_layer',
            'sign_thresholds']

@@ -473,6 +473,86 @@ def test_batch_norms_after_kernel_convolutions_fold_into_their_scale_and_bias(tm
         torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-4)
 
 
+@needs_kernels
+@pytest.mark.parametrize('act', [(0.0, 6.0), (0.0, math.inf), (-1.0, 1.0)])
+def test_the_epilogue_with_levels_gives_the_three_passes_int8(act):
+    """int_epilogue_levels: the integer epilogue, a clamp (NaN kept) and the next layer's
+    quantization in one pass give the int8 of int_epilogue, torch's clamp and quantize_int8 in
+    turn, on int32 and float sums, rows of 16 and not, one weight-sum row or one per row."""
+    g = torch.Generator().manual_seed(0)
+    for m, n, rows, dtype in ((37, 70, 1, torch.int32), (64, 48, 64, torch.float32),
+                              (5, 7, 5, torch.float32)):
+        acc = torch.randint(-3000, 3000, (m, n), generator=g).to(dtype)
+        if dtype == torch.float32:
+            acc[1, 2] = float('nan')
+        ws, scale = torch.randn(rows, n, generator=g), torch.rand(n, generator=g) * 5e-3
+        bias = torch.randn(n, generator=g)
+        y = ops.int_epilogue(acc, 0.7, ws, scale, bias, False)
+        lo, hi = act
+        expected = ops.quantize_int8(torch.clamp(y, lo, hi) if hi < math.inf else F.relu(y),
+                                     0.02, 3.0, -128, 127, 5)
+        got = ops.int_epilogue_levels(acc, 0.7, ws, scale, bias, lo, hi, 0.02, 3.0, -128, 127, 5)
+        assert got.dtype == torch.int8 and torch.equal(got, expected)
+    with pytest.raises(RuntimeError, match=r'int_epilogue_levels: weight_sum must be \(R, N\)'):
+        ops.int_epilogue_levels(acc, 0.7, ws[:, :3], scale, bias, *act, 0.02, 3.0, -128, 127, 5)
+
+
+class ChainNet(nn.Module):
+    """Integer layers whose outputs reach the next through a clamp: ConvModules in a Sequential
+    (conv, BN, ReLU6 -> conv), an mmdet inverted residual block (expansion, depthwise, linear),
+    an mmcv FFN (fc1, ReLU, dropout, fc2), and a pair that must not chain (GELU between)."""
+
+    def __init__(self):
+        from mmcv.cnn import ConvModule
+        from mmcv.cnn.bricks.transformer import FFN
+        from mmdet.models.layers import InvertedResidual
+        super().__init__()
+        bn = dict(type='BN')
+        self.seq = nn.Sequential(
+            ConvModule(3, 16, 3, padding=1, norm_cfg=bn, act_cfg=dict(type='ReLU6')),
+            ConvModule(16, 24, 1, norm_cfg=bn, act_cfg=dict(type='ReLU')))
+        self.block = InvertedResidual(24, 24, 72, stride=1, norm_cfg=bn,
+                                      act_cfg=dict(type='ReLU6'))
+        self.ffn = FFN(24, 70, act_cfg=dict(type='ReLU'), ffn_drop=0.1)
+        self.gelu = nn.Sequential(nn.Linear(24, 40), nn.GELU(), nn.Linear(40, 5))
+
+    def forward(self, x):
+        x = self.block(self.seq(x)).mean((2, 3))
+        return self.gelu(self.ffn(x))
+
+
+@pytest.mark.skipif(ops is None, reason='no C++ compiler')
+def test_integer_layers_hand_on_int8_levels_through_a_clamp_with_the_same_outputs(tmp_path):
+    torch.manual_seed(0)
+    swap = ModuleSwap(w_bits=4, a_bits=4)
+    model = swap(ChainNet())
+    _random_statistics(model)
+    x = torch.randn(4, 3, 9, 9)
+    model.eval()(x)                                     # initialises the steps
+    path = tmp_path / 'chain.safetensors'
+    export_quantized(model, path)
+    chained, report = build_runtime_model(swap(ChainNet()), path)
+    plain, plain_report = build_runtime_model(swap(ChainNet()), path, chain_integer=False)
+    assert report.chains == [('seq.0.conv', 'seq.1.conv'),
+                             ('block.expand_conv.conv', 'block.depthwise_conv.conv'),
+                             ('ffn.layers.0.0', 'ffn.layers.1')]
+    assert plain_report.chains == [] and plain.seq[0].with_activation
+    assert not chained.seq[0].with_activation and not chained.block.expand_conv.with_activation
+    assert isinstance(chained.ffn.layers[0][1], nn.Identity)
+    assert isinstance(chained.gelu[1], nn.GELU)        # no clamp: not chained
+    assert chained.seq[0].conv.levels_for[:2] == (0.0, 6.0)
+    assert chained.ffn.layers[0][0].levels_for[:2] == (0.0, math.inf)
+    with torch.no_grad():
+        assert chained.seq[0].conv(x).dtype == torch.int8
+        # the levels handed on are the next layer's quantization of the clamped floats
+        levels = chained.seq[0].conv(x)
+        expected = plain.seq[1].conv.quantize(F.relu6(plain.seq[0].conv(x)))
+        assert torch.equal(levels, expected)
+        for _ in range(2):
+            x = torch.randn(4, 3, 9, 9)
+            assert torch.equal(chained(x), plain(x))
+
+
 def test_runtime_keeps_layers_no_kernel_computes_exactly_and_says_why(tmp_path, monkeypatch):
     from mmext.quant import runtime as runtime_module
     torch.manual_seed(0)
@@ -968,6 +1048,10 @@ def kernel_outputs() -> dict[str, torch.Tensor]:
                                   (1, 2), (1, 1), (1, 1))(x_conv),
             'int depthwise': IntConv2d(dw_ints, torch.rand(20, generator=g), randn(20),
                                        quantizer, (2, 2), (1, 1), (1, 1), groups=20)(x_conv),
+            'int epilogue levels': ops.int_epilogue_levels(
+                torch.randint(-3000, 3000, (9, 70), generator=g, dtype=torch.int32), 0.7,
+                randn(1, 70), torch.rand(70, generator=g) * 5e-3, randn(70), 0.0, 6.0, 0.02, 3.0,
+                -128, 127, 0),
             'fake quantize': fq.detach(), 'fake quantize grad x': x_fq.grad,
             'fake quantize grad s, z': torch.cat([s_fq.grad.flatten(), z_fq.grad.flatten()])}
 

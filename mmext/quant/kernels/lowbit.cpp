@@ -278,11 +278,16 @@ inline void store(const Epilogue& e, int64_t c, int64_t full, const int64_t* pop
 // The levels round(clamp(x / s + z, lo, hi)) of 16 inputs, rounding half to even (as
 // std::nearbyint, which is a library call per element); the bound comes first in max / min so
 // that a NaN passes through as it does in torch.clamp.
-__attribute__((target("avx512f"), always_inline)) inline __m512 input_levels16(
-    const float* src, __m512 vs, __m512 vz, __m512 vlo, __m512 vhi) {
-  const __m512 t = _mm512_add_ps(_mm512_div_ps(_mm512_loadu_ps(src), vs), vz);
+__attribute__((target("avx512f"), always_inline)) inline __m512 levels16(
+    __m512 x, __m512 vs, __m512 vz, __m512 vlo, __m512 vhi) {
+  const __m512 t = _mm512_add_ps(_mm512_div_ps(x, vs), vz);
   return _mm512_roundscale_ps(_mm512_min_ps(vhi, _mm512_max_ps(vlo, t)),
                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+__attribute__((target("avx512f"), always_inline)) inline __m512 input_levels16(
+    const float* src, __m512 vs, __m512 vz, __m512 vlo, __m512 vhi) {
+  return levels16(_mm512_loadu_ps(src), vs, vz, vlo, vhi);
 }
 
 // An LSQ+ input's levels round(clamp(x / s + z, lo, hi)) and its fake-quantized values
@@ -1480,6 +1485,21 @@ std::pair<torch::Tensor, torch::Tensor> dense_like(torch::Tensor x, torch::Scala
   return {x, out};
 }
 
+// round(clamp(src / s + z, lo, hi)) - off over [0, n), as float or int8 (modulo 256).
+template <typename T>
+void quantize_range(const float* src, T* dst, int64_t n, float s, float z, float lo, float hi,
+                    float off) {
+  int64_t i = use_avx512() ? quantize_levels_avx512<T>(src, dst, n, s, z, lo, hi, off) : 0;
+  for (; i < n; ++i) {
+    float t = src[i] / s + z;
+    t = std::nearbyint(std::min(std::max(t, lo), hi)) - off;
+    if constexpr (std::is_same_v<T, int8_t>)
+      dst[i] = static_cast<int8_t>(static_cast<int32_t>(t));  // modulo 256
+    else
+      dst[i] = t;
+  }
+}
+
 // q = round(clamp(x / s + z, qn, qp)) - offset as a byte (int8; modulo 256, so offset = qn
 // gives the uint8 levels q - qn as an int8 tensor to view) or as float, with the fake
 // quantizer's own float operations (IEEE division, addition, clamp, round half to even), so
@@ -1496,17 +1516,7 @@ torch::Tensor quantize_levels(torch::Tensor input, double scale, double zero_poi
   const float lo = static_cast<float>(qn), hi = static_cast<float>(qp);
   const float off = static_cast<float>(offset);
   at::parallel_for(0, x.numel(), 16384, [&](int64_t begin, int64_t end) {
-    if (use_avx512())
-      begin += quantize_levels_avx512<T>(src + begin, dst + begin, end - begin, s, z, lo, hi,
-                                         off);
-    for (int64_t i = begin; i < end; ++i) {
-      float t = src[i] / s + z;
-      t = std::nearbyint(std::min(std::max(t, lo), hi)) - off;
-      if constexpr (std::is_same_v<T, int8_t>)
-        dst[i] = static_cast<int8_t>(static_cast<int32_t>(t));  // modulo 256
-      else
-        dst[i] = t;
-    }
+    quantize_range<T>(src + begin, dst + begin, end - begin, s, z, lo, hi, off);
   });
   return out;
 }
@@ -1549,26 +1559,33 @@ torch::Tensor float_signs(torch::Tensor input) {
   return out;
 }
 
+// The integer epilogue's operands checked and made contiguous: acc (M, N) int32 or float32,
+// weight_sum (R, N), scale and bias (N). Returns whether acc is int32.
+bool check_epilogue(torch::Tensor& acc, torch::Tensor& weight_sum, torch::Tensor& scale,
+                    torch::Tensor& bias, const char* op) {
+  check_cpu({acc, weight_sum, scale, bias}, op);
+  const bool is_int = acc.scalar_type() == torch::kInt32;
+  TORCH_CHECK(acc.dim() == 2 && (is_int || acc.scalar_type() == torch::kFloat32), op,
+              ": acc must be (M, N) int32 or float32, got ", acc.sizes(), " ", acc.dtype());
+  const int64_t n = acc.size(1);
+  TORCH_CHECK(weight_sum.dim() == 2 && weight_sum.size(1) == n && scale.numel() == n &&
+                  bias.numel() == n,
+              op, ": weight_sum must be (R, N) and scale, bias (N) for N = ", n);
+  acc = acc.contiguous();
+  weight_sum = weight_sum.contiguous();
+  scale = scale.contiguous();
+  bias = bias.contiguous();
+  return is_int;
+}
+
 // y[m, n] = (acc[m, n] + c * weight_sum[row, n]) * scale[n] + bias[n], float; acc holds
 // integer sums (int32, or float32 from a GEMM whose sums are exact); weight_sum has one row
 // (a Linear) or one per output pixel (m % rows, a convolution's padded borders).
 torch::Tensor int_epilogue(torch::Tensor acc, double c, torch::Tensor weight_sum,
                            torch::Tensor scale, torch::Tensor bias, bool in_place) {
-  check_cpu({acc, weight_sum, scale, bias}, "int_epilogue");
-  const bool is_int = acc.scalar_type() == torch::kInt32;
-  TORCH_CHECK(acc.dim() == 2 && (is_int || acc.scalar_type() == torch::kFloat32),
-              "int_epilogue: acc must be (M, N) int32 or float32, got ", acc.sizes(), " ",
-              acc.dtype());
   TORCH_CHECK(!in_place || acc.is_contiguous(), "int_epilogue: in place needs a contiguous acc");
-  acc = acc.contiguous();
-  const int64_t m = acc.size(0), n = acc.size(1);
-  TORCH_CHECK(weight_sum.dim() == 2 && weight_sum.size(1) == n && scale.numel() == n &&
-                  bias.numel() == n,
-              "int_epilogue: weight_sum must be (R, N) and scale, bias (N) for N = ", n);
-  weight_sum = weight_sum.contiguous();
-  scale = scale.contiguous();
-  bias = bias.contiguous();
-  const int64_t rows = weight_sum.size(0);
+  const bool is_int = check_epilogue(acc, weight_sum, scale, bias, "int_epilogue");
+  const int64_t m = acc.size(0), n = acc.size(1), rows = weight_sum.size(0);
   // in place: the floats take the sums' memory (same size; no fresh block to fault in)
   auto out = in_place ? acc.view(torch::kFloat32)
                       : torch::empty({m, n}, acc.options().dtype(torch::kFloat32));
@@ -1586,6 +1603,70 @@ torch::Tensor int_epilogue(torch::Tensor acc, double c, torch::Tensor weight_sum
       else
         affine_row(static_cast<const float*>(a) + i * n, y + i * n, n, cf, ws + (i % rows) * n,
                    sc, bi);
+    }
+  });
+  return out;
+}
+
+// y clamped to [lo, hi] (NaN kept: a comparison with NaN is false, as in torch's clamp), then
+// round(clamp(y / s + z, qlo, qhi)) - off as int8, 16 at a time; returns the first it did not do.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) int64_t clamp_levels_avx512(
+    const float* y, int8_t* dst, int64_t n, float lo, float hi, float s, float z, float qlo,
+    float qhi, float off) {
+  const __m512 alo = _mm512_set1_ps(lo), ahi = _mm512_set1_ps(hi), vs = _mm512_set1_ps(s);
+  const __m512 vz = _mm512_set1_ps(z), vlo = _mm512_set1_ps(qlo), vhi = _mm512_set1_ps(qhi);
+  const __m512 voff = _mm512_set1_ps(off);
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    __m512 v = _mm512_loadu_ps(y + j);
+    v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, alo, _CMP_LT_OQ), v, alo);
+    v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, ahi, _CMP_GT_OQ), v, ahi);
+    const __m512 t = _mm512_sub_ps(levels16(v, vs, vz, vlo, vhi), voff);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + j),
+                     _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(t)));
+  }
+  return j;
+}
+
+// The same over [0, n), the rest after the 16-lane part in scalar code; y may be overwritten.
+void clamp_levels_row(float* y, int8_t* dst, int64_t n, float lo, float hi, float s, float z,
+                      float qlo, float qhi, float off) {
+  int64_t j = use_avx512() ? clamp_levels_avx512(y, dst, n, lo, hi, s, z, qlo, qhi, off) : 0;
+  for (int64_t k = j; k < n; ++k) y[k] = y[k] < lo ? lo : (y[k] > hi ? hi : y[k]);
+  quantize_range<int8_t>(y + j, dst + j, n - j, s, z, qlo, qhi, off);
+}
+
+// The epilogue of an integer layer whose output feeds, through a clamp activation (ReLU, ReLU6,
+// Hardtanh: act_lo <= y <= act_hi, NaN kept, as torch's), the integer input of the next layer:
+// y = (acc + c * weight_sum[m % rows]) * scale + bias rounded as int_epilogue rounds it, the
+// clamp, then the next layer's levels round(clamp(y / s + z, qn, qp)) - offset as quantize_int8
+// gives them; int8 (M, N), the floats never written out (a row at a time in a buffer).
+torch::Tensor int_epilogue_levels(torch::Tensor acc, double c, torch::Tensor weight_sum,
+                                  torch::Tensor scale, torch::Tensor bias, double act_lo,
+                                  double act_hi, double q_scale, double q_zero, int64_t qn,
+                                  int64_t qp, int64_t offset) {
+  const bool is_int = check_epilogue(acc, weight_sum, scale, bias, "int_epilogue_levels");
+  const int64_t m = acc.size(0), n = acc.size(1), rows = weight_sum.size(0);
+  auto out = torch::empty({m, n}, acc.options().dtype(torch::kInt8));
+  const float* ws = weight_sum.data_ptr<float>();
+  const float* sc = scale.data_ptr<float>();
+  const float* bi = bias.data_ptr<float>();
+  int8_t* dst = out.data_ptr<int8_t>();
+  const float cf = static_cast<float>(c), lo = static_cast<float>(act_lo);
+  const float hi = static_cast<float>(act_hi), s = static_cast<float>(q_scale);
+  const float z = static_cast<float>(q_zero), qlo = static_cast<float>(qn);
+  const float qhi = static_cast<float>(qp), off = static_cast<float>(offset);
+  const void* a = acc.data_ptr();
+  at::parallel_for(0, m, 64, [&](int64_t begin, int64_t end) {
+    std::vector<float> y(n);
+    for (int64_t i = begin; i < end; ++i) {
+      if (is_int)
+        affine_row(static_cast<const int32_t*>(a) + i * n, y.data(), n, cf, ws + (i % rows) * n,
+                   sc, bi);
+      else
+        affine_row(static_cast<const float*>(a) + i * n, y.data(), n, cf, ws + (i % rows) * n,
+                   sc, bi);
+      clamp_levels_row(y.data(), dst + i * n, n, lo, hi, s, z, qlo, qhi, off);
     }
   });
   return out;
@@ -2057,6 +2138,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("float_signs", &float_signs, "+1 where x >= 0, else -1, as float, in x's layout");
   m.def("quantize_float_levels", &quantize_float_levels,
         "round(clamp(x / s + z)) - offset as float32, in x's layout");
+  m.def("int_epilogue_levels", &int_epilogue_levels,
+        "the integer epilogue, a clamp activation and the next layer's int8 levels in one pass");
   m.def("depthwise_conv2d", &depthwise_conv2d,
         "depthwise convolution of channels-last integers (or signs) and the integer epilogue");
   m.def("int_epilogue", &int_epilogue,
