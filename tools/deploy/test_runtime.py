@@ -68,6 +68,9 @@ def main():
     if report.folded:
         print_log(f'  BatchNorms folded into the convolution before them: {len(report.folded)}',
                   logger='current')
+    if report.chains:
+        print_log(f'  integer layers handing the next their int8 levels: {len(report.chains)}',
+                  logger='current')
     for name, why in report.kept():
         print_log(f'  kept fake-quantized: {name} ({why})', logger='current')
     for name, fused, why in report.pairs:

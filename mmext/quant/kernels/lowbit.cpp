@@ -1676,9 +1676,9 @@ torch::Tensor int_epilogue_levels(torch::Tensor acc, double c, torch::Tensor wei
 // One output channel per input channel (groups = C), channels last. The inputs are integers (an
 // integer layer's levels q - offset, float32 or int8) or, with `signs`, +1 where x - t[ch] >= 0
 // (x >= 0 without t; NaN gives -1) and -1 elsewhere, taken at each tap as float_signs takes
-// them; the weights are integers. acc, the sum over the taps inside the image (a padded tap adds 0), is exact in
-// float32 (integers below 2^24: the caller checks the bound) in any order. Then the integer
-// epilogue, rounded as int_epilogue rounds it:
+// them; the weights are integers. acc, the sum over the taps inside the image (a padded tap
+// adds 0), is exact in float32 (integers below 2^24: the caller checks the bound) in any order.
+// Then the integer epilogue, rounded as int_epilogue rounds it:
 //     y = (acc + c * weight_sum[p % rows, ch]) * scale[ch] + bias[ch],  p the output pixel.
 struct Depthwise {
   const void* x;  // float, or int8_t levels
@@ -1724,8 +1724,8 @@ depthwise_input(const T* p, __mmask16 m, __m512 vt) {
 // One pixel of 16 channels with the taps checked against the image (weights from memory).
 template <bool SIGNS, typename T>
 __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline void
-depthwise_pixel_checked(const Depthwise& d, const T* xb, float* yr, int64_t k, int64_t oy, int64_t ox,
-    __mmask16 m, __m512 vt, __m512 sc, __m512 bi) {
+depthwise_pixel_checked(const Depthwise& d, const T* xb, float* yr, int64_t k, int64_t oy,
+                        int64_t ox, __mmask16 m, __m512 vt, __m512 sc, __m512 bi) {
   int64_t pixel[kMaxDepthwiseTaps], tap[kMaxDepthwiseTaps];
   const int64_t n = taps_inside(d, oy, ox, pixel, tap);
   __m512 acc = _mm512_setzero_ps();
