@@ -696,9 +696,13 @@ class _IntBase(_KernelUser):
         return self.qn if self.gemm == 'onednn' else self.offset
 
     def quantize(self, x: Tensor) -> Tensor:
-        """``q - offset`` as int8, same shape as ``x``; an int8 ``x`` is these levels already
-        (handed on by the layer before: :func:`chain_integer_layers`)."""
+        """``q - offset`` as int8, same shape as ``x``. An int8 ``x`` is taken as this layer's
+        input levels ``q - levels_offset``, as the layer before hands them on
+        (:func:`chain_integer_layers`): a layer's input is never int8 otherwise."""
         if x.dtype == torch.int8:
+            if self.levels_offset != self.offset:
+                raise ValueError('int8 levels handed on to a oneDNN layer are q - Qn; they '
+                                 'go through forward, not quantize / accumulate')
             return x
         if self.ops is not None:
             return self.ops.quantize_int8(x.float(), self.a_scale, self.zero_point, self.qn,
@@ -737,11 +741,18 @@ class _IntBase(_KernelUser):
         c = self.offset - self.zero_point
         if self.levels_for is not None:
             lo, hi, after = self.levels_for
-            return self.ops.int_epilogue_levels(acc, c, weight_sum, self.out_scale, self.bias, lo,
-                                                hi, after.a_scale, after.zero_point, after.qn,
-                                                after.qp, after.levels_offset)
+            if self.ops is not None:
+                return self.ops.int_epilogue_levels(
+                    acc, c, weight_sum, self.out_scale, self.bias, lo, hi, after.a_scale,
+                    after.zero_point, after.qn, after.qp, after.levels_offset)
+            y = self._finish_floats(acc, weight_sum, c).clamp_(lo, hi)
+            return (after._levels(y) - after.levels_offset).to(torch.int8)
         if self.ops is not None:
             return self.ops.int_epilogue(acc, c, weight_sum, self.out_scale, self.bias, True)
+        return self._finish_floats(acc, weight_sum, c)
+
+    def _finish_floats(self, acc: Tensor, weight_sum: Tensor, c: float) -> Tensor:
+        """The epilogue in torch's operations (the reference the kernels round as)."""
         rows = weight_sum.shape[0]
         total = acc.float().view(-1, rows, acc.shape[1]) + c * weight_sum
         return (total * self.out_scale + self.bias).view(acc.shape)
@@ -916,10 +927,12 @@ class IntConv2d(_IntBase):
 # ------------------------------------------------------------------ integer layers in a chain
 def _clamp_bounds(modules: list[nn.Module]) -> tuple[float, float] | None:
     """``(lo, hi)`` of the one clamp activation (``nn.ReLU``, ``nn.ReLU6``, ``nn.Hardtanh``)
-    among eval-mode ``modules`` that are otherwise dropouts and identities, or None."""
+    among ``modules`` that are otherwise identities and dropouts in eval mode, or None (a
+    dropout that is training is not nothing)."""
     bounds = None
     for module in modules:
-        if isinstance(module, (nn.Dropout, nn.Identity)):
+        if isinstance(module, nn.Identity) or (isinstance(module, nn.Dropout)
+                                                and not module.training):
             continue
         if type(module) is nn.ReLU:
             found = (0.0, math.inf)
@@ -975,15 +988,15 @@ def _chains_in(seq: nn.Sequential):
             for k in at:
                 owner[k] = nn.Identity()
         yield first, second, between, drop
-        i = j + 1
+        i = j                           # the second layer may hand on levels in turn
 
 
 def _inverted_residual_chain(block: nn.Module):
     """(producer, consumer, activation, drop) for an inverted residual block (mmdet's and
     mmpretrain's ``InvertedResidual``: ``expand_conv``, then ``depthwise_conv`` on its output
-    alone, no squeeze-excitation between) whose expansion ends in a clamp activation, or None."""
-    if not (getattr(block, 'with_expand_conv', False) and not getattr(block, 'with_se', False)
-            and hasattr(block, 'depthwise_conv')):
+    alone; a squeeze-excitation comes after the depthwise convolution) whose expansion ends in a
+    clamp activation, or None."""
+    if not (getattr(block, 'with_expand_conv', False) and hasattr(block, 'depthwise_conv')):
         return None
     first, second = _conv_module_parts(block.expand_conv), _conv_module_parts(block.depthwise_conv)
     head, nxt = block.expand_conv, block.depthwise_conv
@@ -1065,6 +1078,7 @@ def norms_after_convs(model: nn.Module, convs: tuple[type, ...]):
                     yield prefix + conv_name, prefix + norm_name, conv, norm, drop
 
 
+@torch.no_grad()
 def fold_batch_norms(model: nn.Module) -> list[tuple[str, str]]:
     """Fold each eval-mode BatchNorm that runs right after a kernel convolution
     (:class:`IntConv2d`, :class:`BinaryConv2d`; in an mmcv ``ConvModule`` or an

@@ -20,6 +20,7 @@ from mmext.quant.runtime import (
     IntConv2d,
     IntLinear,
     build_runtime_model,
+    chain_integer_layers,
     float32_convs_exact,
     fuse_binary_pairs,
     grouped_sums_bound,
@@ -551,6 +552,46 @@ def test_integer_layers_hand_on_int8_levels_through_a_clamp_with_the_same_output
         for _ in range(2):
             x = torch.randn(4, 3, 9, 9)
             assert torch.equal(chained(x), plain(x))
+        # without the kernels the chained layers hand on the same levels (torch's operations)
+        for model in (chained, plain):
+            for module in model.modules():
+                if hasattr(module, 'use_kernel'):
+                    module.use_kernel = False
+        assert torch.equal(chained(x), plain(x))
+    # a norm left between a convolution and its activation, or a dropout that is training,
+    # keeps the layers apart
+    _, kept = build_runtime_model(swap(ChainNet()), path, fold_batch_norm=False)
+    assert kept.chains == [('ffn.layers.0.0', 'ffn.layers.1')]
+    unchained, _ = build_runtime_model(swap(ChainNet()), path, chain_integer=False)
+    unchained.ffn.layers[0][2].train()
+    assert ('ffn.layers.0.0', 'ffn.layers.1') not in chain_integer_layers(unchained)
+
+
+@pytest.mark.skipif(ops is None, reason='no C++ compiler')
+def test_linear_layers_in_a_row_hand_on_levels_to_onednn_and_in_turn(tmp_path):
+    """8 bits, three linear layers in a row: the second (400 outputs: oneDNN's int8 linear where
+    this torch has it, whose input levels are q - Qn) takes its levels from the first and hands
+    its own on to the third."""
+    def net():
+        return nn.Sequential(nn.Linear(24, 40), nn.ReLU6(), nn.Dropout(0.1), nn.Linear(40, 400),
+                             nn.ReLU(), nn.Linear(400, 5))
+    torch.manual_seed(0)
+    swap = ModuleSwap(w_bits=8, a_bits=8)
+    model = swap(net()).eval()
+    x = torch.randn(16, 24)
+    model(x)
+    export_quantized(model, tmp_path / 'mlp.safetensors')
+    chained, report = build_runtime_model(swap(net()), tmp_path / 'mlp.safetensors')
+    plain, _ = build_runtime_model(swap(net()), tmp_path / 'mlp.safetensors', chain_integer=False)
+    assert report.chains == [('0', '3'), ('3', '5')]
+    assert chained[3].gemm == ('onednn' if onednn_int8_sums_exact() else 'int_mm')
+    assert chained[0].levels_for[2].levels_offset == (chained[3].qn if chained[3].gemm == 'onednn'
+                                                      else chained[3].offset)
+    with torch.no_grad():
+        assert torch.equal(chained(x), plain(x))
+        if chained[3].gemm == 'onednn':     # its levels are q - Qn: not for quantize
+            with pytest.raises(ValueError, match='q - Qn'):
+                chained[3].accumulate(chained[0](x))
 
 
 def test_runtime_keeps_layers_no_kernel_computes_exactly_and_says_why(tmp_path, monkeypatch):
@@ -1048,6 +1089,10 @@ def kernel_outputs() -> dict[str, torch.Tensor]:
                                   (1, 2), (1, 1), (1, 1))(x_conv),
             'int depthwise': IntConv2d(dw_ints, torch.rand(20, generator=g), randn(20),
                                        quantizer, (2, 2), (1, 1), (1, 1), groups=20)(x_conv),
+            'depthwise float levels': ops.depthwise_conv2d(
+                torch.randint(-128, 128, (2, 9, 11, 20), generator=g).float(),
+                dw_ints.float().view(20, 9).t().contiguous(), 3, 3, 1, 1, 1, 1, 1, 1, False,
+                None, 0.5, randn(99, 20), torch.rand(20, generator=g), randn(20)),
             'int epilogue levels': ops.int_epilogue_levels(
                 torch.randint(-3000, 3000, (9, 70), generator=g, dtype=torch.int32), 0.7,
                 randn(1, 70), torch.rand(70, generator=g) * 5e-3, randn(70), 0.0, 6.0, 0.02, 3.0,
