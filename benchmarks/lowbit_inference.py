@@ -466,34 +466,35 @@ def table(results: dict) -> str:
               '| runtime, int8 on _int_mm (outputs) '
               '| max output difference / max output | same argmax | layers on kernels | paper '
               '(theoretical) |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+    def variant(row, name, same_key, note=''):
+        """The cell of a runtime variant timed side by side: ms, speed-up, whether its outputs
+        equal the default runtime's."""
+        entry = row.get(name)
+        if not entry:
+            return '-'
+        return (f"{entry['ms']:.1f} ms, {entry['speedup']:.2f}x ({note}"
+                f"{'the same' if row[same_key] else 'DIFFERENT'})")
     for name, row in results['models'].items():
         agree = '-' if row['same_argmax'] is None else f"{100 * row['same_argmax']:.0f}%"
         unpaired = row.get('runtime without pairs')
         unpaired = (f"{unpaired['ms']:.1f} ms, {unpaired['speedup']:.2f}x" if unpaired
                     else '-')
         pairs = f", {row['binary_pairs']} binary pairs" if row.get('binary_pairs') else ''
-        unfused = row.get('runtime, softmax unfused')
-        unfused = (f"{unfused['ms']:.1f} ms, {unfused['speedup']:.2f}x ("
-                   f"{'the same' if row['fused_softmax_changes_nothing'] else 'DIFFERENT'})"
-                   if unfused else '-')
-        plain = row.get('runtime, int8 on _int_mm')
-        plain = (f"{plain['ms']:.1f} ms, {plain['speedup']:.2f}x "
-                 f"({'the same' if row['int_mm_same_outputs'] else 'DIFFERENT'}; GEMMs of the "
-                 f"default {row['gemms']}; {row['outputs_moved_1e-3']} of {row['outputs']} "
-                 "outputs more than 1e-3 from the fake-quantized model's)" if plain else '-')
+        unfused = variant(row, 'runtime, softmax unfused', 'fused_softmax_changes_nothing')
+        plain = variant(row, 'runtime, int8 on _int_mm', 'int_mm_same_outputs')
+        if plain != '-':
+            plain = (f"{plain[:-1]}; GEMMs of the default {row['gemms']}; "
+                     f"{row['outputs_moved_1e-3']} of {row['outputs']} outputs more than 1e-3 "
+                     "from the fake-quantized model's)")
         folded_float, kept = row.get('float32, BN folded'), row.get('runtime, BN kept')
         folded_float = (f"{folded_float['ms']:.1f} ({folded_float['ms'] / row['runtime']['ms']:.2f}"
                         f"x; {row['float_batch_norms_folded']} BNs)" if folded_float else '-')
         kept = (f"{kept['ms']:.1f} ms, {kept['speedup']:.2f}x ({row['batch_norms_folded']} BNs "
                 f"kept; outputs within {row['bn_kept_max_difference']:.2g})" if kept else '-')
-        convs = row.get('runtime, depthwise on float32 convolutions')
-        convs = (f"{convs['ms']:.1f} ms, {convs['speedup']:.2f}x ("
-                 f"{'the same' if row['depthwise_kernel_changes_nothing'] else 'DIFFERENT'})"
-                 if convs else '-')
-        unchained = row.get('runtime, integer layers not chained')
-        unchained = (f"{unchained['ms']:.1f} ms, {unchained['speedup']:.2f}x ({row['chains']} "
-                     f"chains; {'the same' if row['chains_change_nothing'] else 'DIFFERENT'})"
-                     if unchained else '-')
+        convs = variant(row, 'runtime, depthwise on float32 convolutions',
+                        'depthwise_kernel_changes_nothing')
+        unchained = variant(row, 'runtime, integer layers not chained', 'chains_change_nothing',
+                            f"{row.get('chains')} chains; ")
         lines.append(f"| {name} | {row['float32']['ms']:.1f} | {row['fake-quantized']['ms']:.1f} "
                      f"| {row['runtime']['ms']:.1f} | {row['runtime']['speedup']:.2f}x | "
                      f"{folded_float} | {kept} | {convs} | {unchained} | {unpaired} | {unfused} "

@@ -955,6 +955,24 @@ def _conv_module_parts(module: nn.Module):
     return module.conv, act, order
 
 
+def _conv_module_chain(head: nn.Module, nxt: nn.Module):
+    """(producer, consumer, activation, drop) where ConvModule ``head`` ends in an activation
+    right after its integer convolution (its norm folded, or none) and ConvModule ``nxt``, run
+    on its output, starts with its integer convolution; else None. ``drop()`` takes the
+    activation out of ``head``'s forward."""
+    first, second = _conv_module_parts(head), _conv_module_parts(nxt)
+    if not (first and second and isinstance(first[0], IntConv2d) and first[1] is not None
+            and isinstance(second[0], IntConv2d) and not head.with_norm
+            and first[2][:1] == ('conv', ) and second[2][:1] == ('conv', )
+            and not nxt.with_explicit_padding):
+        return None
+
+    def drop():
+        head.with_activation = False            # ConvModule then skips its activation step
+        head.activate = nn.Identity()
+    return first[0], second[0], [first[1]], drop
+
+
 def _chains_in(seq: nn.Sequential):
     """(producer, consumer, activation, drop) for the integer layers of ``seq`` whose output
     reaches the next integer layer through one clamp activation alone: two ConvModules in a
@@ -963,15 +981,8 @@ def _chains_in(seq: nn.Sequential):
     ``drop()`` takes the activation out of the forward."""
     children = list(seq)
     for head, nxt in zip(children, children[1:]):
-        first, second = _conv_module_parts(head), _conv_module_parts(nxt)
-        if first and second and isinstance(first[0], IntConv2d) and first[1] is not None \
-                and isinstance(second[0], IntConv2d) and not head.with_norm \
-                and first[2][:1] == ('conv', ) and 'act' in first[2] \
-                and second[2][:1] == ('conv', ) and not nxt.with_explicit_padding:
-            def drop(head=head):
-                head.with_activation = False    # ConvModule then skips its activation step
-                head.activate = nn.Identity()
-            yield first[0], second[0], [first[1]], drop
+        if (chain := _conv_module_chain(head, nxt)) is not None:
+            yield chain
     i = 0
     while i < len(children):
         found = _pair_in(children, i, IntLinear)
@@ -998,18 +1009,7 @@ def _inverted_residual_chain(block: nn.Module):
     clamp activation, or None."""
     if not (getattr(block, 'with_expand_conv', False) and hasattr(block, 'depthwise_conv')):
         return None
-    first, second = _conv_module_parts(block.expand_conv), _conv_module_parts(block.depthwise_conv)
-    head, nxt = block.expand_conv, block.depthwise_conv
-    if not (first and second and isinstance(first[0], IntConv2d) and first[1] is not None
-            and isinstance(second[0], IntConv2d) and not head.with_norm
-            and first[2][:1] == ('conv', ) and second[2][:1] == ('conv', )
-            and not nxt.with_explicit_padding):
-        return None
-
-    def drop():
-        head.with_activation = False
-        head.activate = nn.Identity()
-    return first[0], second[0], [first[1]], drop
+    return _conv_module_chain(block.expand_conv, block.depthwise_conv)
 
 
 @torch.no_grad()
