@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import statistics
 import sys
 import time
@@ -54,6 +53,7 @@ sys.path.insert(0, str(REPO))
 
 from mmext.quant import ModuleSwap, QLinear  # noqa: E402
 from mmext.utils.atomic import atomic_write  # noqa: E402
+from mmext.utils.machine import cpu_description  # noqa: E402
 
 DEMO_DETR = REPO / 'configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py'
 VARIANTS = {
@@ -264,7 +264,7 @@ def main() -> None:
     if args.fused_adamw:
         Workload.optimizer_options = dict(lr=1e-4, fused=True)
     device_name = torch.cuda.get_device_name(args.device) if args.device.startswith('cuda') \
-        else f'{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads'
+        else cpu_description()
     results = dict(
         command='python benchmarks/quant_overhead.py ' + ' '.join(sys.argv[1:]),
         device=device_name, torch=torch.__version__, steps=args.steps, warmup=args.warmup,
