@@ -40,7 +40,9 @@ with them kept (``bn_kept_max_difference``) are timed too; where it has depthwis
 same runtime with ``depthwise_kernel=False`` (torch's float32 convolutions of the levels / signs)
 is timed and its outputs compared (``depthwise_kernel_changes_nothing``); where integer layers
 hand the next their int8 levels, the same runtime with ``chain_integer=False``
-(``chains_change_nothing``); for paired models
+(``chains_change_nothing``); where binary attention takes q's and k's signs straight from their
+LayerNorm (Bi-ViT's qk-norm), the same runtime with ``fuse_layer_norm=False`` (torch's
+LayerNorm, then the packing: ``fused_layer_norm_changes_nothing``); for paired models
 ``breakdown_ms`` says where the runtime's time goes (each kernel, the top torch operators;
 profiled, so compare shares).
 
@@ -52,7 +54,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import random
 import statistics
 import sys
@@ -71,17 +72,20 @@ from mmext.quant.export import export_quantized  # noqa: E402
 from mmext.quant.kernels import lowbit_ops  # noqa: E402
 from mmext.quant.quantizers import LSQPlusQuantizer  # noqa: E402
 from mmext.quant.runtime import (  # noqa: E402
+    BinaryAttention,
     BinaryConv2d,
     BinaryLinear,
     BinaryLinearPair,
     IntConv2d,
     IntLinear,
     build_runtime_model,
+    layer_norm_of,
     norms_after_convs,
     onednn_int8_sums_exact,
     sign_thresholds,
 )
 from mmext.utils.atomic import atomic_write  # noqa: E402
+from mmext.utils.machine import cpu_description  # noqa: E402
 
 OUT = REPO / 'benchmarks/results/lowbit_inference.json'
 DEIT_LINEARS = {'qkv': (192, 576), 'proj': (192, 192), 'fc1': (192, 768), 'fc2': (768, 192)}
@@ -370,7 +374,7 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
     path = folder / f'{name}.safetensors'
     export_quantized(quantized, path)
     (unpaired_structure, int_mm_structure, unfused_structure, kept_structure, conv_structure,
-     unchained_structure) = (copy.deepcopy(structure) for _ in range(6))
+     unchained_structure, norm_structure) = (copy.deepcopy(structure) for _ in range(7))
     runtime, report = build_runtime_model(structure, path)
     float_model.eval()
     with torch.inference_mode():
@@ -393,6 +397,12 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
         functions['runtime, softmax unfused'] = lambda: run(unfused)
         with torch.inference_mode():
             extra['fused_softmax_changes_nothing'] = bool(torch.equal(_flat(run(unfused)), got))
+    if any(isinstance(m, BinaryAttention) and layer_norm_of(m.q_transform) is not None
+           for m in runtime.modules()):     # q's and k's LayerNorm: the same, unfused
+        norms, _ = build_runtime_model(norm_structure, path, fuse_layer_norm=False)
+        functions['runtime, LayerNorm unfused'] = lambda: run(norms)
+        with torch.inference_mode():
+            extra['fused_layer_norm_changes_nothing'] = bool(torch.equal(_flat(run(norms)), got))
     if report.folded:           # BatchNorms folded: into the float model too; and kept
         folded_float, count = fold_float_batch_norms(copy.deepcopy(float_model))
         kept, _ = build_runtime_model(kept_structure, path, fold_batch_norm=False)
@@ -463,9 +473,10 @@ def table(results: dict) -> str:
               '| runtime, depthwise on float32 convolutions (outputs) '
               '| runtime, integer layers not chained (outputs) '
               '| runtime without pairs | runtime, softmax unfused (outputs) '
-              '| runtime, int8 on _int_mm (outputs) '
+              '| runtime, LayerNorm unfused (outputs) | runtime, int8 on _int_mm (outputs) '
               '| max output difference / max output | same argmax | layers on kernels | paper '
-              '(theoretical) |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+              '(theoretical) |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'
+              '---|']
     def variant(row, name, same_key, note=''):
         """The cell of a runtime variant timed side by side: ms, speed-up, whether its outputs
         equal the default runtime's."""
@@ -481,6 +492,7 @@ def table(results: dict) -> str:
                     else '-')
         pairs = f", {row['binary_pairs']} binary pairs" if row.get('binary_pairs') else ''
         unfused = variant(row, 'runtime, softmax unfused', 'fused_softmax_changes_nothing')
+        norms = variant(row, 'runtime, LayerNorm unfused', 'fused_layer_norm_changes_nothing')
         plain = variant(row, 'runtime, int8 on _int_mm', 'int_mm_same_outputs')
         if plain != '-':
             plain = (f"{plain[:-1]}; GEMMs of the default {row['gemms']}; "
@@ -498,7 +510,7 @@ def table(results: dict) -> str:
         lines.append(f"| {name} | {row['float32']['ms']:.1f} | {row['fake-quantized']['ms']:.1f} "
                      f"| {row['runtime']['ms']:.1f} | {row['runtime']['speedup']:.2f}x | "
                      f"{folded_float} | {kept} | {convs} | {unchained} | {unpaired} | {unfused} "
-                     f"| {plain} | "
+                     f"| {norms} | {plain} | "
                      f"{row['max_abs_difference']:.3g} / {row['max_abs_output']:.3g} | {agree} | "
                      f"{row['layers']}{pairs} | {row['paper']} |")
     for name, row in results['models'].items():
@@ -525,8 +537,7 @@ def main() -> None:
     ops = lowbit_ops()
     results = dict(
         command='python benchmarks/lowbit_inference.py ' + ' '.join(sys.argv[1:]),
-        device=f'{platform.processor() or platform.machine()} CPU, '
-               f'{torch.get_num_threads()} threads',
+        device=cpu_description(),
         torch=torch.__version__, avx512_popcount=bool(ops and ops.has_avx512_popcount()),
         reps=reps, layers=layer_rows(batches, reps, warmup), models={})
     with tempfile.TemporaryDirectory() as folder:

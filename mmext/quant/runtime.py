@@ -420,10 +420,29 @@ class BinaryConv2d(_BinaryBase):
 
 
 @functools.cache
+def layer_norm_of(transform: nn.Module) -> nn.LayerNorm | None:
+    """The ``nn.LayerNorm`` over the last dimension that ``transform`` applies as its whole
+    forward: the module itself, or what its ``as_layer_norm()`` returns (a wrapper such as
+    Bi-ViT's ``HeadLayerNorm`` says so that way); None otherwise."""
+    as_layer_norm = getattr(transform, 'as_layer_norm', None)
+    norm = transform if isinstance(transform, nn.LayerNorm) else \
+        as_layer_norm() if callable(as_layer_norm) else None
+    if isinstance(norm, nn.LayerNorm) and len(norm.normalized_shape) == 1:
+        return norm
+    return None
+
+
 def _avx512_popcount() -> bool:
-    """Whether the compiled kernels run their AVX-512 paths on this CPU (asked once)."""
+    """Whether the compiled kernels run their AVX-512 paths on this CPU."""
     ops = lowbit_ops()
-    return ops is not None and ops.has_avx512_popcount()
+    return ops is not None and _kernels_use_avx512(ops)
+
+
+@functools.cache
+def _kernels_use_avx512(ops) -> bool:
+    """Asked once per kernel module: the answer is fixed for the process (the CPU and
+    ``MMEXT_LOWBIT_PORTABLE``)."""
+    return bool(ops.has_avx512_popcount())
 
 
 class BinaryAttention(_KernelUser):
@@ -445,12 +464,23 @@ class BinaryAttention(_KernelUser):
     threshold than that go through torch's softmax, so the words are the unfused path's bit for
     bit. It stays unfused where the logits are asked for (``need_weights``, hooks on the
     ``logits`` module or a ``logits`` module that is not an Identity) or the binarizer's steps
-    do not fit (not positive, a threshold below 1e-30)."""
+    do not fit (not positive, a threshold below 1e-30).
 
-    def __init__(self, sdpa: nn.Module, use_kernel: bool = True, fuse_softmax: bool = True):
+    With ``fuse_layer_norm`` (the same conditions), a q / k transform that is a LayerNorm over
+    heads of up to 64 dimensions (:func:`layer_norm_of`: Bi-ViT's qk-norm) goes straight from
+    the projection's strided heads to the binarizer's sign words (``layer_norm_head_signs``):
+    the normalised values are never written out, and each bit is decided only where no rounding
+    of torch's float32 LayerNorm and binarizer could change it; the rows with a value too close
+    to the threshold go through torch's LayerNorm, so the words are the unfused path's bit for
+    bit. It stays unfused where the transform has hooks, the head is longer or the steps or
+    the norm's affine do not fit (a step of 0, values that are not finite)."""
+
+    def __init__(self, sdpa: nn.Module, use_kernel: bool = True, fuse_softmax: bool = True,
+                 fuse_layer_norm: bool = True):
         super().__init__()
-        self.fuse_softmax = fuse_softmax
+        self.fuse_softmax, self.fuse_layer_norm = fuse_softmax, fuse_layer_norm
         self._fusable_steps: tuple | None = None      # (buffer versions, verdict)
+        self._fusable_norms: dict[str, tuple] = {}    # per operand: (versions, verdict)
         self.num_heads = sdpa.num_heads
         self.q_transform, self.k_transform = sdpa.q_transform, sdpa.k_transform
         self.logits = sdpa.logits
@@ -485,12 +515,18 @@ class BinaryAttention(_KernelUser):
         return self.ops.pack_head_signs(x if x.stride(-1) == 1 else x.contiguous(), *step)
 
     def _product(self, a: Tensor, b: Tensor, shape: tuple[int, int, int, int], k: int,
-                 za: Tensor, zb: Tensor, scale: Tensor) -> Tensor:
+                 za: Tensor, zb: Tensor, scale: Tensor, heads_last: bool = False) -> Tensor:
         """``sum_k s_a (sign(a) - z_a) s_b (sign(b) - z_b)`` (B, H, M, N) = ``shape`` for
-        operands a (B, H, M, K) and b (B, H, N, K) from :meth:`_operand`; ``scale = s_a s_b``."""
+        operands a (B, H, M, K) and b (B, H, N, K) from :meth:`_operand`; ``scale = s_a s_b``.
+        ``heads_last``: on the kernels, the (B, H, M, N) result is a view of a (B, M, H, N)
+        tensor, so that the caller's ``out.transpose(1, 2).reshape(B, M, H * N)`` (a
+        transformer's merge of the heads) copies nothing; the same values either way."""
         if self.ops is not None:   # dots, sign sums and corrections in one pass, same roundings
             out = self.ops.binary_attention_product(a, b, k, za.float(), zb.float(),
-                                                    (k * za * zb).float(), scale.float())
+                                                    (k * za * zb).float(), scale.float(),
+                                                    heads_last)
+            if heads_last:
+                return out.view(shape[0], shape[2], shape[1], shape[3]).transpose(1, 2)
             return out.view(shape)
         return binary_product(a, b, za, zb, scale)
 
@@ -502,13 +538,13 @@ class BinaryAttention(_KernelUser):
         if query.dim() != 4 or query.shape[1] != self.num_heads:
             raise ValueError(f'BinaryAttention with {self.num_heads} heads expects q of shape '
                              f'(B, {self.num_heads}, L, d), got {tuple(query.shape)}')
-        q, k = self.q_transform(query), self.k_transform(key)
+        q_words, q = self._transformed_operand(query, self.q_transform, 'q')
+        k_words, k = self._transformed_operand(key, self.k_transform, 'k')
         (sq, zq), (sk, zk), (sv, zv), (sp, zp) = (self._step(n) for n in ('q', 'k', 'v', 'prob'))
         bsz, heads, length, dim = q.shape
         source = k.shape[2]
         scale = 1 / math.sqrt(dim) if scale is None else scale
         shape, product_scale = (bsz, heads, length, source), sq * sk * scale
-        q_words, k_words = self._operand(q, 'q'), self._operand(k, 'k')
         if not need_weights and self._fuses_softmax():
             prob_words = self._prob_words(q_words, k_words, shape, dim, zq, zk, product_scale,
                                           attn_mask)
@@ -518,10 +554,54 @@ class BinaryAttention(_KernelUser):
             probs = logits.softmax(dim=-1)
             prob_words = self._operand(probs, 'prob')
         out = self._product(prob_words, self._operand(value.transpose(2, 3), 'v'),
-                            (bsz, heads, length, value.shape[-1]), source, zp, zv, sp * sv)
+                            (bsz, heads, length, value.shape[-1]), source, zp, zv, sp * sv,
+                            heads_last=True)
         if need_weights:
             return out, (torch.where(self._levels(probs, 'prob') >= 0, 1.0, -1.0) - zp) * sp
         return out
+
+    def _transformed_operand(self, x: Tensor, transform: nn.Module,
+                             name: str) -> tuple[Tensor, Tensor]:
+        """(:meth:`_operand` of ``transform(x)``, a tensor of its shape): on the fused path
+        (see the class docstring) the words come from x itself, and x stands for the shape."""
+        norm = self._fusable_norm(x, transform, name)
+        if norm is None:
+            out = transform(x)
+            return self._operand(out, name), out
+        return self._norm_words(x, norm, name)[0], x
+
+    def _fusable_norm(self, x: Tensor, transform: nn.Module, name: str) -> nn.LayerNorm | None:
+        """The LayerNorm that ``transform`` applies, where its sign words may come from x in one
+        pass; else None. The check of the steps and the norm's affine is redone when their
+        tensors change in place (their version counters)."""
+        if not (self.fuse_layer_norm and self.ops is not None and _avx512_popcount()
+                and x.dim() == 4 and x.dtype == torch.float32):
+            return None
+        norm = layer_norm_of(transform)
+        if norm is None or x.shape[-1] != norm.normalized_shape[0] or x.shape[-1] > 64 \
+                or any(m._forward_hooks or m._forward_pre_hooks for m in (transform, norm)):
+            return None
+        tensors = [getattr(self, f'{name}_scale'), getattr(self, f'{name}_zero')] + \
+            [t for t in (norm.weight, norm.bias) if t is not None]
+        versions = tuple((t.data_ptr(), t._version) for t in tensors)
+        cached = self._fusable_norms.get(name)
+        if cached is None or cached[0] != versions:
+            fits = all(bool(torch.isfinite(t).all()) for t in tensors) \
+                and bool((tensors[0] != 0).all())
+            cached = self._fusable_norms[name] = (versions, fits)
+        return norm if cached[1] else None
+
+    def _norm_words(self, x: Tensor, norm: nn.LayerNorm, name: str,
+                    extra_margin: float = 0.0) -> tuple[Tensor, int]:
+        """The sign words (B * H, R, 1) of ``norm(x) / s + z`` for x (B, H, R, d), and how many
+        rows torch's LayerNorm finished (``extra_margin`` widens the kernel's bound: tests send
+        more rows to torch with it)."""
+        weight = None if norm.weight is None else norm.weight.detach()
+        bias = None if norm.bias is None else norm.bias.detach()
+        return self.ops.layer_norm_head_signs(
+            x if x.stride(-1) == 1 else x.contiguous(), weight, bias, norm.eps,
+            getattr(self, f'{name}_scale').float(), getattr(self, f'{name}_zero').float(),
+            extra_margin)
 
     def _fuses_softmax(self) -> bool:
         """Whether P's sign words may skip the float softmax (see the class docstring). The
@@ -1212,7 +1292,8 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
                         pair_binary_layers: bool = True, int8_backend: str = 'auto',
                         fuse_softmax: bool = True,
                         fold_batch_norm: bool = True, depthwise_kernel: bool = True,
-                        chain_integer: bool = True) -> tuple[nn.Module, RuntimeReport]:
+                        chain_integer: bool = True,
+                        fuse_layer_norm: bool = True) -> tuple[nn.Module, RuntimeReport]:
     """Fill ``model`` (the quantized structure the exported config builds) from the export at
     ``path`` and swap its quantized layers for kernel modules where they compute exactly;
     returns the model (in eval mode, changed in place) and a :class:`RuntimeReport`.
@@ -1221,7 +1302,8 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
     (:func:`fuse_binary_pairs`; the same outputs); ``int8_backend`` picks the integer layers'
     GEMM ('auto', 'int_mm' or 'onednn'; the same floats: :class:`IntLinear`); ``fuse_softmax``
     lets binary attention take P's signs straight from q's and k's (:class:`BinaryAttention`;
-    the same outputs); ``fold_batch_norm`` folds a BatchNorm that follows a kernel convolution
+    the same outputs) and its LayerNorm of q and k straight to their sign words
+    (``fuse_layer_norm``, the same outputs); ``fold_batch_norm`` folds a BatchNorm that follows a kernel convolution
     into its scale and bias (:func:`fold_batch_norms`; the same values up to float rounding);
     ``depthwise_kernel`` runs depthwise convolutions on the compiled depthwise kernel, else on
     torch's float32 convolution (the same floats); ``chain_integer`` lets an integer layer hand
@@ -1248,7 +1330,8 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
         if isinstance(module, QuantizedSDPA):
             quantizers = [getattr(module, f'{n}_quantizer') for n in ('q', 'k', 'v', 'prob')]
             if all(isinstance(q, LearnableScaleBinarizer) for q in quantizers):
-                _set_module(model, name, BinaryAttention(module, use_kernel, fuse_softmax))
+                _set_module(model, name, BinaryAttention(module, use_kernel, fuse_softmax,
+                                                         fuse_layer_norm))
                 report.append((name, 'binary attention', ''))
             else:
                 kinds = sorted({type(q).__name__ for q in quantizers})
@@ -1269,5 +1352,5 @@ __all__ = ['BinaryAttention', 'BinaryLinear', 'BinaryLinearPair', 'BinaryConv2d'
            'IntLinear', 'IntConv2d', 'RuntimeReport', 'build_runtime_model', 'exact_float32_conv',
            'chain_integer_layers', 'float32_convs_exact', 'fold_batch_norms', 'fuse_binary_pairs',
            'grouped_sums_bound',
-           'is_depthwise', 'norms_after_convs', 'onednn_int8_sums_exact', 'runtime_layer',
+           'is_depthwise', 'layer_norm_of', 'norms_after_convs', 'onednn_int8_sums_exact', 'runtime_layer',
            'sign_thresholds']

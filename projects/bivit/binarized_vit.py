@@ -37,6 +37,11 @@ class HeadLayerNorm(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(head_dim, eps=eps)
 
+    def as_layer_norm(self) -> nn.LayerNorm:
+        """The LayerNorm this module's forward applies, whole (the low-bit runtime fuses it with
+        the binarizer after it: ``mmext.quant.runtime.layer_norm_of``)."""
+        return self.norm
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.norm.normalized_shape[0]:
             raise ValueError(f'HeadLayerNorm for head dim {self.norm.normalized_shape[0]} got a '

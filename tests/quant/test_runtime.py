@@ -845,17 +845,21 @@ def test_runtime_bivit_predicts_the_fake_quantized_labels(tmp_path, swap):
         export_quantized(model, tmp_path / 'bivit.safetensors')
         runtime, report = build_runtime_model(build(), tmp_path / 'bivit.safetensors')
         unfused, _ = build_runtime_model(build(), tmp_path / 'bivit.safetensors',
-                                         fuse_softmax=False)
+                                         fuse_softmax=False, fuse_layer_norm=False)
         attention_out = []
         runtime.backbone.layers[0].attn.scaled_dot_product_attention.register_forward_hook(
             lambda module, args, out: attention_out.append(out))
         with torch.no_grad():
             got = runtime(x, mode='tensor')
-            assert torch.equal(unfused(x, mode='tensor'), got)     # P's signs fused or not
+            # P's signs, and q's and k's after their LayerNorms, fused or not
+            assert torch.equal(unfused(x, mode='tensor'), got)
     assert int((attention_out[0] == 0).sum()) > 100         # the case the exact sums decide
     attention = runtime.backbone.layers[0].attn.scaled_dot_product_attention
     assert attention._fuses_softmax() == AVX512
     assert not unfused.backbone.layers[0].attn.scaled_dot_product_attention._fuses_softmax()
+    heads = torch.randn(16, 4, 10, 16)                      # Bi-ViT's HeadLayerNorm, fused
+    fusable = attention._fusable_norm(heads, attention.q_transform, 'q')
+    assert (fusable is not None) == (AVX512 and swap == {})
     # patch embedding + 2 x (qkv, proj, fc1, fc2), and both attentions; both MLPs' fc1 -> fc2
     assert report.counts() == {'binary': 9, 'binary attention': 2}
     assert report.pairs == [(f'backbone.layers.{i}.ffn.layers.0', True, '') for i in range(2)]
@@ -1007,6 +1011,136 @@ def test_fused_softmax_refuses_steps_it_cannot_decide_and_the_module_stays_unfus
     assert module._fuses_softmax()
 
 
+def _layer_norm(dim: int, seed: int, affine: str = 'both') -> nn.LayerNorm:
+    """A LayerNorm with trained-looking affine tensors: 'both', 'weight' (no bias) or 'none'."""
+    norm = nn.LayerNorm(dim, eps=1e-6, elementwise_affine=affine != 'none',
+                        bias=affine == 'both')
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        if norm.weight is not None:
+            norm.weight.copy_(1 + 0.3 * torch.randn(dim, generator=g))
+        if norm.bias is not None:
+            norm.bias.copy_(0.3 * torch.randn(dim, generator=g))
+    return norm
+
+
+@needs_avx512
+@pytest.mark.parametrize('dim, affine, offset, scale', [
+    (64, 'both', 0.0, 1.0), (64, 'both', 3.0, 1.0), (64, 'both', 0.0, 1e-4),
+    (64, 'both', 0.0, 1e4), (32, 'weight', 0.5, 1.0), (17, 'none', 0.0, 1.0),
+    (40, 'both', 0.0, 1.0), (1, 'both', 0.0, 1.0)])
+def test_layer_norm_head_signs_equal_torch_layer_norm_then_the_packing(dim, affine, offset,
+                                                                       scale):
+    """Sign words straight from the strided heads (B, H, R, d) of a projection equal torch's
+    LayerNorm then pack_head_signs bit for bit: heads of 1 to 64, both affine tensors, the
+    weight alone or none, rows far from a zero mean, tiny and huge values, a negative step, NaN
+    and inf; a wide margin sends every row to torch's LayerNorm, and on plain rows few go."""
+    g = torch.Generator().manual_seed(dim)
+    heads, rows = 3, 4 * 3 * 53
+    x = (torch.randn(4, 53, 3, heads, dim, generator=g) * scale + offset).permute(2, 0, 3, 1, 4)[0]
+    x[0, 0, 0, 0], x[1, 2, 3, -1] = float('nan'), float('inf')
+    norm = _layer_norm(dim, dim, affine)
+    step, zero = torch.rand(heads, generator=g) + 0.3, torch.randn(heads, generator=g) * 0.3
+    step[1] *= -1
+    weight, bias = (None if t is None else t.detach() for t in (norm.weight, norm.bias))
+    with torch.no_grad():
+        expected = ops.pack_head_signs(norm(x), step, zero)
+    finished = []
+    for extra in (0.0, 1e3):
+        words, count = ops.layer_norm_head_signs(x, weight, bias, norm.eps, step, zero, extra)
+        assert torch.equal(words, expected)
+        finished.append(count)
+    assert finished[1] == rows
+    if (offset, scale) == (0.0, 1.0) and dim > 1:
+        assert 2 <= finished[0] < 0.05 * rows            # the two rows with NaN and inf
+
+
+@needs_avx512
+def test_layer_norm_head_signs_on_values_that_only_rounding_decides():
+    """Rows c x0 + d normalise to the same exact values (eps = 0), and a bias of minus those
+    values puts every element's exact LayerNorm within rounding of the threshold: torch's
+    signs there come from its rounding alone, row by row. The kernel must leave such elements
+    to torch (a bound that is too tight decides some of them its own way)."""
+    g = torch.Generator().manual_seed(0)
+    dim, heads = 64, 2
+    x0 = torch.randn(dim, generator=g, dtype=torch.float64)
+    norm = _layer_norm(dim, 5)
+    norm.eps = 0.0
+    exact = (x0 - x0.mean()) / x0.var(unbiased=False).sqrt() * norm.weight.detach().double()
+    with torch.no_grad():
+        norm.bias.copy_(-exact.float())
+    c = torch.rand(heads, 300, 1, generator=g, dtype=torch.float64) * 1.5 + 0.5
+    d = torch.rand(heads, 300, 1, generator=g, dtype=torch.float64) * 2 - 1
+    x = (c * x0 + d).float()[None]                           # (1, H, 300, 64)
+    step, zero = torch.ones(heads), torch.zeros(heads)
+    with torch.no_grad():
+        expected = ops.pack_head_signs(norm(x), step, zero)
+    words, finished = ops.layer_norm_head_signs(x, norm.weight.detach(), norm.bias.detach(), 0.0,
+                                                step, zero, 0.0)
+    ones = unpack_signs(expected.view(-1, 1), dim).eq(1).sum(0)
+    assert ((ones > 0) & (ones < heads * 300)).sum() > 10     # rounding picks either sign
+    assert torch.equal(words, expected) and finished > 0.9 * heads * 300
+
+
+def test_torch_layer_norm_moments_stay_inside_the_kernels_bounds():
+    """The fused LayerNorm bounds torch's own mean and 1 / std (layer_norm_head_signs in
+    lowbit.cpp): |m' - m| <= (K + 16) u X and |r' - r| <= e_r r. On rows of several kinds they
+    hold with room, so a torch whose LayerNorm rounded worse would fail here first."""
+    u, g = 2.0 ** -24, torch.Generator().manual_seed(0)
+    for k in (16, 17, 40, 64):
+        rows = [torch.randn(500, k, generator=g),
+                torch.randn(500, k, generator=g) + 3 * torch.randn(500, 1, generator=g),
+                torch.randn(500, k, generator=g) ** 3,
+                torch.rand(500, k, generator=g) * 10 + 5]
+        for x in rows:
+            _, mean, rstd = torch.ops.aten.native_layer_norm(x, [k], None, None, 1e-6)
+            xd = x.double()
+            m, v, big = xd.mean(1), xd.var(1, unbiased=False), xd.abs().amax(1)
+            e_m = (k + 16) * u * big
+            e_v = 6 * e_m * (2 * big + e_m) + (k + 24) * u * v
+            denom = v + float(torch.tensor(1e-6))
+            t = (e_v + u * denom) / denom
+            e_r = 0.51 * t / (1 - t) + 4 * u
+            assert ((mean.reshape(-1).double() - m).abs() <= 0.5 * e_m).all()
+            kept = t <= 0.01
+            rho = denom.rsqrt()
+            assert ((rstd.reshape(-1).double() - rho).abs() <= 0.5 * e_r * rho)[kept].all()
+
+
+@needs_avx512
+def test_binary_attention_takes_q_and_k_signs_straight_from_their_layer_norm():
+    """A LayerNorm as q's and k's transform (Bi-ViT's qk-norm) goes straight to the sign
+    words: the same outputs as unfused, the same words when a wide margin sends every row to
+    torch; unfused where the transform is hooked, is no LayerNorm, or a step is 0 (until it is
+    restored in place), and for heads past 64 (which the kernel refuses, naming it)."""
+    sdpa, (q, k, v) = _binary_sdpa(heads=3, dim=64, tokens=50)
+    sdpa.q_transform, sdpa.k_transform = _layer_norm(64, 1), _layer_norm(64, 2, 'weight')
+    fused, unfused = BinaryAttention(sdpa), BinaryAttention(sdpa, fuse_layer_norm=False)
+    with torch.no_grad():
+        assert torch.equal(fused(q, k, v), unfused(q, k, v))
+        norm = fused._fusable_norm(q, fused.q_transform, 'q')
+        assert norm is fused.q_transform
+        assert unfused._fusable_norm(q, unfused.q_transform, 'q') is None
+        expected = fused._operand(fused.q_transform(q), 'q')
+        for extra, finished in ((0.0, None), (1e3, 2 * 3 * 50)):
+            words, count = fused._norm_words(q, norm, 'q', extra)
+            assert torch.equal(words, expected) and count == (finished or count)
+    handle = fused.q_transform.register_forward_hook(lambda *args: None)
+    assert fused._fusable_norm(q, fused.q_transform, 'q') is None
+    handle.remove()
+    assert fused._fusable_norm(q, nn.Identity(), 'q') is None
+    fused.q_scale[1] = 0.0                                   # in place: a new buffer version
+    assert fused._fusable_norm(q, fused.q_transform, 'q') is None
+    fused.q_scale[1] = unfused.q_scale[1]
+    assert fused._fusable_norm(q, fused.q_transform, 'q') is norm
+    long = torch.zeros(1, 1, 2, 65)
+    assert fused._fusable_norm(long, nn.LayerNorm(65), 'q') is None
+    with pytest.raises(RuntimeError, match='rows of 1 to 64 elements'):
+        ops.layer_norm_head_signs(long, None, None, 1e-6, torch.ones(1), torch.zeros(1), 0.0)
+    with pytest.raises(RuntimeError, match='head 0 has step 0'):
+        ops.layer_norm_head_signs(q, None, None, 1e-6, torch.zeros(3), torch.zeros(3), 0.0)
+
+
 @pytest.mark.skipif(ops is None, reason='no C++ compiler')
 def test_packing_along_the_rows_equals_packing_the_transposed_copy():
     """v^T's sign words straight from v (B, H, R, K) with strided heads: those of the
@@ -1039,13 +1173,18 @@ def test_binary_attention_corrections_in_one_pass_round_as_the_torch_expression(
     out, probs = kernel(q, k, v, mask, need_weights=True)
     out_ref, probs_ref = reference(q, k, v, mask, need_weights=True)
     assert torch.equal(out, out_ref) and torch.equal(probs, probs_ref)
+    # P v comes out heads last: merging the heads, (B, H, N, d) -> (B, N, H d), copies nothing
+    merged = out.transpose(1, 2).reshape(3, 29, 160)
+    assert merged.is_contiguous() and merged.data_ptr() == out.data_ptr()
+    assert not out_ref.transpose(1, 2).is_contiguous()        # the reference's own layout
 
 
 def kernel_outputs() -> dict[str, torch.Tensor]:
     """Every compiled kernel's outputs on fixed odd-sized inputs, through the runtime's layers
     (binary linear, pair, direct / patch / depthwise convolutions, binary attention with the
-    softmax unfused, integer linear and convolutions) and the fused fake quantization (forward
-    and backward): run once here and once in a process on the portable paths."""
+    softmax unfused, integer linear and convolutions), the LayerNorm signs (every row through
+    torch's LayerNorm on the portable path) and the fused fake quantization (forward and
+    backward): run once here and once in a process on the portable paths."""
     from mmext.quant.quantizers import fake_quantize
     g = torch.Generator().manual_seed(0)
 
@@ -1066,6 +1205,7 @@ def kernel_outputs() -> dict[str, torch.Tensor]:
     pair = BinaryLinearPair(first, nn.GELU(), second,
                             *sign_thresholds(first, nn.GELU(), second, lowbit_ops()))
     sdpa, (q, k, v) = _binary_sdpa(3, 70, 21)
+    norm = _layer_norm(40, 3)
     x_fq = randn(5, 3, 37).requires_grad_()
     s_fq = (torch.rand(1, 3, 1, generator=g) + 0.1).requires_grad_()
     z_fq = randn(1, 3, 1).requires_grad_()
@@ -1097,6 +1237,10 @@ def kernel_outputs() -> dict[str, torch.Tensor]:
                 torch.randint(-3000, 3000, (9, 70), generator=g, dtype=torch.int32), 0.7,
                 randn(1, 70), torch.rand(70, generator=g) * 5e-3, randn(70), 0.0, 6.0, 0.02, 3.0,
                 -128, 127, 0),
+            'layer norm signs': ops.layer_norm_head_signs(
+                randn(2, 21, 3, 3, 40).transpose(1, 3)[:, :, :, 0], *(
+                    t.detach() for t in (norm.weight, norm.bias)), norm.eps,
+                torch.rand(3, generator=g) + 0.5, randn(3) * 0.3, 0.0)[0],
             'fake quantize': fq.detach(), 'fake quantize grad x': x_fq.grad,
             'fake quantize grad s, z': torch.cat([s_fq.grad.flatten(), z_fq.grad.flatten()])}
 

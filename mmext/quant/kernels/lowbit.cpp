@@ -810,6 +810,274 @@ torch::Tensor pack_head_signs_transposed(torch::Tensor x, torch::Tensor scale, t
   return out;
 }
 
+// ------------------------------------------------------------- LayerNorm, then binarizer signs
+// A learnable-scale binarizer's sign words after a LayerNorm over the last dimension (K <= 64),
+// sign(LayerNorm(x) / s + z), as torch's float32 LayerNorm and the binarizer round them, without
+// the normalised values written out. torch normalises a row with a mean m' and a variance v' of
+// its own (Welford's updates in vector lanes, the lanes then combined), r' = 1 / sqrt(v' + eps)
+// and y' = (x r' - m' r') gamma + beta, each operation rounded to float32. This kernel takes the
+// row's mean m_f and variance v_f in float32 too (two passes, the row in registers), bounds both
+// computations' distance from the exact value of LayerNorm(x) / s + z and decides a bit only
+// where its own value lies farther from 0 than the two bounds together (ln_row_factors). Rows it
+// cannot decide go to torch's own LayerNorm (at::layer_norm on those rows alone: each row is
+// normalised by itself) and are packed as pack_head_signs packs: the same words, bit for bit,
+// as the two steps unfused.
+//
+// The bounds (u = 2^-24, X = max |x|, m and v the exact mean and variance):
+// - torch: |m' - m| <= e_m = (K + 16) u X and |v' - v| <= e_v = 6 e_m D + (K + 24) u v,
+//   D = 2 X + e_m (a summation of K terms in any order, each product of deviations rounded, the
+//   mean's error through them); with t = (e_v + u (v + eps)) / (v + eps) <= 0.01,
+//   |r' - r| <= e_r r, e_r = 0.51 t / (1 - t) + 4 u; and whatever the order of torch's
+//   roundings, |y' - y| <= |gamma| r ((|x| + |m|)(e_r + u) + e_m + 3 u |x - m|) + u |beta|,
+//   and the binarizer's division and sum add u |y / s| + u |value|;
+// - this kernel: |m_f - m| <= e_f = 10 u X (a sum of depth 8, times 1 / K rounded), |r_f - r| <=
+//   e_g r, e_g = 9 u + 0.51 e_f^2 / (v_f + eps) (v_f within 12 u of the variance about m_f,
+//   which exceeds v by (m_f - m)^2), and its fma((x - m_f), r_f gamma / s, beta / s + z) adds
+//   |gamma / s| r (e_f + (|x| + |m|)(e_g + 3 u)) + u (|beta / s| + |z| + |value|).
+// Together, with |gamma / s| <= G (the head's largest) and the bound widened by a quarter:
+//   |value - torch's| <= G (|x| c1 + c2) + 1.25 u (3 |beta / s|max + |z|) + 2 u |value|,
+//   c1 = 1.25 r_f (1 + e_g) (e_r + e_g + 8 u), c2 = c1 (|m_f| + e_f) + 1.25 r_f (1 + e_g)(e_m + e_f).
+struct LayerNormSigns {
+  const float* scale;  // gamma / s, (H, K)
+  const float* shift;  // beta / s + z, (H, K)
+  const float* most;   // G: the largest |gamma / s| per head, (H)
+  const float* floor;  // 1.25 u (3 max |beta / s| + |z|) + 2^-140 + extra_margin per head, (H)
+};
+
+// The factors of 8 rows' bounds at once (the scalar math per row is most of a row's
+// instructions otherwise), in double from their float32 mean m_f, mean square q_f and largest
+// |x|: the row's float32 step r_f (within e_g of the exact r) and the margin's factors
+// P = G c1 and Q = G c2 + floor (rounded up), with
+//   c1 = 1.25 r (e_r + e_g + 8 u),  c2 = c1 (|m_f| + e_f) + 1.25 r (e_m + e_f)
+// (r >= the exact r). Returns the rows that can be decided (every value finite, t <= 0.01).
+__attribute__((target("avx512f,avx512dq,avx512vl"))) __mmask8 ln_row_factors8(
+    int64_t k, double eps, const float* mean_f, const float* square_f, const float* big_f,
+    const float* most, const float* floor, float* rstd_f, float* p_out, float* q_out) {
+  const double u = 0x1p-24;
+  const __m512d mean = _mm512_cvtps_pd(_mm256_loadu_ps(mean_f));
+  const __m512d square = _mm512_cvtps_pd(_mm256_loadu_ps(square_f));
+  const __m512d big = _mm512_cvtps_pd(_mm256_loadu_ps(big_f));
+  const __m512d inf = _mm512_set1_pd(INFINITY);
+  __mmask8 ok = _mm512_cmp_pd_mask(_mm512_abs_pd(mean), inf, _CMP_LT_OQ) &
+                _mm512_cmp_pd_mask(square, inf, _CMP_LT_OQ) &
+                _mm512_cmp_pd_mask(big, inf, _CMP_LT_OQ);
+  // this kernel's variance q_f - m_f^2 against the exact one, v = q - m^2:
+  // |error| <= e_own = 10 u q_f (1 + 11 u) + e_f (2 X + e_f) + 2^-50 q_f, e_f = 10 u X
+  const __m512d e_f = _mm512_mul_pd(_mm512_set1_pd(10 * u), big);
+  const __m512d e_own = _mm512_fmadd_pd(
+      square, _mm512_set1_pd(10 * u * (1 + 11 * u) + 0x1p-50),
+      _mm512_mul_pd(e_f, _mm512_fmadd_pd(_mm512_set1_pd(2), big, e_f)));
+  const __m512d var = _mm512_fnmadd_pd(mean, mean, square);
+  const __m512d var_up = _mm512_add_pd(var, e_own);
+  const __m512d denom_low = _mm512_add_pd(_mm512_sub_pd(var, e_own), _mm512_set1_pd(eps));  // <= v + eps
+  ok &= _mm512_cmp_pd_mask(denom_low, _mm512_setzero_pd(), _CMP_GT_OQ);
+  const __m512d inv = _mm512_div_pd(_mm512_set1_pd(1), denom_low);
+  const __m512d e_g = _mm512_fmadd_pd(_mm512_mul_pd(_mm512_set1_pd(1.02), e_own), inv, _mm512_set1_pd(3 * u));
+  // torch's: |m' - m| <= e_m = (K + 16) u X, |v' - v| <= e_v = 6 e_m (2 X + e_m) + (K + 24) u v
+  const __m512d e_m = _mm512_mul_pd(_mm512_set1_pd((k + 16) * u), big);
+  const __m512d e_v = _mm512_fmadd_pd(
+      _mm512_mul_pd(_mm512_set1_pd(6), e_m), _mm512_fmadd_pd(_mm512_set1_pd(2), big, e_m),
+      _mm512_mul_pd(_mm512_set1_pd((k + 24) * u), var_up));
+  const __m512d t =
+      _mm512_mul_pd(_mm512_fmadd_pd(_mm512_set1_pd(u), _mm512_add_pd(var_up, _mm512_set1_pd(eps)), e_v), inv);
+  ok &= _mm512_cmp_pd_mask(t, _mm512_set1_pd(0.01), _CMP_LE_OQ);
+  const __m512d e_r = _mm512_fmadd_pd(_mm512_set1_pd(0.5152), t, _mm512_set1_pd(4 * u));  // 0.51 t / (1 - t)
+  const __m512d root = _mm512_sqrt_pd(inv);
+  const __m512d r = _mm512_mul_pd(_mm512_set1_pd(1.25 * (1 + 0x1p-20)), root);  // 1.25 x (>= the exact r)
+  const __m512d c1 = _mm512_mul_pd(r, _mm512_add_pd(_mm512_add_pd(e_r, e_g), _mm512_set1_pd(8 * u)));
+  const __m512d c2 = _mm512_fmadd_pd(c1, _mm512_add_pd(_mm512_abs_pd(mean), e_f),
+                                     _mm512_mul_pd(r, _mm512_add_pd(e_m, e_f)));
+  const __m512d g = _mm512_cvtps_pd(_mm256_loadu_ps(most));
+  const __m512d up = _mm512_set1_pd(1 + 0x1p-20);
+  _mm256_storeu_ps(rstd_f, _mm512_cvtpd_ps(root));
+  _mm256_storeu_ps(p_out, _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_mul_pd(g, c1), up)));
+  _mm256_storeu_ps(q_out, _mm512_cvtpd_ps(_mm512_mul_pd(
+      _mm512_fmadd_pd(g, c2, _mm512_cvtps_pd(_mm256_loadu_ps(floor))), up)));
+  return ok;
+}
+
+// Up to 8 rows of K <= 16 NV elements: the sign words of the rows decided (decided[i] set).
+template <int NV>
+__attribute__((target("avx512f,avx512dq,avx512vl,fma"))) void layer_norm_sign_rows8(
+    const float* const* x, int64_t count, int64_t k, float inv_k, const LayerNormSigns& p,
+    const int64_t* head, double eps, uint64_t* word, bool* decided) {
+  __mmask16 masks[NV];
+  for (int i = 0; i < NV; ++i) {
+    const int64_t valid = std::min<int64_t>(16, k - 16 * i);
+    masks[i] = valid >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
+  }
+  alignas(32) float mean_f[8] = {}, square_f[8] = {}, big_f[8] = {}, most[8] = {}, floor[8] = {};
+  alignas(32) float rstd_f[8], vp[8], vq[8];
+  for (int64_t row = 0; row < count; ++row) {
+    // the sum and the sum of squares side by side (depth NV, then the reduction's 4)
+    __m512 sum = _mm512_setzero_ps(), squares = _mm512_setzero_ps(), big = _mm512_setzero_ps();
+    for (int i = 0; i < NV; ++i) {
+      const __m512 v = _mm512_maskz_loadu_ps(masks[i], x[row] + 16 * i);
+      sum = _mm512_add_ps(sum, v);
+      squares = _mm512_fmadd_ps(v, v, squares);
+      big = _mm512_max_ps(big, _mm512_abs_ps(v));  // NaN: caught by the sum
+    }
+    mean_f[row] = _mm512_reduce_add_ps(sum) * inv_k;
+    square_f[row] = _mm512_reduce_add_ps(squares) * inv_k;
+    big_f[row] = _mm512_reduce_max_ps(big);
+    most[row] = p.most[head[row]];
+    floor[row] = p.floor[head[row]];
+  }
+  const __mmask8 ok = ln_row_factors8(k, eps, mean_f, square_f, big_f, most, floor, rstd_f, vp, vq);
+  for (int64_t row = 0; row < count; ++row) {
+    decided[row] = (ok >> row) & 1;
+    if (!decided[row]) continue;
+    // |value| against the margin P |x| + Q (the bound's 2 u |value| folded into the quarter)
+    const __m512 mp = _mm512_set1_ps(vp[row]), mq = _mm512_set1_ps(vq[row]);
+    const __m512 vr = _mm512_set1_ps(rstd_f[row]), vm = _mm512_set1_ps(mean_f[row]);
+    const float *scale = p.scale + head[row] * k, *shift = p.shift + head[row] * k;
+    uint64_t bits = 0;
+    __mmask16 far = 0xFFFF;
+    for (int i = 0; i < NV; ++i) {
+      const __m512 v = _mm512_maskz_loadu_ps(masks[i], x[row] + 16 * i);
+      const __m512 value = _mm512_fmadd_ps(
+          _mm512_sub_ps(v, vm), _mm512_mul_ps(vr, _mm512_maskz_loadu_ps(masks[i], scale + 16 * i)),
+          _mm512_maskz_loadu_ps(masks[i], shift + 16 * i));
+      const __m512 margin = _mm512_fmadd_ps(_mm512_abs_ps(v), mp, mq);
+      far &= _mm512_mask_cmp_ps_mask(masks[i], _mm512_abs_ps(value), margin, _CMP_GT_OQ) |
+             static_cast<__mmask16>(~masks[i]);
+      bits |= static_cast<uint64_t>(
+                  _mm512_mask_cmp_ps_mask(masks[i], value, _mm512_setzero_ps(), _CMP_GT_OQ))
+              << (16 * i);
+    }
+    decided[row] = far == 0xFFFF;
+    word[row] = bits;
+  }
+}
+
+template <int NV>
+__attribute__((target("avx512f,avx512dq,avx512vl,fma"))) void layer_norm_sign_block_avx512(
+    const float* const* x, int64_t count, int64_t k, const LayerNormSigns& p,
+    const int64_t* head, double eps, uint64_t* word, bool* decided) {
+  const float inv_k = 1.0f / static_cast<float>(k);
+  for (int64_t i = 0; i < count; i += 8)
+    layer_norm_sign_rows8<NV>(x + i, std::min<int64_t>(8, count - i), k, inv_k, p, head + i, eps,
+                              word + i, decided + i);
+}
+
+// Up to kBlockRows rows (pointers x, heads `head`): their words where decided.
+constexpr int64_t kLnBlock = 16;
+void layer_norm_sign_block(bool avx, const float* const* x, int64_t count, int64_t k,
+                           const LayerNormSigns& p, const int64_t* head, double eps,
+                           uint64_t* word, bool* decided) {
+  if (!avx) {  // the portable path: every row through torch's LayerNorm
+    std::fill(decided, decided + count, false);
+    return;
+  }
+  switch ((k + 15) / 16) {
+    case 1: return layer_norm_sign_block_avx512<1>(x, count, k, p, head, eps, word, decided);
+    case 2: return layer_norm_sign_block_avx512<2>(x, count, k, p, head, eps, word, decided);
+    case 3: return layer_norm_sign_block_avx512<3>(x, count, k, p, head, eps, word, decided);
+    default: return layer_norm_sign_block_avx512<4>(x, count, k, p, head, eps, word, decided);
+  }
+}
+
+// x (B, H, R, K) float32 with K <= 64 contiguous (any other strides: a head view of a
+// projection's output); weight, bias (K) float32 or None (the LayerNorm's affine); eps the
+// LayerNorm's; scale, zero one float32 per head (the binarizer's: finite, the
+// step not 0); extra_margin >= 0 widens every element's bound (tests use it to send rows to
+// torch's LayerNorm). Returns ((B * H, R, 1) int64 sign words of LayerNorm(x) / s + z, the
+// number of rows torch's LayerNorm finished). Without AVX-512 every row goes through torch's
+// LayerNorm (the same words, without the speed).
+std::tuple<torch::Tensor, int64_t> layer_norm_head_signs(
+    torch::Tensor x, c10::optional<torch::Tensor> weight, c10::optional<torch::Tensor> bias,
+    double eps, torch::Tensor scale, torch::Tensor zero, double extra_margin) {
+  const char* op = "layer_norm_head_signs";
+  std::tie(scale, zero) = head_steps(x, scale, zero, op);
+  const int64_t b = x.size(0), h = x.size(1), r = x.size(2), k = x.size(3);
+  TORCH_CHECK(k > 0 && k <= 64, op, ": rows of 1 to 64 elements (a head), got ", k);
+  // the fallback gives torch's LayerNorm the affine as the module has it (none, weight only, or
+  // both: torch rounds the cases apart); the bound takes ones and zeros for the missing ones
+  for (auto* t : {&weight, &bias})
+    if (*t) {
+      check_cpu({**t}, op);
+      TORCH_CHECK((*t)->scalar_type() == torch::kFloat32 && (*t)->numel() == k, op,
+                  ": weight and bias need one float32 per element of a row (", k, ")");
+      **t = (*t)->reshape(-1).contiguous();
+    }
+  TORCH_CHECK(eps >= 0 && std::isfinite(eps) && extra_margin >= 0 && std::isfinite(extra_margin),
+              op, ": needs a finite eps >= 0 and a finite extra_margin >= 0");
+  const auto gamma = weight ? *weight : torch::ones({k}, x.options());
+  const auto beta = bias ? *bias : torch::zeros({k}, x.options());
+  const float *sc = scale.data_ptr<float>(), *zp = zero.data_ptr<float>();
+  const float *ga = gamma.data_ptr<float>(), *be = beta.data_ptr<float>();
+  std::vector<float> scaled(h * k), shift(h * k), most(h), floor(h);
+  const double u = 0x1p-24;
+  for (int64_t hi = 0; hi < h; ++hi) {
+    const double s = sc[hi], z = zp[hi];
+    TORCH_CHECK(std::isfinite(s) && s != 0 && std::isfinite(z), op, ": head ", hi, " has step ",
+                s, " and zero point ", z, " (the step must be finite and not 0, the zero point "
+                "finite)");
+    double g = 0, bmax = 0;
+    for (int64_t j = 0; j < k; ++j) {
+      TORCH_CHECK(std::isfinite(ga[j]) && std::isfinite(be[j]), op,
+                  ": gamma and beta must be finite");
+      scaled[hi * k + j] = static_cast<float>(ga[j] / s);
+      shift[hi * k + j] = static_cast<float>(be[j] / s + z);
+      g = std::max(g, std::fabs(ga[j] / s));
+      bmax = std::max(bmax, std::fabs(be[j] / s));
+    }
+    most[hi] = static_cast<float>(g * (1 + 0x1p-20));
+    floor[hi] = static_cast<float>((1.25 * u * (3 * bmax + std::fabs(z)) + 0x1p-140 +
+                                    extra_margin) * (1 + 0x1p-20));
+  }
+  const double eps_f = static_cast<float>(eps);  // torch adds eps as the input's type
+  const LayerNormSigns params{scaled.data(), shift.data(), most.data(), floor.data()};
+  const int64_t rows = b * h * r;
+  auto out = torch::empty({b * h, r, 1}, x.options().dtype(torch::kInt64));
+  std::vector<uint8_t> undecided(rows, 0);
+  const float* src = x.data_ptr<float>();
+  auto* dst = reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>());
+  const int64_t sb = x.stride(0), sh = x.stride(1), sr = x.stride(2);
+  auto row_start = [&](int64_t row) {
+    return src + (row / (h * r)) * sb + ((row / r) % h) * sh + (row % r) * sr;
+  };
+  const bool avx = use_avx512();
+  at::parallel_for(0, rows, 64, [&](int64_t begin, int64_t end) {
+    // the rows' image, head and index counted along (no divisions per row), a block at a time
+    int64_t bi = begin / (h * r), hi = (begin / r) % h, ri = begin % r;
+    const float* starts[kLnBlock];
+    int64_t heads_of[kLnBlock];
+    bool decided[kLnBlock];
+    for (int64_t first = begin; first < end; first += kLnBlock) {
+      const int64_t count = std::min<int64_t>(kLnBlock, end - first);
+      for (int64_t i = 0; i < count; ++i) {
+        starts[i] = src + bi * sb + hi * sh + ri * sr;
+        heads_of[i] = hi;
+        if (++ri == r) {
+          ri = 0;
+          if (++hi == h) hi = 0, ++bi;
+        }
+      }
+      layer_norm_sign_block(avx, starts, count, k, params, heads_of, eps_f, dst + first, decided);
+      for (int64_t i = 0; i < count; ++i) undecided[first + i] = !decided[i];
+    }
+  });
+  std::vector<int64_t> left;
+  for (int64_t row = 0; row < rows; ++row)
+    if (undecided[row]) left.push_back(row);
+  const int64_t count = static_cast<int64_t>(left.size());
+  if (count) {  // torch's LayerNorm on these rows alone, then the binarizer as pack_head_signs
+    auto gathered = torch::empty({count, k}, x.options());
+    float* g = gathered.data_ptr<float>();
+    for (int64_t i = 0; i < count; ++i)
+      std::memcpy(g + i * k, row_start(left[i]), k * sizeof(float));
+    const auto normed = at::layer_norm(gathered, {k}, weight, bias, eps).contiguous();
+    const float* y = normed.data_ptr<float>();
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t hi = (left[i] / r) % h;
+      dst[left[i]] = avx ? pack_word_affine_avx512(y + i * k, k, sc[hi], zp[hi])
+                         : pack_word_affine_portable(y + i * k, k, sc[hi], zp[hi]);
+    }
+  }
+  return {out, count};
+}
+
 // a (M, W) sign words, wt (W, Npad) weight words (transposed, Npad a multiple of 16),
 // k the real length of a row; scale, bias (Npad) float. -> (M, n) float, or int32 dots if raw.
 torch::Tensor binary_linear(torch::Tensor a, torch::Tensor wt, int64_t k, torch::Tensor scale,
@@ -1078,15 +1346,17 @@ void check_attention_operands(torch::Tensor& a, torch::Tensor& b, int64_t k, tor
 
 // Bi-ViT's binary attention product in one pass: a (G, M, W) and b (G, N, W) sign words of
 // rows of k signs; za, zb, kzz (= k za zb) and scale one float per head (G = B * heads, head
-// g % heads). out (G, M, N) float (see attention_group).
+// g % heads). out (G, M, N) float (see attention_group); with heads_last (B, M, heads, N), the
+// layout a transformer's "(B, heads, M, N) -> (B, M, heads * N)" reads without a copy.
 torch::Tensor binary_attention_product(torch::Tensor a, torch::Tensor b, int64_t k,
                                        torch::Tensor za, torch::Tensor zb, torch::Tensor kzz,
-                                       torch::Tensor scale) {
+                                       torch::Tensor scale, bool heads_last) {
   check_attention_operands(a, b, k, za, zb, kzz, scale, "binary_attention_product");
   const int64_t heads = za.numel();
   const int64_t g = a.size(0), m = a.size(1), n = b.size(1), words = a.size(2);
   const int64_t npad = (n + kBlockN - 1) / kBlockN * kBlockN;
-  auto out = torch::empty({g, m, n}, za.options());
+  auto out = heads_last ? torch::empty({g / heads, m, heads, n}, za.options())
+                        : torch::empty({g, m, n}, za.options());
   const auto* A = reinterpret_cast<const uint64_t*>(a.data_ptr<int64_t>());
   const auto* B = reinterpret_cast<const uint64_t*>(b.data_ptr<int64_t>());
   float* O = out.data_ptr<float>();
@@ -1098,10 +1368,12 @@ torch::Tensor binary_attention_product(torch::Tensor a, torch::Tensor b, int64_t
     std::vector<float> sum_b(npad, 0.f);
     for (int64_t gi = begin; gi < end; ++gi) {
       const int64_t h = gi % heads;
-      float* Og = O + gi * m * n;
+      // row r of group g: at ((g / heads) m + r) heads + h with heads_last, else g m + r
+      float* Og = heads_last ? O + ((gi / heads) * m * heads + h) * n : O + gi * m * n;
+      const int64_t row_stride = heads_last ? heads * n : n;
       attention_group(A + gi * m * words, B + gi * n * words, m, n, words, k, pa[h], pb[h], pk[h],
                       ps[h], npad, avx, bt32, sum_b,
-                      [&](int64_t row, int64_t) { return Og + row * n; },
+                      [&](int64_t row, int64_t) { return Og + row * row_stride; },
                       [](int64_t, int64_t) {});
     }
   });
@@ -2120,6 +2392,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "sign words of x / s + z per head of a (B, H, R, K) tensor");
   m.def("pack_head_signs_transposed", &pack_head_signs_transposed,
         "sign words of (B, H, R, K) per head packed along R (the transposed operand)");
+  m.def("layer_norm_head_signs", &layer_norm_head_signs,
+        "sign words of LayerNorm(x) / s + z per head, as torch rounds them (K <= 64)");
   m.def("pack_patches", &pack_patches,
         "sign words of the non-overlapping patches of (B, C, H, W) (minus a threshold per channel)");
   m.def("binary_linear", &binary_linear, "XNOR-popcount GEMM on packed signs");
