@@ -364,6 +364,28 @@ def breakdown(run, model, reps: int = 5, top: int = 8) -> dict[str, float]:
     return {k: round(v, 3) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
 
+def layer_norm_rows_to_torch(run, model) -> dict:
+    """How many rows of q's and k's fused LayerNorm the kernel leaves to torch's LayerNorm, per
+    call, in one forward of ``model`` (inputs caught by a pre-hook on each attention)."""
+    inputs = []
+    attentions = [m for m in model.modules() if isinstance(m, BinaryAttention)]
+    handles = [m.register_forward_pre_hook(lambda m, args: inputs.append((m, args[0], args[1])))
+               for m in attentions]
+    try:
+        run(model)
+    finally:
+        for handle in handles:
+            handle.remove()
+    counts, rows = [], 0
+    for module, query, key in inputs:
+        for x, transform, name in ((query, module.q_transform, 'q'), (key, module.k_transform, 'k')):
+            norm = module._fusable_norm(x, transform, name)
+            if norm is not None:
+                counts.append(module._norm_words(x, norm, name)[1])
+                rows = x.numel() // x.shape[-1]
+    return dict(rows_per_call=rows, to_torch=counts)
+
+
 def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
     torch.manual_seed(0)
     float_model, quantized, run = MODELS[name]()
@@ -403,6 +425,7 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
         functions['runtime, LayerNorm unfused'] = lambda: run(norms)
         with torch.inference_mode():
             extra['fused_layer_norm_changes_nothing'] = bool(torch.equal(_flat(run(norms)), got))
+            extra['layer_norm_rows_to_torch'] = layer_norm_rows_to_torch(run, runtime)
     if report.folded:           # BatchNorms folded: into the float model too; and kept
         folded_float, count = fold_float_batch_norms(copy.deepcopy(float_model))
         kept, _ = build_runtime_model(kept_structure, path, fold_batch_norm=False)
@@ -492,7 +515,11 @@ def table(results: dict) -> str:
                     else '-')
         pairs = f", {row['binary_pairs']} binary pairs" if row.get('binary_pairs') else ''
         unfused = variant(row, 'runtime, softmax unfused', 'fused_softmax_changes_nothing')
-        norms = variant(row, 'runtime, LayerNorm unfused', 'fused_layer_norm_changes_nothing')
+        to_torch = row.get('layer_norm_rows_to_torch') or {}
+        norms = variant(row, 'runtime, LayerNorm unfused', 'fused_layer_norm_changes_nothing',
+                        f"fused: {min(to_torch['to_torch'])}-{max(to_torch['to_torch'])} of "
+                        f"{to_torch['rows_per_call']} rows per call to torch; "
+                        if to_torch.get('to_torch') else '')
         plain = variant(row, 'runtime, int8 on _int_mm', 'int_mm_same_outputs')
         if plain != '-':
             plain = (f"{plain[:-1]}; GEMMs of the default {row['gemms']}; "

@@ -419,17 +419,25 @@ class BinaryConv2d(_BinaryBase):
         return out.view(b, x.shape[2] // kh, x.shape[3] // kw, -1).permute(0, 3, 1, 2)
 
 
-@functools.cache
 def layer_norm_of(transform: nn.Module) -> nn.LayerNorm | None:
     """The ``nn.LayerNorm`` over the last dimension that ``transform`` applies as its whole
     forward: the module itself, or what its ``as_layer_norm()`` returns (a wrapper such as
-    Bi-ViT's ``HeadLayerNorm`` says so that way); None otherwise."""
+    Bi-ViT's ``HeadLayerNorm`` says so that way); None otherwise, and for a subclass of
+    LayerNorm (whose forward may differ)."""
     as_layer_norm = getattr(transform, 'as_layer_norm', None)
-    norm = transform if isinstance(transform, nn.LayerNorm) else \
+    norm = transform if type(transform) is nn.LayerNorm else \
         as_layer_norm() if callable(as_layer_norm) else None
-    if isinstance(norm, nn.LayerNorm) and len(norm.normalized_shape) == 1:
+    if type(norm) is nn.LayerNorm and len(norm.normalized_shape) == 1:
         return norm
     return None
+
+
+def _versions(tensors) -> tuple | None:
+    """Where each tensor lives and its version counter, to tell when a check made on them must
+    be redone; None where one is an inference tensor (no version counter: check every time)."""
+    if any(t.is_inference() for t in tensors):
+        return None
+    return tuple((t.data_ptr(), t._version) for t in tensors)
 
 
 def _avx512_popcount() -> bool:
@@ -579,13 +587,14 @@ class BinaryAttention(_KernelUser):
             return None
         norm = layer_norm_of(transform)
         if norm is None or x.shape[-1] != norm.normalized_shape[0] or x.shape[-1] > 64 \
+                or not norm.eps >= 0 \
                 or any(m._forward_hooks or m._forward_pre_hooks for m in (transform, norm)):
             return None
         tensors = [getattr(self, f'{name}_scale'), getattr(self, f'{name}_zero')] + \
             [t for t in (norm.weight, norm.bias) if t is not None]
-        versions = tuple((t.data_ptr(), t._version) for t in tensors)
+        versions = _versions(tensors)
         cached = self._fusable_norms.get(name)
-        if cached is None or cached[0] != versions:
+        if versions is None or cached is None or cached[0] != versions:
             fits = all(bool(torch.isfinite(t).all()) for t in tensors) \
                 and bool((tensors[0] != 0).all())
             cached = self._fusable_norms[name] = (versions, fits)
@@ -614,8 +623,8 @@ class BinaryAttention(_KernelUser):
                 and not logits._forward_pre_hooks):
             return False
         s, z = self.prob_scale, self.prob_zero
-        versions = (s.data_ptr(), s._version, z.data_ptr(), z._version)
-        if self._fusable_steps is None or self._fusable_steps[0] != versions:
+        versions = _versions((s, z))
+        if versions is None or self._fusable_steps is None or self._fusable_steps[0] != versions:
             s64, z64 = s.double().reshape(-1), z.double().reshape(-1)
             theta = -z64 * s64
             verdict = bool(torch.isfinite(s64).all() and (s64 > 0).all()

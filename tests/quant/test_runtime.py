@@ -1082,6 +1082,37 @@ def test_layer_norm_head_signs_on_values_that_only_rounding_decides():
     assert torch.equal(words, expected) and finished > 0.9 * heads * 300
 
 
+TINY = 2.0 ** -149                                            # the smallest subnormal
+
+
+@needs_avx512
+@pytest.mark.parametrize('x, weight, bias, eps, step', [
+    ([-2e-21, -3e-21, 1e-21, -2e-21], [1.0] * 4,                 # variance below 2^-126, eps 0
+     [0.33318397, 0.96853769, -1.66648805, 0.31506693], 0.0, 1.0),
+    ([0.0, -3 * TINY, -2 * TINY, -2 * TINY, 0.0, 0.0],           # subnormal inputs
+     [0.76984668, 0.76708001, 1.14887083, 0.89202374, 1.23579085, 0.62785119], None, 1e-6,
+     0.30658087),
+    ([1.25e19, -1.25e19] + [0.0] * 6, [1.0] * 8, [1.0] * 8, 1e-5, 1.0),  # torch's moments overflow
+    ([1e10, -1e10], [1.0, 1.0], [-1 + 2 ** -10, 0.5], 0.0, 1e33),         # gamma / s tiny
+    ([-6.0, -8.0, 8.0, 2.0], [1000 * TINY] * 4,                            # gamma subnormal
+     [781 * TINY, 1093 * TINY, -1406 * TINY, -469 * TINY], 0.0, 2.0 ** -100)],
+    ids=['variance-subnormal', 'input-subnormal', 'overflow', 'gamma-over-s-tiny',
+         'gamma-subnormal'])
+def test_layer_norm_head_signs_leave_magnitudes_out_of_range_to_torch(x, weight, bias, eps, step):
+    """Rows where torch's float32 LayerNorm leaves the normal floats (squared deviations below
+    2^-126, a mean rounded to a multiple of 2^-149, moments past float32's range) or the
+    affine over the step does: its relative bounds do not hold there, so the rows go to torch
+    (each case decided a bit the other way before the kernel checked the ranges)."""
+    x = torch.tensor(x, dtype=torch.float32)[None, None, None]          # (1, 1, 1, K)
+    weight = torch.tensor(weight, dtype=torch.float32)
+    bias = None if bias is None else torch.tensor(bias, dtype=torch.float32)
+    step, zero = torch.tensor([step], dtype=torch.float32), torch.zeros(1)
+    expected = ops.pack_head_signs(F.layer_norm(x, (x.shape[-1], ), weight, bias, eps), step,
+                                   zero)
+    words, finished = ops.layer_norm_head_signs(x, weight, bias, eps, step, zero, 0.0)
+    assert torch.equal(words, expected) and finished == 1
+
+
 def test_torch_layer_norm_moments_stay_inside_the_kernels_bounds():
     """The fused LayerNorm bounds torch's own mean and 1 / std (layer_norm_head_signs in
     lowbit.cpp): |m' - m| <= (K + 16) u X and |r' - r| <= e_r r. On rows of several kinds they
@@ -1135,10 +1166,44 @@ def test_binary_attention_takes_q_and_k_signs_straight_from_their_layer_norm():
     assert fused._fusable_norm(q, fused.q_transform, 'q') is norm
     long = torch.zeros(1, 1, 2, 65)
     assert fused._fusable_norm(long, nn.LayerNorm(65), 'q') is None
+
+    class Wrapper(nn.Module):                               # says it applies its LayerNorm
+        def __init__(self, norm):
+            super().__init__()
+            self.norm = norm
+
+        def as_layer_norm(self):
+            return self.norm
+
+        def forward(self, x):
+            return self.norm(x)
+
+    class Custom(nn.LayerNorm):                             # a forward of its own
+        pass
+    wrapper = Wrapper(_layer_norm(64, 3))
+    assert fused._fusable_norm(q, wrapper, 'q') is wrapper.norm
+    wrapper.norm = _layer_norm(64, 4)                       # asked afresh, not remembered
+    assert fused._fusable_norm(q, wrapper, 'q') is wrapper.norm
+    assert fused._fusable_norm(q, Custom(64), 'q') is None
     with pytest.raises(RuntimeError, match='rows of 1 to 64 elements'):
         ops.layer_norm_head_signs(long, None, None, 1e-6, torch.ones(1), torch.zeros(1), 0.0)
     with pytest.raises(RuntimeError, match='head 0 has step 0'):
         ops.layer_norm_head_signs(q, None, None, 1e-6, torch.zeros(3), torch.zeros(3), 0.0)
+
+
+@needs_avx512
+def test_binary_attention_built_under_inference_mode_fuses_as_well():
+    """Buffers made under ``torch.inference_mode()`` have no version counter: the fusions'
+    checks are then made on every call instead of remembered, with the same outputs."""
+    sdpa, (q, k, v) = _binary_sdpa(heads=3, dim=64, tokens=50)
+    sdpa.q_transform, sdpa.k_transform = _layer_norm(64, 1), _layer_norm(64, 2)
+    with torch.no_grad():
+        expected = BinaryAttention(sdpa, fuse_softmax=False, fuse_layer_norm=False)(q, k, v)
+    with torch.inference_mode():
+        module = BinaryAttention(sdpa)
+        assert module.q_scale.is_inference()
+        assert module._fuses_softmax() and module._fusable_norm(q, module.q_transform, 'q')
+        assert torch.equal(module(q, k, v), expected)
 
 
 @pytest.mark.skipif(ops is None, reason='no C++ compiler')

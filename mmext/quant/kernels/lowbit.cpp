@@ -816,40 +816,49 @@ torch::Tensor pack_head_signs_transposed(torch::Tensor x, torch::Tensor scale, t
 // the normalised values written out. torch normalises a row with a mean m' and a variance v' of
 // its own (Welford's updates in vector lanes, the lanes then combined), r' = 1 / sqrt(v' + eps)
 // and y' = (x r' - m' r') gamma + beta, each operation rounded to float32. This kernel takes the
-// row's mean m_f and variance v_f in float32 too (two passes, the row in registers), bounds both
-// computations' distance from the exact value of LayerNorm(x) / s + z and decides a bit only
-// where its own value lies farther from 0 than the two bounds together (ln_row_factors). Rows it
+// row's mean m_f and mean square q_f in float32 (one pass, side by side), bounds both its own and
+// torch's distance from the exact value of LayerNorm(x) / s + z, and decides a bit only where
+// its own value lies farther from 0 than the two bounds together (ln_row_factors8). Rows it
 // cannot decide go to torch's own LayerNorm (at::layer_norm on those rows alone: each row is
 // normalised by itself) and are packed as pack_head_signs packs: the same words, bit for bit,
 // as the two steps unfused.
 //
-// The bounds (u = 2^-24, X = max |x|, m and v the exact mean and variance):
-// - torch: |m' - m| <= e_m = (K + 16) u X and |v' - v| <= e_v = 6 e_m D + (K + 24) u v,
-//   D = 2 X + e_m (a summation of K terms in any order, each product of deviations rounded, the
-//   mean's error through them); with t = (e_v + u (v + eps)) / (v + eps) <= 0.01,
-//   |r' - r| <= e_r r, e_r = 0.51 t / (1 - t) + 4 u; and whatever the order of torch's
-//   roundings, |y' - y| <= |gamma| r ((|x| + |m|)(e_r + u) + e_m + 3 u |x - m|) + u |beta|,
-//   and the binarizer's division and sum add u |y / s| + u |value|;
-// - this kernel: |m_f - m| <= e_f = 10 u X (a sum of depth 8, times 1 / K rounded), |r_f - r| <=
-//   e_g r, e_g = 9 u + 0.51 e_f^2 / (v_f + eps) (v_f within 12 u of the variance about m_f,
-//   which exceeds v by (m_f - m)^2), and its fma((x - m_f), r_f gamma / s, beta / s + z) adds
-//   |gamma / s| r (e_f + (|x| + |m|)(e_g + 3 u)) + u (|beta / s| + |z| + |value|).
-// Together, with |gamma / s| <= G (the head's largest) and the bound widened by a quarter:
-//   |value - torch's| <= G (|x| c1 + c2) + 1.25 u (3 |beta / s|max + |z|) + 2 u |value|,
-//   c1 = 1.25 r_f (1 + e_g) (e_r + e_g + 8 u), c2 = c1 (|m_f| + e_f) + 1.25 r_f (1 + e_g)(e_m + e_f).
+// The bounds (u = 2^-24, X = max |x|, m and v the exact mean and variance), first order in u,
+// for roundings relative to their results (normal floats: see the ranges below):
+// - torch: |m' - m| <= e_m = (K + 16) u X and |v' - v| <= e_v = 6 e_m (2 X + e_m) + (K + 24) u v
+//   (a summation of K terms in any order, each product of deviations rounded, the mean's error
+//   through them); with t = (e_v + u (v + eps)) / (v + eps) <= 0.01, |r' - r| <= e_r r,
+//   e_r = 0.51 t / (1 - t) + 4 u; whatever the order of torch's roundings,
+//   |y' - y| <= |gamma| r ((|x| + |m|)(e_r + u) + e_m + 3 u |x - m|) + u |beta|, and the
+//   binarizer's division and sum add u |y / s| + u |value|;
+// - this kernel: |m_f - m| <= e_f = 10 u X (a sum of depth 8, times 1 / K rounded); its
+//   variance q_f - m_f^2 (in double) lies within e_own = 10 u q_f (1 + 11 u) + e_f (2 X + e_f)
+//   of v, so that with D = v_f - e_own + eps <= v + eps its step r_f = sqrt(1 / D) lies within
+//   e_g = 1.02 e_own / D + 3 u of r (and r <= r_f); its value fma(x - m_f, r_f gamma / s,
+//   beta / s + z) adds |gamma / s| r (e_f + (|x| + |m|)(e_g + 3 u)) + u (|beta / s| + |z| +
+//   |value|).
+// Together, with |gamma / s| <= G (the head's largest), the bound widened by a quarter and the
+// 2 u |value| folded into it: |value - torch's| <= G (|x| c1 + c2) + 1.25 u (3 max |beta / s| +
+// |z|), c1 = 1.25 r_f (e_r + e_g + 8 u), c2 = c1 (|m_f| + e_f) + 1.25 r_f (e_m + e_f).
+// Ranges: the relative bounds fail where torch's intermediates leave the normal floats (its
+// squared deviations below 2^-126 or past 2^128, its mean rounded to a multiple of 2^-149), and
+// where this kernel's own products do; so a row is decided only where 2^-50 <= X <= 2^50,
+// v_f - e_own + eps >= 2^-100 and 2^-90 <= G r_f <= 2^90, and a head only where every
+// |gamma / s| and |beta / s| is at most 2^60 and every gamma that is not 0 is at least 2^-60,
+// as is its |gamma / s| (else its rows all go to torch).
 struct LayerNormSigns {
   const float* scale;  // gamma / s, (H, K)
   const float* shift;  // beta / s + z, (H, K)
   const float* most;   // G: the largest |gamma / s| per head, (H)
-  const float* floor;  // 1.25 u (3 max |beta / s| + |z|) + 2^-140 + extra_margin per head, (H)
+  const float* floor;  // 1.25 u (3 max |beta / s| + |z|) + 2^-140 + extra_margin per head, (H);
+                       // infinite for a head outside the ranges (every row undecided)
 };
 
 // The factors of 8 rows' bounds at once (the scalar math per row is most of a row's
 // instructions otherwise), in double from their float32 mean m_f, mean square q_f and largest
-// |x|: the row's float32 step r_f (within e_g of the exact r) and the margin's factors
-// P = G c1 and Q = G c2 + floor (rounded up), with
-//   c1 = 1.25 r (e_r + e_g + 8 u),  c2 = c1 (|m_f| + e_f) + 1.25 r (e_m + e_f)
-// (r >= the exact r). Returns the rows that can be decided (every value finite, t <= 0.01).
+// |x|: the row's float32 step r_f and the margin's factors P = G c1 and Q = G c2 + floor
+// (rounded up). Returns the rows that can be decided (every value finite and in range,
+// t <= 0.01).
 __attribute__((target("avx512f,avx512dq,avx512vl"))) __mmask8 ln_row_factors8(
     int64_t k, double eps, const float* mean_f, const float* square_f, const float* big_f,
     const float* most, const float* floor, float* rstd_f, float* p_out, float* q_out) {
@@ -857,37 +866,43 @@ __attribute__((target("avx512f,avx512dq,avx512vl"))) __mmask8 ln_row_factors8(
   const __m512d mean = _mm512_cvtps_pd(_mm256_loadu_ps(mean_f));
   const __m512d square = _mm512_cvtps_pd(_mm256_loadu_ps(square_f));
   const __m512d big = _mm512_cvtps_pd(_mm256_loadu_ps(big_f));
-  const __m512d inf = _mm512_set1_pd(INFINITY);
-  __mmask8 ok = _mm512_cmp_pd_mask(_mm512_abs_pd(mean), inf, _CMP_LT_OQ) &
-                _mm512_cmp_pd_mask(square, inf, _CMP_LT_OQ) &
-                _mm512_cmp_pd_mask(big, inf, _CMP_LT_OQ);
-  // this kernel's variance q_f - m_f^2 against the exact one, v = q - m^2:
-  // |error| <= e_own = 10 u q_f (1 + 11 u) + e_f (2 X + e_f) + 2^-50 q_f, e_f = 10 u X
+  const __m512d g = _mm512_cvtps_pd(_mm256_loadu_ps(most));
+  // NaN fails every comparison; an infinite mean or mean square goes with X past 2^50
+  __mmask8 ok = _mm512_cmp_pd_mask(big, _mm512_set1_pd(0x1p-50), _CMP_GE_OQ) &
+                _mm512_cmp_pd_mask(big, _mm512_set1_pd(0x1p50), _CMP_LE_OQ) &
+                _mm512_cmp_pd_mask(_mm512_abs_pd(mean), _mm512_set1_pd(0x1p50), _CMP_LE_OQ) &
+                _mm512_cmp_pd_mask(square, _mm512_set1_pd(0x1p100), _CMP_LE_OQ);
   const __m512d e_f = _mm512_mul_pd(_mm512_set1_pd(10 * u), big);
   const __m512d e_own = _mm512_fmadd_pd(
       square, _mm512_set1_pd(10 * u * (1 + 11 * u) + 0x1p-50),
       _mm512_mul_pd(e_f, _mm512_fmadd_pd(_mm512_set1_pd(2), big, e_f)));
   const __m512d var = _mm512_fnmadd_pd(mean, mean, square);
   const __m512d var_up = _mm512_add_pd(var, e_own);
-  const __m512d denom_low = _mm512_add_pd(_mm512_sub_pd(var, e_own), _mm512_set1_pd(eps));  // <= v + eps
-  ok &= _mm512_cmp_pd_mask(denom_low, _mm512_setzero_pd(), _CMP_GT_OQ);
+  const __m512d denom_low =  // <= v + eps
+      _mm512_add_pd(_mm512_sub_pd(var, e_own), _mm512_set1_pd(eps));
+  ok &= _mm512_cmp_pd_mask(denom_low, _mm512_set1_pd(0x1p-100), _CMP_GE_OQ);
   const __m512d inv = _mm512_div_pd(_mm512_set1_pd(1), denom_low);
-  const __m512d e_g = _mm512_fmadd_pd(_mm512_mul_pd(_mm512_set1_pd(1.02), e_own), inv, _mm512_set1_pd(3 * u));
-  // torch's: |m' - m| <= e_m = (K + 16) u X, |v' - v| <= e_v = 6 e_m (2 X + e_m) + (K + 24) u v
+  const __m512d e_g =
+      _mm512_fmadd_pd(_mm512_mul_pd(_mm512_set1_pd(1.02), e_own), inv, _mm512_set1_pd(3 * u));
   const __m512d e_m = _mm512_mul_pd(_mm512_set1_pd((k + 16) * u), big);
-  const __m512d e_v = _mm512_fmadd_pd(
-      _mm512_mul_pd(_mm512_set1_pd(6), e_m), _mm512_fmadd_pd(_mm512_set1_pd(2), big, e_m),
-      _mm512_mul_pd(_mm512_set1_pd((k + 24) * u), var_up));
-  const __m512d t =
-      _mm512_mul_pd(_mm512_fmadd_pd(_mm512_set1_pd(u), _mm512_add_pd(var_up, _mm512_set1_pd(eps)), e_v), inv);
+  const __m512d e_v = _mm512_fmadd_pd(_mm512_mul_pd(_mm512_set1_pd(6), e_m),
+                                      _mm512_fmadd_pd(_mm512_set1_pd(2), big, e_m),
+                                      _mm512_mul_pd(_mm512_set1_pd((k + 24) * u), var_up));
+  const __m512d t = _mm512_mul_pd(
+      _mm512_fmadd_pd(_mm512_set1_pd(u), _mm512_add_pd(var_up, _mm512_set1_pd(eps)), e_v), inv);
   ok &= _mm512_cmp_pd_mask(t, _mm512_set1_pd(0.01), _CMP_LE_OQ);
-  const __m512d e_r = _mm512_fmadd_pd(_mm512_set1_pd(0.5152), t, _mm512_set1_pd(4 * u));  // 0.51 t / (1 - t)
-  const __m512d root = _mm512_sqrt_pd(inv);
-  const __m512d r = _mm512_mul_pd(_mm512_set1_pd(1.25 * (1 + 0x1p-20)), root);  // 1.25 x (>= the exact r)
-  const __m512d c1 = _mm512_mul_pd(r, _mm512_add_pd(_mm512_add_pd(e_r, e_g), _mm512_set1_pd(8 * u)));
+  // 0.51 t / (1 - t) + 4 u for t <= 0.01
+  const __m512d e_r = _mm512_fmadd_pd(_mm512_set1_pd(0.5152), t, _mm512_set1_pd(4 * u));
+  const __m512d root = _mm512_sqrt_pd(inv);  // r_f, >= r
+  const __m512d g_root = _mm512_mul_pd(g, root);
+  ok &= _mm512_cmp_pd_mask(g_root, _mm512_set1_pd(0x1p-90), _CMP_GE_OQ) &
+        _mm512_cmp_pd_mask(g_root, _mm512_set1_pd(0x1p90), _CMP_LE_OQ);
+  // the quarter, rounded up
+  const __m512d r = _mm512_mul_pd(_mm512_set1_pd(1.25 * (1 + 0x1p-20)), root);
+  const __m512d c1 =
+      _mm512_mul_pd(r, _mm512_add_pd(_mm512_add_pd(e_r, e_g), _mm512_set1_pd(8 * u)));
   const __m512d c2 = _mm512_fmadd_pd(c1, _mm512_add_pd(_mm512_abs_pd(mean), e_f),
                                      _mm512_mul_pd(r, _mm512_add_pd(e_m, e_f)));
-  const __m512d g = _mm512_cvtps_pd(_mm256_loadu_ps(most));
   const __m512d up = _mm512_set1_pd(1 + 0x1p-20);
   _mm256_storeu_ps(rstd_f, _mm512_cvtpd_ps(root));
   _mm256_storeu_ps(p_out, _mm512_cvtpd_ps(_mm512_mul_pd(_mm512_mul_pd(g, c1), up)));
@@ -960,7 +975,7 @@ __attribute__((target("avx512f,avx512dq,avx512vl,fma"))) void layer_norm_sign_bl
                               word + i, decided + i);
 }
 
-// Up to kBlockRows rows (pointers x, heads `head`): their words where decided.
+// Up to kLnBlock rows (pointers x, heads `head`): their words where decided.
 constexpr int64_t kLnBlock = 16;
 void layer_norm_sign_block(bool avx, const float* const* x, int64_t count, int64_t k,
                            const LayerNormSigns& p, const int64_t* head, double eps,
@@ -1014,17 +1029,22 @@ std::tuple<torch::Tensor, int64_t> layer_norm_head_signs(
                 s, " and zero point ", z, " (the step must be finite and not 0, the zero point "
                 "finite)");
     double g = 0, bmax = 0;
+    bool in_range = std::fabs(z) <= 0x1p60;
     for (int64_t j = 0; j < k; ++j) {
       TORCH_CHECK(std::isfinite(ga[j]) && std::isfinite(be[j]), op,
                   ": gamma and beta must be finite");
+      const double gs = std::fabs(ga[j] / s), bs = std::fabs(be[j] / s);
       scaled[hi * k + j] = static_cast<float>(ga[j] / s);
       shift[hi * k + j] = static_cast<float>(be[j] / s + z);
-      g = std::max(g, std::fabs(ga[j] / s));
-      bmax = std::max(bmax, std::fabs(be[j] / s));
+      g = std::max(g, gs);
+      bmax = std::max(bmax, bs);
+      in_range &= gs <= 0x1p60 && bs <= 0x1p60 &&
+                  (ga[j] == 0 || (std::fabs(ga[j]) >= 0x1p-60 && gs >= 0x1p-60));
     }
     most[hi] = static_cast<float>(g * (1 + 0x1p-20));
-    floor[hi] = static_cast<float>((1.25 * u * (3 * bmax + std::fabs(z)) + 0x1p-140 +
-                                    extra_margin) * (1 + 0x1p-20));
+    floor[hi] = in_range ? static_cast<float>((1.25 * u * (3 * bmax + std::fabs(z)) + 0x1p-140 +
+                                               extra_margin) * (1 + 0x1p-20))
+                         : INFINITY;  // every row of the head through torch's LayerNorm
   }
   const double eps_f = static_cast<float>(eps);  // torch adds eps as the input's type
   const LayerNormSigns params{scaled.data(), shift.data(), most.data(), floor.data()};
