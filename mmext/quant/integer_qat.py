@@ -26,26 +26,20 @@ Anything else runs the fake-quantized path.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmext.utils.machine import cpu_flags
+
 from .quantizers import LSQPlusQuantizer, LSQQuantizer
 
 
-@functools.cache
 def _has_bf16_matrix_units() -> bool:
     """AMX-BF16 or AVX-512 BF16, where oneDNN's bfloat16 GEMM is faster than float32."""
-    try:
-        text = Path('/proc/cpuinfo').read_text()
-    except OSError:
-        return False
-    line = next((ln for ln in text.splitlines() if ln.startswith('flags')), '')
-    return bool(set(line.split(':', 1)[-1].split()) & {'amx_bf16', 'avx512_bf16'})
+    return bool(cpu_flags() & {'amx_bf16', 'avx512_bf16'})
 
 
 @contextlib.contextmanager

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmext.utils.machine import cpu_flags
+
 from .attention import QuantizedSDPA, binary_product, with_sdpa_mask
 from .export import _quantized_layers, _read, load_quantized
 from .kernels import BLOCK_N, lowbit_ops, pack_signs_reference, unpack_signs
@@ -704,6 +706,13 @@ def onednn_int8_sums_exact() -> bool:
     return torch.equal(sums, exact.float())
 
 
+def onednn_preferred() -> bool:
+    """Whether ``backend='auto'`` runs wide linear layers (``IntLinear.ONEDNN_MIN_OUT`` outputs
+    or more) on oneDNN here: its int8 sums are exact (:func:`onednn_int8_sums_exact`) and the
+    CPU has AMX-INT8, where it was the faster GEMM (see :class:`IntLinear`)."""
+    return 'amx_int8' in cpu_flags() and onednn_int8_sums_exact()
+
+
 class _IntBase(_KernelUser):
     """Input quantization ``q = round(clamp(x / s + z, Qn, Qp))`` (the fake quantizer's own
     float operations, so the integers are the same), int8 weights, the exact integer sums
@@ -850,17 +859,19 @@ class _IntBase(_KernelUser):
 class IntLinear(_IntBase):
     """A 2..8-bit Linear; x (..., K) -> (..., N). ``accumulate(x)`` returns the exact
     ``sum_k (q_k - offset) W[n, k]`` (M, N) int32 (``torch._int_mm``, the reference).
-    ``backend``: see :class:`_IntBase`; 'auto' runs oneDNN where N >= 384: in
-    ``benchmarks/lowbit_inference.py`` (2-core AVX-512 / AMX machine) it ran DeiT-Tiny's qkv
+    ``backend``: see :class:`_IntBase`; 'auto' runs oneDNN where N >= 384 on a CPU with AMX-INT8:
+    in ``benchmarks/lowbit_inference.py`` on a 2-core Intel CPU with AMX it ran DeiT-Tiny's qkv
     and fc1 (N = 576 and 768) 1.4-2.1x faster than ``torch._int_mm`` at batch 8, and proj and
-    fc2 (N = 192) at 0.4-1.2x its speed."""
+    fc2 (N = 192) at 0.4-1.2x its speed; on a 2-core AMD EPYC (Zen 4: AVX-512 VNNI, no AMX) it
+    ran 8-53% slower than ``torch._int_mm`` at every DeiT-Tiny size, batch 1 and 8."""
 
     ONEDNN_MIN_OUT = 384
 
     def __init__(self, ints: Tensor, w_scale: Tensor, bias: Tensor | None,
                  quantizer: LSQPlusQuantizer, use_kernel: bool = True, backend: str = 'auto'):
         super().__init__(ints, w_scale, bias, quantizer, use_kernel, backend,
-                         prefers_onednn=ints.shape[0] >= self.ONEDNN_MIN_OUT)
+                         prefers_onednn=ints.shape[0] >= self.ONEDNN_MIN_OUT
+                         and 'amx_int8' in cpu_flags())
         self.in_features = ints.shape[1]
         self.register_buffer('weight_t', ints.to(torch.int8).t().contiguous())   # (K, N)
         self.register_buffer('weight_sum', ints.float().sum(1)[None])
@@ -1361,5 +1372,6 @@ __all__ = ['BinaryAttention', 'BinaryLinear', 'BinaryLinearPair', 'BinaryConv2d'
            'IntLinear', 'IntConv2d', 'RuntimeReport', 'build_runtime_model', 'exact_float32_conv',
            'chain_integer_layers', 'float32_convs_exact', 'fold_batch_norms', 'fuse_binary_pairs',
            'grouped_sums_bound',
-           'is_depthwise', 'layer_norm_of', 'norms_after_convs', 'onednn_int8_sums_exact', 'runtime_layer',
+           'is_depthwise', 'layer_norm_of', 'norms_after_convs', 'onednn_int8_sums_exact',
+           'onednn_preferred', 'runtime_layer',
            'sign_thresholds']

@@ -25,6 +25,7 @@ from mmext.quant.runtime import (
     fuse_binary_pairs,
     grouped_sums_bound,
     onednn_int8_sums_exact,
+    onednn_preferred,
     sign_thresholds,
 )
 
@@ -220,19 +221,27 @@ def test_integer_kernels_round_as_the_torch_reference():
                     assert torch.equal(levels, expected_levels)
                     assert levels.stride() == expected_levels.stride()
             assert torch.equal(layer(x), expected), (bits, backend)
-    # 'auto' takes oneDNN for wide outputs only (where it was faster here)
+    # 'auto' takes oneDNN for wide outputs only, and only on CPUs with AMX-INT8 (where it was
+    # the faster GEMM; both cases, whatever this CPU has)
+    from mmext.quant import runtime
     quantizer = LSQPlusQuantizer(bits=8)
     quantizer.eval()(torch.randn(8, 40))
-    narrow, wide = (IntLinear(torch.ones(n, 40, dtype=torch.int8), torch.ones(n), None, quantizer)
-                    for n in (IntLinear.ONEDNN_MIN_OUT - 1, IntLinear.ONEDNN_MIN_OUT))
-    assert narrow.gemm == 'int_mm'
-    assert wide.gemm == ('onednn' if onednn_int8_sums_exact() else 'int_mm')
+    for flags in (frozenset({'amx_int8'}), frozenset({'avx512_vnni'})):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(runtime, 'cpu_flags', lambda flags=flags: flags)
+            narrow, wide = (IntLinear(torch.ones(n, 40, dtype=torch.int8), torch.ones(n), None,
+                                      quantizer)
+                            for n in (IntLinear.ONEDNN_MIN_OUT - 1, IntLinear.ONEDNN_MIN_OUT))
+            assert narrow.gemm == 'int_mm'
+            assert wide.gemm == ('onednn' if onednn_preferred() else 'int_mm')
+            assert onednn_preferred() == ('amx_int8' in flags and onednn_int8_sums_exact())
 
 
-def test_onednn_sums_equal_int_mm_where_they_are_exact():
+def test_onednn_sums_equal_int_mm_where_they_are_exact(monkeypatch):
     """oneDNN's float sums equal torch._int_mm's integers on every grid (signed and unsigned 8
     bit, 4 bit), at the largest sums the 2^24 bound lets through; a layer past the bound
     runs on torch._int_mm under 'auto' and is refused under 'onednn', naming the bound."""
+    from mmext.quant import runtime
     if not onednn_int8_sums_exact():
         pytest.skip("no oneDNN int8 linear with exact sums in this torch build")
     g = torch.Generator().manual_seed(3)
@@ -251,6 +260,7 @@ def test_onednn_sums_equal_int_mm_where_they_are_exact():
         assert torch.equal(fast(x), plain(x))
     wide = IntLinear.ONEDNN_MIN_OUT
     ints = torch.full((wide, 600), 127, dtype=torch.int8)
+    monkeypatch.setattr(runtime, 'cpu_flags', lambda: frozenset({'amx_int8'}))  # 'auto' asks it
     assert IntLinear(ints, torch.ones(wide), None, quantizer).gemm == 'onednn'  # 15 * 127 * 600
     quantizer = LSQPlusQuantizer(bits=8)
     quantizer.eval()(torch.randn(64, 600, generator=g))
@@ -581,10 +591,13 @@ def test_linear_layers_in_a_row_hand_on_levels_to_onednn_and_in_turn(tmp_path):
     x = torch.randn(16, 24)
     model(x)
     export_quantized(model, tmp_path / 'mlp.safetensors')
-    chained, report = build_runtime_model(swap(net()), tmp_path / 'mlp.safetensors')
-    plain, _ = build_runtime_model(swap(net()), tmp_path / 'mlp.safetensors', chain_integer=False)
+    backend = 'onednn' if onednn_int8_sums_exact() else 'int_mm'
+    chained, report = build_runtime_model(swap(net()), tmp_path / 'mlp.safetensors',
+                                          int8_backend=backend)
+    plain, _ = build_runtime_model(swap(net()), tmp_path / 'mlp.safetensors', chain_integer=False,
+                                   int8_backend=backend)
     assert report.chains == [('0', '3'), ('3', '5')]
-    assert chained[3].gemm == ('onednn' if onednn_int8_sums_exact() else 'int_mm')
+    assert chained[3].gemm == backend
     assert chained[0].levels_for[2].levels_offset == (chained[3].qn if chained[3].gemm == 'onednn'
                                                       else chained[3].offset)
     with torch.no_grad():
