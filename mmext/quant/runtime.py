@@ -863,7 +863,7 @@ class IntLinear(_IntBase):
     in ``benchmarks/lowbit_inference.py`` on a 2-core Intel CPU with AMX it ran DeiT-Tiny's qkv
     and fc1 (N = 576 and 768) 1.4-2.1x faster than ``torch._int_mm`` at batch 8, and proj and
     fc2 (N = 192) at 0.4-1.2x its speed; on a 2-core AMD EPYC (Zen 4: AVX-512 VNNI, no AMX) it
-    ran 8-53% slower than ``torch._int_mm`` at every DeiT-Tiny size, batch 1 and 8."""
+    ran 8-96% slower than ``torch._int_mm`` at each DeiT-Tiny layer, batch 1 and 8 (ten runs)."""
 
     ONEDNN_MIN_OUT = 384
 
@@ -1323,8 +1323,8 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
     GEMM ('auto', 'int_mm' or 'onednn'; the same floats: :class:`IntLinear`); ``fuse_softmax``
     lets binary attention take P's signs straight from q's and k's (:class:`BinaryAttention`;
     the same outputs) and its LayerNorm of q and k straight to their sign words
-    (``fuse_layer_norm``, the same outputs); ``fold_batch_norm`` folds a BatchNorm that follows a kernel convolution
-    into its scale and bias (:func:`fold_batch_norms`; the same values up to float rounding);
+    (``fuse_layer_norm``, the same outputs); ``fold_batch_norm`` folds a BatchNorm that follows
+    a kernel convolution into its scale and bias (:func:`fold_batch_norms`; the same values up to float rounding);
     ``depthwise_kernel`` runs depthwise convolutions on the compiled depthwise kernel, else on
     torch's float32 convolution (the same floats); ``chain_integer`` lets an integer layer hand
     the next one its int8 input levels through a clamp activation
