@@ -546,7 +546,7 @@ def table(results: dict) -> str:
             lines += ['', f'{name}, runtime profiled (ms per forward, share of the listed total):',
                       '', '| part | ms | share |', '|---|---|---|']
             lines += [f'| {part} | {ms:.2f} | {100 * ms / total:.0f}% |'
-                      for part, ms in row['breakdown_ms'].items()]
+                      for part, ms in row['breakdown_ms'].items() if ms >= 0.005]
     return '\n'.join(lines)
 
 
