@@ -1006,11 +1006,17 @@ class IntConv2d(_IntBase):
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
         if self.gemm == 'depthwise' and self.ops is not None:
-            out = self.ops.depthwise_conv2d(
-                self.quantize(x).permute(0, 2, 3, 1), self.weight_taps, *self.kernel_size,
-                *self.stride, *self.padding, *self.dilation, False, None,
-                self.offset - self.zero_point, self._valid_sum(*x.shape[-2:]), self.out_scale,
-                self.bias)
+            args = (self.quantize(x).permute(0, 2, 3, 1), self.weight_taps, *self.kernel_size,
+                    *self.stride, *self.padding, *self.dilation, False, None,
+                    self.offset - self.zero_point, self._valid_sum(*x.shape[-2:]),
+                    self.out_scale, self.bias)
+            if self.levels_for is not None:     # the next layer's int8 levels (chained)
+                lo, hi, after = self.levels_for
+                out = self.ops.depthwise_conv2d_levels(
+                    *args, [lo, hi, after.a_scale, after.zero_point, after.qn, after.qp,
+                            after.levels_offset])
+            else:
+                out = self.ops.depthwise_conv2d(*args)
             return out.permute(0, 3, 1, 2)
         if self.gemm in ('float32', 'depthwise'):
             acc = self._grouped_sums(x)
@@ -1102,14 +1108,19 @@ def _chains_in(seq: nn.Sequential):
         i = j                           # the second layer may hand on levels in turn
 
 
-def _inverted_residual_chain(block: nn.Module):
-    """(producer, consumer, activation, drop) for an inverted residual block (mmdet's and
-    mmpretrain's ``InvertedResidual``: ``expand_conv``, then ``depthwise_conv`` on its output
-    alone; a squeeze-excitation comes after the depthwise convolution) whose expansion ends in a
-    clamp activation, or None."""
-    if not (getattr(block, 'with_expand_conv', False) and hasattr(block, 'depthwise_conv')):
-        return None
-    return _conv_module_chain(block.expand_conv, block.depthwise_conv)
+def _inverted_residual_chains(block: nn.Module) -> list:
+    """(producer, consumer, activation, drop) for each pair of an inverted residual block
+    (mmdet's and mmpretrain's ``InvertedResidual``: ``expand_conv``, then ``depthwise_conv`` on
+    its output alone, then, without a squeeze-excitation between, ``linear_conv`` on the depthwise
+    one's output alone) whose first ends in a clamp activation."""
+    if not hasattr(block, 'depthwise_conv') or not hasattr(block, 'with_expand_conv'):
+        return []
+    pairs = []
+    if block.with_expand_conv:
+        pairs.append(_conv_module_chain(block.expand_conv, block.depthwise_conv))
+    if hasattr(block, 'linear_conv') and not getattr(block, 'with_se', True):
+        pairs.append(_conv_module_chain(block.depthwise_conv, block.linear_conv))
+    return [pair for pair in pairs if pair is not None]
 
 
 @torch.no_grad()
@@ -1120,8 +1131,11 @@ def chain_integer_layers(model: nn.Module) -> list[tuple[str, str]]:
     the same pass (``int_epilogue_levels``) and writes int8 levels, not floats; the activation
     module leaves the forward. The same levels as the float output, the activation and the
     next layer's quantization in turn (each rounded as before), so the same outputs bit for
-    bit. Needs the compiled kernels; the producer must end in the integer epilogue (a GEMM
-    layer, not a depthwise or other grouped one). Returns ``(producer, consumer)`` names."""
+    bit. Needs the compiled kernels. Every integer layer's epilogue can hand on levels: a GEMM
+    layer's (``int_epilogue_levels``), the depthwise kernel's (``depthwise_conv2d_levels``: an
+    inverted residual block's depthwise convolution hands its projection levels) and another
+    grouped convolution's (the GEMM layers' epilogue after its float32 sums). Returns
+    ``(producer, consumer)`` names."""
     if lowbit_ops() is None:
         return []
     names = {module: name for name, module in model.named_modules()}
@@ -1130,12 +1144,12 @@ def chain_integer_layers(model: nn.Module) -> list[tuple[str, str]]:
     for module in list(model.modules()):
         if isinstance(module, nn.Sequential):
             found += list(_chains_in(module))
-        elif (block := _inverted_residual_chain(module)) is not None:
-            found.append(block)
+        else:
+            found += _inverted_residual_chains(module)
     for first, second, between, drop in found:
         bounds = _clamp_bounds(between)
         if bounds is None or not (first.use_kernel and second.use_kernel) \
-                or first.gemm not in ('int_mm', 'onednn') or first.levels_for is not None:
+                or first.levels_for is not None:
             continue
         first.levels_for = (*bounds, second)
         drop()

@@ -348,9 +348,16 @@ def test_the_depthwise_kernel_gives_exact_sums_and_the_epilogues_rounding(c, h, 
     pixels = x.permute(0, 2, 3, 1)
     if inputs == 'int8 levels':
         pixels = pixels.to(torch.int8)
-    got = ops.depthwise_conv2d(pixels, weight.view(c, -1).t().contiguous(), k, k, stride, stride,
-                               pad, pad, dil, dil, signs, threshold, 0.7, weight_sum, scale, bias)
+    args = (pixels, weight.view(c, -1).t().contiguous(), k, k, stride, stride, pad, pad, dil,
+            dil, signs, threshold, 0.7, weight_sum, scale, bias)
+    got = ops.depthwise_conv2d(*args)
     assert torch.equal(got, expected)
+    # handing the next layer its levels: the epilogue, torch's clamp and quantize_int8 in turn
+    for lo, hi, offset in ((0.0, 6.0, 0), (0.0, math.inf, 128)):
+        levels = ops.depthwise_conv2d_levels(*args, [lo, hi, 0.05, 1.0, 0, 255, offset])
+        clamped = torch.clamp(expected, lo, hi) if hi < math.inf else F.relu(expected)
+        assert levels.dtype == torch.int8
+        assert torch.equal(levels, ops.quantize_int8(clamped, 0.05, 1.0, 0, 255, offset))
 
 
 @needs_kernels
@@ -369,6 +376,9 @@ def test_the_depthwise_kernel_names_what_it_cannot_take():
     with pytest.raises(RuntimeError, match='weight_sum needs 1 or OH \\* OW = 16 rows, got 2'):
         ops.depthwise_conv2d(x, taps, 3, 3, 1, 1, 1, 1, 1, 1, False, None, 0.0,
                              torch.zeros(2, 3), ones, ones)
+    with pytest.raises(RuntimeError, match=r'levels must be \(act_lo, act_hi, s > 0'):
+        ops.depthwise_conv2d_levels(x, taps, 3, 3, 1, 1, 1, 1, 1, 1, False, None, 0.0, ws, ones,
+                                    ones, [0.0, 6.0, 0.05, 0.0, -8, 7])
 
 
 class TinyNet(nn.Module):
@@ -546,9 +556,11 @@ def test_integer_layers_hand_on_int8_levels_through_a_clamp_with_the_same_output
     plain, plain_report = build_runtime_model(swap(ChainNet()), path, chain_integer=False)
     assert report.chains == [('seq.0.conv', 'seq.1.conv'),
                              ('block.expand_conv.conv', 'block.depthwise_conv.conv'),
+                             ('block.depthwise_conv.conv', 'block.linear_conv.conv'),
                              ('ffn.layers.0.0', 'ffn.layers.1')]
     assert plain_report.chains == [] and plain.seq[0].with_activation
     assert not chained.seq[0].with_activation and not chained.block.expand_conv.with_activation
+    assert not chained.block.depthwise_conv.with_activation
     assert isinstance(chained.ffn.layers[0][1], nn.Identity)
     assert isinstance(chained.gelu[1], nn.GELU)        # no clamp: not chained
     assert chained.seq[0].conv.levels_for[:2] == (0.0, 6.0)
@@ -559,6 +571,14 @@ def test_integer_layers_hand_on_int8_levels_through_a_clamp_with_the_same_output
         levels = chained.seq[0].conv(x)
         expected = plain.seq[1].conv.quantize(F.relu6(plain.seq[0].conv(x)))
         assert torch.equal(levels, expected)
+        # and the depthwise kernel's, from the expansion's levels, the projection's
+        block, plain_block, y = chained.block, plain.block, plain.seq(x)
+        levels = block.depthwise_conv.conv(block.expand_conv(y))
+        expected = plain_block.linear_conv.conv.quantize(
+            plain_block.depthwise_conv(plain_block.expand_conv(y)))
+        assert levels.dtype == torch.int8 and torch.equal(levels, expected)
+        assert block.depthwise_conv.conv.gemm == 'depthwise'
+        assert torch.equal(block(y), plain_block(y))
         for _ in range(2):
             x = torch.randn(4, 3, 9, 9)
             assert torch.equal(chained(x), plain(x))
@@ -1311,6 +1331,11 @@ def kernel_outputs() -> dict[str, torch.Tensor]:
                 torch.randint(-128, 128, (2, 9, 11, 20), generator=g).float(),
                 dw_ints.float().view(20, 9).t().contiguous(), 3, 3, 1, 1, 1, 1, 1, 1, False,
                 None, 0.5, randn(99, 20), torch.rand(20, generator=g), randn(20)),
+            'depthwise levels': ops.depthwise_conv2d_levels(
+                torch.randint(-128, 128, (2, 9, 11, 20), generator=g, dtype=torch.int8),
+                dw_ints.float().view(20, 9).t().contiguous(), 3, 3, 2, 1, 1, 1, 1, 1, False,
+                None, 0.5, randn(1, 20), torch.rand(20, generator=g) * 1e-2, randn(20),
+                [0.0, 6.0, 0.03, 2.0, -8, 7, 0]),
             'int epilogue levels': ops.int_epilogue_levels(
                 torch.randint(-3000, 3000, (9, 70), generator=g, dtype=torch.int32), 0.7,
                 randn(1, 70), torch.rand(70, generator=g) * 5e-3, randn(70), 0.0, 6.0, 0.02, 3.0,

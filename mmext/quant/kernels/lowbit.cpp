@@ -1975,7 +1975,6 @@ torch::Tensor int_epilogue_levels(torch::Tensor acc, double c, torch::Tensor wei
 struct Depthwise {
   const void* x;  // float, or int8_t levels
   const float *wt, *t, *ws, *sc, *bi;
-  float* y;
   bool signs;
   float c;
   int64_t rows, h, w, ch, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
@@ -2036,7 +2035,7 @@ depthwise_pixel_checked(const Depthwise& d, const T* xb, float* yr, int64_t k, i
 // size known at run time only) check each tap.
 template <int KH, int KW, bool SIGNS, typename T>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void depthwise_row_avx512(
-    const Depthwise& d, int64_t b, int64_t oy) {
+    const Depthwise& d, int64_t b, int64_t oy, float* yr) {
   constexpr int kTaps = KH * KW > 0 ? KH * KW : 1;
   const int64_t kh = KH > 0 ? KH : d.kh, kw = KW > 0 ? KW : d.kw;
   const int64_t h = d.h, w = d.w, ch = d.ch, ow = d.ow, sw = d.sw, pw = d.pw, dw = d.dw;
@@ -2044,7 +2043,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void depthwise_row_avx512(
   const float *wt = d.wt, *t = d.t, *wsum = d.ws, *scale = d.sc, *bias = d.bi;
   const __m512 zero = _mm512_setzero_ps(), vc = _mm512_set1_ps(d.c);
   const T* xb = static_cast<const T*>(d.x) + b * h * w * ch;
-  float* yr = d.y + (b * d.oh + oy) * ow * ch;
   // the kernel rows inside the image, and the pixels whose kernel columns all are
   int64_t i0 = 0, i1 = kh;
   while (i0 < kh && oy * d.sh - d.ph + i0 * d.dh < 0) ++i0;
@@ -2101,22 +2099,22 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void depthwise_row_avx512(
 }
 
 template <bool SIGNS, typename T>
-void depthwise_row_dispatch(const Depthwise& d, int64_t b, int64_t oy) {
+void depthwise_row_dispatch(const Depthwise& d, int64_t b, int64_t oy, float* yr) {
   if (d.kh == 3 && d.kw == 3)
-    depthwise_row_avx512<3, 3, SIGNS, T>(d, b, oy);
+    depthwise_row_avx512<3, 3, SIGNS, T>(d, b, oy, yr);
   else if (d.kh == 5 && d.kw == 5)
-    depthwise_row_avx512<5, 5, SIGNS, T>(d, b, oy);
+    depthwise_row_avx512<5, 5, SIGNS, T>(d, b, oy, yr);
   else
-    depthwise_row_avx512<0, 0, SIGNS, T>(d, b, oy);
+    depthwise_row_avx512<0, 0, SIGNS, T>(d, b, oy, yr);
 }
 
 template <typename T>
-void depthwise_row_portable(const Depthwise& d, int64_t b, int64_t oy) {
+void depthwise_row_portable(const Depthwise& d, int64_t b, int64_t oy, float* yr) {
   int64_t pixel[kMaxDepthwiseTaps], tap[kMaxDepthwiseTaps];
   const T* xb = static_cast<const T*>(d.x) + b * d.h * d.w * d.ch;
   for (int64_t ox = 0; ox < d.ow; ++ox) {
     const float* ws = d.ws + (d.rows == 1 ? 0 : oy * d.ow + ox) * d.ch;
-    float* y = d.y + ((b * d.oh + oy) * d.ow + ox) * d.ch;
+    float* y = yr + ox * d.ch;
     const int64_t n = taps_inside(d, oy, ox, pixel, tap);
     for (int64_t k = 0; k < d.ch; ++k) {
       float acc = 0.f;
@@ -2130,13 +2128,12 @@ void depthwise_row_portable(const Depthwise& d, int64_t b, int64_t oy) {
   }
 }
 
-// x (B, H, W, C) float32 (or int8 levels), weight (KH * KW, C) float32 integers, weight_sum
-// (R, C), scale and bias (C) -> (B, OH, OW, C) float32; see above.
-torch::Tensor depthwise_conv2d(torch::Tensor x, torch::Tensor weight, int64_t kh, int64_t kw,
-                               int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
-                               int64_t dw, bool signs, c10::optional<torch::Tensor> threshold,
-                               double c, torch::Tensor weight_sum, torch::Tensor scale,
-                               torch::Tensor bias) {
+// The two entry points below; `levels` (act_lo, act_hi, s, z, qn, qp, offset) or null.
+torch::Tensor depthwise_impl(torch::Tensor x, torch::Tensor weight, int64_t kh, int64_t kw,
+                             int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                             int64_t dw, bool signs, c10::optional<torch::Tensor> threshold,
+                             double c, torch::Tensor weight_sum, torch::Tensor scale,
+                             torch::Tensor bias, const std::vector<double>* levels) {
   check_cpu({x, weight, weight_sum, scale, bias}, "depthwise_conv2d");
   const bool bytes = x.scalar_type() == torch::kInt8;
   TORCH_CHECK(x.dim() == 4 && (bytes || x.scalar_type() == torch::kFloat32),
@@ -2175,27 +2172,67 @@ torch::Tensor depthwise_conv2d(torch::Tensor x, torch::Tensor weight, int64_t kh
   const int64_t rows = weight_sum.size(0);
   TORCH_CHECK(rows == 1 || rows == oh * ow, "depthwise_conv2d: weight_sum needs 1 or OH * OW = ",
               oh * ow, " rows, got ", rows);
-  auto out = torch::empty({b, oh, ow, ch}, x.options().dtype(torch::kFloat32));
+  auto out = torch::empty({b, oh, ow, ch},
+                          x.options().dtype(levels ? torch::kInt8 : torch::kFloat32));
   const Depthwise d{x.data_ptr(), weight.data_ptr<float>(),
                     threshold ? t.data_ptr<float>() : nullptr, weight_sum.data_ptr<float>(),
-                    scale.data_ptr<float>(), bias.data_ptr<float>(), out.data_ptr<float>(), signs,
+                    scale.data_ptr<float>(), bias.data_ptr<float>(), signs,
                     static_cast<float>(c), rows, h, w, ch, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw};
   at::parallel_for(0, b * oh, 1, [&](int64_t begin, int64_t end) {
+    // with levels, each output row's floats go to a buffer of this task's, then to int8
+    std::vector<float> buffer(levels ? ow * ch : 0);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t bi = row / oh, oy = row % oh;
+      float* yr = levels ? buffer.data() : out.data_ptr<float>() + row * ow * ch;
       if (use_avx512() && signs)
-        depthwise_row_dispatch<true, float>(d, bi, oy);
+        depthwise_row_dispatch<true, float>(d, bi, oy, yr);
       else if (use_avx512() && bytes)
-        depthwise_row_dispatch<false, int8_t>(d, bi, oy);
+        depthwise_row_dispatch<false, int8_t>(d, bi, oy, yr);
       else if (use_avx512())
-        depthwise_row_dispatch<false, float>(d, bi, oy);
+        depthwise_row_dispatch<false, float>(d, bi, oy, yr);
       else if (bytes)
-        depthwise_row_portable<int8_t>(d, bi, oy);
+        depthwise_row_portable<int8_t>(d, bi, oy, yr);
       else
-        depthwise_row_portable<float>(d, bi, oy);
+        depthwise_row_portable<float>(d, bi, oy, yr);
+      if (levels) {
+        const auto& l = *levels;
+        clamp_levels_row(yr, out.data_ptr<int8_t>() + row * ow * ch, ow * ch,
+                         static_cast<float>(l[0]), static_cast<float>(l[1]),
+                         static_cast<float>(l[2]), static_cast<float>(l[3]),
+                         static_cast<float>(l[4]), static_cast<float>(l[5]),
+                         static_cast<float>(l[6]));
+      }
     }
   });
   return out;
+}
+
+// x (B, H, W, C) float32 (or int8 levels), weight (KH * KW, C) float32 integers, weight_sum
+// (R, C), scale and bias (C) -> (B, OH, OW, C) float32; see above.
+torch::Tensor depthwise_conv2d(torch::Tensor x, torch::Tensor weight, int64_t kh, int64_t kw,
+                               int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                               int64_t dw, bool signs, c10::optional<torch::Tensor> threshold,
+                               double c, torch::Tensor weight_sum, torch::Tensor scale,
+                               torch::Tensor bias) {
+  return depthwise_impl(x, weight, kh, kw, sh, sw, ph, pw, dh, dw, signs, threshold, c,
+                        weight_sum, scale, bias, nullptr);
+}
+
+// The same whose output feeds, through a clamp activation (act_lo <= y <= act_hi, NaN kept),
+// the integer input of the next layer: (B, OH, OW, C) int8 levels round(clamp(y / s + z, qn,
+// qp)) - offset of the clamped output, as int_epilogue_levels gives them for a GEMM layer (a
+// row's floats in a buffer, never written out). levels = (act_lo, act_hi, s, z, qn, qp, offset).
+torch::Tensor depthwise_conv2d_levels(torch::Tensor x, torch::Tensor weight, int64_t kh,
+                                      int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                                      int64_t dh, int64_t dw, bool signs,
+                                      c10::optional<torch::Tensor> threshold, double c,
+                                      torch::Tensor weight_sum, torch::Tensor scale,
+                                      torch::Tensor bias, std::vector<double> levels) {
+  TORCH_CHECK(levels.size() == 7 && levels[2] > 0 && levels[4] <= levels[5],
+              "depthwise_conv2d_levels: levels must be (act_lo, act_hi, s > 0, z, qn <= qp, "
+              "offset)");
+  return depthwise_impl(x, weight, kh, kw, sh, sw, ph, pw, dh, dw, signs, threshold, c,
+                        weight_sum, scale, bias, &levels);
 }
 
 // A per-tensor LSQ+ input's levels round(clamp(x / s + z, qn, qp)) as float and its
@@ -2436,6 +2473,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "the integer epilogue, a clamp activation and the next layer's int8 levels in one pass");
   m.def("depthwise_conv2d", &depthwise_conv2d,
         "depthwise convolution of channels-last integers (or signs) and the integer epilogue");
+  m.def("depthwise_conv2d_levels", &depthwise_conv2d_levels,
+        "the same, handing the next layer its int8 levels of the clamped output");
   m.def("int_epilogue", &int_epilogue,
         "(acc + c * weight_sum) * scale + bias on int32 or exact float32 sums, in a new tensor "
         "or in acc's memory");
