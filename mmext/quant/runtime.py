@@ -1012,9 +1012,9 @@ class IntConv2d(_IntBase):
                     self.out_scale, self.bias)
             if self.levels_for is not None:     # the next layer's int8 levels (chained)
                 lo, hi, after = self.levels_for
-                out = self.ops.depthwise_conv2d_levels(
-                    *args, [lo, hi, after.a_scale, after.zero_point, after.qn, after.qp,
-                            after.levels_offset])
+                out = self.ops.depthwise_conv2d(
+                    *args, levels=[lo, hi, after.a_scale, after.zero_point, after.qn, after.qp,
+                                   after.levels_offset])
             else:
                 out = self.ops.depthwise_conv2d(*args)
             return out.permute(0, 3, 1, 2)
@@ -1132,7 +1132,7 @@ def chain_integer_layers(model: nn.Module) -> list[tuple[str, str]]:
     module leaves the forward. The same levels as the float output, the activation and the
     next layer's quantization in turn (each rounded as before), so the same outputs bit for
     bit. Needs the compiled kernels. Every integer layer's epilogue can hand on levels: a GEMM
-    layer's (``int_epilogue_levels``), the depthwise kernel's (``depthwise_conv2d_levels``: an
+    layer's (``int_epilogue_levels``), the depthwise kernel's (``depthwise_conv2d(..., levels=...)``: an
     inverted residual block's depthwise convolution hands its projection levels) and another
     grouped convolution's (the GEMM layers' epilogue after its float32 sums). Returns
     ``(producer, consumer)`` names."""

@@ -354,7 +354,7 @@ def test_the_depthwise_kernel_gives_exact_sums_and_the_epilogues_rounding(c, h, 
     assert torch.equal(got, expected)
     # handing the next layer its levels: the epilogue, torch's clamp and quantize_int8 in turn
     for lo, hi, offset in ((0.0, 6.0, 0), (0.0, math.inf, 128)):
-        levels = ops.depthwise_conv2d_levels(*args, [lo, hi, 0.05, 1.0, 0, 255, offset])
+        levels = ops.depthwise_conv2d(*args, levels=[lo, hi, 0.05, 1.0, 0, 255, offset])
         clamped = torch.clamp(expected, lo, hi) if hi < math.inf else F.relu(expected)
         assert levels.dtype == torch.int8
         assert torch.equal(levels, ops.quantize_int8(clamped, 0.05, 1.0, 0, 255, offset))
@@ -377,8 +377,8 @@ def test_the_depthwise_kernel_names_what_it_cannot_take():
         ops.depthwise_conv2d(x, taps, 3, 3, 1, 1, 1, 1, 1, 1, False, None, 0.0,
                              torch.zeros(2, 3), ones, ones)
     with pytest.raises(RuntimeError, match=r'levels must be \(act_lo, act_hi, s > 0'):
-        ops.depthwise_conv2d_levels(x, taps, 3, 3, 1, 1, 1, 1, 1, 1, False, None, 0.0, ws, ones,
-                                    ones, [0.0, 6.0, 0.05, 0.0, -8, 7])
+        ops.depthwise_conv2d(x, taps, 3, 3, 1, 1, 1, 1, 1, 1, False, None, 0.0, ws, ones, ones,
+                             levels=[0.0, 6.0, 0.05, 0.0, -8, 7])
 
 
 class TinyNet(nn.Module):
@@ -1331,11 +1331,11 @@ def kernel_outputs() -> dict[str, torch.Tensor]:
                 torch.randint(-128, 128, (2, 9, 11, 20), generator=g).float(),
                 dw_ints.float().view(20, 9).t().contiguous(), 3, 3, 1, 1, 1, 1, 1, 1, False,
                 None, 0.5, randn(99, 20), torch.rand(20, generator=g), randn(20)),
-            'depthwise levels': ops.depthwise_conv2d_levels(
+            'depthwise levels': ops.depthwise_conv2d(
                 torch.randint(-128, 128, (2, 9, 11, 20), generator=g, dtype=torch.int8),
                 dw_ints.float().view(20, 9).t().contiguous(), 3, 3, 2, 1, 1, 1, 1, 1, False,
                 None, 0.5, randn(1, 20), torch.rand(20, generator=g) * 1e-2, randn(20),
-                [0.0, 6.0, 0.03, 2.0, -8, 7, 0]),
+                levels=[0.0, 6.0, 0.03, 2.0, -8, 7, 0]),
             'int epilogue levels': ops.int_epilogue_levels(
                 torch.randint(-3000, 3000, (9, 70), generator=g, dtype=torch.int32), 0.7,
                 randn(1, 70), torch.rand(70, generator=g) * 5e-3, randn(70), 0.0, 6.0, 0.02, 3.0,

@@ -2128,13 +2128,21 @@ void depthwise_row_portable(const Depthwise& d, int64_t b, int64_t oy, float* yr
   }
 }
 
-// The two entry points below; `levels` (act_lo, act_hi, s, z, qn, qp, offset) or null.
-torch::Tensor depthwise_impl(torch::Tensor x, torch::Tensor weight, int64_t kh, int64_t kw,
-                             int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
-                             int64_t dw, bool signs, c10::optional<torch::Tensor> threshold,
-                             double c, torch::Tensor weight_sum, torch::Tensor scale,
-                             torch::Tensor bias, const std::vector<double>* levels) {
+// x (B, H, W, C) float32 (or int8 levels), weight (KH * KW, C) float32 integers, weight_sum
+// (R, C), scale and bias (C) -> (B, OH, OW, C) float32; see above. With `levels` = (act_lo,
+// act_hi, s, z, qn, qp, offset), for an output that feeds the next integer layer through a clamp
+// activation (act_lo <= y <= act_hi, NaN kept): (B, OH, OW, C) int8 levels round(clamp(y / s +
+// z, qn, qp)) - offset of the clamped output, as int_epilogue_levels gives them after a GEMM (a
+// row's floats in a buffer, never written out).
+torch::Tensor depthwise_conv2d(torch::Tensor x, torch::Tensor weight, int64_t kh, int64_t kw,
+                               int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+                               int64_t dw, bool signs, c10::optional<torch::Tensor> threshold,
+                               double c, torch::Tensor weight_sum, torch::Tensor scale,
+                               torch::Tensor bias, c10::optional<std::vector<double>> levels) {
   check_cpu({x, weight, weight_sum, scale, bias}, "depthwise_conv2d");
+  TORCH_CHECK(!levels ||
+                  (levels->size() == 7 && (*levels)[2] > 0 && (*levels)[4] <= (*levels)[5]),
+              "depthwise_conv2d: levels must be (act_lo, act_hi, s > 0, z, qn <= qp, offset)");
   const bool bytes = x.scalar_type() == torch::kInt8;
   TORCH_CHECK(x.dim() == 4 && (bytes || x.scalar_type() == torch::kFloat32),
               "depthwise_conv2d: x must be (B, H, W, C) float32 or int8, got ", x.sizes(), " ",
@@ -2205,34 +2213,6 @@ torch::Tensor depthwise_impl(torch::Tensor x, torch::Tensor weight, int64_t kh, 
     }
   });
   return out;
-}
-
-// x (B, H, W, C) float32 (or int8 levels), weight (KH * KW, C) float32 integers, weight_sum
-// (R, C), scale and bias (C) -> (B, OH, OW, C) float32; see above.
-torch::Tensor depthwise_conv2d(torch::Tensor x, torch::Tensor weight, int64_t kh, int64_t kw,
-                               int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
-                               int64_t dw, bool signs, c10::optional<torch::Tensor> threshold,
-                               double c, torch::Tensor weight_sum, torch::Tensor scale,
-                               torch::Tensor bias) {
-  return depthwise_impl(x, weight, kh, kw, sh, sw, ph, pw, dh, dw, signs, threshold, c,
-                        weight_sum, scale, bias, nullptr);
-}
-
-// The same whose output feeds, through a clamp activation (act_lo <= y <= act_hi, NaN kept),
-// the integer input of the next layer: (B, OH, OW, C) int8 levels round(clamp(y / s + z, qn,
-// qp)) - offset of the clamped output, as int_epilogue_levels gives them for a GEMM layer (a
-// row's floats in a buffer, never written out). levels = (act_lo, act_hi, s, z, qn, qp, offset).
-torch::Tensor depthwise_conv2d_levels(torch::Tensor x, torch::Tensor weight, int64_t kh,
-                                      int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                                      int64_t dh, int64_t dw, bool signs,
-                                      c10::optional<torch::Tensor> threshold, double c,
-                                      torch::Tensor weight_sum, torch::Tensor scale,
-                                      torch::Tensor bias, std::vector<double> levels) {
-  TORCH_CHECK(levels.size() == 7 && levels[2] > 0 && levels[4] <= levels[5],
-              "depthwise_conv2d_levels: levels must be (act_lo, act_hi, s > 0, z, qn <= qp, "
-              "offset)");
-  return depthwise_impl(x, weight, kh, kw, sh, sw, ph, pw, dh, dw, signs, threshold, c,
-                        weight_sum, scale, bias, &levels);
 }
 
 // A per-tensor LSQ+ input's levels round(clamp(x / s + z, qn, qp)) as float and its
@@ -2472,9 +2452,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("int_epilogue_levels", &int_epilogue_levels,
         "the integer epilogue, a clamp activation and the next layer's int8 levels in one pass");
   m.def("depthwise_conv2d", &depthwise_conv2d,
-        "depthwise convolution of channels-last integers (or signs) and the integer epilogue");
-  m.def("depthwise_conv2d_levels", &depthwise_conv2d_levels,
-        "the same, handing the next layer its int8 levels of the clamped output");
+        "depthwise convolution of channels-last integers (or signs) and the integer epilogue "
+        "(or, with levels, the next layer's int8 levels of its clamped output)",
+        py::arg("x"), py::arg("weight"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
+        py::arg("sw"), py::arg("ph"), py::arg("pw"), py::arg("dh"), py::arg("dw"),
+        py::arg("signs"), py::arg("threshold"), py::arg("c"), py::arg("weight_sum"),
+        py::arg("scale"), py::arg("bias"), py::arg("levels") = py::none());
   m.def("int_epilogue", &int_epilogue,
         "(acc + c * weight_sum) * scale + bias on int32 or exact float32 sums, in a new tensor "
         "or in acc's memory");
