@@ -123,12 +123,16 @@ class _BinaryBase(_KernelUser):
         shape[channel_dim] = -1
         return x - self.threshold.view(shape)
 
+    def _column_threshold(self, columns: int) -> Tensor | None:
+        """The threshold with one entry per column (a single one repeated), or None."""
+        threshold = self.threshold
+        if threshold is not None and threshold.numel() != columns:   # one for all columns
+            threshold = threshold.expand(columns)
+        return threshold
+
     def _pack(self, x2d: Tensor) -> Tensor:
         """Sign words of ``x2d - threshold`` (M, K) with the threshold per column, in one pass."""
-        threshold = self.threshold
-        if threshold is not None and threshold.numel() != x2d.shape[1]:   # one for all columns
-            threshold = threshold.expand(x2d.shape[1])
-        return self.ops.pack_signs(x2d.float().contiguous(), threshold)
+        return self.ops.pack_signs(x2d.float().contiguous(), self._column_threshold(x2d.shape[1]))
 
 
 class BinaryLinear(_BinaryBase):
@@ -157,10 +161,11 @@ class BinaryLinear(_BinaryBase):
                              f'{tuple(x.shape)}')
         lead = x.shape[:-1]
         n = self.out_channels
-        if self.ops is not None:
-            out = self.ops.binary_linear(self._pack(x.reshape(-1, self.in_features)),
+        if self.ops is not None:   # the kernel packs the float rows in the GEMM's pass
+            out = self.ops.binary_linear(x.reshape(-1, self.in_features).float(),
                                          self.weight_words, self.in_features, self.scale,
-                                         self.bias, n, raw)
+                                         self.bias, n, raw,
+                                         self._column_threshold(self.in_features))
         else:
             x2d = self._signed(x, -1).reshape(-1, self.in_features)
             weights = unpack_signs(self.weight_words.t()[:n], self.in_features)
@@ -233,9 +238,10 @@ class BinaryLinearPair(_KernelUser):
             raise ValueError(f'BinaryLinearPair expects (..., {first.in_features}), got '
                              f'{tuple(x.shape)}')
         lead = x.shape[:-1]
-        words = self.ops.binary_linear_signs(first._pack(x.reshape(-1, first.in_features)),
+        words = self.ops.binary_linear_signs(x.reshape(-1, first.in_features).float(),
                                              first.weight_words, first.in_features, self.below,
-                                             self.above, first.out_channels)
+                                             self.above, first.out_channels,
+                                             first._column_threshold(first.in_features))
         out = self.ops.binary_linear(words, second.weight_words, second.in_features,
                                      second.scale, second.bias, second.out_channels, False)
         return out.reshape(*lead, second.out_channels)

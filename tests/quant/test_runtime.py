@@ -65,6 +65,52 @@ def test_binary_gemm_gives_the_exact_dot_products(m, k, n):
 
 
 @needs_kernels
+@pytest.mark.parametrize('m,k,n', [(13, 192, 40), (9, 70, 17), (8, 128, 64), (3, 768, 33)])
+@pytest.mark.parametrize('threshold', [None, 'column'])
+def test_the_gemms_pack_float_rows_as_pack_signs_does(m, k, n, threshold):
+    """binary_linear and binary_linear_signs on float32 rows (packed inside the GEMM's pass,
+    a block of rows at a time) give what they give on pack_signs' words, raw and scaled, with
+    and without a threshold; zeros, -0.0, infinities and NaN pack as pack_signs packs them."""
+    g = torch.Generator().manual_seed(m * k)
+    x = torch.randn(m, k, generator=g)
+    x[0, :4] = torch.tensor([0.0, -0.0, math.inf, -math.inf])
+    x[-1, -1] = math.nan
+    t = torch.randn(k, generator=g) * 0.3 if threshold else None
+    if t is not None:
+        x[1, :6] = t[:6]                                 # on the threshold: +1
+    layer = BinaryLinear(_signs(n, k, seed=k), torch.rand(n, generator=g) + 0.1,
+                         torch.randn(n, generator=g))
+    words = ops.pack_signs(x, t)
+    assert torch.equal(words, pack_signs_reference(x if t is None else x - t))
+    args = (layer.weight_words, k, layer.scale, layer.bias, n)
+    for raw in (False, True):
+        assert torch.equal(ops.binary_linear(x, *args, raw, t),
+                           ops.binary_linear(words, *args, raw))
+    below = torch.randint(-k, k, (layer.npad, ), generator=g, dtype=torch.int32)
+    above = below + torch.randint(0, k, (layer.npad, ), generator=g, dtype=torch.int32)
+    signs_args = (layer.weight_words, k, below, above, n)
+    assert torch.equal(ops.binary_linear_signs(x, *signs_args, t),
+                       ops.binary_linear_signs(words, *signs_args))
+
+
+@needs_kernels
+def test_the_gemms_name_an_input_they_cannot_take():
+    layer = BinaryLinear(_signs(16, 70), torch.ones(16), None)
+    args = (layer.weight_words, 70, layer.scale, layer.bias, 16, False)
+    words = ops.pack_signs(torch.randn(4, 70))
+    with pytest.raises(RuntimeError, match='threshold applies to float input'):
+        ops.binary_linear(words, *args, torch.zeros(70))
+    with pytest.raises(RuntimeError, match='does not have 70 columns'):
+        ops.binary_linear(torch.randn(4, 71), *args)
+    with pytest.raises(RuntimeError, match='threshold needs one float32 per column'):
+        ops.binary_linear(torch.randn(4, 70), *args, torch.zeros(69))
+    with pytest.raises(RuntimeError, match='do not fit weight words'):
+        ops.binary_linear(words.int(), *args)
+    with pytest.raises(RuntimeError, match='rows of 200 signs do not fit'):
+        ops.binary_linear(words, layer.weight_words, 200, layer.scale, layer.bias, 16, False)
+
+
+@needs_kernels
 @pytest.mark.parametrize('c,n,k,stride,pad,dil,size,groups', [
     (3, 5, 3, 1, 1, 1, (7, 9), 1), (70, 17, 3, 2, 1, 1, (9, 8), 1), (64, 16, 1, 1, 0, 1, (5, 5), 1),
     (130, 33, 3, 1, 2, 2, (6, 7), 1), (16, 20, 5, 3, 2, 1, (11, 10), 1),

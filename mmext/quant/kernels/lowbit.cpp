@@ -61,6 +61,40 @@ __attribute__((target("avx512f"))) uint64_t pack_word_avx512(const float* p, con
   return word;
 }
 
+// A row of k values as ceil(k / 64) words (bit j of word w from p[64 w + j] - t[64 w + j] >= 0,
+// as pack_word_avx512): whole words with unmasked loads, the last one through pack_word_avx512.
+template <bool kThreshold>
+__attribute__((target("avx512f"))) void pack_row_avx512(const float* p, const float* t,
+                                                        int64_t k, uint64_t* dst) {
+  const __m512 zero = _mm512_setzero_ps();
+  int64_t j = 0;
+  for (; j + 64 <= k; j += 64) {
+    uint64_t word = 0;
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
+      __m512 v = _mm512_loadu_ps(p + j + 16 * q);
+      if (kThreshold) v = _mm512_sub_ps(v, _mm512_loadu_ps(t + j + 16 * q));
+      word |= static_cast<uint64_t>(_mm512_cmp_ps_mask(v, zero, _CMP_GE_OQ)) << (16 * q);
+    }
+    *dst++ = word;
+  }
+  if (j < k) *dst = pack_word_avx512(p + j, kThreshold ? t + j : nullptr, k - j);
+}
+
+// A row of k values as sign words (bit = p - t >= 0; t null: p >= 0), on either path.
+void pack_row(bool avx, const float* p, const float* t, int64_t k, uint64_t* dst) {
+  if (avx) {
+    if (t)
+      pack_row_avx512<true>(p, t, k, dst);
+    else
+      pack_row_avx512<false>(p, t, k, dst);
+    return;
+  }
+  for (int64_t w = 0; 64 * w < k; ++w)
+    dst[w] = pack_word_portable(p + 64 * w, t ? t + 64 * w : nullptr,
+                                std::min<int64_t>(64, k - 64 * w));
+}
+
 // Bit j is 1 where p[j] / s + z >= 0 (the levels of a learnable-scale binarizer, rounded as
 // torch's (x / s) + z).
 uint64_t pack_word_affine_portable(const float* p, int64_t n, float s, float z) {
@@ -166,58 +200,102 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512vpopcntdq,fma"))) void fu
   }
 }
 
-// The popcounts of kBlockM rows against 16 output channels from 32-bit sign words (the 64-bit
-// words read as two halves, low first), summed in 32-bit lanes: one vector holds 16 finished
-// popcounts. wt32 (2W, npad): row 2w + h holds half h of weight word w of every channel.
-__attribute__((target("avx512f,avx512vpopcntdq"), always_inline)) inline void accumulate32_avx512(
-    const uint32_t* const* rows, const uint32_t* wt32, int64_t npad, int64_t c,
-    int64_t half_words, __m512i acc[kBlockM]) {
-  for (int r = 0; r < kBlockM; ++r) acc[r] = _mm512_setzero_si512();
-  for (int64_t t = 0; t < half_words; ++t) {
-    const __m512i b = _mm512_loadu_si512(wt32 + t * npad + c);
+// The popcounts of kBlockM rows against every block of 16 output channels c < n, from 32-bit
+// sign words (the 64-bit words read as two halves, low first), summed in 32-bit lanes: one
+// vector holds 16 finished popcounts. wt32 (2W, npad): row 2w + h holds half h of weight word w
+// of every channel. For each block, `epilogue(c, acc)` gets acc[r], row r's 16 popcounts.
+// The whole row block is one call, with the row loops unrolled, so that the accumulators stay
+// in registers: called per block of 16 channels, they went through the stack each time.
+template <typename Epilogue>
+__attribute__((target("avx512f,avx512vpopcntdq,fma"), always_inline)) inline void
+popcount_blocks32_avx512(const uint32_t* const* rows, const uint32_t* wt32, int64_t npad,
+                         int64_t n, int64_t half_words, Epilogue& epilogue) {
+  for (int64_t c = 0; c < n; c += kBlockN) {
+    __m512i acc[kBlockM];
+#pragma GCC unroll 8
+    for (int r = 0; r < kBlockM; ++r) acc[r] = _mm512_setzero_si512();
+    const uint32_t* w = wt32 + c;
+    for (int64_t t = 0; t < half_words; ++t, w += npad) {
+      const __m512i b = _mm512_loadu_si512(w);
+#pragma GCC unroll 8
+      for (int r = 0; r < kBlockM; ++r) {
+        const __m512i a = _mm512_set1_epi32(static_cast<int>(rows[r][t]));
+        acc[r] = _mm512_add_epi32(acc[r], _mm512_popcnt_epi32(_mm512_xor_si512(a, b)));
+      }
+    }
+    epilogue(c, acc);
+  }
+}
+
+// The mask of the first min(16, n - c) lanes.
+inline __mmask16 lanes_mask(int64_t n, int64_t c) {
+  const int64_t end = std::min<int64_t>(kBlockN, n - c);
+  return end >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << end) - 1);
+}
+
+// A linear layer's float outputs: dot = full - 2 pop is exact in float (|dot| <= K < 2^24),
+// then y = fma(dot, scale, bias), as `store` rounds; rows < `real` stored.
+struct LinearOutputs {
+  const float* scale;
+  const float* bias;
+  float* const* out;
+  int64_t real, n;
+  float full;
+  __attribute__((target("avx512f,fma"), always_inline)) inline void operator()(
+      int64_t c, const __m512i* acc) const {
+    const __mmask16 mask = lanes_mask(n, c);
+    const __m512 f = _mm512_set1_ps(full), minus_two = _mm512_set1_ps(-2.0f);
+    const __m512 s = _mm512_loadu_ps(scale + c), b = _mm512_loadu_ps(bias + c);
+#pragma GCC unroll 8
     for (int r = 0; r < kBlockM; ++r) {
-      const __m512i a = _mm512_set1_epi32(static_cast<int>(rows[r][t]));
-      acc[r] = _mm512_add_epi32(acc[r], _mm512_popcnt_epi32(_mm512_xor_si512(a, b)));
+      if (r >= real) break;
+      const __m512 dot = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r]), minus_two, f);  // exact
+      _mm512_mask_storeu_ps(out[r] + c, mask, _mm512_fmadd_ps(dot, s, b));
     }
   }
+};
+
+// Bits c .. c + 15 of a row of sign words, blocks c = 0, 16, 32, ... in turn: the first block
+// of a word sets it, the next ones add theirs, so that the words need no zeroing first.
+inline void put_bits(uint64_t* words, int64_t c, uint64_t bits) {
+  if (c % 64 == 0)
+    words[c / 64] = bits;
+  else
+    words[c / 64] |= bits << (c % 64);
 }
 
-// A linear layer's float outputs: kBlockM rows against 16 output channels (accumulate32_avx512).
-// dot = full - 2 pop is exact in float (|dot| <= K < 2^24), then y = fma(dot, scale, bias), as
-// `store` rounds; rows < `real` stored.
-__attribute__((target("avx512f,avx512vpopcntdq,fma"))) void fused32_avx512(
-    const uint32_t* const* rows, const uint32_t* wt32, int64_t npad, int64_t c, int64_t half_words,
-    int64_t full, const float* scale, const float* bias, float* const* out, int64_t real,
-    int64_t n) {
-  __m512i acc[kBlockM];
-  accumulate32_avx512(rows, wt32, npad, c, half_words, acc);
-  const int64_t end = std::min<int64_t>(kBlockN, n - c);
-  const __mmask16 mask = end == 16 ? 0xFFFF : static_cast<__mmask16>((1u << end) - 1);
-  const __m512 f = _mm512_set1_ps(static_cast<float>(full)), minus_two = _mm512_set1_ps(-2.0f);
-  const __m512 s = _mm512_loadu_ps(scale + c), bi = _mm512_loadu_ps(bias + c);
-  for (int64_t r = 0; r < real; ++r) {
-    const __m512 dot = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r]), minus_two, f);  // exact
-    _mm512_mask_storeu_ps(out[r] + c, mask, _mm512_fmadd_ps(dot, s, bi));
+// The next binary layer's input signs: bit j of each row's 16 bits for block c is 1 where
+// dot = full - 2 pop is <= below[c + j] or >= above[c + j] (put_bits); channels past n give 0.
+struct SignOutputs {
+  const int32_t* below;
+  const int32_t* above;
+  uint64_t* const* out;
+  int64_t real, n;
+  int32_t full;
+  __attribute__((target("avx512f"), always_inline)) inline void operator()(
+      int64_t c, const __m512i* acc) const {
+    const __mmask16 valid = lanes_mask(n, c);
+    const __m512i f = _mm512_set1_epi32(full);
+    const __m512i lo = _mm512_loadu_si512(below + c), hi = _mm512_loadu_si512(above + c);
+#pragma GCC unroll 8
+    for (int r = 0; r < kBlockM; ++r) {
+      if (r >= real) break;
+      const __m512i dot = _mm512_sub_epi32(f, _mm512_slli_epi32(acc[r], 1));
+      const uint64_t bits = static_cast<uint16_t>(
+          _mm512_mask_cmple_epi32_mask(valid, dot, lo) |
+          _mm512_mask_cmpge_epi32_mask(valid, dot, hi));
+      put_bits(out[r], c, bits);
+    }
   }
-}
+};
 
-// The next binary layer's input signs of 16 output channels: bit j of the 16 returned per row is
-// 1 where dot = full - 2 pop is <= below[c + j] or >= above[c + j]; channels past n give 0.
-__attribute__((target("avx512f,avx512vpopcntdq"))) void signs32_avx512(
-    const uint32_t* const* rows, const uint32_t* wt32, int64_t npad, int64_t c, int64_t half_words,
-    int64_t full, const int32_t* below, const int32_t* above, int64_t real, int64_t n,
-    uint16_t bits[kBlockM]) {
-  __m512i acc[kBlockM];
-  accumulate32_avx512(rows, wt32, npad, c, half_words, acc);
-  const int64_t end = std::min<int64_t>(kBlockN, n - c);
-  const __mmask16 valid = end == 16 ? 0xFFFF : static_cast<__mmask16>((1u << end) - 1);
-  const __m512i f = _mm512_set1_epi32(static_cast<int32_t>(full));
-  const __m512i lo = _mm512_loadu_si512(below + c), hi = _mm512_loadu_si512(above + c);
-  for (int64_t r = 0; r < real; ++r) {
-    const __m512i dot = _mm512_sub_epi32(f, _mm512_slli_epi32(acc[r], 1));
-    bits[r] = _mm512_mask_cmple_epi32_mask(valid, dot, lo) |
-              _mm512_mask_cmpge_epi32_mask(valid, dot, hi);
-  }
+// One block of rows of a linear layer, every channel, into `outputs` (LinearOutputs or
+// SignOutputs): one call per row block.
+template <typename Outputs>
+__attribute__((target("avx512f,avx512vpopcntdq,fma"))) void linear_rows32_avx512(
+    const uint32_t* const* rows, const uint32_t* wt32, int64_t npad, int64_t half_words,
+    Outputs outputs) {
+  popcount_blocks32_avx512(rows, wt32, npad, outputs.n, half_words, outputs);
 }
 
 // The weight words wt (W, npad) as 32-bit halves (2W, npad): row 2w + h holds half h (low first)
@@ -632,13 +710,7 @@ torch::Tensor pack_signs(torch::Tensor x, c10::optional<torch::Tensor> threshold
   auto* dst = reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>());
   const bool avx = use_avx512();
   at::parallel_for(0, m, 64, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i)
-      for (int64_t w = 0; w < words; ++w) {
-        const float* p = src + i * k + 64 * w;
-        const int64_t n = std::min<int64_t>(64, k - 64 * w);
-        const float* t = th ? th + 64 * w : nullptr;
-        dst[i * words + w] = avx ? pack_word_avx512(p, t, n) : pack_word_portable(p, t, n);
-      }
+    for (int64_t i = begin; i < end; ++i) pack_row(avx, src + i * k, th, k, dst + i * words);
   });
   return out;
 }
@@ -1098,22 +1170,78 @@ std::tuple<torch::Tensor, int64_t> layer_norm_head_signs(
   return {out, count};
 }
 
-// a (M, W) sign words, wt (W, Npad) weight words (transposed, Npad a multiple of 16),
-// k the real length of a row; scale, bias (Npad) float. -> (M, n) float, or int32 dots if raw.
+// The sign words a binary linear GEMM reads: int64 words a (M, W) as they are, or float32
+// values a (M, K) packed a block of rows at a time inside the GEMM (bit = (x - threshold) >= 0,
+// as pack_signs), so that the packing shares the GEMM's pass and its threads.
+struct SignRows {
+  const uint64_t* words = nullptr;
+  const float* values = nullptr;
+  const float* threshold = nullptr;
+  int64_t k = 0, w = 0;
+
+  // rows[r] = row m0 + min(r, real - 1); float rows are packed into buf (kBlockM x w words).
+  void block(int64_t m0, int64_t real, bool avx, uint64_t* buf, const uint64_t** rows) const {
+    for (int r = 0; r < kBlockM; ++r) {
+      const int64_t i = m0 + std::min<int64_t>(r, real - 1);
+      if (words) {
+        rows[r] = words + i * w;
+      } else if (r >= real) {
+        rows[r] = rows[real - 1];
+      } else {
+        pack_row(avx, values + i * k, threshold, k, buf + r * w);
+        rows[r] = buf + r * w;
+      }
+    }
+  }
+};
+
+// Checks a binary linear GEMM's input against wt (W, Npad) and rows of k signs: int64 sign words
+// (M, W), or float32 values (M, k) with an optional threshold (k entries) subtracted first.
+// Makes them contiguous (kept alive by the caller's tensors).
+SignRows sign_rows(torch::Tensor& a, c10::optional<torch::Tensor>& threshold,
+                   const torch::Tensor& wt, int64_t k, const char* op) {
+  check_cpu({a, wt}, op);
+  TORCH_CHECK(a.dim() == 2 && wt.dim() == 2, op, ": the input and the weight words must be 2-d");
+  TORCH_CHECK(k >= 1 && (k + 63) / 64 == wt.size(0), op, ": rows of ", k,
+              " signs do not fit weight words ", wt.sizes());
+  a = a.contiguous();
+  SignRows rows;
+  rows.k = k, rows.w = wt.size(0);
+  if (a.scalar_type() == torch::kFloat32) {
+    TORCH_CHECK(a.size(1) == k, op, ": float input ", a.sizes(), " does not have ", k, " columns");
+    rows.values = a.data_ptr<float>();
+    if (threshold) {
+      check_cpu({*threshold}, op);
+      TORCH_CHECK(threshold->scalar_type() == torch::kFloat32 && threshold->numel() == k, op,
+                  ": threshold needs one float32 per column (", k, ")");
+      threshold = threshold->reshape(-1).contiguous();
+      rows.threshold = threshold->data_ptr<float>();
+    }
+  } else {
+    TORCH_CHECK(a.scalar_type() == torch::kInt64 && a.size(1) == wt.size(0), op,
+                ": input words ", a.sizes(), " ", a.scalar_type(), " do not fit weight words ",
+                wt.sizes());
+    TORCH_CHECK(!threshold, op, ": a threshold applies to float input, not to sign words");
+    rows.words = reinterpret_cast<const uint64_t*>(a.data_ptr<int64_t>());
+  }
+  return rows;
+}
+
+// a (M, W) sign words, or (M, k) float32 values packed here (after subtracting `threshold`,
+// one per column, if given); wt (W, Npad) weight words (transposed, Npad a multiple of 16), k
+// the real length of a row; scale, bias (Npad) float. -> (M, n) float, or int32 dots if raw.
 torch::Tensor binary_linear(torch::Tensor a, torch::Tensor wt, int64_t k, torch::Tensor scale,
-                            torch::Tensor bias, int64_t n, bool raw) {
-  check_cpu({a, wt, scale, bias}, "binary_linear");
-  TORCH_CHECK(a.dim() == 2 && wt.dim() == 2 && a.size(1) == wt.size(0),
-              "binary_linear: input words ", a.sizes(), " do not fit weight words ", wt.sizes());
+                            torch::Tensor bias, int64_t n, bool raw,
+                            c10::optional<torch::Tensor> threshold) {
+  check_cpu({scale, bias}, "binary_linear");
+  const SignRows source = sign_rows(a, threshold, wt, k, "binary_linear");
   TORCH_CHECK(wt.size(1) % kBlockN == 0 && n <= wt.size(1), "binary_linear: bad padding");
   TORCH_CHECK(scale.numel() >= wt.size(1) && bias.numel() >= wt.size(1) &&
                   scale.scalar_type() == torch::kFloat32 && bias.scalar_type() == torch::kFloat32,
               "binary_linear: scale and bias must be float32 with ", wt.size(1), " entries");
-  a = a.contiguous();
-  const int64_t m = a.size(0), words = a.size(1), npad = wt.size(1);
+  const int64_t m = a.size(0), words = wt.size(0), npad = wt.size(1);
   auto out = raw ? torch::empty({m, n}, a.options().dtype(torch::kInt32))
                  : torch::empty({m, n}, a.options().dtype(torch::kFloat32));
-  const auto* A = reinterpret_cast<const uint64_t*>(a.data_ptr<int64_t>());
   const auto* W = reinterpret_cast<const uint64_t*>(wt.data_ptr<int64_t>());
   std::vector<int64_t> offsets(words), w_rows(words);
   for (int64_t w = 0; w < words; ++w) offsets[w] = w, w_rows[w] = w;
@@ -1131,17 +1259,18 @@ torch::Tensor binary_linear(torch::Tensor a, torch::Tensor wt, int64_t k, torch:
     const uint64_t* rows[kBlockM];
     const uint32_t* rows32[kBlockM];
     float* outs[kBlockM];
+    std::vector<uint64_t> packed(source.values ? kBlockM * words : 0);
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t m0 = blk * kBlockM, real = std::min<int64_t>(kBlockM, m - m0);
-      for (int r = 0; r < kBlockM; ++r) rows[r] = A + (m0 + std::min<int64_t>(r, real - 1)) * words;
-      for (int r = 0; r < kBlockM; ++r) rows32[r] = reinterpret_cast<const uint32_t*>(rows[r]);
-      for (int r = 0; r < kBlockM; ++r) outs[r] = out_f ? out_f + (m0 + r) * n : nullptr;
+      source.block(m0, real, avx, packed.data(), rows);
+      if (avx && !raw) {
+        for (int r = 0; r < kBlockM; ++r) rows32[r] = reinterpret_cast<const uint32_t*>(rows[r]);
+        for (int r = 0; r < kBlockM; ++r) outs[r] = out_f + (m0 + r) * n;
+        const LinearOutputs outputs{e.scale, e.bias, outs, real, n, static_cast<float>(k)};
+        linear_rows32_avx512(rows32, wt32.data(), npad, 2 * words, outputs);
+        continue;
+      }
       for (int64_t c = 0; c < npad && c < n; c += kBlockN) {
-        if (avx && !raw) {
-          fused32_avx512(rows32, wt32.data(), npad, c, 2 * words, k, e.scale, e.bias, outs,
-                         real, n);
-          continue;
-        }
         popcounts(avx, rows, W, npad, c, taps, pop);
         for (int64_t r = 0; r < real; ++r)
           store(e, c, k, pop[r], nullptr, out_f ? out_f + (m0 + r) * n : nullptr,
@@ -1153,25 +1282,24 @@ torch::Tensor binary_linear(torch::Tensor a, torch::Tensor wt, int64_t k, torch:
 }
 
 // A binary linear layer whose output is the next binary layer's input signs, not floats:
-// a (M, W) sign words, wt (W, Npad) weight words, k the real length of a row; below, above
+// a (M, W) sign words or (M, k) float32 values (as binary_linear, with `threshold`), wt (W, Npad)
+// weight words, k the real length of a row; below, above
 // (Npad) int32: output n's sign is +1 (bit 1) where its dot <= below[n] or dot >= above[n], the
 // caller's fold of dot -> dot * scale + bias -> elementwise function -> sign (minus a threshold)
 // into two integer thresholds. -> (M, ceil(n / 64)) int64 sign words, bits past n zero (the
 // layout of pack_signs).
 torch::Tensor binary_linear_signs(torch::Tensor a, torch::Tensor wt, int64_t k,
-                                  torch::Tensor below, torch::Tensor above, int64_t n) {
-  check_cpu({a, wt, below, above}, "binary_linear_signs");
-  TORCH_CHECK(a.dim() == 2 && wt.dim() == 2 && a.size(1) == wt.size(0),
-              "binary_linear_signs: input words ", a.sizes(), " do not fit weight words ",
-              wt.sizes());
+                                  torch::Tensor below, torch::Tensor above, int64_t n,
+                                  c10::optional<torch::Tensor> threshold) {
+  check_cpu({below, above}, "binary_linear_signs");
+  const SignRows source = sign_rows(a, threshold, wt, k, "binary_linear_signs");
   TORCH_CHECK(wt.size(1) % kBlockN == 0 && n <= wt.size(1), "binary_linear_signs: bad padding");
   TORCH_CHECK(below.scalar_type() == torch::kInt32 && above.scalar_type() == torch::kInt32 &&
                   below.numel() >= wt.size(1) && above.numel() >= wt.size(1),
               "binary_linear_signs: below and above must be int32 with ", wt.size(1), " entries");
-  a = a.contiguous(), below = below.contiguous(), above = above.contiguous();
-  const int64_t m = a.size(0), words = a.size(1), npad = wt.size(1), out_words = (n + 63) / 64;
-  auto out = torch::zeros({m, out_words}, a.options().dtype(torch::kInt64));
-  const auto* A = reinterpret_cast<const uint64_t*>(a.data_ptr<int64_t>());
+  below = below.contiguous(), above = above.contiguous();
+  const int64_t m = a.size(0), words = wt.size(0), npad = wt.size(1), out_words = (n + 63) / 64;
+  auto out = torch::empty({m, out_words}, a.options().dtype(torch::kInt64));   // put_bits
   const auto* W = reinterpret_cast<const uint64_t*>(wt.data_ptr<int64_t>());
   auto* O = reinterpret_cast<uint64_t*>(out.data_ptr<int64_t>());
   const int32_t *lo = below.data_ptr<int32_t>(), *hi = above.data_ptr<int32_t>();
@@ -1183,28 +1311,30 @@ torch::Tensor binary_linear_signs(torch::Tensor a, torch::Tensor wt, int64_t k,
   const int64_t blocks = (m + kBlockM - 1) / kBlockM;
   at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
     int64_t pop[kBlockM][kBlockN];
-    uint16_t bits[kBlockM];
     const uint64_t* rows[kBlockM];
     const uint32_t* rows32[kBlockM];
+    uint64_t* outs[kBlockM];
+    std::vector<uint64_t> packed(source.values ? kBlockM * words : 0);
     for (int64_t blk = begin; blk < end; ++blk) {
       const int64_t m0 = blk * kBlockM, real = std::min<int64_t>(kBlockM, m - m0);
-      for (int r = 0; r < kBlockM; ++r) rows[r] = A + (m0 + std::min<int64_t>(r, real - 1)) * words;
-      for (int r = 0; r < kBlockM; ++r) rows32[r] = reinterpret_cast<const uint32_t*>(rows[r]);
+      source.block(m0, real, avx, packed.data(), rows);
+      for (int r = 0; r < kBlockM; ++r) outs[r] = O + (m0 + r) * out_words;
+      if (avx) {
+        for (int r = 0; r < kBlockM; ++r) rows32[r] = reinterpret_cast<const uint32_t*>(rows[r]);
+        const SignOutputs outputs{lo, hi, outs, real, n, static_cast<int32_t>(k)};
+        linear_rows32_avx512(rows32, wt32.data(), npad, 2 * words, outputs);
+        continue;
+      }
       for (int64_t c = 0; c < n; c += kBlockN) {
-        if (avx) {
-          signs32_avx512(rows32, wt32.data(), npad, c, 2 * words, k, lo, hi, real, n, bits);
-        } else {
-          popcounts_portable(rows, W, npad, c, taps, pop);
-          for (int64_t r = 0; r < real; ++r) {
-            bits[r] = 0;
-            for (int64_t j = 0; j < std::min<int64_t>(kBlockN, n - c); ++j) {
-              const int64_t dot = k - 2 * pop[r][j];
-              bits[r] |= static_cast<uint16_t>(dot <= lo[c + j] || dot >= hi[c + j]) << j;
-            }
+        popcounts_portable(rows, W, npad, c, taps, pop);
+        for (int64_t r = 0; r < real; ++r) {
+          uint64_t bits = 0;
+          for (int64_t j = 0; j < std::min<int64_t>(kBlockN, n - c); ++j) {
+            const int64_t dot = k - 2 * pop[r][j];
+            bits |= static_cast<uint64_t>(dot <= lo[c + j] || dot >= hi[c + j]) << j;
           }
+          put_bits(outs[r], c, bits);
         }
-        for (int64_t r = 0; r < real; ++r)
-          O[(m0 + r) * out_words + c / 64] |= static_cast<uint64_t>(bits[r]) << (c % 64);
       }
     }
   });
@@ -1252,34 +1382,53 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 lookup65(const f
   return _mm512_mask_blend_ps(last, _mm512_mask_blend_ps(upper, lo, hi), _mm512_set1_ps(t[64]));
 }
 
-// Bi-ViT's binary attention product, one row of 16 outputs: the dots of accumulate32_avx512, then
+// Bi-ViT's binary attention product of a block of kBlockM rows: the dots of
+// popcount_blocks32_avx512, then
 //     ((dot - a_part[r]) - za sum_b[c + j] + kzz) * scale,   a_part[r] = zb sum_a[r],
 // each operation rounded as the torch expression of the reference path; rows < `real` stored.
-// With `tables`, each real row's sum of T[pop] U[j] over these 16 columns is added to its 16
-// lanes of row_sums (kBlockM x 16).
-__attribute__((target("avx512f,avx512vpopcntdq"))) void attention32_avx512(
-    const uint32_t* const* rows, const uint32_t* bt32, int64_t npad, int64_t c, int64_t half_words,
-    int64_t k, const float* a_part, const float* sum_b, float za, float kzz, float scale,
-    float* const* out, int64_t real, int64_t n, const SoftmaxTables* tables = nullptr,
-    float* row_sums = nullptr) {
-  __m512i acc[kBlockM];
-  accumulate32_avx512(rows, bt32, npad, c, half_words, acc);
-  const int64_t end = std::min<int64_t>(kBlockN, n - c);
-  const __mmask16 mask = end == 16 ? 0xFFFF : static_cast<__mmask16>((1u << end) - 1);
-  const __m512i vk = _mm512_set1_epi32(static_cast<int32_t>(k));
-  const __m512 b_part = _mm512_mul_ps(_mm512_set1_ps(za), _mm512_loadu_ps(sum_b + c));
-  const __m512 vkzz = _mm512_set1_ps(kzz), vs = _mm512_set1_ps(scale);
-  for (int64_t r = 0; r < real; ++r) {
-    const __m512 dot = _mm512_cvtepi32_ps(_mm512_sub_epi32(vk, _mm512_slli_epi32(acc[r], 1)));
-    const __m512 t = _mm512_sub_ps(_mm512_sub_ps(dot, _mm512_set1_ps(a_part[r])), b_part);
-    _mm512_mask_storeu_ps(out[r] + c, mask, _mm512_mul_ps(_mm512_add_ps(t, vkzz), vs));
-    if (tables) {
-      const __m512 u = _mm512_loadu_ps(tables->column.data() + c);
-      float* sums = row_sums + r * 16;
-      _mm512_storeu_ps(sums, _mm512_add_ps(_mm512_loadu_ps(sums),
-                                           _mm512_mul_ps(lookup65(tables->table, acc[r]), u)));
+// With `tables`, each real row's sums of T[pop] U[j] gather in 16 lanes in sums[r].
+struct AttentionOutputs {
+  const float* a_part;
+  const float* sum_b;
+  float za, kzz, scale;
+  float* const* out;
+  int64_t real, n, k;
+  const SoftmaxTables* tables;
+  __m512* sums;
+  __attribute__((target("avx512f"), always_inline)) inline void operator()(
+      int64_t c, const __m512i* acc) const {
+    const __mmask16 mask = lanes_mask(n, c);
+    const __m512i vk = _mm512_set1_epi32(static_cast<int32_t>(k));
+    const __m512 b_part = _mm512_mul_ps(_mm512_set1_ps(za), _mm512_loadu_ps(sum_b + c));
+    const __m512 vkzz = _mm512_set1_ps(kzz), vs = _mm512_set1_ps(scale);
+#pragma GCC unroll 8
+    for (int r = 0; r < kBlockM; ++r) {
+      if (r >= real) break;
+      const __m512 dot = _mm512_cvtepi32_ps(_mm512_sub_epi32(vk, _mm512_slli_epi32(acc[r], 1)));
+      const __m512 t = _mm512_sub_ps(_mm512_sub_ps(dot, _mm512_set1_ps(a_part[r])), b_part);
+      _mm512_mask_storeu_ps(out[r] + c, mask, _mm512_mul_ps(_mm512_add_ps(t, vkzz), vs));
+      if (tables) {
+        const __m512 u = _mm512_loadu_ps(tables->column.data() + c);
+        sums[r] = _mm512_add_ps(sums[r], _mm512_mul_ps(lookup65(tables->table, acc[r]), u));
+      }
     }
   }
+};
+
+// The attention product of one block of rows (AttentionOutputs); with `tables`, row_sums
+// (kBlockM x 16 lanes) receives the rows' table sums.
+__attribute__((target("avx512f,avx512vpopcntdq,fma"))) void attention_rows32_avx512(
+    const uint32_t* const* rows, const uint32_t* bt32, int64_t npad, int64_t half_words,
+    const float* a_part, const float* sum_b, float za, float kzz, float scale, float* const* out,
+    int64_t real, int64_t n, int64_t k, const SoftmaxTables* tables, float* row_sums) {
+  __m512 sums[kBlockM];
+#pragma GCC unroll 8
+  for (int r = 0; r < kBlockM; ++r) sums[r] = _mm512_setzero_ps();
+  AttentionOutputs epilogue{a_part, sum_b, za, kzz, scale, out, real, n, k, tables, sums};
+  popcount_blocks32_avx512(rows, bt32, npad, n, half_words, epilogue);
+  if (tables)
+#pragma GCC unroll 8
+    for (int r = 0; r < kBlockM; ++r) _mm512_storeu_ps(row_sums + 16 * r, sums[r]);
 }
 
 int64_t sign_sum(const uint64_t* words, int64_t count, int64_t k) {
@@ -1296,7 +1445,7 @@ int64_t sign_sum(const uint64_t* words, int64_t count, int64_t k) {
 // written (n floats), and `finished(first, real)` is called once the block's `real` rows are.
 // bt32 and sum_b are the caller's scratch (2 W npad and npad entries).
 // With `tables` (the AVX-512 path only), each block's rows also get their softmax sums in
-// row_sums (kBlockM x 16 lanes, zeroed per block; attention32_avx512).
+// row_sums (kBlockM x 16 lanes, written per block; attention_rows32_avx512).
 template <typename RowOut, typename Finished>
 void attention_group(const uint64_t* Ag, const uint64_t* Bg, int64_t m, int64_t n, int64_t words,
                      int64_t k, float za, float zb, float kzz, float scale, int64_t npad,
@@ -1323,10 +1472,8 @@ void attention_group(const uint64_t* Ag, const uint64_t* Bg, int64_t m, int64_t 
       outs[r] = row_out(row, m0);
     }
     if (avx) {
-      if (tables) std::fill(row_sums, row_sums + kBlockM * 16, 0.f);
-      for (int64_t c = 0; c < n; c += kBlockN)
-        attention32_avx512(rows32, bt32.data(), npad, c, 2 * words, k, a_part, sum_b.data(), za,
-                           kzz, scale, outs, real, n, tables, row_sums);
+      attention_rows32_avx512(rows32, bt32.data(), npad, 2 * words, a_part, sum_b.data(), za,
+                              kzz, scale, outs, real, n, k, tables, row_sums);
     } else {
       for (int64_t r = 0; r < real; ++r)
         for (int64_t j = 0; j < n; ++j) {
@@ -2433,9 +2580,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "sign words of LayerNorm(x) / s + z per head, as torch rounds them (K <= 64)");
   m.def("pack_patches", &pack_patches,
         "sign words of the non-overlapping patches of (B, C, H, W) (minus a threshold per channel)");
-  m.def("binary_linear", &binary_linear, "XNOR-popcount GEMM on packed signs");
+  m.def("binary_linear", &binary_linear,
+        "XNOR-popcount GEMM on packed signs (or on float32 rows packed in the same pass)",
+        py::arg("a"), py::arg("wt"), py::arg("k"), py::arg("scale"), py::arg("bias"),
+        py::arg("n"), py::arg("raw"), py::arg("threshold") = py::none());
   m.def("binary_linear_signs", &binary_linear_signs,
-        "XNOR-popcount GEMM whose outputs are sign words through two dot thresholds");
+        "XNOR-popcount GEMM whose outputs are sign words through two dot thresholds",
+        py::arg("a"), py::arg("wt"), py::arg("k"), py::arg("below"), py::arg("above"),
+        py::arg("n"), py::arg("threshold") = py::none());
   m.def("binary_affine_values", &binary_affine_values, "fma(dot, scale, bias) per channel");
   m.def("binary_attention_product", &binary_attention_product,
         "Bi-ViT's binary attention product with its zero-point corrections, in one pass");
