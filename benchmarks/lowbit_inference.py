@@ -378,10 +378,10 @@ def layer_norm_rows_to_torch(run, model) -> dict:
             handle.remove()
     counts, rows = [], 0
     for module, query, key in inputs:
-        for x, transform, name in ((query, module.q_transform, 'q'), (key, module.k_transform, 'k')):
-            norm = module._fusable_norm(x, transform, name)
-            if norm is not None:
-                counts.append(module._norm_words(x, norm, name)[1])
+        for name, count in module.layer_norm_rows_to_torch(query, key).items():
+            if count is not None:
+                x = query if name == 'q' else key
+                counts.append(count)
                 rows = x.numel() // x.shape[-1]
     return dict(rows_per_call=rows, to_torch=counts)
 

@@ -127,7 +127,7 @@ class _BinaryBase(_KernelUser):
         """The threshold with one entry per column (a single one repeated), or None."""
         threshold = self.threshold
         if threshold is not None and threshold.numel() != columns:   # one for all columns
-            threshold = threshold.expand(columns)
+            return threshold.expand(columns)
         return threshold
 
     def _pack(self, x2d: Tensor) -> Tensor:
@@ -156,23 +156,19 @@ class BinaryLinear(_BinaryBase):
         return self._run(x, raw=False)
 
     def _run(self, x: Tensor, raw: bool) -> Tensor:
-        if x.shape[-1] != self.in_features:
-            raise ValueError(f'BinaryLinear expects (..., {self.in_features}), got '
-                             f'{tuple(x.shape)}')
-        lead = x.shape[:-1]
-        n = self.out_channels
-        if self.ops is not None:   # the kernel packs the float rows in the GEMM's pass
-            out = self.ops.binary_linear(x.reshape(-1, self.in_features).float(),
-                                         self.weight_words, self.in_features, self.scale,
-                                         self.bias, n, raw,
-                                         self._column_threshold(self.in_features))
-        else:
-            x2d = self._signed(x, -1).reshape(-1, self.in_features)
-            weights = unpack_signs(self.weight_words.t()[:n], self.in_features)
-            signs = torch.where(x2d >= 0, 1.0, -1.0)
-            dots = (signs.double() @ weights.double().t()).round().int()
-            out = dots if raw else dots.float() * self.scale[:n] + self.bias[:n]
-        return out.reshape(*lead, n)
+        k, n = self.in_features, self.out_channels
+        if x.shape[-1] != k:
+            raise ValueError(f'BinaryLinear expects (..., {k}), got {tuple(x.shape)}')
+        ops = self.ops
+        if ops is not None:   # the kernel packs the float rows in the GEMM's pass: (..., n)
+            return ops.binary_linear(x.float(), self.weight_words, k, self.scale, self.bias, n,
+                                     raw, self._column_threshold(k))
+        x2d = self._signed(x, -1).reshape(-1, k)
+        weights = unpack_signs(self.weight_words.t()[:n], k)
+        signs = torch.where(x2d >= 0, 1.0, -1.0)
+        dots = (signs.double() @ weights.double().t()).round().int()
+        out = dots if raw else dots.float() * self.scale[:n] + self.bias[:n]
+        return out.reshape(*x.shape[:-1], n)
 
 
 # Modules that act on each element alone (dropout as in eval mode), so that a binary layer's
@@ -237,14 +233,12 @@ class BinaryLinearPair(_KernelUser):
         if x.shape[-1] != first.in_features:
             raise ValueError(f'BinaryLinearPair expects (..., {first.in_features}), got '
                              f'{tuple(x.shape)}')
-        lead = x.shape[:-1]
-        words = self.ops.binary_linear_signs(x.reshape(-1, first.in_features).float(),
-                                             first.weight_words, first.in_features, self.below,
-                                             self.above, first.out_channels,
+        words = self.ops.binary_linear_signs(x.float(), first.weight_words, first.in_features,
+                                             self.below, self.above, first.out_channels,
                                              first._column_threshold(first.in_features))
         out = self.ops.binary_linear(words, second.weight_words, second.in_features,
                                      second.scale, second.bias, second.out_channels, False)
-        return out.reshape(*lead, second.out_channels)
+        return out.view(*x.shape[:-1], second.out_channels)
 
 
 def _pair_in(children: list[nn.Module], i: int,
@@ -585,6 +579,18 @@ class BinaryAttention(_KernelUser):
             out = transform(x)
             return self._operand(out, name), out
         return self._norm_words(x, norm, name)[0], x
+
+    @torch.no_grad()
+    def layer_norm_rows_to_torch(self, query: Tensor, key: Tensor) -> dict[str, int | None]:
+        """For ``query`` and ``key`` as :meth:`forward` takes them: how many rows of q's and k's
+        fused LayerNorm the kernel leaves to torch's LayerNorm (``{'q': ..., 'k': ...}``; None
+        for an operand whose LayerNorm is not fused). Runs the fused LayerNorm once more; the
+        forward's outputs do not depend on the count."""
+        counts = {}
+        for x, transform, name in ((query, self.q_transform, 'q'), (key, self.k_transform, 'k')):
+            norm = self._fusable_norm(x, transform, name)
+            counts[name] = None if norm is None else self._norm_words(x, norm, name)[1]
+        return counts
 
     def _fusable_norm(self, x: Tensor, transform: nn.Module, name: str) -> nn.LayerNorm | None:
         """The LayerNorm that ``transform`` applies, where its sign words may come from x in one

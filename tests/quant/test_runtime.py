@@ -84,8 +84,13 @@ def test_the_gemms_pack_float_rows_as_pack_signs_does(m, k, n, threshold):
     assert torch.equal(words, pack_signs_reference(x if t is None else x - t))
     args = (layer.weight_words, k, layer.scale, layer.bias, n)
     for raw in (False, True):
-        assert torch.equal(ops.binary_linear(x, *args, raw, t),
-                           ops.binary_linear(words, *args, raw))
+        expected = ops.binary_linear(words, *args, raw)
+        assert torch.equal(ops.binary_linear(x, *args, raw, t), expected)
+        # float input of any leading shape gives outputs of that shape
+        assert torch.equal(ops.binary_linear(x.view(1, m, 1, k), *args, raw, t),
+                           expected.view(1, m, 1, n))
+        assert torch.equal(ops.binary_linear(x[2], *args, raw, t), expected[2])
+        assert ops.binary_linear(x[:0], *args, raw, t).shape == (0, n)
     below = torch.randint(-k, k, (layer.npad, ), generator=g, dtype=torch.int32)
     above = below + torch.randint(0, k, (layer.npad, ), generator=g, dtype=torch.int32)
     signs_args = (layer.weight_words, k, below, above, n)
@@ -1235,6 +1240,12 @@ def test_binary_attention_takes_q_and_k_signs_straight_from_their_layer_norm():
         for extra, finished in ((0.0, None), (1e3, 2 * 3 * 50)):
             words, count = fused._norm_words(q, norm, 'q', extra)
             assert torch.equal(words, expected) and count == (finished or count)
+        # the public count: the same as the kernel's, None where not fused
+        counts = fused.layer_norm_rows_to_torch(q, k)
+        assert counts['q'] == fused._norm_words(q, norm, 'q')[1]
+        assert counts['k'] == fused._norm_words(k, fused.k_transform, 'k')[1]
+        assert 0 <= counts['q'] < 2 * 3 * 50 and 0 <= counts['k'] < 2 * 3 * 50
+        assert unfused.layer_norm_rows_to_torch(q, k) == {'q': None, 'k': None}
     handle = fused.q_transform.register_forward_hook(lambda *args: None)
     assert fused._fusable_norm(q, fused.q_transform, 'q') is None
     handle.remove()

@@ -1196,19 +1196,23 @@ struct SignRows {
 };
 
 // Checks a binary linear GEMM's input against wt (W, Npad) and rows of k signs: int64 sign words
-// (M, W), or float32 values (M, k) with an optional threshold (k entries) subtracted first.
-// Makes them contiguous (kept alive by the caller's tensors).
+// (M, W), or float32 values (..., k) with an optional threshold (k entries) subtracted first,
+// taken as (M, k). Makes them contiguous and 2-d (kept alive by the caller's tensors); returns
+// the leading dimensions of the output in `lead`.
 SignRows sign_rows(torch::Tensor& a, c10::optional<torch::Tensor>& threshold,
-                   const torch::Tensor& wt, int64_t k, const char* op) {
+                   const torch::Tensor& wt, int64_t k, const char* op,
+                   std::vector<int64_t>& lead) {
   check_cpu({a, wt}, op);
-  TORCH_CHECK(a.dim() == 2 && wt.dim() == 2, op, ": the input and the weight words must be 2-d");
+  TORCH_CHECK(wt.dim() == 2 && a.dim() >= 1, op, ": needs 2-d weight words and an input");
   TORCH_CHECK(k >= 1 && (k + 63) / 64 == wt.size(0), op, ": rows of ", k,
               " signs do not fit weight words ", wt.sizes());
-  a = a.contiguous();
+  lead.assign(a.sizes().begin(), a.sizes().end() - 1);
   SignRows rows;
   rows.k = k, rows.w = wt.size(0);
   if (a.scalar_type() == torch::kFloat32) {
-    TORCH_CHECK(a.size(1) == k, op, ": float input ", a.sizes(), " does not have ", k, " columns");
+    TORCH_CHECK(a.size(-1) == k, op, ": float input ", a.sizes(), " does not have ", k,
+                " columns");
+    a = a.reshape({-1, k}).contiguous();
     rows.values = a.data_ptr<float>();
     if (threshold) {
       check_cpu({*threshold}, op);
@@ -1218,30 +1222,33 @@ SignRows sign_rows(torch::Tensor& a, c10::optional<torch::Tensor>& threshold,
       rows.threshold = threshold->data_ptr<float>();
     }
   } else {
-    TORCH_CHECK(a.scalar_type() == torch::kInt64 && a.size(1) == wt.size(0), op,
+    TORCH_CHECK(a.dim() == 2 && a.scalar_type() == torch::kInt64 && a.size(1) == wt.size(0), op,
                 ": input words ", a.sizes(), " ", a.scalar_type(), " do not fit weight words ",
                 wt.sizes());
+    a = a.contiguous();
     TORCH_CHECK(!threshold, op, ": a threshold applies to float input, not to sign words");
     rows.words = reinterpret_cast<const uint64_t*>(a.data_ptr<int64_t>());
   }
   return rows;
 }
 
-// a (M, W) sign words, or (M, k) float32 values packed here (after subtracting `threshold`,
+// a (M, W) sign words, or (..., k) float32 values packed here (after subtracting `threshold`,
 // one per column, if given); wt (W, Npad) weight words (transposed, Npad a multiple of 16), k
-// the real length of a row; scale, bias (Npad) float. -> (M, n) float, or int32 dots if raw.
+// the real length of a row; scale, bias (Npad) float. -> (M, n) or (..., n) float, or int32
+// dots if raw.
 torch::Tensor binary_linear(torch::Tensor a, torch::Tensor wt, int64_t k, torch::Tensor scale,
                             torch::Tensor bias, int64_t n, bool raw,
                             c10::optional<torch::Tensor> threshold) {
   check_cpu({scale, bias}, "binary_linear");
-  const SignRows source = sign_rows(a, threshold, wt, k, "binary_linear");
+  std::vector<int64_t> lead;
+  const SignRows source = sign_rows(a, threshold, wt, k, "binary_linear", lead);
   TORCH_CHECK(wt.size(1) % kBlockN == 0 && n <= wt.size(1), "binary_linear: bad padding");
   TORCH_CHECK(scale.numel() >= wt.size(1) && bias.numel() >= wt.size(1) &&
                   scale.scalar_type() == torch::kFloat32 && bias.scalar_type() == torch::kFloat32,
               "binary_linear: scale and bias must be float32 with ", wt.size(1), " entries");
   const int64_t m = a.size(0), words = wt.size(0), npad = wt.size(1);
-  auto out = raw ? torch::empty({m, n}, a.options().dtype(torch::kInt32))
-                 : torch::empty({m, n}, a.options().dtype(torch::kFloat32));
+  lead.push_back(n);
+  auto out = torch::empty(lead, a.options().dtype(raw ? torch::kInt32 : torch::kFloat32));
   const auto* W = reinterpret_cast<const uint64_t*>(wt.data_ptr<int64_t>());
   std::vector<int64_t> offsets(words), w_rows(words);
   for (int64_t w = 0; w < words; ++w) offsets[w] = w, w_rows[w] = w;
@@ -1282,7 +1289,8 @@ torch::Tensor binary_linear(torch::Tensor a, torch::Tensor wt, int64_t k, torch:
 }
 
 // A binary linear layer whose output is the next binary layer's input signs, not floats:
-// a (M, W) sign words or (M, k) float32 values (as binary_linear, with `threshold`), wt (W, Npad)
+// a (M, W) sign words or (..., k) float32 values taken as (M, k) rows (as binary_linear, with
+// `threshold`), wt (W, Npad)
 // weight words, k the real length of a row; below, above
 // (Npad) int32: output n's sign is +1 (bit 1) where its dot <= below[n] or dot >= above[n], the
 // caller's fold of dot -> dot * scale + bias -> elementwise function -> sign (minus a threshold)
@@ -1292,7 +1300,8 @@ torch::Tensor binary_linear_signs(torch::Tensor a, torch::Tensor wt, int64_t k,
                                   torch::Tensor below, torch::Tensor above, int64_t n,
                                   c10::optional<torch::Tensor> threshold) {
   check_cpu({below, above}, "binary_linear_signs");
-  const SignRows source = sign_rows(a, threshold, wt, k, "binary_linear_signs");
+  std::vector<int64_t> lead;
+  const SignRows source = sign_rows(a, threshold, wt, k, "binary_linear_signs", lead);
   TORCH_CHECK(wt.size(1) % kBlockN == 0 && n <= wt.size(1), "binary_linear_signs: bad padding");
   TORCH_CHECK(below.scalar_type() == torch::kInt32 && above.scalar_type() == torch::kInt32 &&
                   below.numel() >= wt.size(1) && above.numel() >= wt.size(1),
