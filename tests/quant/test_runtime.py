@@ -113,6 +113,35 @@ def test_the_gemms_name_an_input_they_cannot_take():
         ops.binary_linear(words.int(), *args)
     with pytest.raises(RuntimeError, match='rows of 200 signs do not fit'):
         ops.binary_linear(words, layer.weight_words, 200, layer.scale, layer.bias, 16, False)
+    with pytest.raises(RuntimeError, match='float input must be float32, got Double'):
+        ops.binary_linear(torch.randn(4, 70).double(), *args)
+
+
+@needs_kernels
+def test_the_binary_kernels_take_operands_in_any_layout():
+    """Weight words, scale, bias and the convolution's tap fix-ups that are not contiguous
+    (the same values in another memory order) give the same outputs."""
+    def scattered(t):
+        return t.t().contiguous().t() if t.dim() == 2 else t.repeat_interleave(2)[::2]
+
+    layer = BinaryLinear(_signs(40, 130), torch.rand(40) + 0.1, torch.randn(40))
+    x = torch.randn(9, 130)
+    args = (layer.weight_words, 130, layer.scale, layer.bias, 40, False)
+    moved = tuple(scattered(a) if torch.is_tensor(a) else a for a in args)
+    assert not any(torch.is_tensor(a) and a.is_contiguous() for a in moved)
+    assert torch.equal(ops.binary_linear(x, *moved), ops.binary_linear(x, *args))
+    below = torch.randint(-130, 0, (layer.npad, ), dtype=torch.int32)
+    above = below + 100
+    assert torch.equal(
+        ops.binary_linear_signs(x, scattered(layer.weight_words), 130, below, above, 40),
+        ops.binary_linear_signs(x, layer.weight_words, 130, below, above, 40))
+    conv = BinaryConv2d(_signs(24, 70, 3, 3), torch.rand(24) + 0.1, torch.randn(24), 1, 1, 1)
+    image = torch.randn(2, 70, 9, 7)
+    expected = conv(image)
+    for name in ('weight_words', 'tap_dot', 'scale', 'bias'):
+        setattr(conv, name, scattered(getattr(conv, name)))
+        assert not getattr(conv, name).is_contiguous()
+    assert torch.equal(conv(image), expected)
 
 
 @needs_kernels

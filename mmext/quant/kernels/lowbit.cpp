@@ -1209,6 +1209,8 @@ SignRows sign_rows(torch::Tensor& a, c10::optional<torch::Tensor>& threshold,
   lead.assign(a.sizes().begin(), a.sizes().end() - 1);
   SignRows rows;
   rows.k = k, rows.w = wt.size(0);
+  TORCH_CHECK(!a.is_floating_point() || a.scalar_type() == torch::kFloat32, op,
+              ": float input must be float32, got ", a.scalar_type());
   if (a.scalar_type() == torch::kFloat32) {
     TORCH_CHECK(a.size(-1) == k, op, ": float input ", a.sizes(), " does not have ", k,
                 " columns");
@@ -1242,6 +1244,8 @@ torch::Tensor binary_linear(torch::Tensor a, torch::Tensor wt, int64_t k, torch:
   check_cpu({scale, bias}, "binary_linear");
   std::vector<int64_t> lead;
   const SignRows source = sign_rows(a, threshold, wt, k, "binary_linear", lead);
+  wt = wt.contiguous();
+  scale = scale.reshape(-1).contiguous(), bias = bias.reshape(-1).contiguous();
   TORCH_CHECK(wt.size(1) % kBlockN == 0 && n <= wt.size(1), "binary_linear: bad padding");
   TORCH_CHECK(scale.numel() >= wt.size(1) && bias.numel() >= wt.size(1) &&
                   scale.scalar_type() == torch::kFloat32 && bias.scalar_type() == torch::kFloat32,
@@ -1302,6 +1306,7 @@ torch::Tensor binary_linear_signs(torch::Tensor a, torch::Tensor wt, int64_t k,
   check_cpu({below, above}, "binary_linear_signs");
   std::vector<int64_t> lead;
   const SignRows source = sign_rows(a, threshold, wt, k, "binary_linear_signs", lead);
+  wt = wt.contiguous();
   TORCH_CHECK(wt.size(1) % kBlockN == 0 && n <= wt.size(1), "binary_linear_signs: bad padding");
   TORCH_CHECK(below.scalar_type() == torch::kInt32 && above.scalar_type() == torch::kInt32 &&
                   below.numel() >= wt.size(1) && above.numel() >= wt.size(1),
@@ -1831,7 +1836,8 @@ torch::Tensor binary_conv2d(torch::Tensor x, torch::Tensor wt, int64_t channels,
                             torch::Tensor scale, torch::Tensor bias, int64_t n, bool raw) {
   check_cpu({x, wt, tap_dot, scale, bias}, "binary_conv2d");
   TORCH_CHECK(x.dim() == 4 && wt.dim() == 2, "binary_conv2d: bad operand ranks");
-  x = x.contiguous();
+  x = x.contiguous(), wt = wt.contiguous(), tap_dot = tap_dot.contiguous();
+  scale = scale.reshape(-1).contiguous(), bias = bias.reshape(-1).contiguous();
   const int64_t b = x.size(0), hp = x.size(1), wp = x.size(2), wc = x.size(3);
   const int64_t npad = wt.size(1);
   TORCH_CHECK(wt.size(0) == kh * kw * wc && npad % kBlockN == 0,
