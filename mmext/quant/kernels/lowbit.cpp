@@ -1171,7 +1171,7 @@ std::tuple<torch::Tensor, int64_t> layer_norm_head_signs(
 }
 
 // The sign words a binary linear GEMM reads: int64 words a (M, W) as they are, or float32
-// values a (M, K) packed a block of rows at a time inside the GEMM (bit = (x - threshold) >= 0,
+// values a (M, k) packed a block of rows at a time inside the GEMM (bit = (x - threshold) >= 0,
 // as pack_signs), so that the packing shares the GEMM's pass and its threads.
 struct SignRows {
   const uint64_t* words = nullptr;
@@ -1294,8 +1294,7 @@ torch::Tensor binary_linear(torch::Tensor a, torch::Tensor wt, int64_t k, torch:
 
 // A binary linear layer whose output is the next binary layer's input signs, not floats:
 // a (M, W) sign words or (..., k) float32 values taken as (M, k) rows (as binary_linear, with
-// `threshold`), wt (W, Npad)
-// weight words, k the real length of a row; below, above
+// `threshold`), wt (W, Npad) weight words, k the real length of a row; below, above
 // (Npad) int32: output n's sign is +1 (bit 1) where its dot <= below[n] or dot >= above[n], the
 // caller's fold of dot -> dot * scale + bias -> elementwise function -> sign (minus a threshold)
 // into two integer thresholds. -> (M, ceil(n / 64)) int64 sign words, bits past n zero (the
