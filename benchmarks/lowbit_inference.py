@@ -42,9 +42,9 @@ is timed and its outputs compared (``depthwise_kernel_changes_nothing``); where 
 hand the next their int8 levels, the same runtime with ``chain_integer=False``
 (``chains_change_nothing``); where binary attention takes q's and k's signs straight from their
 LayerNorm (Bi-ViT's qk-norm), the same runtime with ``fuse_layer_norm=False`` (torch's
-LayerNorm, then the packing: ``fused_layer_norm_changes_nothing``); for paired models
-``breakdown_ms`` says where the runtime's time goes (each kernel, the top torch operators;
-profiled, so compare shares).
+LayerNorm, then the packing: ``fused_layer_norm_changes_nothing``); ``breakdown_ms`` says
+where each runtime's time goes (each kernel, the top torch operators; profiled, so compare
+shares).
 
 Variants run round-robin, one call each per round, in a new seeded order each round; the figure
 is the median time, the ratio float time over kernel time (above 1: the kernel is faster).
@@ -333,9 +333,9 @@ class _TimedKernels:
     def __getattr__(self, name):
         function = getattr(self.ops, name)
 
-        def timed_call(*args):
+        def timed_call(*args, **kwargs):
             start = time.perf_counter()
-            out = function(*args)
+            out = function(*args, **kwargs)
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
             return out
         return timed_call
@@ -457,8 +457,7 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
         extra['outputs'] = expected.numel()
     times = timed(functions, reps, warmup)
     kept = report.kept()
-    if paired:
-        extra['breakdown_ms'] = breakdown(run, runtime)
+    extra['breakdown_ms'] = breakdown(run, runtime)
     return dict(_row(times), **extra, layers=report.counts(), binary_pairs=paired,
                 kept_fake_quantized=sorted({why for _, why in kept}),
                 max_abs_difference=float((expected - got).abs().max()),
