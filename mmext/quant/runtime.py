@@ -976,6 +976,17 @@ class IntConv2d(_IntBase):
             self._valid_sums[(h, w)] = s[0].flatten(1).t().contiguous()
         return self._valid_sums[(h, w)]
 
+    def _channels_last_levels(self, x: Tensor) -> Tensor:
+        """:meth:`quantize` of x (B, C, H, W) with the levels in channels-last memory, the
+        layout the kernels read. A float input in any other layout (the float stem before a
+        network's first integer layer) is quantized and transposed in one pass: transposing the
+        levels after quantizing took as long as the layer."""
+        if (self.ops is not None and x.dtype != torch.int8
+                and not x.is_contiguous(memory_format=torch.channels_last)):
+            return self.ops.quantize_int8_channels_last(
+                x.float(), self.a_scale, self.zero_point, self.qn, self.qp, self.offset)
+        return self.quantize(x)
+
     def _columns(self, q: Tensor, pad_value: int = 0) -> Tensor:
         """q (B, C, H, W) of bytes -> (B * OH * OW, KH * KW * C) of its dtype, ``pad_value``
         in the padding."""
@@ -1013,13 +1024,13 @@ class IntConv2d(_IntBase):
         self._check(x)
         if self.groups > 1:
             return self._grouped_sums(x).round().int()
-        return torch._int_mm(self._columns(self.quantize(x)), self.weight_t)
+        return torch._int_mm(self._columns(self._channels_last_levels(x)), self.weight_t)
 
     def forward(self, x: Tensor) -> Tensor:
         self._check(x)
         if self.gemm == 'depthwise' and self.ops is not None:
-            args = (self.quantize(x).permute(0, 2, 3, 1), self.weight_taps, *self.kernel_size,
-                    *self.stride, *self.padding, *self.dilation, False, None,
+            args = (self._channels_last_levels(x).permute(0, 2, 3, 1), self.weight_taps,
+                    *self.kernel_size, *self.stride, *self.padding, *self.dilation, False, None,
                     self.offset - self.zero_point, self._valid_sum(*x.shape[-2:]),
                     self.out_scale, self.bias)
             if self.levels_for is not None:     # the next layer's int8 levels (chained)

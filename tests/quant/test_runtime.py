@@ -350,6 +350,27 @@ def test_onednn_sums_equal_int_mm_where_they_are_exact(monkeypatch):
         IntLinear(ints, torch.ones(wide), None, quantizer, backend='onednn')
 
 
+@needs_kernels
+@pytest.mark.parametrize('shape', [(1, 1, 1, 1), (2, 3, 5, 7), (2, 17, 3, 33), (1, 32, 4, 64),
+                                   (3, 48, 2, 15), (1, 144, 3, 56)])
+def test_quantizing_into_channels_last_gives_the_same_levels(shape):
+    """quantize_int8_channels_last (an NCHW float input's levels written channels-last in the
+    quantizing pass, 16 x 16 byte blocks transposed, the rest one by one) equals quantize_int8
+    then a channels-last copy, NaN and infinities included, for any input layout."""
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(*shape, generator=g) * 3
+    x.view(-1)[::7] = math.nan
+    x.view(-1)[1::11] = math.inf
+    for args in ((0.05, 3.0, -128, 127, 0), (0.1, -2.0, 0, 255, 0), (0.02, 1.0, -8, 7, -8)):
+        expected = ops.quantize_int8(x, *args).contiguous(memory_format=torch.channels_last)
+        for layout in (x, x.contiguous(memory_format=torch.channels_last)):
+            got = ops.quantize_int8_channels_last(layout, *args)
+            assert got.is_contiguous(memory_format=torch.channels_last)
+            assert torch.equal(got, expected)
+    with pytest.raises(RuntimeError, match=r'x must be \(B, C, H, W\) float32'):
+        ops.quantize_int8_channels_last(x[0], *args)
+
+
 @pytest.mark.parametrize('use_kernel', [True, False])
 @pytest.mark.parametrize('c,n,k,stride,pad,dil,size,groups', [
     (3, 5, 3, 1, 1, 1, (7, 9), 1), (70, 17, 3, 2, 1, 1, (9, 8), 1), (13, 16, 1, 1, 0, 1, (5, 5), 1),

@@ -1979,6 +1979,74 @@ torch::Tensor quantize_int8(torch::Tensor x, double scale, double zero_point, in
   return quantize_levels<int8_t>(x, scale, zero_point, qn, qp, offset, "quantize_int8");
 }
 
+// out[j][i] = in[i][j] for a 16 x 16 block of bytes (rows `in_stride` and `out_stride` apart):
+// four rounds of SSE2 unpacks (8, 16, 32 and 64 bits).
+inline void transpose_bytes16(const int8_t* in, int64_t in_stride, int8_t* out,
+                              int64_t out_stride) {
+  __m128i r[16], t[16], u[16], v[16];
+  for (int i = 0; i < 16; ++i)
+    r[i] = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i * in_stride));
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm_unpacklo_epi8(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm_unpackhi_epi8(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 16; g += 4)
+    for (int j = 0; j < 2; ++j) {
+      u[g + 2 * j] = _mm_unpacklo_epi16(t[g + j], t[g + j + 2]);
+      u[g + 2 * j + 1] = _mm_unpackhi_epi16(t[g + j], t[g + j + 2]);
+    }
+  for (int g = 0; g < 16; g += 8)
+    for (int j = 0; j < 4; ++j) {
+      v[g + 2 * j] = _mm_unpacklo_epi32(u[g + j], u[g + j + 4]);
+      v[g + 2 * j + 1] = _mm_unpackhi_epi32(u[g + j], u[g + j + 4]);
+    }
+  for (int j = 0; j < 8; ++j) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * j * out_stride),
+                     _mm_unpacklo_epi64(v[j], v[j + 8]));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + (2 * j + 1) * out_stride),
+                     _mm_unpackhi_epi64(v[j], v[j + 8]));
+  }
+}
+
+// The levels of quantize_int8 for x (B, C, H, W) float32, written in channels-last memory
+// (strides H W C, 1, W C, C): the layout the depthwise and GEMM kernels read, made in the
+// quantizing pass. For an NCHW x, torch's transposing copy of the levels afterwards took as long
+// as a 3 x 3 depthwise layer. Each (image, row) quantizes its C rows of W with quantize_range
+// (the same integers) into a scratch tile, then transposes it 16 x 16 bytes at a time.
+torch::Tensor quantize_int8_channels_last(torch::Tensor x, double scale, double zero_point,
+                                          int64_t qn, int64_t qp, int64_t offset) {
+  const char* op = "quantize_int8_channels_last";
+  check_cpu({x}, op);
+  TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat32, op,
+              ": x must be (B, C, H, W) float32, got ", x.sizes(), " ", x.scalar_type());
+  x = x.contiguous();
+  const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  auto out = torch::empty({b, c, h, w}, x.options().dtype(torch::kInt8),
+                          at::MemoryFormat::ChannelsLast);
+  const float* src = x.data_ptr<float>();
+  int8_t* dst = out.data_ptr<int8_t>();
+  const float s = static_cast<float>(scale), z = static_cast<float>(zero_point);
+  const float lo = static_cast<float>(qn), hi = static_cast<float>(qp);
+  const float off = static_cast<float>(offset);
+  at::parallel_for(0, b * h, 1, [&](int64_t begin, int64_t end) {
+    std::vector<int8_t> tile(c * w);
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t bi = row / h, y = row % h;
+      for (int64_t ci = 0; ci < c; ++ci)
+        quantize_range<int8_t>(src + ((bi * c + ci) * h + y) * w, tile.data() + ci * w, w, s, z,
+                               lo, hi, off);
+      int8_t* pixels = dst + row * w * c;   // pixels[xi c + ci] = tile[ci w + xi]
+      const int64_t c16 = c / 16 * 16, w16 = w / 16 * 16;
+      for (int64_t ci = 0; ci < c16; ci += 16)
+        for (int64_t xi = 0; xi < w16; xi += 16)
+          transpose_bytes16(tile.data() + ci * w + xi, w, pixels + xi * c + ci, c);
+      for (int64_t xi = 0; xi < w; ++xi)
+        for (int64_t ci = xi < w16 ? c16 : 0; ci < c; ++ci) pixels[xi * c + ci] = tile[ci * w + xi];
+    }
+  });
+  return out;
+}
+
 torch::Tensor quantize_float_levels(torch::Tensor x, double scale, double zero_point,
                                     int64_t qn, int64_t qp, int64_t offset) {
   return quantize_levels<float>(x, scale, zero_point, qn, qp, offset, "quantize_float_levels");
@@ -2612,6 +2680,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "the sign words of a binarized softmax of (G, M, N) logits, with the rows left to torch");
   m.def("binary_conv2d", &binary_conv2d, "XNOR-popcount direct convolution on packed signs");
   m.def("quantize_int8", &quantize_int8, "round(clamp(x / s + z)) - offset as int8, in x's layout");
+  m.def("quantize_int8_channels_last", &quantize_int8_channels_last,
+        "quantize_int8 of (B, C, H, W) float32 with the levels in channels-last memory");
   m.def("float_signs", &float_signs, "+1 where x >= 0, else -1, as float, in x's layout");
   m.def("quantize_float_levels", &quantize_float_levels,
         "round(clamp(x / s + z)) - offset as float32, in x's layout");
