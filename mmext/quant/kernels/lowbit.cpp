@@ -2011,8 +2011,9 @@ inline void transpose_bytes16(const int8_t* in, int64_t in_stride, int8_t* out,
 // The levels of quantize_int8 for x (B, C, H, W) float32, written in channels-last memory
 // (strides H W C, 1, W C, C): the layout the depthwise and GEMM kernels read, made in the
 // quantizing pass. For an NCHW x, torch's transposing copy of the levels afterwards took as long
-// as a 3 x 3 depthwise layer. Each (image, row) quantizes its C rows of W with quantize_range
-// (the same integers) into a scratch tile, then transposes it 16 x 16 bytes at a time.
+// as a 3 x 3 depthwise layer. Each task takes 128 pixels of one image: it quantizes each
+// channel's run of them with quantize_range (the same integers) into a scratch tile, then
+// transposes the tile 16 x 16 bytes at a time.
 torch::Tensor quantize_int8_channels_last(torch::Tensor x, double scale, double zero_point,
                                           int64_t qn, int64_t qp, int64_t offset) {
   const char* op = "quantize_int8_channels_last";
@@ -2020,28 +2021,32 @@ torch::Tensor quantize_int8_channels_last(torch::Tensor x, double scale, double 
   TORCH_CHECK(x.dim() == 4 && x.scalar_type() == torch::kFloat32, op,
               ": x must be (B, C, H, W) float32, got ", x.sizes(), " ", x.scalar_type());
   x = x.contiguous();
-  const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  auto out = torch::empty({b, c, h, w}, x.options().dtype(torch::kInt8),
+  const int64_t b = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
+  auto out = torch::empty(x.sizes(), x.options().dtype(torch::kInt8),
                           at::MemoryFormat::ChannelsLast);
   const float* src = x.data_ptr<float>();
   int8_t* dst = out.data_ptr<int8_t>();
   const float s = static_cast<float>(scale), z = static_cast<float>(zero_point);
   const float lo = static_cast<float>(qn), hi = static_cast<float>(qp);
   const float off = static_cast<float>(offset);
-  at::parallel_for(0, b * h, 1, [&](int64_t begin, int64_t end) {
-    std::vector<int8_t> tile(c * w);
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t bi = row / h, y = row % h;
-      for (int64_t ci = 0; ci < c; ++ci)
-        quantize_range<int8_t>(src + ((bi * c + ci) * h + y) * w, tile.data() + ci * w, w, s, z,
-                               lo, hi, off);
-      int8_t* pixels = dst + row * w * c;   // pixels[xi c + ci] = tile[ci w + xi]
-      const int64_t c16 = c / 16 * 16, w16 = w / 16 * 16;
+  constexpr int64_t kPixels = 128;   // pixels of one image per task (a tile of C x 128 bytes)
+  const int64_t chunks = (hw + kPixels - 1) / kPixels;
+  at::parallel_for(0, b * chunks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<int8_t> tile(c * kPixels);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t bi = task / chunks, p0 = (task % chunks) * kPixels;
+      const int64_t np = std::min(kPixels, hw - p0);
+      for (int64_t ci = 0; ci < c; ++ci)   // tile[ci][j]: channel ci of pixel p0 + j
+        quantize_range<int8_t>(src + (bi * c + ci) * hw + p0, tile.data() + ci * kPixels, np,
+                               s, z, lo, hi, off);
+      int8_t* pixels = dst + (bi * hw + p0) * c;   // pixels[j c + ci] = tile[ci][j]
+      const int64_t c16 = c / 16 * 16, p16 = np / 16 * 16;
       for (int64_t ci = 0; ci < c16; ci += 16)
-        for (int64_t xi = 0; xi < w16; xi += 16)
-          transpose_bytes16(tile.data() + ci * w + xi, w, pixels + xi * c + ci, c);
-      for (int64_t xi = 0; xi < w; ++xi)
-        for (int64_t ci = xi < w16 ? c16 : 0; ci < c; ++ci) pixels[xi * c + ci] = tile[ci * w + xi];
+        for (int64_t j = 0; j < p16; j += 16)
+          transpose_bytes16(tile.data() + ci * kPixels + j, kPixels, pixels + j * c + ci, c);
+      for (int64_t j = 0; j < np; ++j)
+        for (int64_t ci = j < p16 ? c16 : 0; ci < c; ++ci)
+          pixels[j * c + ci] = tile[ci * kPixels + j];
     }
   });
   return out;
