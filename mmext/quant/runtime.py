@@ -883,7 +883,7 @@ class IntLinear(_IntBase):
                  quantizer: LSQPlusQuantizer, use_kernel: bool = True, backend: str = 'auto'):
         super().__init__(ints, w_scale, bias, quantizer, use_kernel, backend,
                          prefers_onednn=ints.shape[0] >= self.ONEDNN_MIN_OUT
-                         and 'amx_int8' in cpu_flags())
+                         and onednn_preferred())
         self.in_features = ints.shape[1]
         self.register_buffer('weight_t', ints.to(torch.int8).t().contiguous())   # (K, N)
         self.register_buffer('weight_sum', ints.float().sum(1)[None])
@@ -1155,10 +1155,10 @@ def chain_integer_layers(model: nn.Module) -> list[tuple[str, str]]:
     module leaves the forward. The same levels as the float output, the activation and the
     next layer's quantization in turn (each rounded as before), so the same outputs bit for
     bit. Needs the compiled kernels. Every integer layer's epilogue can hand on levels: a GEMM
-    layer's (``int_epilogue_levels``), the depthwise kernel's (``depthwise_conv2d(..., levels=...)``: an
-    inverted residual block's depthwise convolution hands its projection levels) and another
-    grouped convolution's (the GEMM layers' epilogue after its float32 sums). Returns
-    ``(producer, consumer)`` names."""
+    layer's (``int_epilogue_levels``), the depthwise kernel's (``depthwise_conv2d(...,
+    levels=...)``: an inverted residual block's depthwise convolution hands its projection
+    levels) and another grouped convolution's (the GEMM layers' epilogue after its float32
+    sums). Returns ``(producer, consumer)`` names."""
     if lowbit_ops() is None:
         return []
     names = {module: name for name, module in model.named_modules()}
@@ -1361,7 +1361,8 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
     lets binary attention take P's signs straight from q's and k's (:class:`BinaryAttention`;
     the same outputs) and its LayerNorm of q and k straight to their sign words
     (``fuse_layer_norm``, the same outputs); ``fold_batch_norm`` folds a BatchNorm that follows
-    a kernel convolution into its scale and bias (:func:`fold_batch_norms`; the same values up to float rounding);
+    a kernel convolution into its scale and bias (:func:`fold_batch_norms`; the same values up
+    to float rounding);
     ``depthwise_kernel`` runs depthwise convolutions on the compiled depthwise kernel, else on
     torch's float32 convolution (the same floats); ``chain_integer`` lets an integer layer hand
     the next one its int8 input levels through a clamp activation

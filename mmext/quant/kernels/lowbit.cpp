@@ -989,10 +989,7 @@ __attribute__((target("avx512f,avx512dq,avx512vl,fma"))) void layer_norm_sign_ro
     const float* const* x, int64_t count, int64_t k, float inv_k, const LayerNormSigns& p,
     const int64_t* head, double eps, uint64_t* word, bool* decided) {
   __mmask16 masks[NV];
-  for (int i = 0; i < NV; ++i) {
-    const int64_t valid = std::min<int64_t>(16, k - 16 * i);
-    masks[i] = valid >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
-  }
+  for (int i = 0; i < NV; ++i) masks[i] = lanes_mask(k, 16 * i);
   alignas(32) float mean_f[8] = {}, square_f[8] = {}, big_f[8] = {}, most[8] = {}, floor[8] = {};
   alignas(32) float rstd_f[8], vp[8], vq[8];
   for (int64_t row = 0; row < count; ++row) {
