@@ -875,7 +875,8 @@ class IntLinear(_IntBase):
     in ``benchmarks/lowbit_inference.py`` on a 2-core Intel CPU with AMX it ran DeiT-Tiny's qkv
     and fc1 (N = 576 and 768) 1.4-2.1x faster than ``torch._int_mm`` at batch 8, and proj and
     fc2 (N = 192) at 0.4-1.2x its speed; on a 2-core AMD EPYC (Zen 4: AVX-512 VNNI, no AMX) it
-    ran 8-96% slower than ``torch._int_mm`` at each DeiT-Tiny layer, batch 1 and 8 (ten runs)."""
+    ran 8-96% slower than ``torch._int_mm`` at each DeiT-Tiny layer, batch 1 and 8 (ten runs of
+    the benchmark)."""
 
     ONEDNN_MIN_OUT = 384
 

@@ -1289,7 +1289,9 @@ def test_binary_attention_takes_q_and_k_signs_straight_from_their_layer_norm():
         expected = fused._operand(fused.q_transform(q), 'q')
         for extra, finished in ((0.0, None), (1e3, 2 * 3 * 50)):
             words, count = fused._norm_words(q, norm, 'q', extra)
-            assert torch.equal(words, expected) and count == (finished or count)
+            assert torch.equal(words, expected)
+            # a wide margin sends every row to torch; the plain bound leaves it a few
+            assert count == finished if finished else count < 2 * 3 * 50
         # the public count: the same as the kernel's, None where not fused
         counts = fused.layer_norm_rows_to_torch(q, k)
         assert counts['q'] == fused._norm_words(q, norm, 'q')[1]
