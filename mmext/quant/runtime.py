@@ -59,11 +59,37 @@ def _padded(t: Tensor, size: int, value=0) -> Tensor:
 class _KernelUser(nn.Module):
     """A module that runs the compiled kernels when ``use_kernel`` (and they could be built),
     else the pure-torch reference. The extension module is looked up on use, not stored, so
-    the module can be deep-copied and pickled."""
+    the module can be deep-copied and pickled.
+
+    ``kernel_operands`` (for a subclass that defines ``_kernel_operands()``) holds what a
+    forward hands the kernel, gathered on first use: reading a buffer through ``nn.Module``
+    costs about 0.6 us of Python, and four to eight of them per call were a tenth of a small
+    binary layer's time at batch 8. It is dropped, and gathered again, whenever an attribute
+    is set (a buffer reassigned, ``load_state_dict(assign=True)``) and whenever the module's
+    tensors are converted (``to``, ``float``, ...), as ``nn.RNNBase`` does with its flat
+    weights; in-place changes need nothing."""
 
     @property
     def ops(self):
         return lowbit_ops() if self.use_kernel else None
+
+    @functools.cached_property
+    def kernel_operands(self) -> tuple:
+        return self._kernel_operands()
+
+    def _kernel_operands(self) -> tuple:
+        raise NotImplementedError(f'{type(self).__name__} gathers no kernel operands')
+
+    def _forget_kernel_operands(self):
+        self.__dict__.pop('kernel_operands', None)
+
+    def __setattr__(self, name: str, value) -> None:
+        super().__setattr__(name, value)
+        self._forget_kernel_operands()
+
+    def _apply(self, fn, recurse=True):
+        self._forget_kernel_operands()
+        return super()._apply(fn, recurse)
 
 
 def _round_up(n: int, block: int) -> int:
@@ -155,14 +181,22 @@ class BinaryLinear(_BinaryBase):
     def forward(self, x: Tensor) -> Tensor:
         return self._run(x, raw=False)
 
+    def _kernel_operands(self) -> tuple:
+        """``binary_linear``'s operands but the input and ``raw``: (words, k, scale, bias, n,
+        threshold per column or None)."""
+        k = self.in_features
+        return (self.weight_words, k, self.scale, self.bias, self.out_channels,
+                self._column_threshold(k))
+
     def _run(self, x: Tensor, raw: bool) -> Tensor:
-        k, n = self.in_features, self.out_channels
+        k = self.in_features
         if x.shape[-1] != k:
             raise ValueError(f'BinaryLinear expects (..., {k}), got {tuple(x.shape)}')
         ops = self.ops
         if ops is not None:   # the kernel packs the float rows in the GEMM's pass: (..., n)
-            return ops.binary_linear(x.float(), self.weight_words, k, self.scale, self.bias, n,
-                                     raw, self._column_threshold(k))
+            words, k, scale, bias, n, threshold = self.kernel_operands
+            return ops.binary_linear(x.float(), words, k, scale, bias, n, raw, threshold)
+        n = self.out_channels
         x2d = self._signed(x, -1).reshape(-1, k)
         weights = unpack_signs(self.weight_words.t()[:n], k)
         signs = torch.where(x2d >= 0, 1.0, -1.0)
@@ -226,19 +260,22 @@ class BinaryLinearPair(_KernelUser):
         self.register_buffer('above', above)
         self.use_kernel = first.use_kernel and second.use_kernel
 
+    def _kernel_operands(self) -> tuple:
+        return self.below, self.above
+
     def forward(self, x: Tensor) -> Tensor:
         first, second = self.first, self.second
-        if self.ops is None:
+        ops = self.ops
+        if ops is None:
             return second(self.between(first(x)))
-        if x.shape[-1] != first.in_features:
-            raise ValueError(f'BinaryLinearPair expects (..., {first.in_features}), got '
-                             f'{tuple(x.shape)}')
-        words = self.ops.binary_linear_signs(x.float(), first.weight_words, first.in_features,
-                                             self.below, self.above, first.out_channels,
-                                             first._column_threshold(first.in_features))
-        out = self.ops.binary_linear(words, second.weight_words, second.in_features,
-                                     second.scale, second.bias, second.out_channels, False)
-        return out.view(*x.shape[:-1], second.out_channels)
+        words1, k1, _, _, n1, threshold = first.kernel_operands
+        if x.shape[-1] != k1:
+            raise ValueError(f'BinaryLinearPair expects (..., {k1}), got {tuple(x.shape)}')
+        words = ops.binary_linear_signs(x.float(), words1, k1, *self.kernel_operands, n1,
+                                        threshold)
+        words2, k2, scale, bias, n2, _ = second.kernel_operands
+        return ops.binary_linear(words, words2, k2, scale, bias, n2, False).view(
+            *x.shape[:-1], n2)
 
 
 def _pair_in(children: list[nn.Module], i: int,

@@ -857,6 +857,47 @@ def test_runtime_layers_can_be_copied():
     assert torch.equal(copy.deepcopy(layer)(x), layer(x))
 
 
+@needs_kernels
+def test_the_kernel_operands_follow_the_buffers():
+    """A binary layer hands the kernel the tensors it gathered on first use: a reassigned
+    buffer, a state dict loaded by assignment and a conversion each make it gather them again
+    (a stale operand would give the old outputs); an in-place change needs nothing; a copy's
+    operands are the copy's own buffers."""
+    import copy
+    import pickle
+    layer = BinaryLinear(_signs(9, 70), torch.rand(9) + 0.5, torch.randn(9), torch.randn(70))
+    x = torch.randn(4, 70)
+    with torch.no_grad():
+        out = layer(x)
+        assert layer.kernel_operands[0] is layer.weight_words
+        layer.scale = layer.scale * 2                           # reassigned
+        assert torch.allclose(layer(x), 2 * out - layer.bias[:9], atol=1e-5)
+        layer.bias.add_(1.0)                                    # in place
+        assert torch.allclose(layer(x), 2 * out - layer.bias[:9] + 2, atol=1e-5)
+        state = {k: v.clone() for k, v in layer.state_dict().items()}
+        state['bias'] = torch.zeros_like(state['bias'])
+        layer.load_state_dict(state, assign=True)
+        assert layer.kernel_operands[3] is layer.bias           # a zero bias now
+        assert torch.equal(layer(x), layer.dots(x) * layer.scale[:9])
+        for twin in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+            assert twin.kernel_operands[0] is twin.weight_words
+            assert twin.kernel_operands[5].data_ptr() == twin.threshold.data_ptr()
+            assert torch.equal(twin(x), layer(x))
+        layer.double()                                          # converted: float64 buffers
+        assert layer.kernel_operands[2] is layer.scale and layer.scale.dtype == torch.float64
+        with pytest.raises(RuntimeError, match='float32'):      # the new float64 ones
+            layer(x)
+    pair_first = BinaryLinear(_signs(20, 30), torch.full((20, ), 0.5), torch.zeros(20))
+    pair_second = BinaryLinear(_signs(8, 20, seed=4), torch.ones(8), None, torch.zeros(20))
+    pair = BinaryLinearPair(pair_first, nn.GELU(), pair_second,
+                            *sign_thresholds(pair_first, nn.GELU(), pair_second, ops))
+    x = torch.randn(5, 30)
+    with torch.no_grad():
+        before = pair(x)
+        pair.second.bias = pair.second.bias + 1                 # a layer of the pair
+        assert torch.allclose(pair(x), before + 1)
+
+
 def test_wrong_input_shape_is_named():
     with pytest.raises(ValueError, match=r'expects \(\.\.\., 70\)'):
         BinaryLinear(_signs(9, 70), torch.ones(9))(torch.randn(2, 71))
