@@ -345,7 +345,10 @@ class BinaryConv2d(_BinaryBase):
     convolution (no im2col). A convolution of fewer than 64 input channels whose stride is its
     kernel (larger than 1 x 1), without padding or dilation (a ViT's patch embedding), packs
     each patch as one row of C * kh * kw signs and runs the binary linear kernel on them
-    instead (its few channels would leave most of each pixel's word empty).
+    instead (its few channels would leave most of each pixel's word empty). A 1 x 1
+    convolution without padding is a binary linear layer on each (strided) pixel's channels:
+    it runs the binary linear kernel, which packs the float pixels in its own pass (one op
+    where packing, padding and the convolution were three).
 
     Groups > 1 (depthwise and grouped convolutions, whose few channels per group would leave
     the words nearly empty): float32 sums of the +-1 signs (exact: every dot is an integer of
@@ -365,7 +368,7 @@ class BinaryConv2d(_BinaryBase):
         self.in_channels, self.kernel_size, self.groups = c * groups, (kh, kw), groups
         self.stride, self.padding, self.dilation = stride, padding, dilation
         self.register_buffer('reference_weight', signs.float(), persistent=False)
-        self.patches = False
+        self.patches = self.pointwise = False
         self.depthwise = depthwise_kernel and is_depthwise(groups, n, c, kh, kw)
         if self.depthwise:              # (KH * KW, C): the depthwise kernel's taps
             self.register_buffer('weight_taps', signs.float().reshape(n, -1).t().contiguous(),
@@ -381,6 +384,7 @@ class BinaryConv2d(_BinaryBase):
         # an all-zero word stands for C signs of -1: its dot with the tap is -sum(sign(W))
         tap_dot = -signs.sum(1).permute(1, 2, 0).reshape(kh * kw, n).round().int()
         self.register_buffer('tap_dot', _padded(tap_dot.t(), self.npad).t().contiguous())
+        self.pointwise = (kh, kw) == (1, 1) and padding == 0   # weight_words: (Wc, Npad)
         self.patches = ((kh, kw) == (stride, stride) and padding == 0 and dilation == 1
                         and c < 64 and kh * kw > 1)
         if self.patches:                 # rows of (c, i, j) signs: the flattened weight's order
@@ -408,6 +412,8 @@ class BinaryConv2d(_BinaryBase):
                                                    + self.bias[:n, None, None])
         if self.groups > 1:
             return self._run_grouped(x, raw)
+        if self.pointwise:
+            return self._run_pointwise(x, raw)
         if self.patches:
             return self._run_patches(x, raw)
         words = self._pack(x.permute(0, 2, 3, 1).reshape(b * h * w, c)).view(b, h, w, -1)
@@ -444,6 +450,24 @@ class BinaryConv2d(_BinaryBase):
         out = self.ops.int_epilogue(rows, 0.0, self._no_weight_sum, self.scale[:n],
                                     self.bias[:n], True)
         return out.view(b, oh, ow, n).permute(0, 3, 1, 2)
+
+    def _kernel_operands(self) -> tuple:
+        """A 1 x 1 layer's ``binary_linear`` operands but the input and ``raw``: (words, C,
+        scale, bias, N, threshold per channel or None)."""
+        c = self.in_channels
+        return (self.weight_words, c, self.scale, self.bias, self.out_channels,
+                self._column_threshold(c))
+
+    def _run_pointwise(self, x: Tensor, raw: bool) -> Tensor:
+        """A 1 x 1 convolution without padding: the binary linear kernel on the channels of
+        each pixel the stride keeps, (B, OH, OW, C) -> (B, OH, OW, N) (a view of a
+        channels-last input; a copy inside the kernel otherwise)."""
+        pixels = x.permute(0, 2, 3, 1)
+        if self.stride != 1:
+            pixels = pixels[:, ::self.stride, ::self.stride]
+        words, c, scale, bias, n, threshold = self.kernel_operands
+        out = self.ops.binary_linear(pixels.float(), words, c, scale, bias, n, raw, threshold)
+        return out.permute(0, 3, 1, 2)
 
     def _run_patches(self, x: Tensor, raw: bool) -> Tensor:
         """Non-overlapping patches as the rows of a binary linear layer (B * OH * OW, N)."""

@@ -146,7 +146,11 @@ def test_the_binary_kernels_take_operands_in_any_layout():
 
 @needs_kernels
 @pytest.mark.parametrize('c,n,k,stride,pad,dil,size,groups', [
-    (3, 5, 3, 1, 1, 1, (7, 9), 1), (70, 17, 3, 2, 1, 1, (9, 8), 1), (64, 16, 1, 1, 0, 1, (5, 5), 1),
+    (3, 5, 3, 1, 1, 1, (7, 9), 1), (70, 17, 3, 2, 1, 1, (9, 8), 1),
+    # 1 x 1 without padding: the linear kernel on pixels (strided; words of 64 and of 70 bits);
+    # with padding: the convolution kernel
+    (64, 16, 1, 1, 0, 1, (5, 5), 1), (70, 33, 1, 2, 0, 1, (9, 8), 1), (16, 8, 1, 3, 0, 2, (7, 7), 1),
+    (70, 17, 1, 1, 1, 1, (4, 5), 1),
     (130, 33, 3, 1, 2, 2, (6, 7), 1), (16, 20, 5, 3, 2, 1, (11, 10), 1),
     # stride = kernel, few channels: patches as rows (147 bits: rows of 7 cross words; a
     # border that no patch covers)
@@ -158,6 +162,7 @@ def test_binary_convolution_gives_the_exact_dot_products(c, n, k, stride, pad, d
     expected = F.conv2d(torch.where(x >= 0, 1.0, -1.0).double(), w.double(), None, stride,
                         pad, dil, groups)        # zero padding: a padded position adds 0
     layer = BinaryConv2d(w, torch.rand(n) + 0.1, torch.randn(n), stride, pad, dil, groups=groups)
+    assert layer.pointwise == (k == 1 and pad == 0)
     assert torch.equal(layer.dots(x), expected.round().int())
     reference = BinaryConv2d(w, layer.scale[:n], layer.bias[:n], stride, pad, dil,
                              use_kernel=False, groups=groups)
