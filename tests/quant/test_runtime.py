@@ -429,7 +429,11 @@ def test_integer_convolution_accumulates_exactly(c, n, k, stride, pad, dil, size
     (20, 7, 9, 3, 1, 1, 1), (33, 17, 19, 3, 1, 1, 1), (18, 11, 13, 3, 1, 0, 1),
     (17, 16, 16, 3, 2, 1, 1), (7, 6, 6, 3, 1, 2, 2), (48, 20, 23, 5, 1, 2, 1),
     (40, 9, 9, 5, 2, 4, 2), (35, 12, 30, 7, 1, 3, 1),      # a size without an unrolled path
-    (20, 3, 3, 5, 1, 2, 1)])                               # an image smaller than the kernel
+    (20, 3, 3, 5, 1, 2, 1),                                # an image smaller than the kernel
+    # small maps, mostly border, whose tap values are zero-padded first (and 4 x 4 at a
+    # dilated 5 x 5, mostly padding, which is not)
+    (16, 14, 14, 5, 1, 4, 2), (17, 7, 7, 3, 2, 1, 1), (20, 4, 4, 5, 1, 2, 1),
+    (20, 4, 4, 5, 1, 4, 2), (33, 5, 6, 3, 1, 2, 1)])
 @pytest.mark.parametrize('inputs', ['float levels', 'int8 levels', 'signs'])
 def test_the_depthwise_kernel_gives_exact_sums_and_the_epilogues_rounding(c, h, w, k, stride,
                                                                           pad, dil, inputs):
