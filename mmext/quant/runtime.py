@@ -431,14 +431,7 @@ class BinaryConv2d(_BinaryBase):
         epilogue with no zero point rounds as it does)."""
         n = self.out_channels
         if self.depthwise and not raw:  # signs taken per tap, the epilogue in the same pass
-            threshold = self.threshold
-            if threshold is not None and threshold.numel() != n:     # one for all channels
-                threshold = threshold.expand(n)
-            out = self.ops.depthwise_conv2d(
-                x.float().permute(0, 2, 3, 1), self.weight_taps, *self.kernel_size,
-                self.stride, self.stride, self.padding, self.padding, self.dilation,
-                self.dilation, True, threshold, 0.0, self._no_weight_sum, self.scale[:n],
-                self.bias[:n])
+            out = self.ops.depthwise_conv2d(x.float().permute(0, 2, 3, 1), *self.kernel_operands)
             return out.permute(0, 3, 1, 2)
         signs = self.ops.float_signs(self._signed(x, 1).float())
         dots = exact_float32_conv(signs, self.reference_weight, self.stride, self.padding,
@@ -452,11 +445,18 @@ class BinaryConv2d(_BinaryBase):
         return out.view(b, oh, ow, n).permute(0, 3, 1, 2)
 
     def _kernel_operands(self) -> tuple:
-        """A 1 x 1 layer's ``binary_linear`` operands but the input and ``raw``: (words, C,
-        scale, bias, N, threshold per channel or None)."""
-        c = self.in_channels
-        return (self.weight_words, c, self.scale, self.bias, self.out_channels,
-                self._column_threshold(c))
+        """What the layer's kernel takes besides the input: a 1 x 1 layer's ``binary_linear``
+        operands but ``raw`` (words, C, scale, bias, N, threshold per channel or None); a
+        depthwise layer's ``depthwise_conv2d`` operands (taps, kernel, stride, padding,
+        dilation, signs, threshold per channel, epilogue); () for the others."""
+        n, c = self.out_channels, self.in_channels
+        if self.pointwise:
+            return self.weight_words, c, self.scale, self.bias, n, self._column_threshold(c)
+        if self.depthwise:
+            return (self.weight_taps, *self.kernel_size, self.stride, self.stride, self.padding,
+                    self.padding, self.dilation, self.dilation, True, self._column_threshold(n),
+                    0.0, self._no_weight_sum, self.scale[:n], self.bias[:n])
+        return ()
 
     def _run_pointwise(self, x: Tensor, raw: bool) -> Tensor:
         """A 1 x 1 convolution without padding: the binary linear kernel on the channels of
