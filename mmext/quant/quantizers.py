@@ -110,7 +110,7 @@ _compiled_fake_quantize = None
 
 
 def fake_quantize(x: torch.Tensor, s: torch.Tensor, z: torch.Tensor | None, qn: int, qp: int,
-                  grad_factor: float = 1.0, fused: bool = False) -> torch.Tensor:
+                  grad_factor: float = 1.0, fused: bool | str = False) -> torch.Tensor:
     """``s * (round_ste(clamp(x / s + z, qn, qp)) - z)`` (``z`` None for symmetric grids), with
     the gradients of ``s`` and ``z`` multiplied by ``grad_factor``; ``s`` and ``z`` broadcast
     against ``x``.
@@ -119,7 +119,9 @@ def fake_quantize(x: torch.Tensor, s: torch.Tensor, z: torch.Tensor | None, qn: 
     tensors through the low-bit extension's compiled pass
     (:mod:`mmext.quant.fake_quantize_kernel`: the eager values), elsewhere (or without the
     extension, or for layouts it does not take) through ``torch.compile``
-    (:func:`compiled_fake_quantize`).
+    (:func:`compiled_fake_quantize`). ``fused='kernel'`` takes the compiled pass where it
+    applies and the eager formula elsewhere, never compiling (the low-bit runtime's
+    fake-quantized attention).
     """
     if not fused:
         return _FakeQuantize.apply(x, s, z, qn, qp, grad_factor)
@@ -127,6 +129,8 @@ def fake_quantize(x: torch.Tensor, s: torch.Tensor, z: torch.Tensor | None, qn: 
     layout = kernel_layout(x, s, z)
     if layout is not None:
         return kernel_fake_quantize(layout[0], s, z, qn, qp, grad_factor, layout[1])
+    if fused == 'kernel':
+        return _FakeQuantize.apply(x, s, z, qn, qp, grad_factor)
     return compiled_fake_quantize(x, s, z, qn, qp, grad_factor)
 
 
@@ -200,8 +204,10 @@ class _StepQuantizer(nn.Module):
             calibration (:func:`mmext.quant.calibration.calibrate_model`, run by
             ``mmext.QuantCalibrationHook``) before the first forward, which it then requires.
 
-    Attributes (not saved): ``fused`` runs the fake quantization through ``torch.compile``
-    (:func:`fake_quantize`; ``ModuleSwap(fused=True)`` sets it on every quantizer it builds);
+    Attributes (not saved): ``fused`` runs the fake quantization in one compiled pass, or
+    through ``torch.compile`` where that does not apply (:func:`fake_quantize`;
+    ``ModuleSwap(fused=True)`` sets it on every quantizer it builds; ``'kernel'``: the pass or
+    eager, never compiling);
     ``observer``, while calibration sets it, receives every input, which passes unchanged.
     """
 

@@ -765,6 +765,58 @@ def test_runtime_keeps_layers_no_kernel_computes_exactly_and_says_why(tmp_path, 
                   groups=2)
 
 
+class AttentionNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(32, 4, batch_first=True)
+        self.head = nn.Linear(32, 5)
+
+    def forward(self, x):
+        return self.head(self.attn(x, x, x)[0])
+
+
+@needs_kernels
+def test_kept_attention_fake_quantizes_in_one_pass_with_the_same_values(tmp_path, monkeypatch):
+    """8-bit attention has no kernel and stays fake-quantized: its LSQ+ quantizers run the
+    compiled one-pass fake quantization (never torch.compile), whose values equal the eager
+    formula's, so the attention's output is the fake-quantized model's, bit for bit."""
+    torch.manual_seed(0)
+    swap = ModuleSwap(w_bits=8, a_bits=8, attn_bits=8, skip=['head'])
+    model = swap(AttentionNet()).train()
+    x = torch.randn(3, 20, 32)
+    model(x)
+    export_quantized(model.eval(), tmp_path / 'a.safetensors')
+    runtime, report = build_runtime_model(swap(AttentionNet()), tmp_path / 'a.safetensors')
+    (name, why), = [(n, w) for n, w in report.kept() if 'attention quantizers' in w]
+    assert why.endswith('4 of its 4 fake-quantize in one compiled pass (same values)'), why
+    attention = runtime.get_submodule(name)
+    quantizers = [attention.q_quantizer, attention.k_quantizer, attention.v_quantizer,
+                  attention.prob_quantizer]
+    assert all(q.fused == 'kernel' for q in quantizers)
+    from mmext.quant import fake_quantize_kernel
+    from mmext.quant import quantizers as quantizers_module
+    passes = []
+    one_pass = fake_quantize_kernel.kernel_fake_quantize
+    monkeypatch.setattr(fake_quantize_kernel, 'kernel_fake_quantize',
+                        lambda *args: passes.append(1) or one_pass(*args))
+    monkeypatch.setattr(quantizers_module, 'compiled_fake_quantize', None)   # never called
+    q = torch.randn(3, 4, 20, 8)
+    with torch.no_grad():
+        eager = model.get_submodule(name)
+        for fast, slow in zip(quantizers, [eager.q_quantizer, eager.k_quantizer,
+                                           eager.v_quantizer, eager.prob_quantizer]):
+            assert torch.equal(fast(q), slow(q))
+            assert torch.equal(fast(q.transpose(2, 3)), slow(q.transpose(2, 3)))
+            assert torch.equal(fast(q.double()), slow(q.double()))   # no pass: eager
+        assert len(passes) == 8
+        assert torch.equal(attention(q, q, q), eager(q, q, q))
+        assert len(passes) == 12
+    # without the kernels (use_kernel=False) the quantizers stay eager
+    _, report = build_runtime_model(swap(AttentionNet()), tmp_path / 'a.safetensors',
+                                    use_kernel=False)
+    assert not any('compiled pass' in why for _, why in report.kept())
+
+
 @needs_kernels
 def test_grouped_convolutions_are_exact_at_model_sizes():
     """At a MobileNetV2 depthwise layer's size (144 channels at 56 x 56, channels-last, as the
