@@ -1491,5 +1491,6 @@ __all__ = ['BinaryAttention', 'BinaryLinear', 'BinaryLinearPair', 'BinaryConv2d'
            'chain_integer_layers', 'float32_convs_exact', 'fold_batch_norms', 'fuse_binary_pairs',
            'grouped_sums_bound',
            'is_depthwise', 'layer_norm_of', 'norms_after_convs', 'onednn_int8_sums_exact',
+           'one_pass_fake_quantizers',
            'onednn_preferred', 'runtime_layer',
            'sign_thresholds']

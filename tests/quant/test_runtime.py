@@ -164,6 +164,10 @@ def test_binary_convolution_gives_the_exact_dot_products(c, n, k, stride, pad, d
     layer = BinaryConv2d(w, torch.rand(n) + 0.1, torch.randn(n), stride, pad, dil, groups=groups)
     assert layer.pointwise == (k == 1 and pad == 0)
     assert torch.equal(layer.dots(x), expected.round().int())
+    if layer.pointwise:                   # a channels-last input: its pixels are a view
+        x_last = x.contiguous(memory_format=torch.channels_last)
+        assert torch.equal(layer.dots(x_last), expected.round().int())
+        assert torch.equal(layer(x_last), layer(x))
     reference = BinaryConv2d(w, layer.scale[:n], layer.bias[:n], stride, pad, dil,
                              use_kernel=False, groups=groups)
     assert torch.equal(reference.dots(x), expected.round().int())
