@@ -911,17 +911,24 @@ class _IntBase(_KernelUser):
         the floats take its memory); weight_sum (R, N), row ``m % R`` for output row m. With
         ``levels_for`` the next layer's int8 levels of the clamped output instead."""
         c = self.offset - self.zero_point
+        ops = self.ops
         if self.levels_for is not None:
             lo, hi, after = self.levels_for
-            if self.ops is not None:
-                return self.ops.int_epilogue_levels(
-                    acc, c, weight_sum, self.out_scale, self.bias, lo, hi, after.a_scale,
+            if ops is not None:
+                out_scale, bias = self.kernel_operands[:2]
+                return ops.int_epilogue_levels(
+                    acc, c, weight_sum, out_scale, bias, lo, hi, after.a_scale,
                     after.zero_point, after.qn, after.qp, after.levels_offset)
             y = self._finish_floats(acc, weight_sum, c).clamp_(lo, hi)
             return (after._levels(y) - after.levels_offset).to(torch.int8)
-        if self.ops is not None:
-            return self.ops.int_epilogue(acc, c, weight_sum, self.out_scale, self.bias, True)
+        if ops is not None:
+            out_scale, bias = self.kernel_operands[:2]
+            return ops.int_epilogue(acc, c, weight_sum, out_scale, bias, True)
         return self._finish_floats(acc, weight_sum, c)
+
+    def _kernel_operands(self) -> tuple:
+        """The epilogue's (out_scale, bias)."""
+        return self.out_scale, self.bias
 
     def _finish_floats(self, acc: Tensor, weight_sum: Tensor, c: float) -> Tensor:
         """The epilogue in torch's operations (the reference the kernels round as)."""
@@ -951,18 +958,24 @@ class IntLinear(_IntBase):
         self.register_buffer('weight_t', ints.to(torch.int8).t().contiguous())   # (K, N)
         self.register_buffer('weight_sum', ints.float().sum(1)[None])
 
+    def _kernel_operands(self) -> tuple:
+        """The epilogue's (out_scale, bias), then the GEMM's (weight_t, weight_sum)."""
+        return self.out_scale, self.bias, self.weight_t, self.weight_sum
+
     def accumulate(self, x: Tensor) -> Tensor:
-        return torch._int_mm(self.quantize(x.reshape(-1, self.in_features)), self.weight_t)
+        return torch._int_mm(self.quantize(x.reshape(-1, self.in_features)),
+                             self.kernel_operands[2])
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.in_features:
             raise ValueError(f'IntLinear expects (..., {self.in_features}), got {tuple(x.shape)}')
+        weight_t, weight_sum = self.kernel_operands[2:]
         if self.gemm == 'onednn':
             x2d = x.reshape(-1, self.in_features)
-            acc = self._sums(self.unsigned_levels(x2d), self.weight_t.t())
+            acc = self._sums(self.unsigned_levels(x2d), weight_t.t())
         else:
-            acc = self.accumulate(x)
-        return self._finish(acc, self.weight_sum).reshape(*x.shape[:-1], self.out_channels)
+            acc = torch._int_mm(self.quantize(x.reshape(-1, self.in_features)), weight_t)
+        return self._finish(acc, weight_sum).reshape(*x.shape[:-1], self.out_channels)
 
 
 def grouped_sums_bound(ints: Tensor, qn: int, qp: int, offset: int) -> int:

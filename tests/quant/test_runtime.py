@@ -924,10 +924,10 @@ def test_runtime_layers_can_be_copied():
 
 @needs_kernels
 def test_the_kernel_operands_follow_the_buffers():
-    """A binary layer hands the kernel the tensors it gathered on first use: a reassigned
-    buffer, a state dict loaded by assignment and a conversion each make it gather them again
-    (a stale operand would give the old outputs); an in-place change needs nothing; a copy's
-    operands are the copy's own buffers."""
+    """A kernel layer (binary, a binary pair, 8-bit) hands the kernel the tensors it gathered on
+    first use: a reassigned buffer, a state dict loaded by assignment and a conversion each make
+    it gather them again (a stale operand would give the old outputs); an in-place change needs
+    nothing; a copy's operands are the copy's own buffers."""
     import copy
     import pickle
     layer = BinaryLinear(_signs(9, 70), torch.rand(9) + 0.5, torch.randn(9), torch.randn(70))
@@ -961,6 +961,18 @@ def test_the_kernel_operands_follow_the_buffers():
         before = pair(x)
         pair.second.bias = pair.second.bias + 1                 # a layer of the pair
         assert torch.allclose(pair(x), before + 1)
+    quantizer = LSQPlusQuantizer(bits=8)
+    quantizer.eval()(torch.randn(4, 10))
+    integer = IntLinear(torch.randint(-7, 8, (6, 10), dtype=torch.int8), torch.full((6, ), 0.01),
+                        torch.zeros(6), quantizer)
+    x = torch.randn(4, 10)
+    with torch.no_grad():
+        before = integer(x)
+        integer.bias = integer.bias + 1                         # the epilogue's
+        assert torch.allclose(integer(x), before + 1)
+        integer.weight_t = integer.weight_t.neg().contiguous()  # the GEMM's (and its sums)
+        integer.weight_sum = integer.weight_sum.neg()
+        assert torch.allclose(integer(x), -before + 1, atol=1e-5)
 
 
 def test_wrong_input_shape_is_named():
