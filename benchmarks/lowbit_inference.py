@@ -343,8 +343,10 @@ class _TimedKernels:
 
 def breakdown(run, model, reps: int = 5, top: int = 8) -> dict[str, float]:
     """Where one forward of the runtime ``model`` spends its time, ms per forward: each
-    compiled kernel (wall time of its calls) and the ``top`` torch operators by self CPU time
-    (torch.profiler), over ``reps`` forwards. Profiling slows both; compare shares."""
+    compiled kernel (wall time of its calls) and the ``top`` torch operators (``aten::``) by
+    self CPU time (torch.profiler), over ``reps`` forwards. Other profiler events are left out:
+    an autograd Function's self time (``_KernelFakeQuantize``) holds the kernel calls inside
+    it, already counted. Profiling slows both; compare shares."""
     from torch.profiler import ProfilerActivity, profile
 
     from mmext.quant import kernels
@@ -357,8 +359,8 @@ def breakdown(run, model, reps: int = 5, top: int = 8) -> dict[str, float]:
                 run(model)
     finally:
         kernels._STATE['ops'] = ops
-    aten = sorted(((e.key, e.self_cpu_time_total / 1e3 / reps) for e in prof.key_averages()),
-                  key=lambda kv: -kv[1])[:top]
+    aten = sorted(((e.key, e.self_cpu_time_total / 1e3 / reps) for e in prof.key_averages()
+                   if e.key.startswith('aten::')), key=lambda kv: -kv[1])[:top]
     out = {f'kernel {k}': v * 1e3 / reps for k, v in timed_ops.seconds.items()}
     out |= {k: v for k, v in aten}
     return {k: round(v, 3) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}

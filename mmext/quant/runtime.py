@@ -62,35 +62,17 @@ class _KernelUser(nn.Module):
     else the pure-torch reference. The extension module is looked up on use, not stored, so
     the module can be deep-copied and pickled.
 
-    ``kernel_operands`` (for a subclass that defines ``_kernel_operands()``) holds what a
-    forward hands the kernel, gathered on first use: reading a buffer through ``nn.Module``
-    costs about 0.6 us of Python, and four to eight of them per call were a tenth of a small
-    binary layer's time at batch 8. It is dropped, and gathered again, whenever an attribute
-    is set (a buffer reassigned, ``load_state_dict(assign=True)``) and whenever the module's
-    tensors are converted (``to``, ``float``, ...), as ``nn.RNNBase`` does with its flat
-    weights; in-place changes need nothing."""
+    ``kernel_operands()`` (where a subclass defines it) gives what a forward hands the kernel,
+    its buffers read straight from the module's buffer dict: ``nn.Module.__getattr__`` runs
+    Python for every buffer (about 0.6 us), and four to eight of them per call were a tenth of a
+    small binary layer's time at batch 8. Read on every call (nothing cached), they are always
+    the module's current buffers: reassigned, re-registered, loaded, converted, or swapped in by
+    ``torch.func.functional_call``."""
 
     @property
     def ops(self):
         return lowbit_ops() if self.use_kernel else None
 
-    @functools.cached_property
-    def kernel_operands(self) -> tuple:
-        return self._kernel_operands()
-
-    def _kernel_operands(self) -> tuple:
-        raise NotImplementedError(f'{type(self).__name__} gathers no kernel operands')
-
-    def _forget_kernel_operands(self):
-        self.__dict__.pop('kernel_operands', None)
-
-    def __setattr__(self, name: str, value) -> None:
-        super().__setattr__(name, value)
-        self._forget_kernel_operands()
-
-    def _apply(self, fn, recurse=True):
-        self._forget_kernel_operands()
-        return super()._apply(fn, recurse)
 
 
 def _round_up(n: int, block: int) -> int:
@@ -152,7 +134,7 @@ class _BinaryBase(_KernelUser):
 
     def _column_threshold(self, columns: int) -> Tensor | None:
         """The threshold with one entry per column (a single one repeated), or None."""
-        threshold = self.threshold
+        threshold = self._buffers['threshold']
         if threshold is not None and threshold.numel() != columns:   # one for all columns
             return threshold.expand(columns)
         return threshold
@@ -182,11 +164,11 @@ class BinaryLinear(_BinaryBase):
     def forward(self, x: Tensor) -> Tensor:
         return self._run(x, raw=False)
 
-    def _kernel_operands(self) -> tuple:
+    def kernel_operands(self) -> tuple:
         """``binary_linear``'s operands but the input and ``raw``: (words, k, scale, bias, n,
         threshold per column or None)."""
-        k = self.in_features
-        return (self.weight_words, k, self.scale, self.bias, self.out_channels,
+        buffers, k = self._buffers, self.in_features
+        return (buffers['weight_words'], k, buffers['scale'], buffers['bias'], self.out_channels,
                 self._column_threshold(k))
 
     def _run(self, x: Tensor, raw: bool) -> Tensor:
@@ -195,7 +177,7 @@ class BinaryLinear(_BinaryBase):
             raise ValueError(f'BinaryLinear expects (..., {k}), got {tuple(x.shape)}')
         ops = self.ops
         if ops is not None:   # the kernel packs the float rows in the GEMM's pass: (..., n)
-            words, k, scale, bias, n, threshold = self.kernel_operands
+            words, k, scale, bias, n, threshold = self.kernel_operands()
             return ops.binary_linear(x.float(), words, k, scale, bias, n, raw, threshold)
         n = self.out_channels
         x2d = self._signed(x, -1).reshape(-1, k)
@@ -261,20 +243,19 @@ class BinaryLinearPair(_KernelUser):
         self.register_buffer('above', above)
         self.use_kernel = first.use_kernel and second.use_kernel
 
-    def _kernel_operands(self) -> tuple:
-        return self.below, self.above
-
     def forward(self, x: Tensor) -> Tensor:
-        first, second = self.first, self.second
+        modules = self._modules
+        first, second = modules['first'], modules['second']
         ops = self.ops
         if ops is None:
             return second(self.between(first(x)))
-        words1, k1, _, _, n1, threshold = first.kernel_operands
+        words1, k1, _, _, n1, threshold = first.kernel_operands()
         if x.shape[-1] != k1:
             raise ValueError(f'BinaryLinearPair expects (..., {k1}), got {tuple(x.shape)}')
-        words = ops.binary_linear_signs(x.float(), words1, k1, *self.kernel_operands, n1,
-                                        threshold)
-        words2, k2, scale, bias, n2, _ = second.kernel_operands
+        buffers = self._buffers
+        words = ops.binary_linear_signs(x.float(), words1, k1, buffers['below'],
+                                        buffers['above'], n1, threshold)
+        words2, k2, scale, bias, n2, _ = second.kernel_operands()
         return ops.binary_linear(words, words2, k2, scale, bias, n2, False).view(
             *x.shape[:-1], n2)
 
@@ -432,7 +413,8 @@ class BinaryConv2d(_BinaryBase):
         epilogue with no zero point rounds as it does)."""
         n = self.out_channels
         if self.depthwise and not raw:  # signs taken per tap, the epilogue in the same pass
-            out = self.ops.depthwise_conv2d(x.float().permute(0, 2, 3, 1), *self.kernel_operands)
+            out = self.ops.depthwise_conv2d(x.float().permute(0, 2, 3, 1),
+                                            *self.kernel_operands())
             return out.permute(0, 3, 1, 2)
         signs = self.ops.float_signs(self._signed(x, 1).float())
         dots = exact_float32_conv(signs, self.reference_weight, self.stride, self.padding,
@@ -445,28 +427,30 @@ class BinaryConv2d(_BinaryBase):
                                     self.bias[:n], True)
         return out.view(b, oh, ow, n).permute(0, 3, 1, 2)
 
-    def _kernel_operands(self) -> tuple:
+    def kernel_operands(self) -> tuple:
         """What the layer's kernel takes besides the input: a 1 x 1 layer's ``binary_linear``
         operands but ``raw`` (words, C, scale, bias, N, threshold per channel or None); a
         depthwise layer's ``depthwise_conv2d`` operands (taps, kernel, stride, padding,
         dilation, signs, threshold per channel, epilogue); () for the others."""
-        n, c = self.out_channels, self.in_channels
+        buffers, n, c = self._buffers, self.out_channels, self.in_channels
+        scale, bias = buffers['scale'], buffers['bias']
         if self.pointwise:
-            return self.weight_words, c, self.scale, self.bias, n, self._column_threshold(c)
+            return buffers['weight_words'], c, scale, bias, n, self._column_threshold(c)
         if self.depthwise:
-            return (self.weight_taps, *self.kernel_size, self.stride, self.stride, self.padding,
-                    self.padding, self.dilation, self.dilation, True, self._column_threshold(n),
-                    0.0, self._no_weight_sum, self.scale[:n], self.bias[:n])
+            return (buffers['weight_taps'], *self.kernel_size, self.stride, self.stride,
+                    self.padding, self.padding, self.dilation, self.dilation, True,
+                    self._column_threshold(n), 0.0, buffers['_no_weight_sum'], scale[:n],
+                    bias[:n])
         return ()
 
     def _run_pointwise(self, x: Tensor, raw: bool) -> Tensor:
-        """A 1 x 1 convolution without padding: the binary linear kernel on the channels of
-        each pixel the stride keeps, (B, OH, OW, C) -> (B, OH, OW, N) (a view of a
+        """A 1 x 1 convolution without padding, x (B, C, H, W) -> (B, N, OH, OW) channels-last:
+        the binary linear kernel on the (B, OH, OW, C) pixels the stride keeps (a view of a
         channels-last input; a copy inside the kernel otherwise)."""
         pixels = x.permute(0, 2, 3, 1)
         if self.stride != 1:
             pixels = pixels[:, ::self.stride, ::self.stride]
-        words, c, scale, bias, n, threshold = self.kernel_operands
+        words, c, scale, bias, n, threshold = self.kernel_operands()
         out = self.ops.binary_linear(pixels.float(), words, c, scale, bias, n, raw, threshold)
         return out.permute(0, 3, 1, 2)
 
@@ -474,10 +458,7 @@ class BinaryConv2d(_BinaryBase):
         """Non-overlapping patches as the rows of a binary linear layer (B * OH * OW, N)."""
         b, c = x.shape[:2]
         kh, kw = self.kernel_size
-        threshold = self.threshold
-        if threshold is not None and threshold.numel() != c:              # one for all channels
-            threshold = threshold.expand(c)
-        words = self.ops.pack_patches(x.float().contiguous(), kh, kw, threshold)
+        words = self.ops.pack_patches(x.float().contiguous(), kh, kw, self._column_threshold(c))
         out = self.ops.binary_linear(words, self.patch_weight_words, c * kh * kw, self.scale,
                                      self.bias, self.out_channels, raw)
         return out.view(b, x.shape[2] // kh, x.shape[3] // kw, -1).permute(0, 3, 1, 2)
@@ -915,20 +896,21 @@ class _IntBase(_KernelUser):
         if self.levels_for is not None:
             lo, hi, after = self.levels_for
             if ops is not None:
-                out_scale, bias = self.kernel_operands[:2]
+                out_scale, bias = self.kernel_operands()[:2]
                 return ops.int_epilogue_levels(
                     acc, c, weight_sum, out_scale, bias, lo, hi, after.a_scale,
                     after.zero_point, after.qn, after.qp, after.levels_offset)
             y = self._finish_floats(acc, weight_sum, c).clamp_(lo, hi)
             return (after._levels(y) - after.levels_offset).to(torch.int8)
         if ops is not None:
-            out_scale, bias = self.kernel_operands[:2]
+            out_scale, bias = self.kernel_operands()[:2]
             return ops.int_epilogue(acc, c, weight_sum, out_scale, bias, True)
         return self._finish_floats(acc, weight_sum, c)
 
-    def _kernel_operands(self) -> tuple:
+    def kernel_operands(self) -> tuple:
         """The epilogue's (out_scale, bias)."""
-        return self.out_scale, self.bias
+        buffers = self._buffers
+        return buffers['out_scale'], buffers['bias']
 
     def _finish_floats(self, acc: Tensor, weight_sum: Tensor, c: float) -> Tensor:
         """The epilogue in torch's operations (the reference the kernels round as)."""
@@ -958,18 +940,19 @@ class IntLinear(_IntBase):
         self.register_buffer('weight_t', ints.to(torch.int8).t().contiguous())   # (K, N)
         self.register_buffer('weight_sum', ints.float().sum(1)[None])
 
-    def _kernel_operands(self) -> tuple:
+    def kernel_operands(self) -> tuple:
         """The epilogue's (out_scale, bias), then the GEMM's (weight_t, weight_sum)."""
-        return self.out_scale, self.bias, self.weight_t, self.weight_sum
+        buffers = self._buffers
+        return buffers['out_scale'], buffers['bias'], buffers['weight_t'], buffers['weight_sum']
 
     def accumulate(self, x: Tensor) -> Tensor:
         return torch._int_mm(self.quantize(x.reshape(-1, self.in_features)),
-                             self.kernel_operands[2])
+                             self._buffers['weight_t'])
 
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.in_features:
             raise ValueError(f'IntLinear expects (..., {self.in_features}), got {tuple(x.shape)}')
-        weight_t, weight_sum = self.kernel_operands[2:]
+        weight_t, weight_sum = self.kernel_operands()[2:]
         if self.gemm == 'onednn':
             x2d = x.reshape(-1, self.in_features)
             acc = self._sums(self.unsigned_levels(x2d), weight_t.t())

@@ -149,7 +149,8 @@ def test_the_binary_kernels_take_operands_in_any_layout():
     (3, 5, 3, 1, 1, 1, (7, 9), 1), (70, 17, 3, 2, 1, 1, (9, 8), 1),
     # 1 x 1 without padding: the linear kernel on pixels (strided; words of 64 and of 70 bits);
     # with padding: the convolution kernel
-    (64, 16, 1, 1, 0, 1, (5, 5), 1), (70, 33, 1, 2, 0, 1, (9, 8), 1), (16, 8, 1, 3, 0, 2, (7, 7), 1),
+    (64, 16, 1, 1, 0, 1, (5, 5), 1), (70, 33, 1, 2, 0, 1, (9, 8), 1),
+    (16, 8, 1, 3, 0, 2, (7, 7), 1),
     (70, 17, 1, 1, 1, 1, (4, 5), 1),
     (130, 33, 3, 1, 2, 2, (6, 7), 1), (16, 20, 5, 3, 2, 1, (11, 10), 1),
     # stride = kernel, few channels: patches as rows (147 bits: rows of 7 cross words; a
@@ -923,33 +924,40 @@ def test_runtime_layers_can_be_copied():
 
 
 @needs_kernels
-def test_the_kernel_operands_follow_the_buffers():
-    """A kernel layer (binary, a binary pair, 8-bit) hands the kernel the tensors it gathered on
-    first use: a reassigned buffer, a state dict loaded by assignment and a conversion each make
-    it gather them again (a stale operand would give the old outputs); an in-place change needs
-    nothing; a copy's operands are the copy's own buffers."""
+def test_the_kernel_operands_are_the_current_buffers():
+    """The kernel layers (binary, a binary pair, 8-bit) read the tensors they hand a kernel
+    from their buffers on every call: a reassigned or re-registered buffer, a state dict loaded
+    in place or by assignment (after a pickle too), a conversion and ``functional_call``'s
+    swapped-in buffers all reach the kernel (a stale operand would give the old outputs)."""
     import copy
     import pickle
-    layer = BinaryLinear(_signs(9, 70), torch.rand(9) + 0.5, torch.randn(9), torch.randn(70))
+
+    from torch.func import functional_call
+    layer = BinaryLinear(_signs(9, 70), torch.rand(9) + 0.5, torch.randn(9), torch.randn(1))
     x = torch.randn(4, 70)
     with torch.no_grad():
-        out = layer(x)
-        assert layer.kernel_operands[0] is layer.weight_words
+        out, dots = layer(x), layer.dots(x).float()
+        assert layer.kernel_operands()[0] is layer.weight_words
         layer.scale = layer.scale * 2                           # reassigned
         assert torch.allclose(layer(x), 2 * out - layer.bias[:9], atol=1e-5)
+        layer.register_buffer('scale', layer.scale / 2)         # re-registered
+        assert torch.equal(layer(x), out)
+        doubled = {'scale': layer.scale * 2}
+        assert torch.allclose(functional_call(layer, doubled, (x, )), 2 * out - layer.bias[:9],
+                              atol=1e-5)
+        assert torch.equal(layer(x), out)                       # the module's own again
         layer.bias.add_(1.0)                                    # in place
-        assert torch.allclose(layer(x), 2 * out - layer.bias[:9] + 2, atol=1e-5)
+        assert torch.allclose(layer(x), out + 1, atol=1e-5)
         state = {k: v.clone() for k, v in layer.state_dict().items()}
-        state['bias'] = torch.zeros_like(state['bias'])
-        layer.load_state_dict(state, assign=True)
-        assert layer.kernel_operands[3] is layer.bias           # a zero bias now
-        assert torch.equal(layer(x), layer.dots(x) * layer.scale[:9])
+        state['bias'].zero_()
         for twin in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
-            assert twin.kernel_operands[0] is twin.weight_words
-            assert twin.kernel_operands[5].data_ptr() == twin.threshold.data_ptr()
-            assert torch.equal(twin(x), layer(x))
+            twin.load_state_dict(state)                         # in place, a single threshold
+            assert torch.equal(twin(x), dots * layer.scale[:9])
+        layer.load_state_dict(state, assign=True)
+        assert layer.kernel_operands()[3] is layer.bias
+        assert torch.equal(layer(x), dots * layer.scale[:9])
         layer.double()                                          # converted: float64 buffers
-        assert layer.kernel_operands[2] is layer.scale and layer.scale.dtype == torch.float64
+        assert layer.kernel_operands()[2] is layer.scale and layer.scale.dtype == torch.float64
         with pytest.raises(RuntimeError, match='float32'):      # the new float64 ones
             layer(x)
     pair_first = BinaryLinear(_signs(20, 30), torch.full((20, ), 0.5), torch.zeros(20))
@@ -961,6 +969,13 @@ def test_the_kernel_operands_follow_the_buffers():
         before = pair(x)
         pair.second.bias = pair.second.bias + 1                 # a layer of the pair
         assert torch.allclose(pair(x), before + 1)
+    depthwise = BinaryConv2d(_signs(6, 1, 3, 3), torch.rand(6) + 0.1, torch.zeros(6), 1, 1, 1,
+                             torch.zeros(1), groups=6)
+    image = torch.randn(2, 6, 5, 5)
+    with torch.no_grad():
+        before = depthwise(image)
+        depthwise.load_state_dict({**depthwise.state_dict(), 'bias': torch.ones(depthwise.npad)})
+        assert torch.allclose(depthwise(image), before + 1)
     quantizer = LSQPlusQuantizer(bits=8)
     quantizer.eval()(torch.randn(4, 10))
     integer = IntLinear(torch.randint(-7, 8, (6, 10), dtype=torch.int8), torch.full((6, ), 0.01),

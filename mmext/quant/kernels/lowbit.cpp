@@ -2354,6 +2354,8 @@ void depthwise_row_dispatch(const Depthwise& d, int64_t b, int64_t oy, float* yr
     depthwise_row_avx512<0, 0, SIGNS, T>(d, b, oy, yr);
 }
 
+bool index_inside(int64_t i, int64_t size) { return 0 <= i && i < size; }
+
 // Whether a 3 x 3 or 5 x 5 kernel with padding runs faster on zero-padded tap values, taken
 // once (every pixel on the row kernel's unrolled path, padded taps included), than on the
 // input itself (pixels with a tap in the padding on the checked path, each tap inside costing
@@ -2363,8 +2365,6 @@ void depthwise_row_dispatch(const Depthwise& d, int64_t b, int64_t oy, float* yr
 // 5 x 5) padding costs more. Past a cache-sized bound on the padded values (2 MB) the extra
 // pass over memory weighs in: at 28 x 28 to 112 x 112 (batch 8) padding timed from 1.4x faster
 // to 1.9x slower, so such maps are not padded.
-bool index_inside(int64_t i, int64_t size) { return 0 <= i && i < size; }
-
 bool depthwise_pads_first(const Depthwise& d, int64_t batch) {
   if (!((d.kh == 3 && d.kw == 3) || (d.kh == 5 && d.kw == 5)) || (d.ph == 0 && d.pw == 0))
     return false;
