@@ -74,7 +74,6 @@ class _KernelUser(nn.Module):
         return lowbit_ops() if self.use_kernel else None
 
 
-
 def _round_up(n: int, block: int) -> int:
     return -(-n // block) * block
 
@@ -957,7 +956,7 @@ class IntLinear(_IntBase):
             x2d = x.reshape(-1, self.in_features)
             acc = self._sums(self.unsigned_levels(x2d), weight_t.t())
         else:
-            acc = torch._int_mm(self.quantize(x.reshape(-1, self.in_features)), weight_t)
+            acc = self.accumulate(x)
         return self._finish(acc, weight_sum).reshape(*x.shape[:-1], self.out_channels)
 
 
@@ -1469,7 +1468,8 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
                 why = f'attention quantizers {kinds}: only fully binary attention has a kernel'
                 passes = one_pass_fake_quantizers(quantizers) if use_kernel else 0
                 if passes:
-                    why += f'; {passes} of its 4 fake-quantize in one compiled pass (same values)'
+                    why += (f'; {passes} of its {len(quantizers)} fake-quantize in one compiled '
+                            'pass (same values)')
                 report.append((name, None, why))
     model.eval()
     folded = fold_batch_norms(model) if fold_batch_norm else []
