@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -2663,21 +2664,29 @@ std::vector<torch::Tensor> fake_quantize_groups_backward(
   std::vector<double> step_sum(channels, 0.0), outside_sum(channels, 0.0);
   if (inner == 1 && channels > 1) {
     // rows of `channels` with a step per element: per block of rows, float sums per channel
-    // (in a fixed block order, so the result does not depend on the threads)
+    // (in a fixed block order, so the result does not depend on the threads); each block
+    // zeroes its own sums, and the blocks' sums are added per channel in parallel (wide rows
+    // make many blocks: 64 x 2048 sums for 512 rows of 2048)
     const int64_t block = row_grain(channels), blocks = (outer + block - 1) / block;
-    std::vector<float> step(blocks * channels, 0.0f), outside(blocks * channels, 0.0f);
+    std::unique_ptr<float[]> step(new float[blocks * channels]),
+        outside(new float[blocks * channels]);
     at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
-      for (int64_t b = first; b < last; ++b)
+      for (int64_t b = first; b < last; ++b) {
+        float *sb = step.get() + b * channels, *ob = outside.get() + b * channels;
+        std::fill(sb, sb + channels, 0.0f);
+        std::fill(ob, ob + channels, 0.0f);
         for (int64_t r = b * block; r < std::min(outer, (b + 1) * block); ++r)
           lsq_backward_row(g + r * channels, src + r * channels, gx + r * channels, channels, sc,
-                           zp, lo, hi, step.data() + b * channels,
-                           outside.data() + b * channels);
-    });
-    for (int64_t b = 0; b < blocks; ++b)
-      for (int64_t c = 0; c < channels; ++c) {
-        step_sum[c] += step[b * channels + c];
-        outside_sum[c] += outside[b * channels + c];
+                           zp, lo, hi, sb, ob);
       }
+    });
+    at::parallel_for(0, channels, 1024, [&](int64_t c0, int64_t c1) {
+      for (int64_t b = 0; b < blocks; ++b)
+        for (int64_t c = c0; c < c1; ++c) {
+          step_sum[c] += step[b * channels + c];
+          outside_sum[c] += outside[b * channels + c];
+        }
+    });
   } else {
     const int64_t tasks = groups.tasks();
     std::vector<double> step(tasks, 0.0), outside(tasks, 0.0);
