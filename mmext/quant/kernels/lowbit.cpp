@@ -27,6 +27,12 @@ namespace {
 constexpr int64_t kBlockN = 16;  // output channels per inner block (two 8 x 64-bit vectors)
 constexpr int kBlockM = 8;       // rows (or output pixels) sharing one load of the weights
 
+// The mask of the first min(16, n - c) lanes.
+inline __mmask16 lanes_mask(int64_t n, int64_t c) {
+  const int64_t end = std::min<int64_t>(kBlockN, n - c);
+  return end >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << end) - 1);
+}
+
 // MMEXT_LOWBIT_PORTABLE=1 takes the portable paths on any CPU (read once per process), so that
 // they can be tested on machines with AVX-512.
 bool use_avx512() {
@@ -52,8 +58,7 @@ __attribute__((target("avx512f"))) uint64_t pack_word_avx512(const float* p, con
                                                              int64_t n) {
   uint64_t word = 0;
   for (int64_t j = 0; j < n; j += 16) {
-    const int64_t valid = std::min<int64_t>(16, n - j);
-    const __mmask16 m = valid == 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
+    const __mmask16 m = lanes_mask(n, j);
     __m512 v = _mm512_maskz_loadu_ps(m, p + j);
     if (t) v = _mm512_sub_ps(v, _mm512_maskz_loadu_ps(m, t + j));
     const __mmask16 ge = _mm512_mask_cmp_ps_mask(m, v, _mm512_setzero_ps(), _CMP_GE_OQ);
@@ -109,8 +114,7 @@ __attribute__((target("avx512f"))) uint64_t pack_word_affine_avx512(const float*
   const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(z);
   uint64_t word = 0;
   for (int64_t j = 0; j < n; j += 16) {
-    const int64_t valid = std::min<int64_t>(16, n - j);
-    const __mmask16 m = valid == 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
+    const __mmask16 m = lanes_mask(n, j);
     const __m512 t = _mm512_add_ps(_mm512_div_ps(_mm512_maskz_loadu_ps(m, p + j), vs), vz);
     const __mmask16 ge = _mm512_mask_cmp_ps_mask(m, t, _mm512_setzero_ps(), _CMP_GE_OQ);
     word |= static_cast<uint64_t>(ge) << j;
@@ -226,12 +230,6 @@ popcount_blocks32_avx512(const uint32_t* const* rows, const uint32_t* wt32, int6
     }
     epilogue(c, acc);
   }
-}
-
-// The mask of the first min(16, n - c) lanes.
-inline __mmask16 lanes_mask(int64_t n, int64_t c) {
-  const int64_t end = std::min<int64_t>(kBlockN, n - c);
-  return end >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << end) - 1);
 }
 
 // A linear layer's float outputs: dot = full - 2 pop is exact in float (|dot| <= K < 2^24),
@@ -1598,8 +1596,7 @@ __attribute__((target("avx512f"))) bool signs_beyond(const float* x, int64_t n, 
   const __m512 vhi = _mm512_set1_ps(hi_f), vlo = _mm512_set1_ps(lo_f);
   std::fill(words, words + (n + 63) / 64, 0ull);
   for (int64_t j = 0; j < n; j += 16) {
-    const int64_t valid = std::min<int64_t>(16, n - j);
-    const __mmask16 m = valid == 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
+    const __mmask16 m = lanes_mask(n, j);
     const __m512 v = _mm512_maskz_loadu_ps(m, x + j);
     const __mmask16 one = _mm512_mask_cmp_ps_mask(m, v, vhi, _CMP_GE_OQ);
     const __mmask16 zero = _mm512_mask_cmp_ps_mask(m, v, vlo, _CMP_LE_OQ);
@@ -1627,8 +1624,7 @@ __attribute__((target("avx512f,avx512dq"))) bool softmax_sign_row(const float* x
                                                                    uint64_t* words) {
   __m512 vmax = _mm512_set1_ps(-INFINITY);
   for (int64_t j = 0; j < n; j += 16) {
-    const int64_t valid = std::min<int64_t>(16, n - j);
-    const __mmask16 m = valid == 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
+    const __mmask16 m = lanes_mask(n, j);
     vmax = _mm512_max_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, x + j), vmax);
   }
   // a NaN may or may not reach the maximum: one that does not fails both comparisons below
@@ -1641,8 +1637,7 @@ __attribute__((target("avx512f,avx512dq"))) bool softmax_sign_row(const float* x
   const __m512 vm = _mm512_set1_ps(mx);
   __m512 sum = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
-    const int64_t valid = std::min<int64_t>(16, n - j);
-    const __mmask16 m = valid == 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
+    const __mmask16 m = lanes_mask(n, j);
     sum = _mm512_mask_add_ps(
         sum, m, sum, exp_nonpositive_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + j), vm)));
   }
@@ -2244,6 +2239,14 @@ depthwise_input(const T* p, __mmask16 m, __m512 vt) {
   return _mm512_mask_blend_ps(ge, _mm512_set1_ps(-1.f), _mm512_set1_ps(1.f));
 }
 
+// The integer epilogue of 16 channels of one output pixel: y = (acc + c * weight_sum) * scale
+// + bias, rounded as int_epilogue rounds it; ws the pixel's weight sums.
+__attribute__((target("avx512f"), always_inline)) inline void depthwise_epilogue(
+    __m512 acc, const float* ws, __mmask16 m, __m512 vc, __m512 sc, __m512 bi, float* y) {
+  const __m512 shifted = _mm512_add_ps(acc, _mm512_mul_ps(vc, _mm512_maskz_loadu_ps(m, ws)));
+  _mm512_mask_storeu_ps(y, m, _mm512_add_ps(_mm512_mul_ps(shifted, sc), bi));
+}
+
 // One pixel of 16 channels with the taps checked against the image (weights from memory).
 template <bool SIGNS, typename T>
 __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline void
@@ -2256,9 +2259,7 @@ depthwise_pixel_checked(const Depthwise& d, const T* xb, float* yr, int64_t k, i
     acc = _mm512_fmadd_ps(depthwise_input<SIGNS, T>(xb + pixel[q] * d.ch + k, m, vt),
                           _mm512_maskz_loadu_ps(m, d.wt + tap[q] * d.ch + k), acc);
   const float* ws = d.ws + (d.rows == 1 ? 0 : oy * d.ow + ox) * d.ch + k;
-  const __m512 shifted =
-      _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(d.c), _mm512_maskz_loadu_ps(m, ws)));
-  _mm512_mask_storeu_ps(yr + ox * d.ch + k, m, _mm512_add_ps(_mm512_mul_ps(shifted, sc), bi));
+  depthwise_epilogue(acc, ws, m, _mm512_set1_ps(d.c), sc, bi, yr + ox * d.ch + k);
 }
 
 // One output row (b, oy), 16 channels at a time. For a KH x KW kernel whose rows all lie inside
@@ -2284,8 +2285,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void depthwise_row_avx512(
   int64_t inner1 = ow;
   while (inner1 > inner0 && (inner1 - 1) * sw - pw + (kw - 1) * dw >= w) --inner1;
   for (int64_t k = 0; k < ch; k += 16) {
-    const int64_t valid = std::min<int64_t>(16, ch - k);
-    const __mmask16 m = valid == 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
+    const __mmask16 m = lanes_mask(ch, k);
     __m512 taps[kTaps];
     if (KH > 0)
       for (int q = 0; q < kTaps; ++q) taps[q] = _mm512_maskz_loadu_ps(m, wt + q * ch + k);
@@ -2318,10 +2318,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void depthwise_row_avx512(
         }
         for (int u = 0; u < 4; ++u) {
           const float* ws = wsum + (rows == 1 ? 0 : oy * ow + ox + u) * ch + k;
-          const __m512 shifted =
-              _mm512_add_ps(acc[u], _mm512_mul_ps(vc, _mm512_maskz_loadu_ps(m, ws)));
-          _mm512_mask_storeu_ps(yr + (ox + u) * ch + k, m,
-                                _mm512_add_ps(_mm512_mul_ps(shifted, sc), bi));
+          depthwise_epilogue(acc[u], ws, m, vc, sc, bi, yr + (ox + u) * ch + k);
         }
       }
       for (; ox < inner1; ++ox) {  // the interior's last pixels, one at a time
@@ -2333,11 +2330,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void depthwise_row_avx512(
                 depthwise_input<SIGNS, T>(xr + (ox * sw - pw + j * dw) * ch, m, vt),
                 taps[i * KW + j], acc);
         }
-        const float* ws = wsum + (rows == 1 ? 0 : oy * ow + ox) * ch + k;
-        const __m512 shifted =
-            _mm512_add_ps(acc, _mm512_mul_ps(vc, _mm512_maskz_loadu_ps(m, ws)));
-        _mm512_mask_storeu_ps(yr + ox * ch + k, m,
-                              _mm512_add_ps(_mm512_mul_ps(shifted, sc), bi));
+        depthwise_epilogue(acc, wsum + (rows == 1 ? 0 : oy * ow + ox) * ch + k, m, vc, sc, bi,
+                           yr + ox * ch + k);
       }
     }
     for (; ox < ow; ++ox)  // borders, and every pixel of other kernel sizes
@@ -2406,8 +2400,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void depthwise_pad_row_avx5
   const T* src = static_cast<const T*>(d.x) + (b * d.h + iy) * d.w * ch;
   float* out = dst + d.pw * ch;
   for (int64_t k = 0; k < ch; k += 16) {
-    const int64_t valid = std::min<int64_t>(16, ch - k);
-    const __mmask16 m = valid == 16 ? 0xFFFF : static_cast<__mmask16>((1u << valid) - 1);
+    const __mmask16 m = lanes_mask(ch, k);
     const __m512 vt = d.t ? _mm512_maskz_loadu_ps(m, d.t + k) : _mm512_setzero_ps();
     for (int64_t ix = 0; ix < d.w; ++ix)
       _mm512_mask_storeu_ps(out + ix * ch + k, m,
