@@ -27,6 +27,12 @@ attention's matmuls stay fake-quantized). The
 stem and the prediction heads stay float, as in the demo's 4-bit config. ``--compile`` adds
 ``float-compiled`` and ``w4a4-compiled``: the whole model through ``torch.compile`` (the
 quantized one after its initialising batches, which run eager), the optimizer step eager.
+``--stand-ins`` adds two diagnostic copies of ``w4a4-attn8-channel-fused`` whose one-pass
+fake quantizers are replaced during their own steps, to show what the passes themselves cost:
+``...-no-pass`` returns each quantizer's input and passes its gradient through (the quantizers
+cost nothing), ``...-copy`` writes a plain copy of the input forward and of the gradient
+backward (the memory a pass writes, with no arithmetic and without reading the input again
+backward); the step and zero-point gradients are zeros in both (detr and vit only).
 ``--fused-adamw`` gives every variant ``AdamW(fused=True)``: one update kernel for all
 parameters, where the default loops over them (a quantized model adds a step and a zero point
 per quantizer: DeiT-Tiny 392 parameters against 152).
@@ -71,6 +77,21 @@ VARIANTS = {
 }
 
 
+class StandInPass:
+    """Stands in for the low-bit extension's fake-quantize pass in the ``--stand-ins``
+    diagnostic variants (the ops object :func:`mmext.quant.fake_quantize_kernel` calls)."""
+
+    def __init__(self, copies: bool):
+        self.copies = copies
+
+    def fake_quantize_groups(self, x, scale, zero, *args):
+        return x.clone() if self.copies else x.view_as(x)
+
+    def fake_quantize_groups_backward(self, grad, x, scale, zero, *args):
+        return (grad.clone() if self.copies else grad, torch.zeros_like(scale),
+                None if zero is None else torch.zeros_like(zero))
+
+
 class Workload:
     """A model, an optimizer and a function running one training step on a fixed batch."""
 
@@ -87,8 +108,23 @@ class Workload:
         # quantizers' data-driven initialisation writes their steps in place, which a compiled
         # backward refuses)
         self.compile_after, self.steps_done = compile_after, 0
+        self.stand_in: StandInPass | None = None  # set on the --stand-ins variants
 
     def step(self) -> None:
+        if self.stand_in is None:
+            return self._step()
+        from unittest import mock
+
+        from mmext.quant import fake_quantize_kernel as one_pass
+
+        def stand_in(x, s, z, qn, qp, grad_factor, groups):
+            return one_pass._KernelFakeQuantize.apply(x, s, z, qn, qp, grad_factor, groups,
+                                                      self.stand_in)
+
+        with mock.patch.object(one_pass, 'kernel_fake_quantize', stand_in):
+            self._step()
+
+    def _step(self) -> None:
         if self.steps_done == self.compile_after:
             self.forward_model = torch.compile(self.model)
         self.optimizer.zero_grad(set_to_none=True)
@@ -97,7 +133,8 @@ class Workload:
         self.steps_done += 1
 
 
-def detr_workloads(device: str, batch: int = 8, compile_whole: bool = False) -> dict[str, Workload]:
+def detr_workloads(device: str, batch: int = 8, compile_whole: bool = False,
+                   stand_ins: bool = False) -> dict[str, Workload]:
     from mmdet.testing import demo_mm_inputs
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
@@ -117,10 +154,11 @@ def detr_workloads(device: str, batch: int = 8, compile_whole: bool = False) -> 
         return sum(v for k, v in losses.items() if 'loss' in k)
 
     skip = ['backbone.conv1.conv', 'bbox_head.*']
-    return _variants(float_model, loss, device, skip, compile_whole)
+    return _variants(float_model, loss, device, skip, compile_whole, stand_ins)
 
 
-def vit_workloads(device: str, batch: int = 8, compile_whole: bool = False) -> dict[str, Workload]:
+def vit_workloads(device: str, batch: int = 8, compile_whole: bool = False,
+                  stand_ins: bool = False) -> dict[str, Workload]:
     from mmengine.registry import DefaultScope
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         from mmpretrain.registry import MODELS
@@ -137,15 +175,17 @@ def vit_workloads(device: str, batch: int = 8, compile_whole: bool = False) -> d
         return nn.functional.cross_entropy(model(images), labels)
 
     skip = ['backbone.patch_embed.projection', 'head.*']
-    return _variants(float_model, loss, device, skip, compile_whole)
+    return _variants(float_model, loss, device, skip, compile_whole, stand_ins)
 
 
 INIT_BATCHES = 10    # LSQ+ initialises its activation steps over the first 10 batches
 
 
-def _variants(float_model, loss, device, skip, compile_whole: bool) -> dict[str, Workload]:
+def _variants(float_model, loss, device, skip, compile_whole: bool,
+              stand_ins: bool = False) -> dict[str, Workload]:
     """float and every :data:`VARIANTS` entry; with ``compile_whole`` also float and w4a4 with
-    the whole model through ``torch.compile`` (the optimizer step stays eager)."""
+    the whole model through ``torch.compile`` (the optimizer step stays eager); with
+    ``stand_ins`` the two :class:`StandInPass` copies of the per-channel fused variant."""
     workloads = {'float': Workload(float_model, loss, device)}
     for name, bits in VARIANTS.items():
         model = ModuleSwap(**bits, skip=skip)(copy.deepcopy(float_model))
@@ -156,6 +196,12 @@ def _variants(float_model, loss, device, skip, compile_whole: bool) -> dict[str,
         model = ModuleSwap(**VARIANTS['w4a4'], skip=skip)(copy.deepcopy(float_model))
         workloads['w4a4-compiled'] = Workload(model, loss, device, min_warmup=INIT_BATCHES + 4,
                                               compile_after=INIT_BATCHES)
+    if stand_ins:
+        base = 'w4a4-attn8-channel-fused'
+        for name, copy_pass in (('no-pass', False), ('copy', True)):
+            model = ModuleSwap(**VARIANTS[base], skip=skip)(copy.deepcopy(float_model))
+            workloads[f'{base}-{name}'] = workload = Workload(model, loss, device)
+            workload.stand_in = StandInPass(copy_pass)
     return workloads
 
 
@@ -170,7 +216,8 @@ class MLPBlock(nn.Module):
         return x + self.fc2(self.act(self.fc1(self.norm(x))))
 
 
-def mlp_workloads(device: str, batch: int = 8, compile_whole: bool = False) -> dict[str, Workload]:
+def mlp_workloads(device: str, batch: int = 8, compile_whole: bool = False,
+                  stand_ins: bool = False) -> dict[str, Workload]:
     tokens = torch.randn(batch, 197, 192, device=device)
 
     def loss(model):
@@ -248,6 +295,9 @@ def main() -> None:
     parser.add_argument('--compile', action='store_true',
                         help='add float and w4a4 with the whole model compiled '
                              '(torch.compile; the optimizer step stays eager)')
+    parser.add_argument('--stand-ins', action='store_true',
+                        help='add w4a4-attn8-channel-fused with its fake-quantize passes '
+                             'replaced by no pass and by plain copies (detr and vit; see above)')
     parser.add_argument('--fused-adamw', action='store_true',
                         help='AdamW(fused=True) for every variant: one update kernel for all '
                              'parameters instead of a loop over them (a quantized model adds '
@@ -272,10 +322,10 @@ def main() -> None:
         target='w4a4 step <= 1.2x the float step', models={})
     for model in args.models:
         print(f'{model}: building the variants ...', flush=True)
-        workloads = BUILDERS[model](args.device, args.batch_size, args.compile)
+        workloads = BUILDERS[model](args.device, args.batch_size, args.compile, args.stand_ins)
         results['models'][model] = measure(workloads, args.steps, args.warmup, args.device)
         for name, row in results['models'][model].items():
-            print(f"  {name:<14} {row['median_s'] * 1e3:9.1f} ms  {row['ratio_to_float']:.2f}x",
+            print(f"  {name:<34} {row['median_s'] * 1e3:9.1f} ms  {row['ratio_to_float']:.2f}x",
                   flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out, json.dumps(results, indent=2) + '\n')

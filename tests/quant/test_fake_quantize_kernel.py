@@ -106,3 +106,44 @@ def test_a_quantizer_trains_the_same_on_the_kernel_pass():
         runs.append(torch.cat([q.scale.detach(), q.zero_point.detach()]))
     torch.testing.assert_close(runs[1], runs[0], rtol=1e-4, atol=1e-5)
     assert not torch.equal(runs[0], torch.cat([torch.ones(3), torch.zeros(3)]))
+
+
+
+def test_the_overhead_benchmark_stands_in_for_the_pass_during_its_own_steps_only(monkeypatch):
+    """``quant_overhead.py --stand-ins``: a stand-in workload's quantizers run no pass (their
+    input, the gradient passed through, zero step gradients) or plain copies, and only inside
+    that workload's step."""
+    from pathlib import Path
+
+    from torch import nn
+
+    from mmext.quant import ModuleSwap
+    from mmext.quant import fake_quantize_kernel as one_pass
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / 'benchmarks'))
+    from quant_overhead import StandInPass, Workload
+
+    real_pass = one_pass.kernel_fake_quantize
+    x = torch.randn(6, 20, 32)
+    outputs = []
+
+    def loss(model):
+        outputs.append(model(x))
+        return outputs[-1].square().mean()
+
+    for stand_in in (None, StandInPass(copies=False), StandInPass(copies=True)):
+        torch.manual_seed(0)
+        model = ModuleSwap(w_bits=4, a_bits=4, a_granularity='channel', fused=True)(
+            nn.Sequential(nn.Linear(32, 16)))
+        layer = model[0]
+        work = Workload(model, loss, 'cpu')
+        work.stand_in = stand_in
+        for _ in range(11):  # the LSQ+ steps initialise over the first ten batches
+            work.step()
+        assert one_pass.kernel_fake_quantize is real_pass
+        float_output = nn.functional.linear(x, layer.weight, layer.bias)
+        work.step()
+        quantized = not torch.equal(outputs[-1], float_output)
+        step_grads = [q.scale.grad for q in (layer.a_quantizer, layer.w_quantizer)]
+        assert quantized == all((g != 0).any() for g in step_grads) == (stand_in is None)
+        loss(model).backward()  # outside a step: the real pass
+        assert not torch.equal(outputs[-1], nn.functional.linear(x, layer.weight, layer.bias))
