@@ -108,7 +108,6 @@ def test_a_quantizer_trains_the_same_on_the_kernel_pass():
     assert not torch.equal(runs[0], torch.cat([torch.ones(3), torch.zeros(3)]))
 
 
-
 def test_the_overhead_benchmark_stands_in_for_the_pass_during_its_own_steps_only(monkeypatch):
     """``quant_overhead.py --stand-ins``: a stand-in workload's quantizers run no pass (their
     input, the gradient passed through, zero step gradients) or plain copies, and only inside
