@@ -79,17 +79,21 @@ VARIANTS = {
 
 class StandInPass:
     """Stands in for the low-bit extension's fake-quantize pass in the ``--stand-ins``
-    diagnostic variants (the ops object :func:`mmext.quant.fake_quantize_kernel` calls)."""
+    diagnostic variants: the extension's other ops are the real ones."""
 
-    def __init__(self, copies: bool):
-        self.copies = copies
+    def __init__(self, ops, copies: bool):
+        self.ops, self.copies = ops, copies
+
+    def __getattr__(self, name):
+        return getattr(self.ops, name)
 
     def fake_quantize_groups(self, x, scale, zero, *args):
         return x.clone() if self.copies else x.view_as(x)
 
-    def fake_quantize_groups_backward(self, grad, x, scale, zero, *args):
-        return (grad.clone() if self.copies else grad, torch.zeros_like(scale),
-                None if zero is None else torch.zeros_like(zero))
+    def fake_quantize_groups_backward(self, grad, x, scale, zero, *args, in_place=False):
+        if self.copies:  # what the pass writes: a new tensor, or over the gradient in place
+            grad = grad.mul_(1.0) if in_place else grad.clone()
+        return grad, torch.zeros_like(scale), None if zero is None else torch.zeros_like(zero)
 
 
 class Workload:
@@ -115,13 +119,8 @@ class Workload:
             return self._step()
         from unittest import mock
 
-        from mmext.quant import fake_quantize_kernel as one_pass
-
-        def stand_in(x, s, z, qn, qp, grad_factor, groups):
-            return one_pass._KernelFakeQuantize.apply(x, s, z, qn, qp, grad_factor, groups,
-                                                      self.stand_in)
-
-        with mock.patch.object(one_pass, 'kernel_fake_quantize', stand_in):
+        from mmext.quant import kernels
+        with mock.patch.object(kernels, 'lowbit_ops', lambda: self.stand_in):
             self._step()
 
     def _step(self) -> None:
@@ -198,10 +197,11 @@ def _variants(float_model, loss, device, skip, compile_whole: bool,
                                               compile_after=INIT_BATCHES)
     if stand_ins:
         base = 'w4a4-attn8-channel-fused'
+        from mmext.quant.kernels import lowbit_ops
         for name, copy_pass in (('no-pass', False), ('copy', True)):
             model = ModuleSwap(**VARIANTS[base], skip=skip)(copy.deepcopy(float_model))
             workloads[f'{base}-{name}'] = workload = Workload(model, loss, device)
-            workload.stand_in = StandInPass(copy_pass)
+            workload.stand_in = StandInPass(lowbit_ops(), copy_pass)
     return workloads
 
 

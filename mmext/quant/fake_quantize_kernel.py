@@ -17,12 +17,22 @@ memory) it runs along rows of steps.
 ``fake_quantize(..., fused=True)`` takes this path for float32 CPU tensors where the extension
 is built (:func:`kernel_layout` says whether a layout qualifies) and ``torch.compile``
 elsewhere.
+
+A QLinear or QConv2d whose LSQ+ input quantizer and LSQ weight quantizer both take this path
+(initialised, ``fused=True``) runs as one autograd node, :func:`fused_fake_quantized_linear` /
+:func:`fused_fake_quantized_conv2d`: the two passes and the product forward, and backward the
+product's gradients (the GEMMs or ``aten.convolution_backward`` that autograd would call) with
+the two quantizers' backward passes written over them in place. The values and gradients are
+the separate quantizers' bit for bit; the step saves the autograd nodes of the quantizers and
+of their parameters' broadcast views, and the memory of the input's and the weight's
+gradients.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 MIN_INNER = 16  # the pass runs 16 elements with one step (or a row of steps: inner 1) at a
@@ -105,3 +115,151 @@ def kernel_fake_quantize(x: Tensor, s: Tensor, z: Tensor | None, qn: int, qp: in
     from :func:`kernel_layout`."""
     from .kernels import lowbit_ops
     return _KernelFakeQuantize.apply(x, s, z, qn, qp, grad_factor, groups, lowbit_ops())
+
+
+def _one_pass_quantizer(quantizer, kind: type, channel_dim) -> bool:
+    """An initialised ``kind`` quantizer set to the one-pass kernels (``fused=True``), with one
+    step for all or one per index of ``channel_dim``, and no forward hooks (a fused layer does
+    not call it as a module)."""
+    return (type(quantizer) is kind and quantizer.fused is True and quantizer.enabled
+            and quantizer.observer is None and quantizer.initialized
+            and quantizer.channel_dim in (None, channel_dim)
+            and not quantizer._forward_hooks and not quantizer._forward_pre_hooks)
+
+
+def fused_linear_ready(layer, x: Tensor) -> bool:
+    """Whether a QLinear ``layer`` can run as :func:`fused_fake_quantized_linear` on ``x``: an
+    LSQ+ input quantizer (per tensor or per input feature) and an LSQ weight quantizer (per
+    tensor or per output feature), both initialised and with ``fused=True``, float32 CPU
+    tensors, and the extension built. Anything else (a quantizer still initialising, a
+    calibration observer, another quantizer type) runs the layer's separate quantizers."""
+    from .kernels import lowbit_ops
+    from .quantizers import LSQPlusQuantizer, LSQQuantizer
+    return (x.device.type == 'cpu' and x.dtype == torch.float32 and x.numel() > 0
+            and layer.weight.dtype == torch.float32
+            and _one_pass_quantizer(layer.a_quantizer, LSQPlusQuantizer, -1)
+            and _one_pass_quantizer(layer.w_quantizer, LSQQuantizer, 0)
+            and lowbit_ops() is not None)
+
+
+class _FakeQuantizedLinear(torch.autograd.Function):
+    """rows (M, K), weight (N, K) -> (M, N): ``F.linear(A(rows), Q(weight), bias)`` with both
+    fake quantizers as the one-pass kernels, in one autograd node. The backward computes the
+    fake-quantized layer's products and runs the quantizers' backward passes over them in
+    place: the product gradients are this function's own, so the input's and the weight's
+    gradients need no memory of their own."""
+
+    @staticmethod
+    def forward(ctx, rows, weight, bias, a_scale, a_zero, w_scale, a_grid, w_grid, ops):
+        (qn, qp, _, a_groups), (wqn, wqp, _, w_groups) = a_grid, w_grid
+        x_fake = ops.fake_quantize_groups(rows, a_scale, a_zero, qn, qp, *a_groups)
+        w_fake = ops.fake_quantize_groups(weight, w_scale, None, wqn, wqp, *w_groups)
+        ctx.save_for_backward(rows, x_fake, weight, w_fake, a_scale, a_zero, w_scale)
+        ctx.grids, ctx.has_bias, ctx.ops = (a_grid, w_grid), bias is not None, ops
+        return F.linear(x_fake, w_fake, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        rows, x_fake, weight, w_fake, a_scale, a_zero, w_scale = ctx.saved_tensors
+        (qn, qp, a_factor, a_groups), (wqn, wqp, w_factor, w_groups) = ctx.grids
+        grad = grad.contiguous()
+        grad_x, grad_a_scale, grad_a_zero = ctx.ops.fake_quantize_groups_backward(
+            grad @ w_fake, rows, a_scale, a_zero, qn, qp, *a_groups, a_factor, in_place=True)
+        grad_w, grad_w_scale, _ = ctx.ops.fake_quantize_groups_backward(
+            grad.t() @ x_fake, weight, w_scale, None, wqn, wqp, *w_groups, w_factor,
+            in_place=True)
+        grad_bias = grad.sum(0) if ctx.has_bias else None
+        return grad_x, grad_w, grad_bias, grad_a_scale, grad_a_zero, grad_w_scale, None, None, \
+            None
+
+
+def fused_fake_quantized_linear(layer, x: Tensor) -> Tensor:
+    """``layer(x)`` of a QLinear (x (..., K) -> (..., N)) as one autograd node (see
+    :class:`_FakeQuantizedLinear`): the same values as its separate one-pass quantizers and
+    ``F.linear``, the same gradients to float rounding (the products' gradients are the same
+    GEMMs). Call where :func:`fused_linear_ready` is true."""
+    from .kernels import lowbit_ops
+    a, w = layer.a_quantizer, layer.w_quantizer
+    k, n = layer.in_features, layer.out_features
+    rows = x.reshape(-1, k).contiguous()
+    per_feature = a.channel_dim is not None and k > 1
+    a_groups = (rows.shape[0], k, 1) if per_feature else (1, 1, rows.numel())
+    w_groups = (1, n, k) if w.channel_dim is not None else (1, 1, n * k)
+    # the quantizers' LSQ gradient factors: one sample of the input, the whole weight
+    a_factor = 1.0 / math.sqrt(x[0].numel() * a.qp)
+    w_factor = 1.0 / math.sqrt(layer.weight.numel() * w.qp)
+    out = _FakeQuantizedLinear.apply(rows, layer.weight.contiguous(), layer.bias, a.scale,
+                                     a.zero_point, w.scale, (a.qn, a.qp, a_factor, a_groups),
+                                     (w.qn, w.qp, w_factor, w_groups), lowbit_ops())
+    return out.reshape(*x.shape[:-1], n)
+
+
+def fused_conv_ready(layer, x: Tensor) -> bool:
+    """As :func:`fused_linear_ready` for a QConv2d ``layer`` (input steps per tensor or per
+    channel) with zero padding given as numbers, on a (B, C, H, W) ``x`` whose layout the
+    one-pass kernel takes."""
+    from .kernels import lowbit_ops
+    from .quantizers import LSQPlusQuantizer, LSQQuantizer
+    return (x.device.type == 'cpu' and x.dtype == torch.float32 and x.dim() == 4
+            and x.numel() > 0 and layer.weight.dtype == torch.float32
+            and layer.padding_mode == 'zeros' and not isinstance(layer.padding, str)
+            and _one_pass_quantizer(layer.a_quantizer, LSQPlusQuantizer, 1)
+            and _one_pass_quantizer(layer.w_quantizer, LSQQuantizer, 0)
+            and lowbit_ops() is not None and _input_layout(layer, x) is not None)
+
+
+def _input_layout(layer, x: Tensor):
+    """:func:`kernel_layout` of a QConv2d's input for its input quantizer's steps."""
+    a = layer.a_quantizer
+    shape = (1, -1, 1, 1) if a.channel_dim is not None else (-1, )
+    return kernel_layout(x, a.scale.detach().view(shape), a.zero_point.detach().view(shape))
+
+
+class _FakeQuantizedConv2d(torch.autograd.Function):
+    """x (B, C, H, W), weight (N, C / groups, kh, kw) -> ``F.conv2d(A(x), Q(weight), bias,
+    ...)`` with both fake quantizers as the one-pass kernels, in one autograd node; the
+    backward as :class:`_FakeQuantizedLinear`'s, the products' gradients from
+    ``aten.convolution_backward`` (what autograd calls for ``F.conv2d``)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, a_scale, a_zero, w_scale, a_grid, w_grid, conv, ops):
+        (qn, qp, _, a_groups), (wqn, wqp, _, w_groups) = a_grid, w_grid
+        x_fake = ops.fake_quantize_groups(x, a_scale, a_zero, qn, qp, *a_groups)
+        w_fake = ops.fake_quantize_groups(weight, w_scale, None, wqn, wqp, *w_groups)
+        ctx.save_for_backward(x, x_fake, weight, w_fake, a_scale, a_zero, w_scale)
+        ctx.grids, ctx.conv, ctx.has_bias, ctx.ops = (a_grid, w_grid), conv, bias is not None, ops
+        return F.conv2d(x_fake, w_fake, bias, *conv)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, x_fake, weight, w_fake, a_scale, a_zero, w_scale = ctx.saved_tensors
+        (qn, qp, a_factor, a_groups), (wqn, wqp, w_factor, w_groups) = ctx.grids
+        stride, padding, dilation, groups = ctx.conv
+        grad_x_q, grad_w_q, grad_bias = torch.ops.aten.convolution_backward(
+            grad, x_fake, w_fake, [weight.shape[0]] if ctx.has_bias else None, stride, padding,
+            dilation, False, [0, 0], groups, [True, True, ctx.has_bias])
+        grad_x, grad_a_scale, grad_a_zero = ctx.ops.fake_quantize_groups_backward(
+            grad_x_q, x, a_scale, a_zero, qn, qp, *a_groups, a_factor, in_place=True)
+        grad_w, grad_w_scale, _ = ctx.ops.fake_quantize_groups_backward(
+            grad_w_q, weight, w_scale, None, wqn, wqp, *w_groups, w_factor, in_place=True)
+        return (grad_x, grad_w, grad_bias if ctx.has_bias else None, grad_a_scale, grad_a_zero,
+                grad_w_scale, None, None, None, None)
+
+
+def fused_fake_quantized_conv2d(layer, x: Tensor) -> Tensor:
+    """``layer(x)`` of a QConv2d as one autograd node (:class:`_FakeQuantizedConv2d`): the same
+    values as its separate one-pass quantizers and ``F.conv2d``, the same gradients. Call where
+    :func:`fused_conv_ready` is true."""
+    from .kernels import lowbit_ops
+    a, w = layer.a_quantizer, layer.w_quantizer
+    x, a_groups = _input_layout(layer, x)
+    n = layer.out_channels
+    weight = layer.weight.contiguous()
+    per_row = weight.numel() // n
+    w_groups = (1, n, per_row) if w.channel_dim is not None else (1, 1, weight.numel())
+    a_factor = 1.0 / math.sqrt(x[0].numel() * a.qp)     # the quantizers' LSQ gradient factors
+    w_factor = 1.0 / math.sqrt(weight.numel() * w.qp)
+    conv = (layer.stride, layer.padding, layer.dilation, layer.groups)
+    return _FakeQuantizedConv2d.apply(x, weight, layer.bias, a.scale, a.zero_point, w.scale,
+                                      (a.qn, a.qp, a_factor, a_groups),
+                                      (w.qn, w.qp, w_factor, w_groups), conv, lowbit_ops())

@@ -11,6 +11,12 @@ from torch import nn
 
 from mmext.registry import MODELS, QUANTIZERS
 
+from .fake_quantize_kernel import (
+    fused_conv_ready,
+    fused_fake_quantized_conv2d,
+    fused_fake_quantized_linear,
+    fused_linear_ready,
+)
 from .integer_qat import (
     integer_grid_linear,
     integer_grid_pointwise_conv,
@@ -109,6 +115,8 @@ class QLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.integer_gemm and integer_grid_ready(self, x):
             return integer_grid_linear(self, x)
+        if fused_linear_ready(self, x):
+            return fused_fake_quantized_linear(self, x)
         return F.linear(self.a_quantizer(x), self.w_quantizer(self.weight), self.bias)
 
     @classmethod
@@ -141,6 +149,8 @@ class QConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.integer_gemm and is_pointwise(self) and integer_grid_ready(self, x):
             return integer_grid_pointwise_conv(self, x)
+        if fused_conv_ready(self, x):
+            return fused_fake_quantized_conv2d(self, x)
         return self._conv_forward(self.a_quantizer(x), self.w_quantizer(self.weight), self.bias)
 
     @classmethod

@@ -3,6 +3,7 @@ float32 CPU tensors: the eager quantizer's values and input gradients exactly, i
 zero-point gradients to float rounding, on the layouts the quantizers see."""
 import pytest
 import torch
+from torch import nn
 
 from mmext.quant.fake_quantize_kernel import kernel_layout
 from mmext.quant.kernels import lowbit_ops
@@ -114,14 +115,11 @@ def test_the_overhead_benchmark_stands_in_for_the_pass_during_its_own_steps_only
     that workload's step."""
     from pathlib import Path
 
-    from torch import nn
-
-    from mmext.quant import ModuleSwap
-    from mmext.quant import fake_quantize_kernel as one_pass
+    from mmext.quant import ModuleSwap, kernels
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / 'benchmarks'))
     from quant_overhead import StandInPass, Workload
 
-    real_pass = one_pass.kernel_fake_quantize
+    real_ops = kernels.lowbit_ops
     x = torch.randn(6, 20, 32)
     outputs = []
 
@@ -129,7 +127,8 @@ def test_the_overhead_benchmark_stands_in_for_the_pass_during_its_own_steps_only
         outputs.append(model(x))
         return outputs[-1].square().mean()
 
-    for stand_in in (None, StandInPass(copies=False), StandInPass(copies=True)):
+    for stand_in in (None, StandInPass(real_ops(), copies=False),
+                     StandInPass(real_ops(), copies=True)):
         torch.manual_seed(0)
         model = ModuleSwap(w_bits=4, a_bits=4, a_granularity='channel', fused=True)(
             nn.Sequential(nn.Linear(32, 16)))
@@ -138,7 +137,7 @@ def test_the_overhead_benchmark_stands_in_for_the_pass_during_its_own_steps_only
         work.stand_in = stand_in
         for _ in range(11):  # the LSQ+ steps initialise over the first ten batches
             work.step()
-        assert one_pass.kernel_fake_quantize is real_pass
+        assert kernels.lowbit_ops is real_ops
         float_output = nn.functional.linear(x, layer.weight, layer.bias)
         work.step()
         quantized = not torch.equal(outputs[-1], float_output)
@@ -146,3 +145,112 @@ def test_the_overhead_benchmark_stands_in_for_the_pass_during_its_own_steps_only
         assert quantized == all((g != 0).any() for g in step_grads) == (stand_in is None)
         loss(model).backward()  # outside a step: the real pass
         assert not torch.equal(outputs[-1], nn.functional.linear(x, layer.weight, layer.bias))
+
+
+def _initialised_layer(layer, a_granularity, x, batches=11):
+    """``layer`` quantized (W4A4, one-pass quantizers) after ``batches`` forward passes (LSQ+
+    initialises over its first ten)."""
+    from mmext.quant import ModuleSwap
+    model = ModuleSwap(w_bits=4, a_bits=4, a_granularity=a_granularity, fused=True)(
+        nn.Sequential(layer))
+    for _ in range(batches):
+        model(x)
+    return model[0]
+
+
+def _forward_backward(layer, x, upstream):
+    x = x.detach().requires_grad_()
+    y = layer(x)
+    (y * upstream).sum().backward()
+    return y.detach(), x.grad, {k: p.grad for k, p in layer.named_parameters()}
+
+
+FUSED_LAYERS = {
+    'linear, per input feature': (lambda: nn.Linear(40, 24), (3, 7, 40), 'channel'),
+    'linear, per tensor, no bias': (lambda: nn.Linear(40, 24, bias=False), (3, 7, 40), 'tensor'),
+    'linear, a 2-d input': (lambda: nn.Linear(19, 5), (11, 19), 'channel'),
+    'conv 3 x 3, per channel': (lambda: nn.Conv2d(16, 24, 3, padding=1), (2, 16, 9, 9),
+                                'channel'),
+    'depthwise, stride 2': (lambda: nn.Conv2d(16, 16, 3, 2, 1, groups=16, bias=False),
+                            (2, 16, 20, 20), 'channel'),
+    'dilated, grouped, per tensor': (lambda: nn.Conv2d(8, 8, 5, 1, 4, 2, groups=2),
+                                     (2, 8, 17, 17), 'tensor'),
+    'pointwise, channels last': (lambda: nn.Conv2d(12, 30, 1), (2, 12, 8, 8), 'channel'),
+}
+
+
+@pytest.mark.parametrize('name', list(FUSED_LAYERS))
+def test_a_fused_layer_equals_its_separate_quantizers(name, monkeypatch):
+    """QLinear / QConv2d with initialised one-pass quantizers run as one autograd node
+    (fused_fake_quantized_linear / _conv2d): the same outputs and the same gradients, bit for
+    bit, as the separate quantizers and F.linear / F.conv2d."""
+    import mmext.quant.layers as layers
+    from mmext.quant.fake_quantize_kernel import fused_conv_ready, fused_linear_ready
+    make, shape, granularity = FUSED_LAYERS[name]
+    torch.manual_seed(0)
+    x = torch.randn(shape) * 3
+    if name.endswith('channels last'):
+        x = x.to(memory_format=torch.channels_last)
+    layer = _initialised_layer(make(), granularity, x)
+    x = x * 2   # past the initialised ranges: some inputs clip
+    ready = fused_linear_ready if isinstance(layer, nn.Linear) else fused_conv_ready
+    assert ready(layer, x)
+    upstream = torch.randn_like(layer(x))
+    fused = _forward_backward(layer, x, upstream)
+    layer.zero_grad()
+    monkeypatch.setattr(layers, 'fused_linear_ready', lambda *args: False)
+    monkeypatch.setattr(layers, 'fused_conv_ready', lambda *args: False)
+    separate = _forward_backward(layer, x, upstream)
+    assert torch.equal(fused[0], separate[0]) and torch.equal(fused[1], separate[1])
+    assert fused[2].keys() == separate[2].keys() and 'a_quantizer.zero_point' in fused[2]
+    for key, grad in separate[2].items():
+        assert torch.equal(fused[2][key], grad), key
+    assert (separate[2]['a_quantizer.zero_point'] != 0).any()
+
+
+def test_fused_layers_leave_what_they_do_not_take_to_the_separate_quantizers():
+    from mmext.quant.fake_quantize_kernel import fused_conv_ready, fused_linear_ready
+    x = torch.randn(2, 8, 10, 10)
+    conv = _initialised_layer(nn.Conv2d(8, 8, 3, padding=1), 'channel', x)
+    assert fused_conv_ready(conv, x)
+    assert not fused_conv_ready(conv, x.double())
+    conv.a_quantizer.fused = False
+    assert not fused_conv_ready(conv, x)
+    for padding in (dict(padding='same'), dict(padding=1, padding_mode='reflect')):
+        other = _initialised_layer(nn.Conv2d(8, 8, 3, **padding), 'channel', x)
+        assert not fused_conv_ready(other, x)
+        assert other(x).shape == (2, 8, 10, 10)
+    rows = torch.randn(4, 16)
+    hooked = _initialised_layer(nn.Linear(16, 4), 'channel', rows)
+    assert fused_linear_ready(hooked, rows)
+    seen = []
+    handle = hooked.a_quantizer.register_forward_hook(lambda *args: seen.append(args[2]))
+    assert not fused_linear_ready(hooked, rows)  # a hook on a quantizer runs it as a module
+    hooked(rows)
+    handle.remove()
+    assert len(seen) == 1 and fused_linear_ready(hooked, rows)
+    # still initialising (the quantizer's own path writes its steps)
+    linear = _initialised_layer(nn.Linear(16, 4), 'channel', rows, batches=9)
+    assert not fused_linear_ready(linear, rows)
+    linear(rows)
+    assert fused_linear_ready(linear, rows)
+
+
+def test_the_backward_pass_in_place_writes_over_the_gradient_only_where_asked():
+    ops = lowbit_ops()
+    torch.manual_seed(0)
+    x = torch.randn(64, 48) * 3
+    s, z = torch.rand(48) * 0.3 + 0.05, torch.randn(48)
+    g = torch.randn(64, 48)
+    args = (x, s, z, -8, 7, 64, 48, 1, 0.1)
+    expected = ops.fake_quantize_groups_backward(g.clone(), *args)
+    grad = g.clone()
+    in_place = ops.fake_quantize_groups_backward(grad, *args, in_place=True)
+    assert in_place[0].data_ptr() == grad.data_ptr()
+    for a, b in zip(in_place, expected):
+        assert torch.equal(a, b)
+    assert not torch.equal(grad, g)
+    transposed = g.t().contiguous().t()   # x's shape, other strides: read from a copy
+    kept = transposed.clone()
+    result = ops.fake_quantize_groups_backward(transposed, *args, in_place=True)
+    assert torch.equal(transposed, kept) and torch.equal(result[0], expected[0])

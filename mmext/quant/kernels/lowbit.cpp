@@ -592,16 +592,16 @@ void lsq_backward_row(const float* g, const float* src, float* gx, int64_t n, co
                       const float* zp, float lo, float hi, float* step, float* out) {
   int64_t i = use_avx512() ? lsq_backward_row_avx512(g, src, gx, n, sc, zp, lo, hi, step, out)
                            : 0;
-  for (; i < n; ++i) {
-    const float z = zp ? zp[i] : 0.0f;
+  for (; i < n; ++i) {  // g read before gx is written: gx may be g's memory
+    const float z = zp ? zp[i] : 0.0f, gi = g[i];
     const float t = src[i] / sc[i] + z;
     if (t >= lo && t <= hi) {
-      gx[i] = g[i];
-      step[i] += g[i] * (std::nearbyint(t) - t);
+      gx[i] = gi;
+      step[i] += gi * (std::nearbyint(t) - t);
     } else {
       gx[i] = 0.0f;
-      step[i] += g[i] * ((t < lo ? lo : hi) - z);
-      out[i] += g[i];
+      step[i] += gi * ((t < lo ? lo : hi) - z);
+      out[i] += gi;
     }
   }
 }
@@ -666,15 +666,15 @@ Groups check_groups(const torch::Tensor& x, torch::Tensor& scale,
 void lsq_backward_range(const float* g, const float* src, float* gx, int64_t n, float s,
                         float z, float lo, float hi, double& ds, double& out) {
   int64_t i = use_avx512() ? lsq_backward_avx512(g, src, gx, n, s, z, lo, hi, ds, out) : 0;
-  for (; i < n; ++i) {
-    const float t = src[i] / s + z;
+  for (; i < n; ++i) {  // g read before gx is written: gx may be g's memory
+    const float t = src[i] / s + z, gi = g[i];
     if (t >= lo && t <= hi) {
-      gx[i] = g[i];
-      ds += static_cast<double>(g[i]) * (std::nearbyint(t) - t);
+      gx[i] = gi;
+      ds += static_cast<double>(gi) * (std::nearbyint(t) - t);
     } else {
       gx[i] = 0.0f;
-      ds += static_cast<double>(g[i]) * ((t < lo ? lo : hi) - z);
-      out += g[i];
+      ds += static_cast<double>(gi) * ((t < lo ? lo : hi) - z);
+      out += gi;
     }
   }
 }
@@ -2637,18 +2637,21 @@ torch::Tensor fake_quantize_groups(torch::Tensor x, torch::Tensor scale,
 // else 0; the step's gradient factor * (sum grad * (round(t) - t) inside plus grad * (bound - z)
 // outside) and the zero point's -factor * s * (sum grad outside), per channel (summed in
 // float64), each shaped like its parameter (the zero point's undefined without one).
+// in_place: grad_x is written over grad where grad is float32 with x's strides (a caller that
+// alone holds grad: a fused layer's own product gradient).
 std::vector<torch::Tensor> fake_quantize_groups_backward(
     torch::Tensor grad, torch::Tensor x, torch::Tensor scale, c10::optional<torch::Tensor> zero,
-    int64_t qn, int64_t qp, int64_t outer, int64_t channels, int64_t inner, double factor) {
+    int64_t qn, int64_t qp, int64_t outer, int64_t channels, int64_t inner, double factor,
+    bool in_place) {
   const auto scale_shape = scale.sizes().vec();
   const Groups groups = check_groups(x, scale, zero, outer, channels, inner,
                                      "fake_quantize_groups_backward");
   check_cpu({grad}, "fake_quantize_groups_backward");
   TORCH_CHECK(grad.sizes() == x.sizes(),
               "fake_quantize_groups_backward: grad must have x's shape");
-  if (grad.scalar_type() != torch::kFloat32 || grad.strides() != x.strides())
-    grad = torch::empty_like(x).copy_(grad);  // the layout the pass reads x in
-  auto grad_x = torch::empty_like(x);
+  const bool same_layout = grad.scalar_type() == torch::kFloat32 && grad.strides() == x.strides();
+  if (!same_layout) grad = torch::empty_like(x).copy_(grad);  // the layout the pass reads x in
+  auto grad_x = in_place ? grad : torch::empty_like(x);  // a copy made above is ours to write
   const float *g = grad.data_ptr<float>(), *src = x.data_ptr<float>();
   const float* sc = scale.data_ptr<float>();
   const float* zp = zero ? zero->data_ptr<float>() : nullptr;
@@ -2803,7 +2806,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("fake_quantize_groups", &fake_quantize_groups,
         "LSQ / LSQ+ fake quantization, a step per channel, in one pass");
   m.def("fake_quantize_groups_backward", &fake_quantize_groups_backward,
-        "its input gradient and the step / zero-point sums per channel in one pass");
+        "its input gradient and the step / zero-point sums per channel in one pass (with "
+        "in_place, the input gradient written over grad)",
+        py::arg("grad"), py::arg("x"), py::arg("scale"), py::arg("zero"), py::arg("qn"),
+        py::arg("qp"), py::arg("outer"), py::arg("channels"), py::arg("inner"),
+        py::arg("factor"), py::arg("in_place") = false);
   m.def("im2col_int8", &im2col_int8, "int8 / uint8 columns of a channels-last input, padded "
         "with a given byte");
   m.def("has_avx512_popcount", &has_avx512_popcount, "whether the AVX-512 path runs");
