@@ -132,10 +132,13 @@ def fused_linear_ready(layer, x: Tensor) -> bool:
     LSQ+ input quantizer (per tensor or per input feature) and an LSQ weight quantizer (per
     tensor or per output feature), both initialised and with ``fused=True``, float32 CPU
     tensors, and the extension built. Anything else (a quantizer still initialising, a
-    calibration observer, another quantizer type) runs the layer's separate quantizers."""
+    calibration observer or a forward hook on a quantizer, another quantizer type, an input of
+    the wrong width, which the separate path refuses with its message) runs the layer's
+    separate quantizers."""
     from .kernels import lowbit_ops
     from .quantizers import LSQPlusQuantizer, LSQQuantizer
     return (x.device.type == 'cpu' and x.dtype == torch.float32 and x.numel() > 0
+            and x.dim() >= 1 and x.shape[-1] == layer.in_features
             and layer.weight.dtype == torch.float32
             and _one_pass_quantizer(layer.a_quantizer, LSQPlusQuantizer, -1)
             and _one_pass_quantizer(layer.w_quantizer, LSQQuantizer, 0)

@@ -234,6 +234,11 @@ def test_fused_layers_leave_what_they_do_not_take_to_the_separate_quantizers():
     assert not fused_linear_ready(linear, rows)
     linear(rows)
     assert fused_linear_ready(linear, rows)
+    # a wrong input width is refused as the separate path refuses it, not reshaped to fit
+    wrong = torch.randn(6, 8)
+    assert not fused_linear_ready(linear, wrong)
+    with pytest.raises(ValueError, match='16 scale groups'):
+        linear(wrong)
 
 
 def test_the_backward_pass_in_place_writes_over_the_gradient_only_where_asked():
