@@ -27,11 +27,12 @@ attention's matmuls stay fake-quantized). The
 stem and the prediction heads stay float, as in the demo's 4-bit config. ``--compile`` adds
 ``float-compiled`` and ``w4a4-compiled``: the whole model through ``torch.compile`` (the
 quantized one after its initialising batches, which run eager), the optimizer step eager.
-``--stand-ins`` adds two diagnostic copies of ``w4a4-attn8-channel-fused`` whose one-pass
-fake quantizers are replaced during their own steps, to show what the passes themselves cost:
-``...-no-pass`` returns each quantizer's input and passes its gradient through (the quantizers
-cost nothing), ``...-copy`` writes a plain copy of the input forward and of the gradient
-backward (the memory a pass writes, with no arithmetic and without reading the input again
+``--stand-ins`` adds two diagnostic copies of ``w4a4-attn8-channel-fused`` whose low-bit
+extension's fake-quantize pass is replaced during their own steps (:class:`StandInPass`), to
+show what the passes themselves cost: ``...-no-pass`` returns each quantizer's input and passes
+its gradient through (the quantizers cost nothing), ``...-copy`` writes a plain copy of the
+input forward and of the gradient backward, or rewrites the gradient where the pass writes over
+it in place (the memory a pass writes, with no arithmetic and without reading the input again
 backward); the step and zero-point gradients are zeros in both (detr and vit only).
 ``--fused-adamw`` gives every variant ``AdamW(fused=True)``: one update kernel for all
 parameters, where the default loops over them (a quantized model adds a step and a zero point

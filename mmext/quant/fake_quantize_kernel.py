@@ -178,9 +178,9 @@ class _FakeQuantizedLinear(torch.autograd.Function):
 
 def fused_fake_quantized_linear(layer, x: Tensor) -> Tensor:
     """``layer(x)`` of a QLinear (x (..., K) -> (..., N)) as one autograd node (see
-    :class:`_FakeQuantizedLinear`): the same values as its separate one-pass quantizers and
-    ``F.linear``, the same gradients to float rounding (the products' gradients are the same
-    GEMMs). Call where :func:`fused_linear_ready` is true."""
+    :class:`_FakeQuantizedLinear`): the same values and gradients as its separate one-pass
+    quantizers and ``F.linear`` (the products' gradients are the same GEMMs). Call where
+    :func:`fused_linear_ready` is true."""
     from .kernels import lowbit_ops
     a, w = layer.a_quantizer, layer.w_quantizer
     k, n = layer.in_features, layer.out_features
