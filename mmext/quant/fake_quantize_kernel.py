@@ -117,6 +117,21 @@ def kernel_fake_quantize(x: Tensor, s: Tensor, z: Tensor | None, qn: int, qp: in
     return _KernelFakeQuantize.apply(x, s, z, qn, qp, grad_factor, groups, lowbit_ops())
 
 
+def quantizers_backward_in_place(ops, grad_x_q: Tensor, x: Tensor, a_scale: Tensor,
+                                 a_zero: Tensor, a_grid: tuple, grad_w_q: Tensor,
+                                 weight: Tensor, w_scale: Tensor, w_grid: tuple) -> tuple:
+    """A layer's LSQ+ input and LSQ weight quantizers' backward passes, written over its product
+    gradients ``grad_x_q`` (``x``'s shape) and ``grad_w_q`` (the weight's), which only the
+    calling autograd function holds; a grid is (qn, qp, gradient factor, (outer, groups,
+    inner)). -> (grad_x, grad_weight, grad_a_scale, grad_a_zero, grad_w_scale)."""
+    (qn, qp, a_factor, a_groups), (wqn, wqp, w_factor, w_groups) = a_grid, w_grid
+    grad_x, grad_a_scale, grad_a_zero = ops.fake_quantize_groups_backward(
+        grad_x_q, x, a_scale, a_zero, qn, qp, *a_groups, a_factor, in_place=True)
+    grad_w, grad_w_scale, _ = ops.fake_quantize_groups_backward(
+        grad_w_q, weight, w_scale, None, wqn, wqp, *w_groups, w_factor, in_place=True)
+    return grad_x, grad_w, grad_a_scale, grad_a_zero, grad_w_scale
+
+
 def _one_pass_quantizer(quantizer, kind: type, channel_dim) -> bool:
     """An initialised ``kind`` quantizer set to the one-pass kernels (``fused=True``), with one
     step for all or one per index of ``channel_dim``, and no forward hooks (a fused layer does
@@ -164,13 +179,10 @@ class _FakeQuantizedLinear(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         rows, x_fake, weight, w_fake, a_scale, a_zero, w_scale = ctx.saved_tensors
-        (qn, qp, a_factor, a_groups), (wqn, wqp, w_factor, w_groups) = ctx.grids
         grad = grad.contiguous()
-        grad_x, grad_a_scale, grad_a_zero = ctx.ops.fake_quantize_groups_backward(
-            grad @ w_fake, rows, a_scale, a_zero, qn, qp, *a_groups, a_factor, in_place=True)
-        grad_w, grad_w_scale, _ = ctx.ops.fake_quantize_groups_backward(
-            grad.t() @ x_fake, weight, w_scale, None, wqn, wqp, *w_groups, w_factor,
-            in_place=True)
+        grad_x, grad_w, grad_a_scale, grad_a_zero, grad_w_scale = quantizers_backward_in_place(
+            ctx.ops, grad @ w_fake, rows, a_scale, a_zero, ctx.grids[0], grad.t() @ x_fake,
+            weight, w_scale, ctx.grids[1])
         grad_bias = grad.sum(0) if ctx.has_bias else None
         return grad_x, grad_w, grad_bias, grad_a_scale, grad_a_zero, grad_w_scale, None, None, \
             None
@@ -236,15 +248,13 @@ class _FakeQuantizedConv2d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, x_fake, weight, w_fake, a_scale, a_zero, w_scale = ctx.saved_tensors
-        (qn, qp, a_factor, a_groups), (wqn, wqp, w_factor, w_groups) = ctx.grids
         stride, padding, dilation, groups = ctx.conv
         grad_x_q, grad_w_q, grad_bias = torch.ops.aten.convolution_backward(
             grad, x_fake, w_fake, [weight.shape[0]] if ctx.has_bias else None, stride, padding,
             dilation, False, [0, 0], groups, [True, True, ctx.has_bias])
-        grad_x, grad_a_scale, grad_a_zero = ctx.ops.fake_quantize_groups_backward(
-            grad_x_q, x, a_scale, a_zero, qn, qp, *a_groups, a_factor, in_place=True)
-        grad_w, grad_w_scale, _ = ctx.ops.fake_quantize_groups_backward(
-            grad_w_q, weight, w_scale, None, wqn, wqp, *w_groups, w_factor, in_place=True)
+        grad_x, grad_w, grad_a_scale, grad_a_zero, grad_w_scale = quantizers_backward_in_place(
+            ctx.ops, grad_x_q, x, a_scale, a_zero, ctx.grids[0], grad_w_q, weight, w_scale,
+            ctx.grids[1])
         return (grad_x, grad_w, grad_bias if ctx.has_bias else None, grad_a_scale, grad_a_zero,
                 grad_w_scale, None, None, None, None)
 

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from mmext.utils.machine import cpu_flags
 
+from .fake_quantize_kernel import quantizers_backward_in_place
 from .quantizers import LSQPlusQuantizer, LSQQuantizer
 
 
@@ -104,14 +105,11 @@ class _IntegerGridLinear(torch.autograd.Function):
         grad_x_q = grad @ w_fake
         grad_w_q = grad.t() @ x_fake
         # LSQ+ on the input (one step) and LSQ on the weight (one step, or one per output
-        # channel): the one-pass quantizer's backward (mmext.quant.fake_quantize_kernel),
-        # written over the product gradients, which are this function's own
-        grad_x, grad_a_scale, grad_a_zero = ctx.ops.fake_quantize_groups_backward(
-            grad_x_q, x, a_scale, a_zero, qn, qp, 1, 1, x.numel(), a_factor, in_place=True)
+        # channel): the one-pass quantizers' backward, written over the product gradients
         rows = w_scale.numel()
-        grad_w, grad_w_scale, _ = ctx.ops.fake_quantize_groups_backward(
-            grad_w_q, weight, w_scale, None, wqn, wqp, 1, rows, weight.numel() // rows, w_factor,
-            in_place=True)
+        grad_x, grad_w, grad_a_scale, grad_a_zero, grad_w_scale = quantizers_backward_in_place(
+            ctx.ops, grad_x_q, x, a_scale, a_zero, (qn, qp, a_factor, (1, 1, x.numel())),
+            grad_w_q, weight, w_scale, (wqn, wqp, w_factor, (1, rows, weight.numel() // rows)))
         grad_bias = grad.sum(0) if ctx.has_bias else None
         return grad_x, grad_w, grad_bias, grad_a_scale, grad_a_zero, grad_w_scale, None, None, \
             None
