@@ -209,25 +209,24 @@ def fused_fake_quantized_linear(layer, x: Tensor) -> Tensor:
     return out.reshape(*x.shape[:-1], n)
 
 
-def fused_conv_ready(layer, x: Tensor) -> bool:
+def fused_conv_ready(layer, x: Tensor) -> tuple[Tensor, tuple[int, int, int]] | None:
     """As :func:`fused_linear_ready` for a QConv2d ``layer`` (input steps per tensor or per
     channel) with zero padding given as numbers, on a (B, C, H, W) ``x`` whose layout the
-    one-pass kernel takes."""
+    one-pass kernel takes: that layout (:func:`kernel_layout`, for
+    :func:`fused_fake_quantized_conv2d`) where the layer can run fused, else None."""
     from .kernels import lowbit_ops
     from .quantizers import LSQPlusQuantizer, LSQQuantizer
-    return (x.device.type == 'cpu' and x.dtype == torch.float32 and x.dim() == 4
+    if not (x.device.type == 'cpu' and x.dtype == torch.float32 and x.dim() == 4
             and x.numel() > 0 and layer.weight.dtype == torch.float32
             and layer.padding_mode == 'zeros' and not isinstance(layer.padding, str)
             and _one_pass_quantizer(layer.a_quantizer, LSQPlusQuantizer, 1)
             and _one_pass_quantizer(layer.w_quantizer, LSQQuantizer, 0)
-            and lowbit_ops() is not None and _input_layout(layer, x) is not None)
-
-
-def _input_layout(layer, x: Tensor):
-    """:func:`kernel_layout` of a QConv2d's input for its input quantizer's steps."""
+            and lowbit_ops() is not None):
+        return None
     a = layer.a_quantizer
     shape = (1, -1, 1, 1) if a.channel_dim is not None else (-1, )
     return kernel_layout(x, a.scale.detach().view(shape), a.zero_point.detach().view(shape))
+
 
 
 class _FakeQuantizedConv2d(torch.autograd.Function):
@@ -259,13 +258,13 @@ class _FakeQuantizedConv2d(torch.autograd.Function):
                 grad_w_scale, None, None, None, None)
 
 
-def fused_fake_quantized_conv2d(layer, x: Tensor) -> Tensor:
+def fused_fake_quantized_conv2d(layer, layout: tuple[Tensor, tuple[int, int, int]]) -> Tensor:
     """``layer(x)`` of a QConv2d as one autograd node (:class:`_FakeQuantizedConv2d`): the same
-    values as its separate one-pass quantizers and ``F.conv2d``, the same gradients. Call where
-    :func:`fused_conv_ready` is true."""
+    values as its separate one-pass quantizers and ``F.conv2d``, the same gradients; ``layout``
+    is what :func:`fused_conv_ready` gave for ``x``."""
     from .kernels import lowbit_ops
     a, w = layer.a_quantizer, layer.w_quantizer
-    x, a_groups = _input_layout(layer, x)
+    x, a_groups = layout
     n = layer.out_channels
     weight = layer.weight.contiguous()
     per_row = weight.numel() // n

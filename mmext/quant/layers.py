@@ -149,8 +149,9 @@ class QConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.integer_gemm and is_pointwise(self) and integer_grid_ready(self, x):
             return integer_grid_pointwise_conv(self, x)
-        if fused_conv_ready(self, x):
-            return fused_fake_quantized_conv2d(self, x)
+        layout = fused_conv_ready(self, x)   # the input's layout where it runs fused
+        if layout:
+            return fused_fake_quantized_conv2d(self, layout)
         return self._conv_forward(self.a_quantizer(x), self.w_quantizer(self.weight), self.bias)
 
     @classmethod
