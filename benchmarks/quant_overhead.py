@@ -37,6 +37,14 @@ backward); the step and zero-point gradients are zeros in both (detr and vit onl
 ``--fused-adamw`` gives every variant ``AdamW(fused=True)``: one update kernel for all
 parameters, where the default loops over them (a quantized model adds a step and a zero point
 per quantizer: DeiT-Tiny 392 parameters against 152).
+``--optim-wrapper config`` gives every variant the optimizer wrapper ``tools/train.py`` builds
+from the model's config (mmengine's ``build_optim_wrapper``: its parameter groups, gradient
+clipping and constructor; detr: the demo detector's config, vit: Bi-ViT's DeiT-Tiny recipe
+``configs/bivit/deit-tiny_4xb256-300e_in1k.py``): the step users train with. ``--optim-wrapper
+default-constructor`` builds the same with mmengine's ``DefaultOptimWrapperConstructor`` and
+without ``fused`` (the configs before ``MergedGroupsOptimWrapperConstructor``: a group per
+parameter). With either, the results add the optimizer-wrapper steps alone (gradient clipping
+and update, on fixed gradients) of every variant under both, side by side.
 Variants run round-robin, one step each per round, so slow drifts of the machine hit all of
 them alike; the figure per variant is the median step time, and the ratio is that median over
 the float one.
@@ -101,14 +109,19 @@ class Workload:
     """A model, an optimizer and a function running one training step on a fixed batch."""
 
     optimizer_options = dict(lr=1e-4)  # main() adds fused=True with --fused-adamw
+    optim_wrapper_cfg: dict | None = None  # main() sets it per model with --optim-wrapper
 
     def __init__(self, model: nn.Module, loss_fn, device: str, min_warmup: int = 0,
                  compile_after: int | None = None):
         self.min_warmup = min_warmup  # untimed steps this workload needs at least
         self.model = self.forward_model = model.to(device).train()
         self.loss_fn = loss_fn
-        self.optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad], **self.optimizer_options)
+        if self.optim_wrapper_cfg is None:
+            self.optimizer = torch.optim.AdamW(
+                [p for p in self.model.parameters() if p.requires_grad],
+                **self.optimizer_options)
+        else:  # an mmengine OptimWrapper: step() clips the gradients, then updates
+            self.optimizer = build_wrapper(self.model, self.optim_wrapper_cfg)
         # compile_after: eager steps before the whole model goes through torch.compile (the
         # quantizers' data-driven initialisation writes their steps in place, which a compiled
         # backward refuses)
@@ -255,6 +268,50 @@ def mlp_workloads(device: str, batch: int = 8, compile_whole: bool = False,
 
 
 BUILDERS = {'detr': detr_workloads, 'vit': vit_workloads, 'mlp': mlp_workloads}
+# the configs whose optim_wrapper --optim-wrapper takes
+OPTIM_CONFIGS = {'detr': DEMO_DETR, 'vit': REPO / 'configs/bivit/deit-tiny_4xb256-300e_in1k.py'}
+
+
+def optim_wrapper_cfg(model: str, which: str) -> dict:
+    """The ``optim_wrapper`` of the model's config; with ``which='default-constructor'`` built
+    by mmengine's default constructor, without ``fused``."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(OPTIM_CONFIGS[model]).optim_wrapper.to_dict()
+    if which == 'default-constructor':
+        cfg.pop('constructor', None)
+        cfg['optimizer'].pop('fused', None)
+    return cfg
+
+
+def build_wrapper(model: nn.Module, cfg: dict):
+    from mmengine.optim import build_optim_wrapper
+    return build_optim_wrapper(model, copy.deepcopy(cfg))
+
+
+def measure_optimizers(workloads: dict[str, Workload], cfgs: dict[str, dict],
+                       steps: int) -> dict:
+    """Median ms of an optimizer-wrapper step alone (gradient clipping and update) of every
+    workload's model under each of ``cfgs``, on fixed random gradients, round-robin."""
+    generator = torch.Generator().manual_seed(0)
+    wrappers = {}
+    for name, workload in workloads.items():
+        params = [p for p in workload.model.parameters() if p.requires_grad]
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=generator).to(p) * 1e-3
+        for key, cfg in cfgs.items():
+            wrapper = build_wrapper(workload.model, cfg)
+            wrappers[name, key] = wrapper, len(params), len(wrapper.optimizer.param_groups)
+    times = {k: [] for k in wrappers}
+    for _ in range(steps):
+        for k, (wrapper, _, _) in wrappers.items():
+            start = time.perf_counter()
+            wrapper.step()
+            times[k].append(time.perf_counter() - start)
+    results = {}
+    for (name, key), (_, n_params, n_groups) in wrappers.items():
+        results.setdefault(name, dict(parameters=n_params))[key] = dict(
+            median_ms=round(statistics.median(times[name, key]) * 1e3, 2), groups=n_groups)
+    return results
 
 
 def _sync(device: str) -> None:
@@ -303,9 +360,19 @@ def main() -> None:
                         help='AdamW(fused=True) for every variant: one update kernel for all '
                              'parameters instead of a loop over them (a quantized model adds '
                              'a step and a zero point per quantizer)')
+    parser.add_argument('--optim-wrapper', choices=['config', 'default-constructor'],
+                        help="every variant's optimizer wrapper from the model's config "
+                             "(mmengine's build_optim_wrapper), or the same with mmengine's "
+                             'default constructor and no fused update (detr and vit); adds the '
+                             'optimizer steps alone under both')
     parser.add_argument('--out', type=Path,
                         default=REPO / 'benchmarks/results/quant_overhead.json')
     args = parser.parse_args()
+    if args.optim_wrapper and 'mlp' in args.models:
+        parser.error('--optim-wrapper takes the detr and vit configs; leave mlp out '
+                     '(--models detr vit)')
+    if args.optim_wrapper and args.fused_adamw:
+        parser.error('--fused-adamw and --optim-wrapper both choose the optimizer: give one')
     if args.compile and 'mlp' in args.models:
         parser.error('--compile compiles the detr and vit models; leave mlp out '
                      '(--models detr vit)')
@@ -319,15 +386,30 @@ def main() -> None:
     results = dict(
         command='python benchmarks/quant_overhead.py ' + ' '.join(sys.argv[1:]),
         device=device_name, torch=torch.__version__, steps=args.steps, warmup=args.warmup,
-        batch_size=args.batch_size, optimizer=f'AdamW {Workload.optimizer_options}',
+        batch_size=args.batch_size,
+        optimizer=(f"the model's config's optim_wrapper ({args.optim_wrapper})"
+                   if args.optim_wrapper else f'AdamW {Workload.optimizer_options}'),
         target='w4a4 step <= 1.2x the float step', models={})
     for model in args.models:
         print(f'{model}: building the variants ...', flush=True)
+        if args.optim_wrapper:
+            Workload.optim_wrapper_cfg = optim_wrapper_cfg(model, args.optim_wrapper)
+            results.setdefault('optim_wrappers', {})[model] = Workload.optim_wrapper_cfg
         workloads = BUILDERS[model](args.device, args.batch_size, args.compile, args.stand_ins)
         results['models'][model] = measure(workloads, args.steps, args.warmup, args.device)
         for name, row in results['models'][model].items():
             print(f"  {name:<34} {row['median_s'] * 1e3:9.1f} ms  {row['ratio_to_float']:.2f}x",
                   flush=True)
+        if args.optim_wrapper:
+            cfgs = {which: optim_wrapper_cfg(model, which)
+                    for which in ('config', 'default-constructor')}
+            rows = measure_optimizers(workloads, cfgs, steps=25)
+            results.setdefault('optimizer_steps_alone', {})[model] = rows
+            print('  optimizer-wrapper steps alone, ms (groups): config | default constructor')
+            for name, row in rows.items():
+                a, b = row['config'], row['default-constructor']
+                print(f"  {name:<34} {a['median_ms']:7.1f} ({a['groups']}) | "
+                      f"{b['median_ms']:7.1f} ({b['groups']})", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(args.out, json.dumps(results, indent=2) + '\n')
     print(f'written {args.out}')

@@ -23,9 +23,13 @@ model = dict(
         loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')))
 
 # DeiT's recipe, shortened: AdamW, weight decay 0.05, cosine with warm-up, label smoothing 0.1.
+# The parameter groups paramwise_cfg makes (one per parameter) merged where their options are
+# equal, and AdamW's fused update: one kernel per group instead of a launch per parameter, which
+# a binarized model multiplies (projects/bivit/README.md, "Training step").
 max_epochs = 20
 optim_wrapper = dict(
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+    constructor='mmext.MergedGroupsOptimWrapperConstructor',
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05, fused=True),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
                        custom_keys={'.cls_token': dict(decay_mult=0.0),
                                     '.pos_embed': dict(decay_mult=0.0)}))

@@ -3,6 +3,7 @@
 # where mmpretrain's differ. Checked against the paper's recipe by
 # tests/test_paper_schedules.py.
 _base_ = 'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py'
+custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
 
 # 5 linear warm-up epochs (mmpretrain's ImageNet AdamW schedule has 20), then cosine to 300.
 warmup_epochs = 5
@@ -10,3 +11,10 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=True, end=warmup_epochs,
          convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=warmup_epochs)]
+
+# The parameter groups paramwise_cfg makes (one per parameter) merged where their options are
+# equal, and AdamW's fused update: one kernel per group instead of a launch per parameter, which
+# a quantized model multiplies (a step size and a zero point per quantizer). The same options
+# for every parameter (projects/bivit/README.md, "Training step").
+optim_wrapper = dict(constructor='mmext.MergedGroupsOptimWrapperConstructor',
+                     optimizer=dict(fused=True))

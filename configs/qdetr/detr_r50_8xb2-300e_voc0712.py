@@ -3,6 +3,7 @@
 # R101 (detr_r101_8xb2-300e_voc0712.py) the teacher. mmdet has no DETR VOC config or weights:
 # train these with tools/train.py. Schedule from the paper: 300 epochs, lr x0.1 at 200.
 _base_ = 'mmdet::detr/detr_r50_8xb2-150e_coco.py'
+custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
 
 dataset_type = 'VOCDataset'
 data_root = 'data/VOCdevkit/'
@@ -32,3 +33,10 @@ param_scheduler = [
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[200],
          gamma=0.1)
 ]
+
+# The parameter groups paramwise_cfg makes (one per parameter) merged where their options are
+# equal, and AdamW's fused update: one kernel per group instead of a launch per parameter, which
+# a quantized model multiplies (a step size and a zero point per quantizer). The same options
+# for every parameter (projects/qdetr/README.md, "Training step").
+optim_wrapper = dict(constructor='mmext.MergedGroupsOptimWrapperConstructor',
+                     optimizer=dict(fused=True))

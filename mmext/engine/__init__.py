@@ -4,8 +4,9 @@ from .checkpoint_fit import CheckpointFitHook
 from .continual_loop import ClassIncrementalLoop
 from .feature_init import InitFromTrainFeaturesHook
 from .numerical_guard import NumericalGuardHook
-from .optim import MultiOptimWrapperConstructor
+from .optim import MergedGroupsOptimWrapperConstructor, MultiOptimWrapperConstructor
 from .rng_state import RNGStateHook
 
-__all__ = ['CheckpointFitHook', 'ClassIncrementalLoop', 'InitFromTrainFeaturesHook', 'MultiOptimWrapperConstructor',
+__all__ = ['CheckpointFitHook', 'ClassIncrementalLoop', 'InitFromTrainFeaturesHook',
+           'MergedGroupsOptimWrapperConstructor', 'MultiOptimWrapperConstructor',
            'NumericalGuardHook', 'RNGStateHook']
