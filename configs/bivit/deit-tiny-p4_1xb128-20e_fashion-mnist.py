@@ -25,7 +25,7 @@ model = dict(
 # DeiT's recipe, shortened: AdamW, weight decay 0.05, cosine with warm-up, label smoothing 0.1.
 # The parameter groups paramwise_cfg makes (one per parameter) merged where their options are
 # equal, and AdamW's fused update: one kernel per group instead of a launch per parameter, which
-# a binarized model multiplies (projects/bivit/README.md, "Training step").
+# a binarized model multiplies (projects/bivit/README.md, "Faster training on a CPU").
 max_epochs = 20
 optim_wrapper = dict(
     constructor='mmext.MergedGroupsOptimWrapperConstructor',

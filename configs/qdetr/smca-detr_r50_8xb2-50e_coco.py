@@ -47,6 +47,6 @@ param_scheduler = [
 # The parameter groups paramwise_cfg makes (one per parameter) merged where their options are
 # equal, and AdamW's fused update: one kernel per group instead of a launch per parameter, which
 # a quantized model multiplies (a step size and a zero point per quantizer). The same options
-# for every parameter (projects/qdetr/README.md, "Training step").
+# for every parameter (projects/qdetr/README.md, "Faster QAT on a CPU").
 optim_wrapper = dict(constructor='mmext.MergedGroupsOptimWrapperConstructor',
                      optimizer=dict(fused=True))
