@@ -127,6 +127,30 @@ def test_sign_gradient_estimators_match_their_definitions(ste, derivative):
     torch.testing.assert_close(x.grad, torch.arange(1.0, 9.0) * derivative(x.detach()))
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize('ste, derivative', [
+    ('identity', lambda x: torch.ones_like(x)),
+    ('clip', lambda x: (x.abs() <= 1).to(x.dtype)),
+    ('approx_sign', lambda x: (2 - 2 * x.abs()) * (x.abs() <= 1).to(x.dtype)),
+])
+def test_sign_and_its_estimators_equal_the_formulas_bit_for_bit(ste, derivative, dtype):
+    """sign_ste's passes (fewer than the formulas written out) give the formulas' bits: signed
+    zeros, infinities and NaN included, in the input's dtype."""
+    g = torch.Generator().manual_seed(0)
+    special = [0.0, -0.0, 1.0, -1.0, float('inf'), -float('inf'), float('nan'), 0.5]
+    x = torch.cat([torch.tensor(special), torch.randn(200, generator=g) * 1.5]).to(dtype)
+    grad = torch.cat([torch.randn(200, generator=g), torch.tensor(special)]).to(dtype)
+    leaf = x.clone().requires_grad_()
+    y = sign_ste(leaf, ste)
+    y.backward(grad)
+    as_ints = {torch.float32: torch.int32, torch.float64: torch.int64, torch.bfloat16: torch.int16}
+    assert y.dtype == leaf.grad.dtype == dtype
+    expected_y = torch.where(x >= 0, torch.ones_like(x), -torch.ones_like(x))
+    assert torch.equal(y.view(as_ints[dtype]), expected_y.view(as_ints[dtype]))
+    expected_grad = grad * derivative(x)
+    assert torch.equal(leaf.grad.view(as_ints[dtype]), expected_grad.view(as_ints[dtype]))
+
+
 def test_swish_estimator_matches_the_derivative_of_2sigmoid_minus_1():
     x = torch.linspace(-2, 2, 9, requires_grad=True)
     sign_ste(x, 'swish').sum().backward()
