@@ -400,17 +400,18 @@ class LSQPlusQuantizer(_StepQuantizer):
 def _ste_gradient(grad: torch.Tensor, x: torch.Tensor, ste: str) -> torch.Tensor:
     """``grad * d sign(x) / dx`` as each straight-through estimator defines the derivative.
 
-    'clip' and 'approx_sign' take 3 and 5 passes over the tensors where the formulas written
-    out take 4 and 8, with the same values bit for bit: a float times a bool mask is the float
-    times 1.0 or 0.0, and ``rsub(a, 2, alpha=2)`` rounds ``2 - 2a`` once, as ``2 - 2 * a`` does
-    (``2a`` is exact)."""
+    The masks are float (an in-place comparison writes 1.0 / 0.0 in the tensor's dtype): on the
+    CPU torch's bool tensors take its slow path, converted to float or multiplied into one
+    (about 30x a float multiply here). The same values bit for bit as the formulas written
+    out; ``rsub(a, 2, alpha=2)`` rounds ``2 - 2a`` once, as ``2 - 2 * a`` does (``2a`` is
+    exact)."""
     if ste == 'identity':
         return grad * torch.ones_like(x)
     if ste == 'clip':
-        return grad * (x.abs() <= 1)
+        return grad * x.abs().le_(1)
     if ste == 'approx_sign':  # Bi-Real Net: derivative of the piecewise quadratic ApproxSign
         a = x.abs()
-        return grad * torch.rsub(a, 2, alpha=2).mul_(a <= 1)
+        return grad * torch.rsub(a, 2, alpha=2).mul_(a.le_(1))
     if ste == 'swish':  # BNN+ SignSwish with beta = 5
         beta = 5.0
         bx = beta * x
@@ -428,8 +429,9 @@ class _SignSTE(torch.autograd.Function):
     def forward(ctx, x, ste):
         ctx.save_for_backward(x)
         ctx.ste = ste
-        # two passes (the comparison, the selection of two 0-d tensors), not five
-        return torch.where(x >= 0, x.new_ones(()), x.new_full((), -1.0))
+        # 1.0 / 0.0 from an in-place comparison, then 2 t - 1: float passes only (torch.where
+        # and bool masks take torch's slow CPU path)
+        return x.clone().ge_(0).mul_(2).sub_(1)
 
     @staticmethod
     def backward(ctx, grad):

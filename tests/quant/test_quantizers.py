@@ -134,7 +134,7 @@ def test_sign_gradient_estimators_match_their_definitions(ste, derivative):
     ('approx_sign', lambda x: (2 - 2 * x.abs()) * (x.abs() <= 1).to(x.dtype)),
 ])
 def test_sign_and_its_estimators_equal_the_formulas_bit_for_bit(ste, derivative, dtype):
-    """sign_ste's passes (fewer than the formulas written out) give the formulas' bits: signed
+    """sign_ste's float passes (in place of the formulas' bool masks) give their bits: signed
     zeros, infinities and NaN included, in the input's dtype."""
     g = torch.Generator().manual_seed(0)
     special = [0.0, -0.0, 1.0, -1.0, float('inf'), -float('inf'), float('nan'), 0.5]
