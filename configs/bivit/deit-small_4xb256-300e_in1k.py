@@ -17,7 +17,7 @@ param_scheduler = [
 
 # The parameter groups paramwise_cfg makes (one per parameter) merged where their options are
 # equal, and AdamW's fused update: one kernel per group instead of a launch per parameter, which
-# a quantized model multiplies (a step size and a zero point per quantizer). The same options
-# for every parameter (projects/bivit/README.md, "Faster training on a CPU").
+# a binarized model multiplies (its binarizers' scales and zero points). The same options for
+# every parameter (projects/bivit/README.md, "Faster training on a CPU").
 optim_wrapper = dict(constructor='mmext.MergedGroupsOptimWrapperConstructor',
                      optimizer=dict(fused=True))
