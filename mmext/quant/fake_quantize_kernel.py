@@ -132,6 +132,27 @@ def quantizers_backward_in_place(ops, grad_x_q: Tensor, x: Tensor, a_scale: Tens
     return grad_x, grad_w, grad_a_scale, grad_a_zero, grad_w_scale
 
 
+def _fake_quantized_operands(ops, x: Tensor, weight: Tensor, a_scale: Tensor, a_zero: Tensor,
+                             w_scale: Tensor, a_grid: tuple, w_grid: tuple) -> tuple:
+    """A layer's input and weight through its quantizers' one-pass forward (grids as
+    :func:`quantizers_backward_in_place`'s). -> (x_fake, w_fake)"""
+    (qn, qp, _, a_groups), (wqn, wqp, _, w_groups) = a_grid, w_grid
+    return (ops.fake_quantize_groups(x, a_scale, a_zero, qn, qp, *a_groups),
+            ops.fake_quantize_groups(weight, w_scale, None, wqn, wqp, *w_groups))
+
+
+def _grids(layer, x: Tensor, weight: Tensor, a_groups: tuple) -> tuple:
+    """The (qn, qp, gradient factor, (outer, groups, inner)) grids of ``layer``'s input
+    quantizer on ``x`` (its groups ``a_groups``) and of its weight quantizer on ``weight``
+    (N, ...): one step for all, or one per output channel."""
+    a, w = layer.a_quantizer, layer.w_quantizer
+    n = weight.shape[0]
+    w_groups = (1, n, weight.numel() // n) if w.channel_dim is not None else \
+        (1, 1, weight.numel())
+    return ((a.qn, a.qp, a.gradient_factor(x), a_groups),
+            (w.qn, w.qp, w.gradient_factor(weight), w_groups))
+
+
 def _one_pass_quantizer(quantizer, kind: type, channel_dim) -> bool:
     """An initialised ``kind`` quantizer set to the one-pass kernels (``fused=True``), with one
     step for all or one per index of ``channel_dim``, and no forward hooks (a fused layer does
@@ -169,9 +190,8 @@ class _FakeQuantizedLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, rows, weight, bias, a_scale, a_zero, w_scale, a_grid, w_grid, ops):
-        (qn, qp, _, a_groups), (wqn, wqp, _, w_groups) = a_grid, w_grid
-        x_fake = ops.fake_quantize_groups(rows, a_scale, a_zero, qn, qp, *a_groups)
-        w_fake = ops.fake_quantize_groups(weight, w_scale, None, wqn, wqp, *w_groups)
+        x_fake, w_fake = _fake_quantized_operands(ops, rows, weight, a_scale, a_zero, w_scale,
+                                                  a_grid, w_grid)
         ctx.save_for_backward(rows, x_fake, weight, w_fake, a_scale, a_zero, w_scale)
         ctx.grids, ctx.has_bias, ctx.ops = (a_grid, w_grid), bias is not None, ops
         return F.linear(x_fake, w_fake, bias)
@@ -199,13 +219,9 @@ def fused_fake_quantized_linear(layer, x: Tensor) -> Tensor:
     rows = x.reshape(-1, k).contiguous()
     per_feature = a.channel_dim is not None and k > 1
     a_groups = (rows.shape[0], k, 1) if per_feature else (1, 1, rows.numel())
-    w_groups = (1, n, k) if w.channel_dim is not None else (1, 1, n * k)
-    # the quantizers' LSQ gradient factors: one sample of the input, the whole weight
-    a_factor = 1.0 / math.sqrt(x[0].numel() * a.qp)
-    w_factor = 1.0 / math.sqrt(layer.weight.numel() * w.qp)
-    out = _FakeQuantizedLinear.apply(rows, layer.weight.contiguous(), layer.bias, a.scale,
-                                     a.zero_point, w.scale, (a.qn, a.qp, a_factor, a_groups),
-                                     (w.qn, w.qp, w_factor, w_groups), lowbit_ops())
+    weight = layer.weight.contiguous()
+    out = _FakeQuantizedLinear.apply(rows, weight, layer.bias, a.scale, a.zero_point, w.scale,
+                                     *_grids(layer, x, weight, a_groups), lowbit_ops())
     return out.reshape(*x.shape[:-1], n)
 
 
@@ -228,7 +244,6 @@ def fused_conv_ready(layer, x: Tensor) -> tuple[Tensor, tuple[int, int, int]] | 
     return kernel_layout(x, a.scale.detach().view(shape), a.zero_point.detach().view(shape))
 
 
-
 class _FakeQuantizedConv2d(torch.autograd.Function):
     """x (B, C, H, W), weight (N, C / groups, kh, kw) -> ``F.conv2d(A(x), Q(weight), bias,
     ...)`` with both fake quantizers as the one-pass kernels, in one autograd node; the
@@ -237,9 +252,8 @@ class _FakeQuantizedConv2d(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, a_scale, a_zero, w_scale, a_grid, w_grid, conv, ops):
-        (qn, qp, _, a_groups), (wqn, wqp, _, w_groups) = a_grid, w_grid
-        x_fake = ops.fake_quantize_groups(x, a_scale, a_zero, qn, qp, *a_groups)
-        w_fake = ops.fake_quantize_groups(weight, w_scale, None, wqn, wqp, *w_groups)
+        x_fake, w_fake = _fake_quantized_operands(ops, x, weight, a_scale, a_zero, w_scale,
+                                                  a_grid, w_grid)
         ctx.save_for_backward(x, x_fake, weight, w_fake, a_scale, a_zero, w_scale)
         ctx.grids, ctx.conv, ctx.has_bias, ctx.ops = (a_grid, w_grid), conv, bias is not None, ops
         return F.conv2d(x_fake, w_fake, bias, *conv)
@@ -265,13 +279,7 @@ def fused_fake_quantized_conv2d(layer, layout: tuple[Tensor, tuple[int, int, int
     from .kernels import lowbit_ops
     a, w = layer.a_quantizer, layer.w_quantizer
     x, a_groups = layout
-    n = layer.out_channels
     weight = layer.weight.contiguous()
-    per_row = weight.numel() // n
-    w_groups = (1, n, per_row) if w.channel_dim is not None else (1, 1, weight.numel())
-    a_factor = 1.0 / math.sqrt(x[0].numel() * a.qp)     # the quantizers' LSQ gradient factors
-    w_factor = 1.0 / math.sqrt(weight.numel() * w.qp)
     conv = (layer.stride, layer.padding, layer.dilation, layer.groups)
     return _FakeQuantizedConv2d.apply(x, weight, layer.bias, a.scale, a.zero_point, w.scale,
-                                      (a.qn, a.qp, a_factor, a_groups),
-                                      (w.qn, w.qp, w_factor, w_groups), conv, lowbit_ops())
+                                      *_grids(layer, x, weight, a_groups), conv, lowbit_ops())

@@ -26,7 +26,6 @@ Anything else runs the fake-quantized path.
 from __future__ import annotations
 
 import contextlib
-import math
 
 import torch
 import torch.nn.functional as F
@@ -115,22 +114,21 @@ class _IntegerGridLinear(torch.autograd.Function):
             None
 
 
-def _integer_grid_rows(layer, rows: Tensor, weight: Tensor, sample_numel: int) -> Tensor:
-    """rows (M, K) through ``layer``'s quantizers and weight (N, K) -> (M, N); ``sample_numel``
-    is the size of one sample of the layer's input (LSQ+'s gradient factor)."""
+def _integer_grid_rows(layer, rows: Tensor, weight: Tensor, x: Tensor) -> Tensor:
+    """rows (M, K) through ``layer``'s quantizers and weight (N, K) -> (M, N); ``x`` is the
+    layer's input (its quantizer's gradient factor)."""
     from .kernels import lowbit_ops
     a, w = layer.a_quantizer, layer.w_quantizer
-    a_factor = 1.0 / math.sqrt(sample_numel * a.qp)  # LSQPlusQuantizer / LSQQuantizer's factors
-    w_factor = 1.0 / math.sqrt(layer.weight.numel() * w.qp)
-    return _IntegerGridLinear.apply(rows, weight, layer.bias, a.scale, a.zero_point, w.scale,
-                                    (a.qn, a.qp, a_factor), (w.qn, w.qp, w_factor), lowbit_ops())
+    return _IntegerGridLinear.apply(
+        rows, weight, layer.bias, a.scale, a.zero_point, w.scale,
+        (a.qn, a.qp, a.gradient_factor(x)), (w.qn, w.qp, w.gradient_factor(layer.weight)),
+        lowbit_ops())
 
 
 def integer_grid_linear(layer, x: Tensor) -> Tensor:
     """``layer(x)`` of a QLinear (x (..., K) -> (..., N)) with its forward product on the
     integer grid; call where :func:`integer_grid_ready` is true."""
-    out = _integer_grid_rows(layer, x.reshape(-1, layer.in_features), layer.weight,
-                             x[0].numel())
+    out = _integer_grid_rows(layer, x.reshape(-1, layer.in_features), layer.weight, x)
     return out.reshape(*x.shape[:-1], layer.out_features)
 
 
@@ -147,5 +145,5 @@ def integer_grid_pointwise_conv(layer, x: Tensor) -> Tensor:
     b, c, h, w = x.shape
     n = layer.out_channels
     rows = x.permute(0, 2, 3, 1).reshape(-1, c)
-    out = _integer_grid_rows(layer, rows, layer.weight.view(n, c), x[0].numel())
+    out = _integer_grid_rows(layer, rows, layer.weight.view(n, c), x)
     return out.view(b, h, w, n).permute(0, 3, 1, 2)

@@ -339,9 +339,12 @@ class LSQQuantizer(_StepQuantizer):
                 mean_abs = w.abs().mean(dim=_reduce_dims(w, self.channel_dim))
                 self._init_step((2 * mean_abs / math.sqrt(self.qp)).clamp_min(1e-8), self.scale)
                 self.init_count += 1
-        g = 1.0 / math.sqrt(w.numel() * self.qp)
         s = _broadcast(self.scale, w, self.channel_dim)
-        return fake_quantize(w, s, None, self.qn, self.qp, g, self.fused)
+        return fake_quantize(w, s, None, self.qn, self.qp, self.gradient_factor(w), self.fused)
+
+    def gradient_factor(self, w: torch.Tensor) -> float:
+        """LSQ's factor on the step's gradient: ``1 / sqrt(numel(w) Qp)``."""
+        return 1.0 / math.sqrt(w.numel() * self.qp)
 
 
 @QUANTIZERS.register_module()
@@ -390,10 +393,14 @@ class LSQPlusQuantizer(_StepQuantizer):
                 self._init_step(s0, self.scale)
                 self._init_step(self.qn - x_min / s0, self.zero_point)
                 self.init_count += 1
-        g = 1.0 / math.sqrt(x[0].numel() * self.qp)
         s = _broadcast(self.scale, x, self.channel_dim)
         z = _broadcast(self.zero_point, x, self.channel_dim)
-        return fake_quantize(x, s, z, self.qn, self.qp, g, self.fused)
+        return fake_quantize(x, s, z, self.qn, self.qp, self.gradient_factor(x), self.fused)
+
+    def gradient_factor(self, x: torch.Tensor) -> float:
+        """LSQ's factor on the step's and zero point's gradients: ``1 / sqrt(N Qp)`` with N
+        the size of one sample of ``x`` (batch first)."""
+        return 1.0 / math.sqrt(x[0].numel() * self.qp)
 
 
 # --------------------------------------------------------------------------- 1-bit binarizers
