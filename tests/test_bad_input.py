@@ -134,6 +134,15 @@ def _lowbit_results_exist(tmp_path, monkeypatch):
     lowbit_inference.main()
 
 
+def _malloc_cfg_too_large(tmp_path):
+    from mmext.utils import load_tool_config
+    config = tmp_path / 'big_mmap.py'
+    config.write_text(f"_base_ = ['{REPO}/configs/demo/conditional-detr_mobilenetv2-s16_3x3l_"
+                      f"20min_fashion-scenes.py']\n"
+                      "env_cfg = dict(malloc_cfg=dict(mmap_threshold=64 * 2**20))\n")
+    load_tool_config(str(config))
+
+
 def _agcn(**kwargs):
     import projects.fadm  # noqa: F401
     return MODELS.build(dict(type='mmext.AGCN', in_channels=1, num_attributes=6, image_size=16,
@@ -233,6 +242,9 @@ CASES = {
     'tensor: attribute vector of the wrong length (FADM)': (
         _agcn_attribute_length, ValueError,
         r'attributes must be \(B, 6\) \(source minus target\), got \(2, 5\)'),
+    'config: malloc threshold out of glibc\'s range': (
+        _malloc_cfg_too_large, ValueError,
+        r"env_cfg\.malloc_cfg\.mmap_threshold 67108864 is above glibc's limit of 33554432"),
     'config: unknown FADM reference slot': (
         lambda _: MODELS.build(dict(type='mmext.FADM', animator={}, agcn={}, unet={},
                                     scheduler={}, reference='truth')),

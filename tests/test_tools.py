@@ -35,6 +35,8 @@ def test_demo_config_trains_then_tests_through_the_stock_runner(tiny_scenes, tmp
                      '--cfg-options', *scene_cfg_options(tiny_scenes), *SEEDED)
     assert train.returncode == 0, train.stdout[-3000:]
     assert 'loaded 312 tensors of MobileNetV2 from torchvision://mobilenet_v2' in train.stdout
+    # the config's env_cfg.malloc_cfg, applied before the runner is built (glibc here)
+    assert 'glibc malloc: mmap_threshold 33554432 B, trim_threshold 268435456 B' in train.stdout
     assert 'Iter(train) [2/2]' in train.stdout and 'coco/bbox_mAP' in train.stdout
     checkpoint = work / 'iter_2.pth'
     assert checkpoint.is_file()

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mmext  # noqa: F401  (registries, safe checkpoint loading)
 from mmext.utils import finish_distributed, load_tool_config, prepare_distributed
 from mmext.utils.data_check import check_inputs
+from mmext.utils.malloc import configure_malloc, malloc_cfg_from
 
 
 def parse_args():
@@ -86,6 +87,10 @@ def main():
     except FileNotFoundError as error:
         raise SystemExit(f'error: {error}') from None
     prepare_distributed(cfg, args.launcher)
+    malloc_cfg = malloc_cfg_from(cfg.get('env_cfg'))
+    if malloc_cfg and configure_malloc(**malloc_cfg):  # before the runner allocates
+        print(f"glibc malloc: mmap_threshold {malloc_cfg['mmap_threshold']} B, trim_threshold "
+              f"{malloc_cfg['trim_threshold']} B (env_cfg.malloc_cfg, mmext/utils/malloc.py)")
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
     del runner   # its DDP wrapper holds the process group (see finish_distributed)

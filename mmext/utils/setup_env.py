@@ -7,6 +7,8 @@ import pickle
 import torch
 from mmengine.config import Config
 
+from .malloc import malloc_cfg_from
+
 
 def _history_buffer_getattr(obj, name: str):
     """Stands in for ``builtins.getattr`` while a checkpoint is unpickled with ``weights_only``.
@@ -65,12 +67,14 @@ def load_tool_config(config: str, cfg_options: dict | None = None, work_dir: str
 
     ``cfg_options`` are merged in; the work dir is ``work_dir``, else the config's, else
     ``./work_dirs/<config name>``; ``mmext.CheckpointFitHook`` and ``mmext.RNGStateHook`` are
-    added to the custom hooks.
+    added to the custom hooks. A malformed ``env_cfg.malloc_cfg`` (:mod:`mmext.utils.malloc`)
+    is refused here.
     """
     cfg = Config.fromfile(config)
     cfg.launcher = launcher
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+    malloc_cfg_from(cfg.get('env_cfg'))  # a malformed env_cfg.malloc_cfg stops here, named
     # a checkpoint of another architecture stops the run instead of loading in part; the
     # generators' states travel with the checkpoints, so that a resumed run continues the same
     hooks = list(cfg.get('custom_hooks', []))
