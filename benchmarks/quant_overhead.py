@@ -45,6 +45,14 @@ default-constructor`` builds the same with mmengine's ``DefaultOptimWrapperConst
 without ``fused`` (the configs before ``MergedGroupsOptimWrapperConstructor``: a group per
 parameter). With either, the results add the optimizer-wrapper steps alone (gradient clipping
 and update, on fixed gradients) of every variant under both, side by side.
+``--malloc config`` fixes glibc malloc's thresholds as the models' configs ask
+(``env_cfg.malloc_cfg``, :mod:`mmext.utils.malloc`: what ``tools/train.py`` applies) before
+anything is built; without it the process keeps glibc's adaptive defaults. It is process-wide,
+so compare two runs, one with and one without; every variant's minor page faults and system
+CPU time per step (medians) are in the results either way. glibc's adaptive thresholds follow
+the largest blocks the process has freed, whichever variant freed them (the unfused variants
+free larger ones), so ``--variants`` keeps the variants not named out of the process: a
+training process holds one model.
 Variants run round-robin, one step each per round, so slow drifts of the machine hit all of
 them alike; the figure per variant is the median step time, and the ratio is that median over
 the float one.
@@ -55,6 +63,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import resource
 import statistics
 import sys
 import time
@@ -69,6 +78,7 @@ sys.path.insert(0, str(REPO))
 from mmext.quant import ModuleSwap, QLinear  # noqa: E402
 from mmext.utils.atomic import atomic_write  # noqa: E402
 from mmext.utils.machine import cpu_description  # noqa: E402
+from mmext.utils.malloc import configure_malloc, malloc_cfg_from  # noqa: E402
 
 DEMO_DETR = REPO / 'configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py'
 VARIANTS = {
@@ -147,7 +157,8 @@ class Workload:
 
 
 def detr_workloads(device: str, batch: int = 8, compile_whole: bool = False,
-                   stand_ins: bool = False) -> dict[str, Workload]:
+                   stand_ins: bool = False, variants: list[str] | None = None
+                   ) -> dict[str, Workload]:
     from mmdet.testing import demo_mm_inputs
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
@@ -167,11 +178,12 @@ def detr_workloads(device: str, batch: int = 8, compile_whole: bool = False,
         return sum(v for k, v in losses.items() if 'loss' in k)
 
     skip = ['backbone.conv1.conv', 'bbox_head.*']
-    return _variants(float_model, loss, device, skip, compile_whole, stand_ins)
+    return _variants(float_model, loss, device, skip, compile_whole, stand_ins, variants)
 
 
 def vit_workloads(device: str, batch: int = 8, compile_whole: bool = False,
-                  stand_ins: bool = False) -> dict[str, Workload]:
+                  stand_ins: bool = False, variants: list[str] | None = None
+                  ) -> dict[str, Workload]:
     from mmengine.registry import DefaultScope
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         from mmpretrain.registry import MODELS
@@ -188,19 +200,23 @@ def vit_workloads(device: str, batch: int = 8, compile_whole: bool = False,
         return nn.functional.cross_entropy(model(images), labels)
 
     skip = ['backbone.patch_embed.projection', 'head.*']
-    return _variants(float_model, loss, device, skip, compile_whole, stand_ins)
+    return _variants(float_model, loss, device, skip, compile_whole, stand_ins, variants)
 
 
 INIT_BATCHES = 10    # LSQ+ initialises its activation steps over the first 10 batches
 
 
 def _variants(float_model, loss, device, skip, compile_whole: bool,
-              stand_ins: bool = False) -> dict[str, Workload]:
-    """float and every :data:`VARIANTS` entry; with ``compile_whole`` also float and w4a4 with
-    the whole model through ``torch.compile`` (the optimizer step stays eager); with
-    ``stand_ins`` the two :class:`StandInPass` copies of the per-channel fused variant."""
+              stand_ins: bool = False, variants: list[str] | None = None
+              ) -> dict[str, Workload]:
+    """float and every :data:`VARIANTS` entry (or those named in ``variants``); with
+    ``compile_whole`` also float and w4a4 with the whole model through ``torch.compile`` (the
+    optimizer step stays eager); with ``stand_ins`` the two :class:`StandInPass` copies of the
+    per-channel fused variant."""
     workloads = {'float': Workload(float_model, loss, device)}
     for name, bits in VARIANTS.items():
+        if variants is not None and name not in variants:
+            continue
         model = ModuleSwap(**bits, skip=skip)(copy.deepcopy(float_model))
         workloads[name] = Workload(model, loss, device)
     if compile_whole:
@@ -231,7 +247,8 @@ class MLPBlock(nn.Module):
 
 
 def mlp_workloads(device: str, batch: int = 8, compile_whole: bool = False,
-                  stand_ins: bool = False) -> dict[str, Workload]:
+                  stand_ins: bool = False, variants: list[str] | None = None
+                  ) -> dict[str, Workload]:
     tokens = torch.randn(batch, 197, 192, device=device)
 
     def loss(model):
@@ -320,24 +337,44 @@ def _sync(device: str) -> None:
 
 
 def measure(workloads: dict[str, Workload], steps: int, warmup: int, device: str) -> dict:
-    """Median seconds per step of each workload, measured round-robin."""
+    """Median seconds per step of each workload, measured round-robin, with the process's
+    minor page faults and system CPU time (all threads) per step, medians too."""
     for workload in workloads.values():
         # also runs the quantizers' data-driven initialisation
         for _ in range(max(warmup, workload.min_warmup)):
             workload.step()
     times = {name: [] for name in workloads}
+    faults = {name: [] for name in workloads}
+    system = {name: [] for name in workloads}
     for _ in range(steps):
         for name, workload in workloads.items():
             _sync(device)
+            before = resource.getrusage(resource.RUSAGE_SELF)
             start = time.perf_counter()
             workload.step()
             _sync(device)
             times[name].append(time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            faults[name].append(after.ru_minflt - before.ru_minflt)
+            system[name].append(after.ru_stime - before.ru_stime)
     base = statistics.median(times['float'])
     return {name: dict(median_s=round(statistics.median(t), 5),
                        ratio_to_float=round(statistics.median(t) / base, 3),
-                       steps=len(t))
+                       steps=len(t), minor_faults_per_step=statistics.median(faults[name]),
+                       system_ms_per_step=round(statistics.median(system[name]) * 1e3, 1))
             for name, t in times.items()}
+
+
+def configs_malloc_cfg(models: list[str]) -> dict:
+    """The ``env_cfg.malloc_cfg`` the models' configs (:data:`OPTIM_CONFIGS`) name; they
+    must agree, since the setting is process-wide."""
+    from mmengine.config import Config
+    cfgs = {model: malloc_cfg_from(Config.fromfile(OPTIM_CONFIGS[model]).get('env_cfg'))
+            for model in models}
+    if None in cfgs.values() or len({tuple(c.items()) for c in cfgs.values()}) != 1:
+        raise SystemExit(f'--malloc config needs one env_cfg.malloc_cfg in the configs of '
+                         f'{models}, got {cfgs}')
+    return next(iter(cfgs.values()))
 
 
 def main() -> None:
@@ -365,6 +402,14 @@ def main() -> None:
                              "(mmengine's build_optim_wrapper), or the same with mmengine's "
                              'default constructor and no fused update (detr and vit); adds the '
                              'optimizer steps alone under both')
+    parser.add_argument('--variants', nargs='+', choices=list(VARIANTS),
+                        help='only these quantized variants beside float (detr and vit; all '
+                             'by default): the allocations of the variants left out then do '
+                             "not shape glibc's heap for the others")
+    parser.add_argument('--malloc', choices=['default', 'config'], default='default',
+                        help="glibc malloc's adaptive thresholds (default), or the ones the "
+                             "models' configs fix (env_cfg.malloc_cfg, as tools/train.py "
+                             'applies them; detr and vit)')
     parser.add_argument('--out', type=Path,
                         default=REPO / 'benchmarks/results/quant_overhead.json')
     args = parser.parse_args()
@@ -373,9 +418,19 @@ def main() -> None:
                      '(--models detr vit)')
     if args.optim_wrapper and args.fused_adamw:
         parser.error('--fused-adamw and --optim-wrapper both choose the optimizer: give one')
+    if args.variants and 'mlp' in args.models:
+        parser.error('--variants selects detr and vit variants; leave mlp out '
+                     '(--models detr vit)')
     if args.compile and 'mlp' in args.models:
         parser.error('--compile compiles the detr and vit models; leave mlp out '
                      '(--models detr vit)')
+    malloc = 'glibc defaults'
+    if args.malloc == 'config':
+        if 'mlp' in args.models:
+            parser.error('--malloc config takes the detr and vit configs; leave mlp out '
+                         '(--models detr vit)')
+        malloc_cfg = configs_malloc_cfg(args.models)
+        malloc = malloc_cfg if configure_malloc(**malloc_cfg) else 'not glibc: unchanged'
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -389,17 +444,19 @@ def main() -> None:
         batch_size=args.batch_size,
         optimizer=(f"the model's config's optim_wrapper ({args.optim_wrapper})"
                    if args.optim_wrapper else f'AdamW {Workload.optimizer_options}'),
-        target='w4a4 step <= 1.2x the float step', models={})
+        target='w4a4 step <= 1.2x the float step', malloc=malloc, models={})
     for model in args.models:
         print(f'{model}: building the variants ...', flush=True)
         if args.optim_wrapper:
             Workload.optim_wrapper_cfg = optim_wrapper_cfg(model, args.optim_wrapper)
             results.setdefault('optim_wrappers', {})[model] = Workload.optim_wrapper_cfg
-        workloads = BUILDERS[model](args.device, args.batch_size, args.compile, args.stand_ins)
+        workloads = BUILDERS[model](args.device, args.batch_size, args.compile, args.stand_ins,
+                                    args.variants)
         results['models'][model] = measure(workloads, args.steps, args.warmup, args.device)
         for name, row in results['models'][model].items():
-            print(f"  {name:<34} {row['median_s'] * 1e3:9.1f} ms  {row['ratio_to_float']:.2f}x",
-                  flush=True)
+            print(f"  {name:<34} {row['median_s'] * 1e3:9.1f} ms  {row['ratio_to_float']:.2f}x"
+                  f"  {row['minor_faults_per_step']:8.0f} page faults "
+                  f"{row['system_ms_per_step']:6.1f} ms system", flush=True)
         if args.optim_wrapper:
             cfgs = {which: optim_wrapper_cfg(model, which)
                     for which in ('config', 'default-constructor')}
