@@ -29,6 +29,7 @@ def test_the_configs_fix_the_thresholds_and_keep_their_libraries_env_cfg(config)
 def test_the_configs_thresholds_pass_and_none_is_none():
     assert malloc_cfg_from(dict(malloc_cfg=GOOD)) == GOOD
     assert malloc_cfg_from(dict(mp_cfg={})) is None and malloc_cfg_from(None) is None
+    assert malloc_cfg_from(dict(malloc_cfg=None)) is None  # --cfg-options env_cfg.malloc_cfg=None
 
 
 @pytest.mark.parametrize('cfg, pattern', [

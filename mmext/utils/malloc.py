@@ -35,9 +35,10 @@ KEYS = ('mmap_threshold', 'trim_threshold')
 
 
 def malloc_cfg_from(env_cfg: Mapping | None) -> dict | None:
-    """The checked ``env_cfg.malloc_cfg`` of a config (None where it has none): both keys,
-    whole numbers of bytes, ``0 <= mmap_threshold <= 32 MiB`` (glibc's range),
-    ``0 <= trim_threshold < 2 GiB`` (mallopt takes an int). Anything else raises a ValueError that names the key."""
+    """The checked ``env_cfg.malloc_cfg`` of a config (None where it has none, or where it is
+    None: ``--cfg-options env_cfg.malloc_cfg=None`` keeps glibc's defaults): both keys, whole
+    numbers of bytes, ``0 <= mmap_threshold <= 32 MiB`` (glibc's range), ``0 <= trim_threshold
+    < 2 GiB`` (mallopt takes an int). Anything else raises a ValueError that names the key."""
     cfg = (env_cfg or {}).get('malloc_cfg')
     if cfg is None:
         return None
