@@ -5,7 +5,8 @@
 
 The options are mmdet's. The config's ``default_scope`` picks the library; mmext components are
 named ``mmext.Name``. A config's ``env_cfg.malloc_cfg`` fixes glibc malloc's thresholds
-before the runner is built (``mmext/utils/malloc.py``). ``tools/dist_train.sh CONFIG N`` runs N processes (gloo without a GPU).
+before the runner is built (``mmext/utils/malloc.py``). ``tools/dist_train.sh CONFIG N`` runs N
+processes (gloo without a GPU).
 """
 import argparse
 import os
