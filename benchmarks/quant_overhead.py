@@ -421,6 +421,9 @@ def main() -> None:
     if args.variants and 'mlp' in args.models:
         parser.error('--variants selects detr and vit variants; leave mlp out '
                      '(--models detr vit)')
+    if args.stand_ins and 'mlp' in args.models:
+        parser.error('--stand-ins replaces the passes of the detr and vit variants; leave mlp '
+                     'out (--models detr vit)')
     if args.compile and 'mlp' in args.models:
         parser.error('--compile compiles the detr and vit models; leave mlp out '
                      '(--models detr vit)')
