@@ -149,6 +149,12 @@ def _agcn(**kwargs):
                              lowpass_size=4, scales=(4, 8), channels=8, time_dim=16, **kwargs))
 
 
+def _fadm_with_unknown_reference(_):
+    import projects.fadm  # noqa: F401  (registers mmext.FADM, whichever test ran before)
+    MODELS.build(dict(type='mmext.FADM', animator={}, agcn={}, unet={}, scheduler={},
+                      reference='truth'))
+
+
 def _agcn_attribute_length(_):
     x = torch.zeros(2, 1, 16, 16)
     _agcn()(x, x, torch.zeros(2, dtype=torch.long), torch.zeros(2, 5))
@@ -246,8 +252,7 @@ CASES = {
         _malloc_cfg_too_large, ValueError,
         r"env_cfg\.malloc_cfg\.mmap_threshold 67108864 is above glibc's limit of 33554432"),
     'config: unknown FADM reference slot': (
-        lambda _: MODELS.build(dict(type='mmext.FADM', animator={}, agcn={}, unet={},
-                                    scheduler={}, reference='truth')),
+        _fadm_with_unknown_reference,
         ValueError, r"reference must be 'coarse' or 'driving', got 'truth'"),
     'tool: benchmark results file exists': (
         _lowbit_results_exist, SystemExit, r'exists; pass --force to replace it'),
