@@ -93,7 +93,12 @@ print(json.dumps(dict(mapped=first[0], heap_kept=libc.mallinfo2().arena >= 60 * 
 """
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != 'glibc', reason='glibc only')
+def _glibc_with_mallinfo2() -> bool:
+    library, version = platform.libc_ver()
+    return library == 'glibc' and tuple(map(int, version.split('.')[:2])) >= (2, 33)
+
+
+@pytest.mark.skipif(not _glibc_with_mallinfo2(), reason='glibc 2.33 or later (mallinfo2)')
 def test_fixed_thresholds_keep_freed_memory_for_the_next_round(tmp_path):
     script = tmp_path / 'rounds.py'
     script.write_text(ROUNDS)
