@@ -412,7 +412,7 @@ def _ste_gradient(grad: torch.Tensor, x: torch.Tensor, ste: str) -> torch.Tensor
     path (3-5x a float multiply here, about 50x in place). The same values bit for bit as the
     formulas written out; ``rsub(a, 2, alpha=2)`` rounds ``2 - 2a`` once, as ``2 - 2 * a``
     does (``2a`` is exact)."""
-    if ste == 'identity':
+    if ste == 'identity':  # the multiply, not grad itself: it gives a NaN the formula's bits
         return grad * torch.ones_like(x)
     if ste == 'clip':
         return grad * x.abs().le_(1)
