@@ -6,15 +6,17 @@
 Per layer (random weights; times include quantizing and packing the float input, as in a model):
 DeiT-Tiny's linear layers (197 tokens per image: qkv 192 -> 576, proj 192 -> 192, fc1 192 -> 768,
 fc2 768 -> 192), its MLP (fc1, GELU, fc2: binary as a :class:`BinaryLinearPair`, whose fc1 hands
-fc2 its signs) and ResNet-18's 3 x 3 convolutions (64 ch at 56 x 56, 128 at 28, 256 at 14, 512
-at 7) and MobileNetV2's depthwise 3 x 3 (144 ch at 56 x 56, channels-last input), batch 1 and
-8: float32 (``F.linear`` / ``F.conv2d``: MKL / oneDNN) against
-:class:`mmext.quant.runtime.BinaryLinear` / ``BinaryConv2d`` (XNOR-popcount) and ``IntLinear``
-/ ``IntConv2d`` at 8 bits: the default GEMMs (oneDNN's int8 linear for linear layers of at
-least 384 outputs, ``torch._int_mm`` elsewhere), ``backend='int_mm'`` everywhere and, for the
-linear layers, ``backend='onednn'`` (all give the same floats); the depthwise layer's binary and
-8-bit versions run the compiled depthwise kernel, and side by side the route before it (an exact
-float32 convolution of the signs / levels, ``groups=C``; the same floats). For the
+fc2 its signs), ResNet-18's 3 x 3 convolutions (64 ch at 56 x 56, 128 at 28, 256 at 14, 512
+at 7), MobileNetV2's depthwise 3 x 3 (144 ch at 56 x 56) and ResNeXt-50's grouped 3 x 3 (128 ch
+in 32 groups at 56 x 56; both with channels-last input), batch 1 and 8: float32 (``F.linear``
+/ ``F.conv2d``: MKL / oneDNN) against :class:`mmext.quant.runtime.BinaryLinear` /
+``BinaryConv2d`` (XNOR-popcount) and ``IntLinear`` / ``IntConv2d`` at 8 bits (a convolution's
+levels at LSQ's initial step of the float weight): the default routes (``backend='auto'``),
+``backend='int_mm'`` (``torch._int_mm``; a grouped layer's exact float32 convolution) and
+``backend='onednn'`` (oneDNN's int8 linear / convolution; all give the same floats); the
+depthwise layer's binary and 8-bit versions run the compiled depthwise kernel, and side by side
+the routes without it (an exact float32 convolution of the signs / levels, ``groups=C``, and
+oneDNN's int8 convolution; the same floats). For the
 linear layers, a memory floor: reading the float input once (``x.sum()``) and writing a fresh
 float output once (``fill_``); a layer with float input and output can hardly beat float32 by
 more than float time over this.
@@ -37,8 +39,8 @@ its outputs compared (``fused_softmax_changes_nothing``); where the runtime fold
 into the convolutions before them, the float model with the same BatchNorms folded (torch's
 ``fuse_conv_bn_weights``: the float baseline of a deployment that folds them) and the runtime
 with them kept (``bn_kept_max_difference``) are timed too; where it has depthwise layers, the
-same runtime with ``depthwise_kernel=False`` (torch's float32 convolutions of the levels / signs)
-is timed and its outputs compared (``depthwise_kernel_changes_nothing``); where integer layers
+same runtime with ``depthwise_kernel=False`` and ``int8_backend='int_mm'`` (torch's float32
+convolutions of the levels / signs) is timed and its outputs compared (``depthwise_kernel_changes_nothing``); where integer layers
 hand the next their int8 levels, the same runtime with ``chain_integer=False``
 (``chains_change_nothing``); where binary attention takes q's and k's signs straight from their
 LayerNorm (Bi-ViT's qk-norm), the same runtime with ``fuse_layer_norm=False`` (torch's
@@ -81,6 +83,7 @@ from mmext.quant.runtime import (  # noqa: E402
     build_runtime_model,
     layer_norm_of,
     norms_after_convs,
+    onednn_int8_conv_sums_exact,
     onednn_int8_sums_exact,
     sign_thresholds,
 )
@@ -89,11 +92,13 @@ from mmext.utils.machine import cpu_description  # noqa: E402
 
 OUT = REPO / 'benchmarks/results/lowbit_inference.json'
 DEIT_LINEARS = {'qkv': (192, 576), 'proj': (192, 192), 'fc1': (192, 768), 'fc2': (768, 192)}
-LINEAR_BACKENDS = ('auto', 'int_mm', 'onednn')
+INT8_BACKENDS = ('auto', 'int_mm', 'onednn')
 RESNET_CONVS = {'conv 64 @56': (64, 56), 'conv 128 @28': (128, 28), 'conv 256 @14': (256, 14),
                 'conv 512 @7': (512, 7)}
-# MobileNetV2's depthwise 3 x 3 at 56 x 56 (the layers the demo DETR and DCP-NAS are built of)
-DEPTHWISE_CONVS = {'mobilenet-v2 depthwise 144 @56': (144, 56)}
+# (channels, size, groups): MobileNetV2's depthwise 3 x 3 at 56 x 56 (the layers the demo DETR
+# and DCP-NAS are built of) and ResNeXt-50 (32 x 4d)'s grouped 3 x 3 of its first stage
+GROUPED_CONVS = {'mobilenet-v2 depthwise 144 @56': (144, 56, 144),
+                 'resnext-50 grouped 128 @56 (32 groups)': (128, 56, 32)}
 DEMO_DETR = REPO / 'configs/demo/conditional-detr_mobilenetv2-s16_3x3l_20min_fashion-scenes.py'
 QDETR_DEMO = REPO / 'configs/qdetr/qdetr_conditional-detr_mobilenetv2-s16_w4a4-attn8_fashion-scenes.py'
 DCPNAS_DEMO = REPO / 'configs/dcpnas/dcpnas-retrain_1xb128-3e_fashion-mnist.py'
@@ -127,6 +132,17 @@ def _int_quantizer(bits: int, x: torch.Tensor) -> LSQPlusQuantizer:
     return q
 
 
+def _lsq_levels(w: torch.Tensor, bits: int = 8) -> torch.Tensor:
+    """The int8 levels of a float weight (N, ...) at LSQ's initial step per output channel,
+    ``2 mean |w| / sqrt(Qp)``: about as spread as a trained 8-bit weight's (mean level about
+    sqrt(Qp) / 2), where uniform random levels over the whole int8 range would put a
+    convolution of 1152 or more inputs past the bound of oneDNN's exact sums (2^24)."""
+    qp = 2 ** (bits - 1) - 1
+    step = 2 * w.abs().flatten(1).mean(1) / qp ** 0.5
+    shape = (-1, ) + (1, ) * (w.dim() - 1)
+    return (w / step.view(shape)).round().clamp(-qp - 1, qp).to(torch.int8)
+
+
 def _row(times: dict[str, float]) -> dict:
     base = times['float32']
     return {name: dict(ms=round(t * 1e3, 4), speedup=round(base / t, 2))
@@ -148,10 +164,10 @@ def _mlp_variants(batch: int, g: torch.Generator) -> dict:
     hidden = F.gelu(F.linear(x, w1, b1))
     int1, plain1, onednn1 = _int8_layers(IntLinear, torch.randint(
         -127, 128, (768, 192), generator=g, dtype=torch.int8), b1, _int_quantizer(8, x),
-        backends=LINEAR_BACKENDS)
+        backends=INT8_BACKENDS)
     int2, plain2, onednn2 = _int8_layers(IntLinear, torch.randint(
         -127, 128, (192, 768), generator=g, dtype=torch.int8), b2, _int_quantizer(8, hidden),
-        backends=LINEAR_BACKENDS)
+        backends=INT8_BACKENDS)
     return {'float32': lambda: F.linear(F.gelu(F.linear(x, w1, b1)), w2, b2),
             'binary': lambda: pair(x),
             'int8': lambda: int2(F.gelu(int1(x))),
@@ -159,12 +175,14 @@ def _mlp_variants(batch: int, g: torch.Generator) -> dict:
             **({'int8 oneDNN': lambda: onednn2(F.gelu(onednn1(x)))} if onednn1 else {})}
 
 
-def _int8_layers(cls, ints, bias, quantizer, *conv_args, backends=('auto', 'int_mm')):
-    """The 8-bit layer on each of ``backends``: the default GEMM ('auto'), ``torch._int_mm``
-    ('int_mm') and oneDNN's int8 linear ('onednn'; None where this torch has no exact one)."""
+def _int8_layers(cls, ints, bias, quantizer, *conv_args, backends=INT8_BACKENDS, **options):
+    """The 8-bit layer on each of ``backends``: the default route ('auto'), ``torch._int_mm``
+    ('int_mm'; a grouped convolution's exact float32 convolution) and oneDNN's int8 linear /
+    convolution ('onednn'; None where this torch has no exact one)."""
     scale = torch.full((ints.shape[0], ), 1e-3)
-    return tuple(None if backend == 'onednn' and not onednn_int8_sums_exact()
-                 else cls(ints, scale, bias, quantizer, *conv_args, backend=backend)
+    exact = onednn_int8_conv_sums_exact() if cls is IntConv2d else onednn_int8_sums_exact()
+    return tuple(None if backend == 'onednn' and not exact
+                 else cls(ints, scale, bias, quantizer, *conv_args, backend=backend, **options)
                  for backend in backends)
 
 
@@ -180,7 +198,7 @@ def layer_rows(batches, reps, warmup) -> dict:
             binary = BinaryLinear(signs, w.abs().mean(1), b)
             ints = torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8)
             int8, plain, onednn = _int8_layers(IntLinear, ints, b, _int_quantizer(8, x),
-                                               backends=LINEAR_BACKENDS)
+                                               backends=INT8_BACKENDS)
             rows[f'deit-tiny {name} b{batch}'] = _row(timed({
                 'float32': lambda x=x, w=w, b=b: F.linear(x, w, b),
                 'binary': lambda x=x, m=binary: m(x),
@@ -197,44 +215,50 @@ def layer_rows(batches, reps, warmup) -> dict:
             b = torch.randn(c, generator=g)
             binary = BinaryConv2d(torch.where(w >= 0, 1.0, -1.0), w.abs().mean((1, 2, 3)), b,
                                   1, 1, 1)
-            ints = torch.randint(-127, 128, (c, c, 3, 3), generator=g, dtype=torch.int8)
-            int8, plain = _int8_layers(IntConv2d, ints, b, _int_quantizer(8, x), (1, 1), (1, 1),
-                                       (1, 1))
+            ints = _lsq_levels(w)
+            int8, plain, onednn = _int8_layers(IntConv2d, ints, b, _int_quantizer(8, x),
+                                               (1, 1), (1, 1), (1, 1), backends=INT8_BACKENDS)
             rows[f'resnet-18 {name} b{batch}'] = _row(timed({
                 'float32': lambda x=x, w=w, b=b: F.conv2d(x, w, b, 1, 1),
                 'binary': lambda x=x, m=binary: m(x),
                 'int8': lambda x=x, m=int8: m(x),
-                'int8 _int_mm': lambda x=x, m=plain: m(x)}, reps, warmup))
-        for name, (c, size) in DEPTHWISE_CONVS.items():
+                'int8 _int_mm': lambda x=x, m=plain: m(x),
+                **({'int8 oneDNN': lambda x=x, m=onednn: m(x)} if onednn else {})},
+                reps, warmup))
+        for name, (c, size, groups) in GROUPED_CONVS.items():
             # every variant gets the channels-last input a runtime layer hands on (float32's
             # depthwise convolution is also faster on it here than on NCHW)
             x = torch.randn(batch, c, size, size, generator=g).contiguous(
                 memory_format=torch.channels_last)
-            w = torch.randn(c, 1, 3, 3, generator=g) * 0.3
+            w = torch.randn(c, c // groups, 3, 3, generator=g) * 0.3
             b = torch.randn(c, generator=g)
-            binary = BinaryConv2d(torch.where(w >= 0, 1.0, -1.0), w.abs().mean((1, 2, 3)), b,
-                                  1, 1, 1, groups=c)
-            ints = torch.randint(-127, 128, (c, 1, 3, 3), generator=g, dtype=torch.int8)
-            grouped_quantizer = _int_quantizer(8, x)
-            grouped = IntConv2d(ints, torch.full((c, ), 1e-3), b, grouped_quantizer, (1, 1),
-                                (1, 1), (1, 1), groups=c)
-            # the same layers on the route before the depthwise kernel: torch's float32
-            # convolution of the signs / levels, between a sign (quantization) pass and the
-            # epilogue pass
-            binary_conv = BinaryConv2d(torch.where(w >= 0, 1.0, -1.0), w.abs().mean((1, 2, 3)),
-                                       b, 1, 1, 1, groups=c, depthwise_kernel=False)
-            grouped_conv = IntConv2d(ints, torch.full((c, ), 1e-3), b, grouped_quantizer, (1, 1),
-                                     (1, 1), (1, 1), groups=c, depthwise_kernel=False)
+            signs, w_scale = torch.where(w >= 0, 1.0, -1.0), w.abs().mean((1, 2, 3))
+            ints = _lsq_levels(w)
+            conv_args = (ints, b, _int_quantizer(8, x), (1, 1), (1, 1), (1, 1))
+            # the default routes (a depthwise layer: the depthwise kernels; int8 otherwise:
+            # oneDNN's convolution where exact) and beside them torch's float32 convolution of
+            # the signs / levels, between a sign (quantization) pass and the epilogue pass, and
+            # oneDNN's int8 convolution
+            binary = BinaryConv2d(signs, w_scale, b, 1, 1, 1, groups=groups)
+            binary_conv = BinaryConv2d(signs, w_scale, b, 1, 1, 1, groups=groups,
+                                       depthwise_kernel=False)
+            int8, int8_conv, int8_onednn = _int8_layers(
+                IntConv2d, *conv_args, groups=groups, depthwise_kernel=False)
+            if binary.depthwise:
+                int8 = _int8_layers(IntConv2d, *conv_args, backends=('auto', ), groups=groups)[0]
+            layers = {'binary': binary, 'binary, float32 convolution': binary_conv, 'int8': int8,
+                      'int8, float32 convolution': int8_conv,
+                      'int8, oneDNN convolution': int8_onednn}
+            layers = {key: layer for key, layer in layers.items() if layer is not None}
             with torch.no_grad():
-                same = (torch.equal(binary_conv(x), binary(x))
-                        and torch.equal(grouped_conv(x), grouped(x)))
+                same = all(torch.equal(layers[key](x), layers[key.split(',')[0]](x))
+                           for key in layers if ',' in key)
             rows[f'{name} b{batch}'] = dict(_row(timed({
-                'float32': lambda x=x, w=w, b=b, c=c: F.conv2d(x, w, b, 1, 1, 1, c),
-                'binary': lambda x=x, m=binary: m(x),
-                'binary, float32 convolution': lambda x=x, m=binary_conv: m(x),
-                'int8': lambda x=x, m=grouped: m(x),
-                'int8, float32 convolution': lambda x=x, m=grouped_conv: m(x)}, reps, warmup)),
-                routes_same_outputs=same)
+                'float32': lambda x=x, w=w, b=b, c=groups: F.conv2d(x, w, b, 1, 1, 1, c),
+                **{key: (lambda x=x, m=layer: m(x)) for key, layer in layers.items()}},
+                reps, warmup)), routes_same_outputs=same,
+                routes={key: getattr(layer, 'gemm', 'depthwise' if layer.depthwise else 'float32')
+                        for key, layer in layers.items()})
         print(f'layers, batch {batch}: done', flush=True)
     return rows
 
@@ -439,7 +463,8 @@ def model_row(name: str, reps: int, warmup: int, folder: Path) -> dict:
                           float_bn_folded_max_difference=float(
                               (_flat(run(folded_float)) - _flat(run(float_model))).abs().max()))
     if any(getattr(m, 'depthwise', False) for m in runtime.modules()):
-        convs, _ = build_runtime_model(conv_structure, path, depthwise_kernel=False)
+        convs, _ = build_runtime_model(conv_structure, path, depthwise_kernel=False,
+                                       int8_backend='int_mm')
         functions['runtime, depthwise on float32 convolutions'] = lambda: run(convs)
         with torch.inference_mode():
             extra['depthwise_kernel_changes_nothing'] = bool(torch.equal(_flat(run(convs)), got))
@@ -480,17 +505,21 @@ def table(results: dict) -> str:
                      f"{row['int8']['speedup']:.1f}x | {cell(row.get('int8 _int_mm'))} | "
                      f"{cell(row.get('int8 oneDNN'))} | "
                      f"{cell(row.get('memory floor'))} |")
-    depthwise = {name: row for name, row in results['layers'].items()
-                 if 'binary, float32 convolution' in row}
-    if depthwise:
-        lines += ['', '| depthwise layer | float32 ms | binary, depthwise kernel ms (speed-up) '
-                  '| binary, float32 convolution ms (speed-up) | int8, depthwise kernel ms '
-                  '(speed-up) | int8, float32 convolution ms (speed-up) | same outputs |',
-                  '|---|---|---|---|---|---|---|']
-        for name, row in depthwise.items():
-            lines.append(f"| {name} | {row['float32']['ms']:.3f} | {cell(row['binary'])} | "
-                         f"{cell(row['binary, float32 convolution'])} | {cell(row['int8'])} | "
+    grouped = {name: row for name, row in results['layers'].items()
+               if 'binary, float32 convolution' in row}
+    if grouped:
+        lines += ['', '| grouped layer | float32 ms | binary ms (speed-up; route) | binary, '
+                  'float32 convolution ms (speed-up) | int8 ms (speed-up; route) | int8, float32 '
+                  'convolution ms (speed-up) | int8, oneDNN convolution ms (speed-up) | same '
+                  'outputs |', '|---|---|---|---|---|---|---|---|']
+        for name, row in grouped.items():
+            routes = row.get('routes', {})
+            lines.append(f"| {name} | {row['float32']['ms']:.3f} | {cell(row['binary'])[:-1]}; "
+                         f"{routes.get('binary', '?')}) | "
+                         f"{cell(row['binary, float32 convolution'])} | "
+                         f"{cell(row['int8'])[:-1]}; {routes.get('int8', '?')}) | "
                          f"{cell(row['int8, float32 convolution'])} | "
+                         f"{cell(row.get('int8, oneDNN convolution'))} | "
                          f"{'yes' if row['routes_same_outputs'] else 'NO'} |")
     lines += ['', '| model (batch 8) | float32 ms | fake-quantized ms | runtime ms | runtime '
               'speed-up | float32, BN folded: ms (runtime speed-up over it) | runtime, BN kept '

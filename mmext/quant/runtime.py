@@ -760,6 +760,55 @@ def onednn_int8_sums_exact() -> bool:
     return torch.equal(sums, exact.float())
 
 
+def _onednn_conv_sums(levels: Tensor, zero: int, packed: Tensor, unit: Tensor, zeros: Tensor,
+                      stride, padding, dilation, groups: int) -> Tensor:
+    """(B, C, H, W) uint8 levels (channels-last memory) -> (B, N, OH, OW) float32
+    ``sum (levels - zero) W`` over the taps inside the image (oneDNN pads with the zero point,
+    which adds nothing), through oneDNN's int8 convolution with unit scales and no bias."""
+    return torch.ops.onednn.qconv2d_pointwise(
+        levels, 1.0, zero, packed, unit, zeros, None, list(stride), list(padding),
+        list(dilation), groups, 1.0, 0, torch.float32, 'none', [], '')
+
+
+def _onednn_conv_packed(ints: Tensor, zero: int, stride, padding, dilation,
+                        groups: int) -> Tensor:
+    """oneDNN's packing of int8 weights (N, C / groups, KH, KW) for :func:`_onednn_conv_sums`."""
+    return torch.ops.onednn.qconv_prepack(ints, torch.ones(ints.shape[0]), 1.0, zero,
+                                          list(stride), list(padding), list(dilation), groups,
+                                          None)
+
+
+@functools.cache
+def onednn_int8_conv_sums_exact() -> bool:
+    """Whether this torch build has oneDNN's int8 convolution (``torch.ops.onednn``, x86 builds)
+    and its sums are exact here, as :func:`onednn_int8_sums_exact` checks its linear: a padded
+    3 x 3 probe, dense and grouped, whose neighbouring products overflow a 16-bit intermediate
+    must give float64's sums (the zero point in the padding). Checked once per process."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.onednn, 'qconv_prepack')
+            and hasattr(torch.ops.onednn, 'qconv2d_pointwise')):
+        return False
+    g = torch.Generator().manual_seed(0)
+    levels = torch.randint(0, 256, (2, 32, 6, 7), generator=g, dtype=torch.uint8)
+    levels[0] = 255
+    levels = levels.contiguous(memory_format=torch.channels_last)
+    for groups in (1, 4):
+        weight = torch.randint(-128, 128, (16, 32 // groups, 3, 3), generator=g,
+                               dtype=torch.int8)
+        weight[:4] = 127
+        weight[4:8] = -128
+        conv_args = ((1, 1), (1, 1), (1, 1), groups)
+        try:
+            sums = _onednn_conv_sums(levels, 128, _onednn_conv_packed(weight, 128, *conv_args),
+                                     torch.ones(16), torch.zeros(16, dtype=torch.int64),
+                                     *conv_args)
+        except RuntimeError:
+            return False
+        exact = F.conv2d(levels.double() - 128, weight.double(), None, 1, 1, 1, groups)
+        if not torch.equal(sums.double(), exact):
+            return False
+    return True
+
+
 def onednn_preferred() -> bool:
     """Whether ``backend='auto'`` runs wide linear layers (``IntLinear.ONEDNN_MIN_OUT`` outputs
     or more) on oneDNN here: its int8 sums are exact (:func:`onednn_int8_sums_exact`) and the
@@ -821,12 +870,19 @@ class _IntBase(_KernelUser):
         if largest > _FLOAT_EXACT:
             why = (f'its sums can reach {largest}, beyond 2^24 (the integers float32 holds '
                    'exactly)')
-        elif not onednn_int8_sums_exact():
-            why = "this torch build has no oneDNN int8 linear with exact sums on this CPU"
+        elif not self._onednn_exact():
+            why = (f'this torch build has no oneDNN int8 {self.ONEDNN_OP} with exact sums on '
+                   'this CPU')
         if why and backend == 'onednn':
             raise ValueError(f"int8 backend 'onednn' cannot run this layer: {why}; use 'auto' "
-                             "(which falls back to 'int_mm') or 'int_mm'")
+                             "(which falls back to torch's exact route) or 'int_mm'")
         return 'int_mm' if why else 'onednn'
+
+    ONEDNN_OP = 'linear'
+
+    @staticmethod
+    def _onednn_exact() -> bool:
+        return onednn_int8_sums_exact()
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -971,20 +1027,30 @@ class IntConv2d(_IntBase):
     in channels-last memory. A padded position holds the real value 0 and adds nothing, as
     in the fake-quantized layer.
 
-    Groups 1: int8 im2col (a 1 x 1 convolution of stride 1 without padding reads the
-    channels-last levels as they are) and an integer GEMM. ``backend``: see :class:`_IntBase`
-    (oneDNN's columns hold ``q - Qn``, its zero point in the padding); 'auto' runs
-    ``torch._int_mm``, which oneDNN did not beat on ResNet-18's 3 x 3 columns here.
+    ``backend`` (see :class:`_IntBase`): 'onednn' runs oneDNN's int8 convolution
+    (``torch.ops.onednn.qconv2d_pointwise``) on the uint8 levels ``q - Qn`` in channels-last
+    memory, its zero point ``offset - Qn`` in the padding, with unit scales: the exact sums
+    as float32, under the same bound and a probe of its own
+    (:func:`onednn_int8_conv_sums_exact`). 'int_mm': groups 1 as int8 im2col (a 1 x 1
+    convolution of stride 1 without padding reads the channels-last levels as they are) and
+    ``torch._int_mm``; groups > 1 as float32 sums of the levels ``q - offset`` and the integer
+    weights, exact since every product and partial sum is an integer below 2^24 in magnitude
+    (checked when the layer is built: :func:`grouped_sums_bound`), in whatever order they are
+    added ('float32'; the reference path convolves in float64). 'auto' takes oneDNN where it is
+    exact for grouped layers and for layers of at most ``ONEDNN_MAX_OUT`` outputs that need an
+    im2col (larger than 1 x 1, strided or padded), else 'int_mm'. In
+    ``benchmarks/lowbit_inference.py`` on a 2-core AMD EPYC (Zen 4, VNNI; seven runs, README),
+    ResNeXt-50's grouped layer ran 1.4-2.1x faster on oneDNN than on the float32 route, and at
+    ResNet-18's 3 x 3 sizes, where the im2col costs most beside a GEMM of few outputs, oneDNN
+    ran 1.60-1.67x faster than ``torch._int_mm`` at 64 outputs (56 x 56, batch 8), 1.12-1.22x
+    at 128 (28 x 28; 0.92-1.09x at batch 1), 0.96-1.02x at 256 and 0.67-0.85x at 512. A 1 x 1
+    convolution of stride 1 without padding reads the levels as they are, where
+    ``torch._int_mm`` was as fast in development timings.
 
-    Groups > 1 (depthwise and grouped convolutions): float32 sums of the levels ``q - offset``
-    and the integer weights. Every product and partial sum is an integer below 2^24 in
-    magnitude (checked when the layer is built: :func:`grouped_sums_bound`), so float32 holds
-    them exactly, in whatever order they are added; the reference path convolves in float64.
-    A depthwise layer (one input channel per output channel; ``gemm`` 'depthwise') runs the
-    compiled depthwise kernel on the channels-last levels, the epilogue in the same pass;
-    other grouped layers (``gemm`` 'float32'; depthwise ones too with
-    ``depthwise_kernel=False``) torch's float32 convolution, then the epilogue (the same
-    floats). ``backend`` does not apply to them."""
+    A depthwise layer (one input channel per output channel) runs the compiled depthwise
+    kernel on the channels-last levels, the epilogue in the same pass (``gemm`` 'depthwise');
+    ``backend`` does not apply to it. With ``depthwise_kernel=False`` (or without the compiled
+    kernels) it is a grouped layer as above. Every route gives the same floats."""
 
     def __init__(self, ints: Tensor, w_scale: Tensor, bias: Tensor | None,
                  quantizer: LSQPlusQuantizer, stride, padding, dilation,
@@ -993,10 +1059,14 @@ class IntConv2d(_IntBase):
         self.groups = groups            # read by _pick_gemm in the parent's __init__
         n, c, kh, kw = ints.shape
         self.depthwise = depthwise_kernel and is_depthwise(groups, n, c, kh, kw)
-        super().__init__(ints, w_scale, bias, quantizer, use_kernel, backend)
         self.in_channels, self.kernel_size = c * groups, (kh, kw)
         self.stride, self.padding, self.dilation = (tuple(stride), tuple(padding),
                                                     tuple(dilation))
+        pointwise = (self.kernel_size == (1, 1) and self.stride == (1, 1)
+                     and self.padding == (0, 0))
+        super().__init__(ints, w_scale, bias, quantizer, use_kernel, backend,
+                         prefers_onednn=groups > 1 or (
+                             not pointwise and n <= self.ONEDNN_MAX_OUT))
         if groups > 1:
             largest = grouped_sums_bound(ints, self.qn, self.qp, self.offset)
             if largest > _FLOAT_EXACT:
@@ -1011,10 +1081,18 @@ class IntConv2d(_IntBase):
                                  persistent=False)
         self._valid_sums: dict = {}
 
+    ONEDNN_OP = 'convolution'
+    ONEDNN_MAX_OUT = 128
+
+    @staticmethod
+    def _onednn_exact() -> bool:
+        return onednn_int8_conv_sums_exact()
+
     def _pick_gemm(self, backend: str, weight: Tensor) -> str:
-        if self.groups == 1:
-            return super()._pick_gemm(backend, weight)
-        return 'depthwise' if self.depthwise and self.ops is not None else 'float32'
+        if self.depthwise and self.ops is not None:
+            return 'depthwise'
+        gemm = super()._pick_gemm(backend, weight)
+        return 'float32' if gemm == 'int_mm' and self.groups > 1 else gemm
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (f', groups={self.groups}' if self.groups > 1 else '')
@@ -1034,29 +1112,43 @@ class IntConv2d(_IntBase):
             self._valid_sums[(h, w)] = s[0].flatten(1).t().contiguous()
         return self._valid_sums[(h, w)]
 
-    def _channels_last_levels(self, x: Tensor) -> Tensor:
-        """:meth:`quantize` of x (B, C, H, W) with the levels in channels-last memory, the
-        layout the kernels read. A float input in any other layout (the float stem before a
-        network's first integer layer) is quantized and transposed in one pass: transposing the
-        levels after quantizing took as long as the layer."""
+    def _channels_last_levels(self, x: Tensor, unsigned: bool = False) -> Tensor:
+        """:meth:`quantize` of x (B, C, H, W) (:meth:`unsigned_levels` if ``unsigned``) with
+        the levels in channels-last memory, the layout the kernels read. A float input in any
+        other layout (the float stem before a network's first integer layer) is quantized and
+        transposed in one pass: transposing the levels after quantizing took as long as the
+        layer."""
         if (self.ops is not None and x.dtype != torch.int8
                 and not x.is_contiguous(memory_format=torch.channels_last)):
-            return self.ops.quantize_int8_channels_last(
-                x.float(), self.a_scale, self.zero_point, self.qn, self.qp, self.offset)
-        return self.quantize(x)
+            levels = self.ops.quantize_int8_channels_last(
+                x.float(), self.a_scale, self.zero_point, self.qn, self.qp,
+                self.qn if unsigned else self.offset)
+            return levels.view(torch.uint8) if unsigned else levels
+        levels = self.unsigned_levels(x) if unsigned else self.quantize(x)
+        return levels.contiguous(memory_format=torch.channels_last)
 
-    def _columns(self, q: Tensor, pad_value: int = 0) -> Tensor:
-        """q (B, C, H, W) of bytes -> (B * OH * OW, KH * KW * C) of its dtype, ``pad_value``
-        in the padding."""
+    def _onednn_sums(self, x: Tensor) -> Tensor:
+        """(B * OH * OW, N) float32 exact sums ``sum (q - offset) W`` over the taps inside the
+        image, from oneDNN's int8 convolution (its weight packed on first use)."""
+        conv_args = (self.stride, self.padding, self.dilation, self.groups)
+        if self._onednn_weight is None:
+            self._onednn_weight = _onednn_conv_packed(
+                self.weight_float.to(torch.int8), self.onednn_zero, *conv_args)
+        sums = _onednn_conv_sums(self._channels_last_levels(x, unsigned=True), self.onednn_zero,
+                                 self._onednn_weight, self._unit, self._zeros, *conv_args)
+        return sums.permute(0, 2, 3, 1).reshape(-1, self.out_channels)
+
+    def _columns(self, q: Tensor) -> Tensor:
+        """q (B, C, H, W) of bytes -> (B * OH * OW, KH * KW * C) of its dtype, 0 in the
+        padding."""
         pixels = q.permute(0, 2, 3, 1)          # a view of channels-last levels
         if self.kernel_size == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0):
             return pixels.reshape(-1, self.in_channels)
         square = len(set(self.stride)) == len(set(self.padding)) == len(set(self.dilation)) == 1
         if self.ops is not None and square:
             return self.ops.im2col_int8(pixels, *self.kernel_size, self.stride[0],
-                                        self.padding[0], self.dilation[0], pad_value)
-        cols = F.unfold(q.float() - pad_value, self.kernel_size, self.dilation, self.padding,
-                        self.stride) + pad_value
+                                        self.padding[0], self.dilation[0], 0)
+        cols = F.unfold(q.float(), self.kernel_size, self.dilation, self.padding, self.stride)
         b, _, length = cols.shape
         cols = cols.view(b, self.in_channels, -1, length).transpose(1, 2)   # tap-major
         return cols.reshape(b, -1, length).transpose(1, 2).reshape(b * length, -1).to(q.dtype)
@@ -1102,8 +1194,7 @@ class IntConv2d(_IntBase):
         if self.gemm in ('float32', 'depthwise'):
             acc = self._grouped_sums(x)
         elif self.gemm == 'onednn':
-            columns = self._columns(self.unsigned_levels(x), self.onednn_zero)
-            acc = self._sums(columns, self.weight_t.t())
+            acc = self._onednn_sums(x)
         else:
             acc = self.accumulate(x)
         oh, ow = self._out_size(*x.shape[-2:])
@@ -1310,8 +1401,9 @@ class RuntimeReport:
     """What :func:`build_runtime_model` did: ``layers``, per quantized layer ``(name, kernel or
     None, reason)``; ``pairs``, per pair of binary layers :func:`fuse_binary_pairs` found
     ``(name, fused, reason)``; ``gemms``, how many integer layers compute their sums on each
-    route: 'int_mm' or 'onednn' (GEMMs), 'depthwise' (the depthwise kernel), 'float32' (other
-    grouped convolutions, and depthwise ones without the compiled kernels: exact float32);
+    route: 'int_mm' (``torch._int_mm``), 'onednn' (oneDNN's int8 linear or convolution,
+    grouped ones included), 'depthwise' (the depthwise kernel), 'float32' (grouped
+    convolutions off oneDNN: exact float32 convolutions);
     ``folded``, per BatchNorm folded into a kernel convolution ``(conv name, norm name)``;
     ``chains``, per integer layer that hands the next its int8 levels ``(name, next name)``."""
     layers: list

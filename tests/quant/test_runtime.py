@@ -24,6 +24,7 @@ from mmext.quant.runtime import (
     float32_convs_exact,
     fuse_binary_pairs,
     grouped_sums_bound,
+    onednn_int8_conv_sums_exact,
     onednn_int8_sums_exact,
     onednn_preferred,
     sign_thresholds,
@@ -387,13 +388,14 @@ def test_quantizing_into_channels_last_gives_the_same_levels(shape):
     (9, 33, 3, 1, 2, 2, (6, 7), 1), (5, 6, 3, (2, 1), (1, 2), 1, (7, 6), 1),
     (12, 12, 3, 2, 1, 1, (9, 8), 12), (20, 20, 3, 1, 2, 2, (7, 7), 20),     # depthwise
     (8, 12, 3, 1, 1, 1, (7, 7), 4), (6, 6, 3, (2, 1), (1, 2), 1, (7, 6), 3)])   # grouped
+@pytest.mark.parametrize('bits', [8, 4])
 def test_integer_convolution_accumulates_exactly(c, n, k, stride, pad, dil, size, groups,
-                                                 use_kernel):
+                                                 use_kernel, bits):
     if use_kernel and ops is None:
         pytest.skip('no C++ compiler')
     torch.manual_seed(0)
     conv = nn.Sequential(nn.Conv2d(c, n, k, stride, pad, dil, groups))
-    fq = ModuleSwap(w_bits=8, a_bits=8)(conv).train()
+    fq = ModuleSwap(w_bits=bits, a_bits=bits)(conv).train()
     for _ in range(10):
         fq(torch.randn(2, c, *size))
     q = fq.eval()[0]
@@ -417,16 +419,28 @@ def test_integer_convolution_accumulates_exactly(c, n, k, stride, pad, dil, size
             q.padding, q.dilation)
     if use_kernel:
         assert torch.equal(IntConv2d(*args, use_kernel=False, groups=groups)(x), out)
-    if groups > 1:      # depthwise: the compiled kernel, else an exact float32 convolution
-        depthwise = use_kernel and c == n == groups
-        assert layer.gemm == ('depthwise' if depthwise else 'float32')
-        convolved = IntConv2d(*args, use_kernel, groups=groups, depthwise_kernel=False)
-        assert convolved.gemm == 'float32' and torch.equal(convolved(x), out)
-        return
-    assert layer.gemm == 'int_mm'                     # 'auto' on a convolution
-    # oneDNN's GEMM (its levels q - Qn, its zero point in the padding) gives the same floats
-    if onednn_int8_sums_exact():
-        assert torch.equal(IntConv2d(*args, use_kernel, backend='onednn')(x), out)
+    # 'auto': a depthwise layer on the compiled kernel; oneDNN's int8 convolution where exact
+    # for other grouped layers and for an im2col of few outputs; else torch._int_mm / float32
+    exact = onednn_int8_conv_sums_exact()
+    pointwise = k == 1 and stride == 1 and pad == 0
+    if use_kernel and c == n == groups:
+        assert layer.gemm == 'depthwise'
+    elif exact and (groups > 1 or not pointwise):
+        assert layer.gemm == 'onednn'
+    else:
+        assert layer.gemm == ('float32' if groups > 1 else 'int_mm')
+    # every route gives the same floats: the float32 convolution (grouped) or torch._int_mm,
+    # and oneDNN's (its levels q - Qn, its zero point in the padding)
+    plain = IntConv2d(*args, use_kernel, backend='int_mm', groups=groups, depthwise_kernel=False)
+    assert plain.gemm == ('float32' if groups > 1 else 'int_mm')
+    assert torch.equal(plain(x), out)
+    if exact:
+        onednn = IntConv2d(*args, use_kernel, backend='onednn', groups=groups,
+                           depthwise_kernel=False)
+        assert onednn.gemm == 'onednn' and torch.equal(onednn(x), out)
+        # the levels a layer before hands on (q - Qn as int8, channels-last)
+        levels = onednn.unsigned_levels(x).view(torch.int8)
+        assert torch.equal(onednn(levels.contiguous(memory_format=torch.channels_last)), out)
 
 
 @needs_kernels
@@ -754,8 +768,9 @@ def test_runtime_keeps_layers_no_kernel_computes_exactly_and_says_why(tmp_path, 
     export_quantized(model.eval(), tmp_path / 'n.safetensors')
     runtime, report = build_runtime_model(swap(net()), tmp_path / 'n.safetensors')
     assert dict(report.kept()).keys() == {'1'} and 'Identity' in dict(report.kept())['1']
-    assert isinstance(runtime[0], IntConv2d) and runtime[0].gemm == 'float32'
-    assert report.gemms == {'float32': 1}
+    route = 'onednn' if onednn_int8_conv_sums_exact() else 'float32'
+    assert isinstance(runtime[0], IntConv2d) and runtime[0].gemm == route
+    assert report.gemms == {route: 1}
     assert isinstance(runtime[1], QConv2d)
     # a grouped convolution whose sums float32 could round stays fake-quantized, and says so
     bound = grouped_sums_bound(runtime[0].weight_float, -8, 7, 0)
@@ -848,19 +863,22 @@ def test_grouped_convolutions_are_exact_at_model_sizes():
 def test_grouped_convolutions_refuse_a_lowered_float32_precision():
     """Exact float32 sums need full-precision float32 convolutions: a process that lets oneDNN
     use TF32 or bfloat16 gets an error naming the setting, not rounded sums, from a grouped
-    layer; a depthwise layer runs the compiled depthwise kernel, which that setting does not
-    touch (the same floats)."""
+    layer on float32 convolutions; a depthwise layer runs the compiled depthwise kernel and an
+    integer grouped layer oneDNN's int8 convolution (where exact here), which that setting
+    does not touch (the same floats)."""
     quantizer = LSQPlusQuantizer(bits=4)
     quantizer.eval()(torch.randn(2, 4, 5, 5))
-    layer = IntConv2d(torch.ones(4, 2, 3, 3), torch.ones(4), None, quantizer, (1, 1), (1, 1),
-                      (1, 1), groups=2)
+    conv_args = (torch.ones(4, 2, 3, 3), torch.ones(4), None, quantizer, (1, 1), (1, 1), (1, 1))
+    layer = IntConv2d(*conv_args, groups=2, backend='int_mm')
     binary = BinaryConv2d(_signs(4, 2, 3, 3), torch.ones(4), None, 1, 1, 1, groups=2)
-    depthwise = (IntConv2d(torch.ones(4, 1, 3, 3), torch.ones(4), None, quantizer, (1, 1),
+    untouched = (IntConv2d(torch.ones(4, 1, 3, 3), torch.ones(4), None, quantizer, (1, 1),
                            (1, 1), (1, 1), groups=4),
                  BinaryConv2d(_signs(4, 1, 3, 3), torch.ones(4), None, 1, 1, 1, groups=4))
+    if onednn_int8_conv_sums_exact():
+        untouched += (IntConv2d(*conv_args, groups=2), )
     x = torch.randn(2, 4, 5, 5)
     layer(x), binary(x)
-    expected = [module(x) for module in depthwise]
+    expected = [module(x) for module in untouched]
     assert float32_convs_exact()
     mkldnn = torch.backends.mkldnn
     with mkldnn.flags(enabled=mkldnn.enabled, fp32_precision='bf16'):   # restored on exit
@@ -868,7 +886,7 @@ def test_grouped_convolutions_refuse_a_lowered_float32_precision():
         for module in (layer, binary):
             with pytest.raises(RuntimeError, match="fp32_precision.*'ieee'"):
                 module(x)
-        for module, out in zip(depthwise, expected):
+        for module, out in zip(untouched, expected):
             assert torch.equal(module(x), out)
     assert float32_convs_exact()
 
@@ -914,6 +932,22 @@ def test_int8_backend_is_named_copied_and_falls_back(monkeypatch):
     assert IntLinear(*args).gemm == 'int_mm'
     with pytest.raises(ValueError, match='no oneDNN int8 linear with exact sums'):
         IntLinear(*args, backend='onednn')
+    # a convolution: oneDNN's packing copies the same way; without its probe a 3 x 3 layer
+    # runs torch._int_mm, a grouped one its float32 convolution
+    images = torch.randn(2, 8, 9, 9, generator=g)
+    quantizer.eval()(images)
+    conv_args = (torch.randint(-127, 128, (16, 8, 3, 3), generator=g, dtype=torch.int8),
+                 torch.rand(16, generator=g) * 1e-2, None, quantizer, (1, 1), (1, 1), (1, 1))
+    grouped_args = (conv_args[0][:, :2], *conv_args[1:])
+    if runtime.onednn_int8_conv_sums_exact():
+        conv = IntConv2d(*conv_args)
+        expected = conv(images)
+        assert conv.gemm == 'onednn' and torch.equal(copy.deepcopy(conv)(images), expected)
+    monkeypatch.setattr(runtime, 'onednn_int8_conv_sums_exact', lambda: False)
+    assert IntConv2d(*conv_args).gemm == 'int_mm'
+    assert IntConv2d(*grouped_args, groups=4).gemm == 'float32'
+    with pytest.raises(ValueError, match='no oneDNN int8 convolution with exact sums'):
+        IntConv2d(*grouped_args, backend='onednn', groups=4)
 
 
 def test_runtime_layers_can_be_copied():

@@ -23,7 +23,12 @@ from mmengine.runner import Runner
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import mmext  # noqa: F401,E402  (registries)
-from mmext.quant.runtime import INT8_BACKENDS, IntLinear, build_runtime_model  # noqa: E402
+from mmext.quant.runtime import (  # noqa: E402
+    INT8_BACKENDS,
+    IntConv2d,
+    IntLinear,
+    build_runtime_model,
+)
 from mmext.utils import dump_predictions, load_tool_config  # noqa: E402
 
 
@@ -37,10 +42,13 @@ def parse_args():
                         help='the pure-torch reference instead of the compiled kernels')
     parser.add_argument('--int8-backend', choices=INT8_BACKENDS, default='auto',
                         help="the integer layers' GEMM: 'auto' runs oneDNN's int8 linear on "
-                             f"linear layers of >= {IntLinear.ONEDNN_MIN_OUT} outputs where its "
-                             "sums are exact and "
-                             "torch._int_mm elsewhere; 'int_mm' and 'onednn' force one ('onednn' "
-                             "is an error where it cannot be exact); the outputs are the same")
+                             f"linear layers of >= {IntLinear.ONEDNN_MIN_OUT} outputs on a CPU "
+                             "with AMX-INT8, and oneDNN's int8 convolution on grouped "
+                             "convolutions and on those of at most "
+                             f"{IntConv2d.ONEDNN_MAX_OUT} outputs that need an im2col, where its "
+                             "sums are exact; torch._int_mm (a grouped convolution: float32) "
+                             "elsewhere; 'int_mm' and 'onednn' force one ('onednn' is an error "
+                             "where it cannot be exact); the outputs are the same")
     parser.add_argument('--keep-batch-norm', action='store_true',
                         help='run each BatchNorm after a kernel convolution as a layer of its '
                              'own instead of folding it into the convolution\'s scale and bias '
