@@ -726,6 +726,45 @@ def test_integer_layers_hand_on_int8_levels_through_a_clamp_with_the_same_output
     assert ('ffn.layers.0.0', 'ffn.layers.1') not in chain_integer_layers(unchained)
 
 
+def conv_chain_net():
+    """3 x 3 ConvModules in a row (dense, grouped, strided): oneDNN's int8 convolutions."""
+    from mmcv.cnn import ConvModule
+    bn = dict(type='BN')
+    return nn.Sequential(
+        ConvModule(3, 16, 3, padding=1, norm_cfg=bn, act_cfg=dict(type='ReLU6')),
+        ConvModule(16, 16, 3, padding=1, groups=4, norm_cfg=bn, act_cfg=dict(type='ReLU')),
+        ConvModule(16, 8, 3, stride=2, padding=1, norm_cfg=bn, act_cfg=None))
+
+
+@pytest.mark.skipif(ops is None or not onednn_int8_conv_sums_exact(),
+                    reason='no C++ compiler, or no exact oneDNN int8 convolution here')
+@pytest.mark.parametrize('bits', [8, 4])
+def test_convolutions_on_onednn_hand_on_levels_in_turn(tmp_path, bits):
+    """Chained 3 x 3 layers on oneDNN's int8 convolution take their levels (q - Qn) from the
+    layer before and hand on their own: the same outputs as unchained and as torch._int_mm /
+    float32 convolutions, bit for bit."""
+    torch.manual_seed(0)
+    swap = ModuleSwap(w_bits=bits, a_bits=bits)
+    model = swap(conv_chain_net())
+    _random_statistics(model)
+    x = torch.randn(3, 3, 11, 10)
+    model.eval()(x)
+    path = tmp_path / 'convs.safetensors'
+    export_quantized(model, path)
+    chained, report = build_runtime_model(swap(conv_chain_net()), path)
+    plain, _ = build_runtime_model(swap(conv_chain_net()), path, chain_integer=False)
+    other, other_report = build_runtime_model(swap(conv_chain_net()), path,
+                                              int8_backend='int_mm')
+    assert report.gemms == {'onednn': 3}
+    assert other_report.gemms == {'int_mm': 2, 'float32': 1}
+    assert report.chains == [('0.conv', '1.conv'), ('1.conv', '2.conv')]
+    assert chained[0].conv.levels_for[2].levels_offset == chained[1].conv.qn
+    with torch.no_grad():
+        assert chained[0].conv(x).dtype == torch.int8
+        out = chained(x)
+        assert torch.equal(out, plain(x)) and torch.equal(out, other(x))
+
+
 @pytest.mark.skipif(ops is None, reason='no C++ compiler')
 def test_linear_layers_in_a_row_hand_on_levels_to_onednn_and_in_turn(tmp_path):
     """8 bits, three linear layers in a row: the second (400 outputs: oneDNN's int8 linear where
