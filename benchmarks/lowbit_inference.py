@@ -40,8 +40,9 @@ into the convolutions before them, the float model with the same BatchNorms fold
 ``fuse_conv_bn_weights``: the float baseline of a deployment that folds them) and the runtime
 with them kept (``bn_kept_max_difference``) are timed too; where it has depthwise layers, the
 same runtime with ``depthwise_kernel=False`` and ``int8_backend='int_mm'`` (torch's float32
-convolutions of the levels / signs) is timed and its outputs compared (``depthwise_kernel_changes_nothing``); where integer layers
-hand the next their int8 levels, the same runtime with ``chain_integer=False``
+convolutions of the levels / signs) is timed and its outputs compared
+(``depthwise_kernel_changes_nothing``); where integer layers hand the next their int8 levels,
+the same runtime with ``chain_integer=False``
 (``chains_change_nothing``); where binary attention takes q's and k's signs straight from their
 LayerNorm (Bi-ViT's qk-norm), the same runtime with ``fuse_layer_norm=False`` (torch's
 LayerNorm, then the packing: ``fused_layer_norm_changes_nothing``); ``breakdown_ms`` says
