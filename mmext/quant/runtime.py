@@ -10,9 +10,11 @@ replaces each quantized layer whose arithmetic a kernel can do exactly:
 - two binary linear layers with an activation between them (a transformer MLP):
   :class:`BinaryLinearPair`, the first layer's dots giving the second's input signs directly;
 - 2..8-bit weights with per-tensor LSQ+ inputs: :class:`IntLinear`, :class:`IntConv2d`
-  (oneDNN's int8 linear or ``torch._int_mm``, exact integer sums; 2..4-bit values ride in
-  int8); depthwise convolutions (of both kinds) on a compiled channels-last kernel, other
-  grouped ones as a float32 convolution of the integer levels; both sums are exact below 2^24.
+  (``torch._int_mm``, oneDNN's int8 linear or its int8 convolution, exact integer sums;
+  2..4-bit values ride in int8); depthwise convolutions (of both kinds) on a compiled
+  channels-last kernel; other grouped ones on oneDNN's int8 convolution or (binary, or where
+  oneDNN cannot run them exactly) as a float32 convolution of the integer levels or signs,
+  exact below 2^24.
 
 A BatchNorm that runs right after a kernel convolution is folded into its scale and bias
 (:func:`fold_batch_norms`). Every other layer stays as it was (fake-quantized float); ``report``
@@ -76,6 +78,13 @@ class _KernelUser(nn.Module):
 
 def _round_up(n: int, block: int) -> int:
     return -(-n // block) * block
+
+
+def _row_major(t: Tensor) -> Tensor:
+    """A copy of the 2-d ``t`` (K, N) with strides (N, 1), also where K is 1: ``contiguous()``
+    keeps a (1, N) view's strides (1, 1), on which ``torch._int_mm`` read the wrong elements
+    (a layer of one input feature or channel)."""
+    return torch.empty(t.shape, dtype=t.dtype).copy_(t)
 
 
 def float32_convs_exact() -> bool:
@@ -764,7 +773,9 @@ def _onednn_conv_sums(levels: Tensor, zero: int, packed: Tensor, unit: Tensor, z
                       stride, padding, dilation, groups: int) -> Tensor:
     """(B, C, H, W) uint8 levels (channels-last memory) -> (B, N, OH, OW) float32
     ``sum (levels - zero) W`` over the taps inside the image (oneDNN pads with the zero point,
-    which adds nothing), through oneDNN's int8 convolution with unit scales and no bias."""
+    which adds nothing), through oneDNN's int8 convolution with unit scales and no bias. Only
+    for the geometries :func:`onednn_conv_geometry` admits: on others oneDNN returned wrong
+    sums or crashed."""
     return torch.ops.onednn.qconv2d_pointwise(
         levels, 1.0, zero, packed, unit, zeros, None, list(stride), list(padding),
         list(dilation), groups, 1.0, 0, torch.float32, 'none', [], '')
@@ -776,6 +787,24 @@ def _onednn_conv_packed(ints: Tensor, zero: int, stride, padding, dilation,
     return torch.ops.onednn.qconv_prepack(ints, torch.ones(ints.shape[0]), 1.0, zero,
                                           list(stride), list(padding), list(dilation), groups,
                                           None)
+
+
+def onednn_conv_geometry(kernel_size, stride, padding, dilation) -> str:
+    """Why oneDNN's int8 convolution must not run a layer of this geometry, or ''. A second
+    reader's randomised comparison with float64 sums (torch 2.14, AVX-512 VNNI) found oneDNN
+    returning wrong sums, and crashing the process, where every tap of an output along one
+    axis lies in the padding (padding beyond ``(k - 1) // 2``, or dilation) and for one input
+    channel per group with unequal strides; with dilation 1, equal strides and at most
+    ``(k - 1) // 2`` padding on each side (so that every output sees the image) all of about
+    3,800 shapes were exact. Only that geometry is admitted."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    if (dh, dw) != (1, 1):
+        return f'dilation {(dh, dw)}'
+    if sh != sw:
+        return f'unequal strides {(sh, sw)}'
+    if ph > (kh - 1) // 2 or pw > (kw - 1) // 2:
+        return f'padding {(ph, pw)} beyond (k - 1) // 2 of a {kh} x {kw} kernel'
+    return ''
 
 
 @functools.cache
@@ -832,8 +861,9 @@ class _IntBase(_KernelUser):
     every sum it can form stays within 2^24 (``max(Qp - Qn, offset - Qn) sum_k |W[n, k]|``;
     checked when the layer is built) and the probe :func:`onednn_int8_sums_exact` passes;
     'onednn' where they do not is an error. 'auto' (the default) takes 'onednn' where both hold
-    and the layer is one oneDNN runs faster here (``prefers_onednn``), else 'int_mm'. Every
-    backend gives the same floats, bit for bit, so the choice changes only the speed."""
+    and the layer is one oneDNN runs faster here (``prefers_onednn``), else 'int_mm' (a grouped
+    convolution: 'float32', :class:`IntConv2d`). Every backend gives the same floats, bit for
+    bit, so the choice changes only the speed."""
 
     def __init__(self, ints: Tensor, w_scale: Tensor, bias: Tensor | None,
                  quantizer: LSQPlusQuantizer, use_kernel: bool, backend: str,
@@ -866,8 +896,10 @@ class _IntBase(_KernelUser):
         # oneDNN's sums sum (q - Qn) W and zero sum W, and their difference: each at most
         # max(Qp - Qn, zero) sum |W| in size
         largest = _largest_sum(weight, max(self.qp - self.qn, self.onednn_zero))
-        why = ''
-        if largest > _FLOAT_EXACT:
+        why = self._onednn_unsupported()
+        if why:
+            why = f'oneDNN does not take its {why} exactly'
+        elif largest > _FLOAT_EXACT:
             why = (f'its sums can reach {largest}, beyond 2^24 (the integers float32 holds '
                    'exactly)')
         elif not self._onednn_exact():
@@ -883,6 +915,15 @@ class _IntBase(_KernelUser):
     @staticmethod
     def _onednn_exact() -> bool:
         return onednn_int8_sums_exact()
+
+    def _onednn_unsupported(self) -> str:
+        """What of this layer oneDNN cannot run exactly, or ''."""
+        return ''
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        # new weights: oneDNN's packing of the old ones is dropped (packed again on use)
+        self._onednn_weight = None
+        super()._load_from_state_dict(*args, **kwargs)
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -992,7 +1033,7 @@ class IntLinear(_IntBase):
                          prefers_onednn=ints.shape[0] >= self.ONEDNN_MIN_OUT
                          and onednn_preferred())
         self.in_features = ints.shape[1]
-        self.register_buffer('weight_t', ints.to(torch.int8).t().contiguous())   # (K, N)
+        self.register_buffer('weight_t', _row_major(ints.to(torch.int8).t()))   # (K, N)
         self.register_buffer('weight_sum', ints.float().sum(1)[None])
 
     def kernel_operands(self) -> tuple:
@@ -1030,15 +1071,16 @@ class IntConv2d(_IntBase):
     ``backend`` (see :class:`_IntBase`): 'onednn' runs oneDNN's int8 convolution
     (``torch.ops.onednn.qconv2d_pointwise``) on the uint8 levels ``q - Qn`` in channels-last
     memory, its zero point ``offset - Qn`` in the padding, with unit scales: the exact sums
-    as float32, under the same bound and a probe of its own
-    (:func:`onednn_int8_conv_sums_exact`). 'int_mm': groups 1 as int8 im2col (a 1 x 1
+    as float32, under the same bound, a probe of its own (:func:`onednn_int8_conv_sums_exact`)
+    and on the geometries :func:`onednn_conv_geometry` admits (dilation 1, equal strides, at
+    most ``(k - 1) // 2`` padding). 'int_mm': groups 1 as int8 im2col (a 1 x 1
     convolution of stride 1 without padding reads the channels-last levels as they are) and
     ``torch._int_mm``; groups > 1 as float32 sums of the levels ``q - offset`` and the integer
     weights, exact since every product and partial sum is an integer below 2^24 in magnitude
     (checked when the layer is built: :func:`grouped_sums_bound`), in whatever order they are
     added ('float32'; the reference path convolves in float64). 'auto' takes oneDNN where it is
-    exact for grouped layers and for layers of at most ``ONEDNN_MAX_OUT`` outputs that need an
-    im2col (larger than 1 x 1, strided or padded), else 'int_mm'. In
+    exact and admitted for grouped layers and for layers of at most ``ONEDNN_MAX_OUT`` outputs
+    that need an im2col (larger than 1 x 1, strided or padded), else 'int_mm' / 'float32'. In
     ``benchmarks/lowbit_inference.py`` on a 2-core AMD EPYC (Zen 4, VNNI; seven runs, README),
     ResNeXt-50's grouped layer ran 1.4-2.1x faster on oneDNN than on the float32 route, and at
     ResNet-18's 3 x 3 sizes, where the im2col costs most beside a GEMM of few outputs, oneDNN
@@ -1073,8 +1115,8 @@ class IntConv2d(_IntBase):
                 raise ValueError(f'IntConv2d (groups={groups}): its sums can reach {largest}, '
                                  'beyond 2^24 (the integers float32 holds exactly)')
         else:       # (KH * KW * C, N): tap-major, then channel, as the channels-last columns
-            self.register_buffer('weight_t', ints.to(torch.int8).permute(0, 2, 3, 1)
-                                 .reshape(n, -1).t().contiguous())
+            self.register_buffer('weight_t', _row_major(ints.to(torch.int8).permute(0, 2, 3, 1)
+                                                        .reshape(n, -1).t()))
         self.register_buffer('weight_float', ints.float())
         if self.depthwise:              # (KH * KW, C): the depthwise kernel's taps
             self.register_buffer('weight_taps', ints.float().reshape(n, -1).t().contiguous(),
@@ -1087,6 +1129,13 @@ class IntConv2d(_IntBase):
     @staticmethod
     def _onednn_exact() -> bool:
         return onednn_int8_conv_sums_exact()
+
+    def _onednn_unsupported(self) -> str:
+        return onednn_conv_geometry(self.kernel_size, self.stride, self.padding, self.dilation)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._valid_sums = {}           # computed from the weights being replaced
+        super()._load_from_state_dict(*args, **kwargs)
 
     def _pick_gemm(self, backend: str, weight: Tensor) -> str:
         if self.depthwise and self.ops is not None:
@@ -1527,8 +1576,8 @@ def build_runtime_model(model: nn.Module, path: str | Path, use_kernel: bool = T
     (``fuse_layer_norm``, the same outputs); ``fold_batch_norm`` folds a BatchNorm that follows
     a kernel convolution into its scale and bias (:func:`fold_batch_norms`; the same values up
     to float rounding);
-    ``depthwise_kernel`` runs depthwise convolutions on the compiled depthwise kernel, else on
-    torch's float32 convolution (the same floats); ``chain_integer`` lets an integer layer hand
+    ``depthwise_kernel`` runs depthwise convolutions on the compiled depthwise kernel, else as
+    other grouped convolutions (:class:`IntConv2d`, :class:`BinaryConv2d`; the same floats); ``chain_integer`` lets an integer layer hand
     the next one its int8 input levels through a clamp activation
     (:func:`chain_integer_layers`; the same outputs)."""
     devices = {p.device.type for p in model.parameters()}
@@ -1578,7 +1627,8 @@ __all__ = ['BinaryAttention', 'BinaryLinear', 'BinaryLinearPair', 'BinaryConv2d'
            'IntLinear', 'IntConv2d', 'RuntimeReport', 'build_runtime_model', 'exact_float32_conv',
            'chain_integer_layers', 'float32_convs_exact', 'fold_batch_norms', 'fuse_binary_pairs',
            'grouped_sums_bound',
-           'is_depthwise', 'layer_norm_of', 'norms_after_convs', 'onednn_int8_sums_exact',
+           'is_depthwise', 'layer_norm_of', 'norms_after_convs', 'onednn_conv_geometry',
+           'onednn_int8_conv_sums_exact', 'onednn_int8_sums_exact',
            'one_pass_fake_quantizers',
            'onednn_preferred', 'runtime_layer',
            'sign_thresholds']

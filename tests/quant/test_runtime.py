@@ -24,6 +24,7 @@ from mmext.quant.runtime import (
     float32_convs_exact,
     fuse_binary_pairs,
     grouped_sums_bound,
+    onednn_conv_geometry,
     onednn_int8_conv_sums_exact,
     onednn_int8_sums_exact,
     onednn_preferred,
@@ -421,11 +422,13 @@ def test_integer_convolution_accumulates_exactly(c, n, k, stride, pad, dil, size
         assert torch.equal(IntConv2d(*args, use_kernel=False, groups=groups)(x), out)
     # 'auto': a depthwise layer on the compiled kernel; oneDNN's int8 convolution where exact
     # for other grouped layers and for an im2col of few outputs; else torch._int_mm / float32
-    exact = onednn_int8_conv_sums_exact()
+    # on the geometries oneDNN takes exactly
+    admitted = onednn_int8_conv_sums_exact() and not onednn_conv_geometry(
+        layer.kernel_size, layer.stride, layer.padding, layer.dilation)
     pointwise = k == 1 and stride == 1 and pad == 0
     if use_kernel and c == n == groups:
         assert layer.gemm == 'depthwise'
-    elif exact and (groups > 1 or not pointwise):
+    elif admitted and (groups > 1 or not pointwise):
         assert layer.gemm == 'onednn'
     else:
         assert layer.gemm == ('float32' if groups > 1 else 'int_mm')
@@ -434,7 +437,7 @@ def test_integer_convolution_accumulates_exactly(c, n, k, stride, pad, dil, size
     plain = IntConv2d(*args, use_kernel, backend='int_mm', groups=groups, depthwise_kernel=False)
     assert plain.gemm == ('float32' if groups > 1 else 'int_mm')
     assert torch.equal(plain(x), out)
-    if exact:
+    if admitted:
         onednn = IntConv2d(*args, use_kernel, backend='onednn', groups=groups,
                            depthwise_kernel=False)
         assert onednn.gemm == 'onednn' and torch.equal(onednn(x), out)
@@ -987,6 +990,80 @@ def test_int8_backend_is_named_copied_and_falls_back(monkeypatch):
     assert IntConv2d(*grouped_args, groups=4).gemm == 'float32'
     with pytest.raises(ValueError, match='no oneDNN int8 convolution with exact sums'):
         IntConv2d(*grouped_args, backend='onednn', groups=4)
+
+
+@pytest.mark.parametrize('k,stride,pad,dil,size,c,groups,why', [
+    # geometries on which oneDNN's int8 convolution returned wrong sums (or crashed) in a
+    # second reader's comparison with float64: taps of an output all in the padding, and one
+    # input channel per group with unequal strides (an output one pixel wide)
+    ((2, 2), (1, 1), (1, 1), (2, 2), (5, 1), 8, 1, 'dilation'),
+    ((3, 3), (1, 2), (0, 0), (1, 1), (8, 4), 1, 1, 'unequal strides'),
+    ((3, 3), (1, 2), (1, 1), (1, 1), (8, 2), 4, 4, 'unequal strides'),
+    ((1, 1), (2, 2), (1, 1), (1, 1), (3, 2), 16, 1, 'padding'),
+    ((3, 1), (1, 1), (1, 1), (1, 1), (6, 5), 8, 1, 'padding')])
+def test_onednn_convolution_is_kept_off_the_geometries_it_gets_wrong(k, stride, pad, dil, size,
+                                                                     c, groups, why):
+    """'auto' keeps such a layer on torch._int_mm / float32 (the exact sums), 'onednn' refuses
+    it naming the geometry; an admitted geometry runs on oneDNN."""
+    g = torch.Generator().manual_seed(3)
+    quantizer = LSQPlusQuantizer(bits=8)
+    x = torch.randn(2, c, *size, generator=g)
+    quantizer.eval()(x)
+    n = 2 * groups
+    ints = torch.randint(-20, 21, (n, c // groups, *k), generator=g, dtype=torch.int8)
+    args = (ints, torch.full((n, ), 1e-2), None, quantizer, stride, pad, dil)
+    layer = IntConv2d(*args, groups=groups, depthwise_kernel=False)
+    assert layer.gemm == ('int_mm' if groups == 1 else 'float32')
+    levels = layer.float_levels(x).double()
+    truth = F.conv2d(levels, ints.double(), None, stride, pad, dil, groups)
+    with torch.no_grad():
+        sums = layer.accumulate(x).double().view(2, *truth.shape[2:], n).permute(0, 3, 1, 2)
+    assert torch.equal(sums, truth)
+    if onednn_int8_conv_sums_exact():
+        with pytest.raises(ValueError, match=f'oneDNN does not take its {why}'):
+            IntConv2d(*args, backend='onednn', groups=groups, depthwise_kernel=False)
+        admitted = IntConv2d(ints, torch.full((n, ), 1e-2), None, quantizer, (1, 1),
+                             (0, 0), (1, 1), groups=groups, depthwise_kernel=False,
+                             backend='onednn')
+        assert admitted.gemm == 'onednn'
+
+
+def test_one_input_feature_accumulates_exactly():
+    """K = 1 (a linear layer of one input feature, a 1 x 1 convolution of one channel): the
+    weight's (1, N) rows keep strides (N, 1), on which torch._int_mm reads the right elements."""
+    g = torch.Generator().manual_seed(4)
+    quantizer = LSQPlusQuantizer(bits=8)
+    x = torch.randn(37, 1, generator=g)
+    quantizer.eval()(x)
+    ints = torch.randint(-127, 128, (5, 1), generator=g, dtype=torch.int8)
+    linear = IntLinear(ints, torch.full((5, ), 1e-2), None, quantizer, backend='int_mm')
+    assert linear.weight_t.stride() == (5, 1)
+    truth = linear.float_levels(x).double() @ ints.double().t()
+    assert torch.equal(linear.accumulate(x).double(), truth)
+    images = x.view(1, 1, 37, 1)
+    conv = IntConv2d(ints.view(5, 1, 1, 1), torch.full((5, ), 1e-2), None, quantizer, (1, 1),
+                     (0, 0), (1, 1), backend='int_mm')
+    assert torch.equal(conv.accumulate(images).double(), truth)
+
+
+def test_integer_layers_loaded_with_new_weights_drop_what_they_derived():
+    """load_state_dict with other weights: oneDNN's packing and the per-size valid-tap sums of
+    the old weights are dropped, so the layer computes as one built with the new ones."""
+    g = torch.Generator().manual_seed(5)
+    quantizer = LSQPlusQuantizer(bits=8)
+    x = torch.randn(2, 8, 7, 6, generator=g)
+    quantizer.eval()(x)
+
+    def conv(ints):
+        return IntConv2d(ints, torch.full((16, ), 1e-2), None, quantizer, (1, 1), (1, 1),
+                         (1, 1))
+    old = torch.randint(-20, 21, (16, 8, 3, 3), generator=g, dtype=torch.int8)
+    new = torch.randint(-20, 21, (16, 8, 3, 3), generator=g, dtype=torch.int8)
+    layer, fresh = conv(old), conv(new)
+    with torch.no_grad():
+        layer(x)                                    # packs and caches from the old weights
+        layer.load_state_dict(fresh.state_dict())
+        assert torch.equal(layer(x), fresh(x))
 
 
 def test_runtime_layers_can_be_copied():

@@ -45,7 +45,8 @@ def parse_args():
                              f"linear layers of >= {IntLinear.ONEDNN_MIN_OUT} outputs on a CPU "
                              "with AMX-INT8, and oneDNN's int8 convolution on grouped "
                              "convolutions and on those of at most "
-                             f"{IntConv2d.ONEDNN_MAX_OUT} outputs that need an im2col, where its "
+                             f"{IntConv2d.ONEDNN_MAX_OUT} outputs that need an im2col (dilation "
+                             "1, equal strides, at most (k - 1) // 2 padding), where its "
                              "sums are exact; torch._int_mm (a grouped convolution: float32) "
                              "elsewhere; 'int_mm' and 'onednn' force one ('onednn' is an error "
                              "where it cannot be exact); the outputs are the same")
