@@ -976,13 +976,6 @@ class _IntBase(_KernelUser):
                                           self.qp, self.qn).view(torch.uint8)
         return (self._levels(x) - self.qn).to(torch.uint8)
 
-    def _sums(self, columns: Tensor, weight_nk: Tensor) -> Tensor:
-        """(M, K) uint8 levels -> (M, N) float32 exact sums ``sum (q - offset) W``."""
-        if self._onednn_weight is None:
-            self._onednn_weight = torch.ops.onednn.qlinear_prepack(weight_nk.contiguous(), None)
-        return _onednn_sums(columns, self.onednn_zero, self._onednn_weight, self._unit,
-                            self._zeros)
-
     def _finish(self, acc: Tensor, weight_sum: Tensor) -> Tensor:
         """acc (M, N) int32 or float32 integer sums (this call's own temporary: on the kernels
         the floats take its memory); weight_sum (R, N), row ``m % R`` for output row m. With
@@ -1045,13 +1038,21 @@ class IntLinear(_IntBase):
         return torch._int_mm(self.quantize(x.reshape(-1, self.in_features)),
                              self._buffers['weight_t'])
 
+    def _onednn_sums(self, x: Tensor) -> Tensor:
+        """(M, N) float32 exact sums ``sum (q - offset) W`` of x (..., K), from oneDNN's int8
+        linear on the uint8 levels (its weight packed on first use)."""
+        if self._onednn_weight is None:
+            self._onednn_weight = torch.ops.onednn.qlinear_prepack(
+                self._buffers['weight_t'].t().contiguous(), None)
+        return _onednn_sums(self.unsigned_levels(x.reshape(-1, self.in_features)),
+                            self.onednn_zero, self._onednn_weight, self._unit, self._zeros)
+
     def forward(self, x: Tensor) -> Tensor:
         if x.shape[-1] != self.in_features:
             raise ValueError(f'IntLinear expects (..., {self.in_features}), got {tuple(x.shape)}')
-        weight_t, weight_sum = self.kernel_operands()[2:]
+        weight_sum = self.kernel_operands()[3]
         if self.gemm == 'onednn':
-            x2d = x.reshape(-1, self.in_features)
-            acc = self._sums(self.unsigned_levels(x2d), weight_t.t())
+            acc = self._onednn_sums(x)
         else:
             acc = self.accumulate(x)
         return self._finish(acc, weight_sum).reshape(*x.shape[:-1], self.out_channels)
